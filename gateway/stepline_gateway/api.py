@@ -1,0 +1,268 @@
+"""The gateway's HTTP API (ARCHITECTURE §4): ingest, SDK sync, runs, events, functions, health, metrics.
+
+Handlers only translate between HTTP and the service; errors become ``{"error": "..."}`` with a fitting
+4xx code, and nothing internal (no stack trace) reaches a client.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from stepline import signing
+from stepline.protocol import Header
+
+from stepline_gateway import ingest, registry
+from stepline_gateway.errors import BadRequest, NotFound, Unauthorized
+from stepline_gateway.events import parse_events
+from stepline_gateway.runs import RunQueries
+from stepline_gateway.service import Gateway
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(f"the body is {declared} bytes, over the limit of {limit} bytes", status=413)
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(f"the body is over the limit of {limit} bytes", status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def ingest_events(request: Request) -> Response:
+    gateway = _gateway(request)
+    settings = gateway.settings
+    key = request.path_params["event_key"]
+    if not settings.dev and key not in settings.event_keys:
+        raise Unauthorized("unknown event key: use one of the keys in STEPLINE_EVENT_KEYS")
+    body = await _read_body(request, settings.max_body_bytes)
+    now_ms = int(gateway.clock.now().timestamp() * 1000)
+    events = parse_events(body, now_ms=now_ms, max_event_bytes=settings.max_event_bytes)
+    result = await gateway.ingestor.ingest(events)
+    gateway.metrics.events.inc(len(result.new_ids))
+    gateway.metrics.runs_started.inc(result.runs_created)
+    log.info("received %s, started %d run(s)", ingest.describe(events), result.runs_created)
+    return JSONResponse({"ids": result.ids, "status": 200})
+
+
+async def register_app(request: Request) -> Response:
+    gateway = _gateway(request)
+    settings = gateway.settings
+    if not settings.dev:
+        token = request.headers.get(Header.AUTHORIZATION, "").removeprefix("Bearer ").strip()
+        if not token or token not in {signing.bearer_token(k) for k in settings.signing_keys()}:
+            raise Unauthorized("sync refused: the bearer token does not match the gateway's signing key")
+    body = await _read_body(request, settings.max_body_bytes)
+    try:
+        payload = json.loads(body)
+    except ValueError as err:
+        raise BadRequest(f"the body is not valid JSON: {err}") from None
+    app_id, functions = registry.functions_from_sync(payload)
+    await gateway.registry.publish(functions, replace_app=app_id, replace_source=registry.SDK_SOURCE)
+    await gateway.reload_routes()
+    log.info("synced app %s: %d function(s) from %s", app_id, len(functions), payload.get("url"))
+    return JSONResponse({"ok": True, "modified": True, "app_id": app_id, "functions": len(functions)})
+
+
+async def list_functions(request: Request) -> Response:
+    routes = _gateway(request).routes
+    return JSONResponse({"data": [f.to_json() for f in routes.functions.values()]})
+
+
+def _cursor_out(at: datetime.datetime, key: str) -> str:
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{key}".encode()).decode()
+
+
+def _cursor_in(cursor: str | None) -> tuple[datetime.datetime | None, str | None]:
+    if not cursor:
+        return None, None
+    try:
+        at, _, key = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.datetime.fromisoformat(at), key
+    except ValueError:
+        raise BadRequest("the cursor is not one this API gave out: start again without it") from None
+
+
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+        raise BadRequest("limit must be a whole number from 1 to 500")
+    return int(raw)
+
+
+def _run_id(request: Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.path_params["run_id"])
+    except ValueError:
+        raise NotFound(f"no run {request.path_params['run_id']!r}: run ids are UUIDs") from None
+
+
+async def list_runs(request: Request) -> Response:
+    queries = RunQueries(_gateway(request).store)
+    status = request.query_params.get("status")
+    if status is not None and status not in ("Queued", "Running", "Completed", "Failed", "Cancelled"):
+        raise BadRequest("status must be one of Queued, Running, Completed, Failed, Cancelled")
+    after_at, after_id = _cursor_in(request.query_params.get("cursor"))
+    limit = _limit(request)
+    runs = await queries.list_runs(
+        function_id=request.query_params.get("function"),
+        status=status,
+        after=(after_at, uuid.UUID(after_id)) if after_at and after_id else None,
+        limit=limit,
+    )
+    next_cursor = None
+    if len(runs) == limit:
+        last = runs[-1]
+        next_cursor = _cursor_out(datetime.datetime.fromisoformat(last["created_at"]), last["id"])
+    return JSONResponse({"data": runs, "next_cursor": next_cursor})
+
+
+async def get_run(request: Request) -> Response:
+    run = await RunQueries(_gateway(request).store).get_run(_run_id(request))
+    return JSONResponse(run)
+
+
+async def replay_run(request: Request) -> Response:
+    gateway = _gateway(request)
+    run_id = _run_id(request)
+    queries = RunQueries(gateway.store)
+    old = await queries.get_run(run_id, with_steps=False)
+    if old["status"] in ("Queued", "Running"):
+        raise BadRequest(
+            f"run {run_id} is still {old['status']}: cancel it or let it finish first", status=409
+        )
+    current = gateway.routes.functions.get(old["function"]["id"])
+    new_id = await queries.replay(
+        run_id,
+        gateway.clock.now(),
+        url=current.url if current else None,
+        max_attempts=current.max_attempts if current else None,
+    )
+    log.info("replaying run %s as %s", run_id, new_id)
+    return JSONResponse({"id": str(new_id), "replay_of": str(run_id)}, status_code=201)
+
+
+async def cancel_run(request: Request) -> Response:
+    gateway = _gateway(request)
+    run_id = _run_id(request)
+    status = await RunQueries(gateway.store).cancel(run_id, gateway.clock.now())
+    if status != "Cancelled":
+        raise BadRequest(f"run {run_id} has already ended ({status}) and cannot be cancelled", status=409)
+    log.info("cancelled run %s", run_id)
+    return JSONResponse({"id": str(run_id), "status": status})
+
+
+async def list_events(request: Request) -> Response:
+    queries = RunQueries(_gateway(request).store)
+    after_at, after_id = _cursor_in(request.query_params.get("cursor"))
+    limit = _limit(request)
+    events = await queries.list_events(
+        after=(after_at, after_id) if after_at and after_id else None,
+        limit=limit,
+        name=request.query_params.get("name"),
+    )
+    next_cursor = None
+    if len(events) == limit:
+        last = events[-1]
+        next_cursor = _cursor_out(datetime.datetime.fromisoformat(last["received_at"]), last["id"])
+    return JSONResponse({"data": events, "next_cursor": next_cursor})
+
+
+async def get_event(request: Request) -> Response:
+    event = await RunQueries(_gateway(request).store).get_event(request.path_params["event_id"])
+    return JSONResponse(event)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    gateway = _gateway(request)
+    problems = []
+    try:
+        await gateway.store.fetchval("ping")
+    except (OSError, ConnectionError, RuntimeError) as err:
+        problems.append(f"database unreachable: {err}")
+    if not gateway.routes_loaded:
+        problems.append("routing table not loaded yet")
+    if problems:
+        return JSONResponse({"status": "unready", "problems": problems}, status_code=503)
+    return JSONResponse({"status": "ready", "functions": len(gateway.routes)})
+
+
+async def metrics(request: Request) -> Response:
+    return Response(_gateway(request).metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+async def _error_response(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, BadRequest):
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+    if isinstance(exc, NotFound):
+        return JSONResponse({"error": str(exc)}, status_code=404)
+    if isinstance(exc, Unauthorized):
+        return JSONResponse({"error": str(exc)}, status_code=401)
+    log.exception("unexpected error answering %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"error": "internal error: see the gateway's log"}, status_code=500)
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/e/{event_key}", ingest_events, methods=["POST"]),
+        Route("/fn/register", register_app, methods=["POST"]),
+        Route("/v1/functions", list_functions, methods=["GET"]),
+        Route("/v1/events", list_events, methods=["GET"]),
+        Route("/v1/events/{event_id}", get_event, methods=["GET"]),
+        Route("/v1/runs", list_runs, methods=["GET"]),
+        Route("/v1/runs/{run_id}", get_run, methods=["GET"]),
+        Route("/v1/runs/{run_id}/replay", replay_run, methods=["POST"]),
+        Route("/v1/runs/{run_id}/cancel", cancel_run, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+
+
+def create_app(gateway: Gateway, *, extra_routes: list[Any] | None = None) -> Starlette:
+    """The ASGI app serving ``gateway``; starting the app starts the gateway."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    handlers: dict[Any, Any] = {
+        BadRequest: _error_response,
+        NotFound: _error_response,
+        Unauthorized: _error_response,
+        Exception: _error_response,
+    }
+    app = Starlette(routes=[*routes(), *(extra_routes or [])], lifespan=lifespan, exception_handlers=handlers)
+    app.state.gateway = gateway
+    return app

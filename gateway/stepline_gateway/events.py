@@ -1,0 +1,83 @@
+"""Events as the gateway accepts them: parsing and validating what ``POST /e/{key}`` receives.
+
+An event is ``{name, data?, id?, ts?, user?, v?}``. Anything else is refused with a message naming the
+event and the field, before anything is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from stepline_gateway.errors import BadRequest
+
+MAX_NAME_LENGTH = 256
+MAX_ID_LENGTH = 256
+_FIELDS = {"name", "data", "id", "ts", "user", "v"}
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    name: str
+    data: dict[str, Any]
+    ts: int
+    user: dict[str, Any] | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """The event as functions receive it."""
+        body: dict[str, Any] = {"id": self.id, "name": self.name, "data": self.data, "ts": self.ts}
+        if self.user is not None:
+            body["user"] = self.user
+        return body
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def parse_events(body: bytes, *, now_ms: int, max_event_bytes: int) -> list[Event]:
+    """Parse one event or a JSON array of events; raise BadRequest saying what is wrong."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise BadRequest(f"the body is not valid JSON: {err}") from None
+    items = document if isinstance(document, list) else [document]
+    if not items:
+        raise BadRequest("the body is an empty array: send at least one event")
+    return [_parse_one(item, index, now_ms, max_event_bytes) for index, item in enumerate(items)]
+
+
+def _parse_one(item: Any, index: int, now_ms: int, max_event_bytes: int) -> Event:
+    where = f"event {index}"
+    if not isinstance(item, dict):
+        raise BadRequest(f'{where} is not a JSON object: send {{"name": ..., "data": {{...}}}}')
+    unknown = sorted(set(item) - _FIELDS)
+    if unknown:
+        raise BadRequest(f"{where} has unknown fields {unknown}: an event has name, data, id, ts, user and v")
+    name = item.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequest(f"{where} has no name: 'name' must be a non-empty string")
+    if len(name) > MAX_NAME_LENGTH:
+        raise BadRequest(f"{where} has a name longer than {MAX_NAME_LENGTH} characters")
+    where = f"event {index} ({name})"
+    data = item.get("data")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise BadRequest(f"{where}: 'data' must be a JSON object, not {type(data).__name__}")
+    event_id = item.get("id") or new_event_id()
+    if not isinstance(event_id, str) or len(event_id) > MAX_ID_LENGTH:
+        raise BadRequest(f"{where}: 'id' must be a string of at most {MAX_ID_LENGTH} characters")
+    ts = item.get("ts") or now_ms
+    if not isinstance(ts, int) or isinstance(ts, bool) or ts < 0:
+        raise BadRequest(f"{where}: 'ts' must be a timestamp in milliseconds since the epoch")
+    user = item.get("user")
+    if user is not None and not isinstance(user, dict):
+        raise BadRequest(f"{where}: 'user' must be a JSON object")
+    size = len(json.dumps(item, separators=(",", ":")).encode("utf-8"))
+    if size > max_event_bytes:
+        raise BadRequest(f"{where} is {size} bytes, over the limit of {max_event_bytes} bytes", status=413)
+    return Event(id=event_id, name=name, data=data, ts=ts, user=user)

@@ -1,0 +1,184 @@
+"""Publishing functions into the routing table: from SDK syncs and from Function manifest files.
+
+An SDK app's sync (``POST /fn/register``) replaces that app's functions; a set of manifests replaces every
+function published from manifests. Either way the change is one transaction followed by a NOTIFY, so every
+gateway replica reloads its routing table.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pydantic
+import yaml
+from stepline.manifest import FunctionResource, describe_error, parse_function
+
+from stepline_gateway.errors import BadRequest
+from stepline_gateway.routing import ExpressionError, Function, compile_expression
+from stepline_gateway.store import Store
+
+SDK_SOURCE = "sdk"
+MANIFEST_SOURCE = "manifest"
+DEFAULT_RETRIES = 4
+MAX_RETRIES = 20
+
+
+def _strip_query(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _check_triggers(function_id: str, triggers: list[dict[str, Any]]) -> None:
+    for trigger in triggers:
+        if trigger.get("if"):
+            try:
+                compile_expression(trigger["if"])
+            except ExpressionError as err:
+                raise BadRequest(f"function {function_id}: {err}") from None
+
+
+def functions_from_sync(payload: Any) -> tuple[str, list[Function]]:
+    """Read the official SDKs' sync payload; answer (app id, functions)."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("appname"), str):
+        raise BadRequest("the sync payload needs 'appname' and 'functions' (as the Inngest SDKs send)")
+    app_id = payload["appname"]
+    functions = []
+    for index, raw in enumerate(payload.get("functions") or []):
+        try:
+            function_id = raw["id"]
+            step = raw["steps"]["step"]
+            url = _strip_query(step["runtime"]["url"])
+        except (KeyError, TypeError):
+            raise BadRequest(
+                f"function {index} of app {app_id} lacks an id or steps.step.runtime.url"
+            ) from None
+        retries = (step.get("retries") or {}).get("attempts", DEFAULT_RETRIES)
+        if not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
+            raise BadRequest(f"function {function_id}: retries must be between 0 and {MAX_RETRIES}")
+        triggers = []
+        for trigger in raw.get("triggers") or []:
+            if trigger.get("event"):
+                triggers.append(
+                    {
+                        "event": trigger["event"],
+                        **({"if": trigger["expression"]} if trigger.get("expression") else {}),
+                    }
+                )
+            elif trigger.get("cron"):
+                triggers.append({"cron": trigger["cron"]})
+        _check_triggers(function_id, triggers)
+        functions.append(
+            Function(
+                id=function_id,
+                app_id=app_id,
+                name=raw.get("name") or function_id,
+                url=url,
+                triggers=triggers,
+                retries=retries,
+                paused=False,
+                source=SDK_SOURCE,
+            )
+        )
+    return app_id, functions
+
+
+def function_from_resource(resource: FunctionResource, url: str, source: str) -> Function:
+    spec = resource.spec
+    triggers = [trigger.model_dump(by_alias=True, exclude_none=True) for trigger in spec.triggers]
+    return Function(
+        id=resource.full_id,
+        app_id=spec.app,
+        name=resource.function_id,
+        url=url,
+        triggers=triggers,
+        retries=spec.retries,
+        paused=spec.paused,
+        source=source,
+    )
+
+
+def load_manifests(paths: list[Path]) -> list[Function]:
+    """Read Function manifests (files, or folders of *.yaml/*.yml); errors name the file and the field."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml"))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise BadRequest(f"{path}: no such file or folder")
+    functions: list[Function] = []
+    for file in files:
+        try:
+            documents = [d for d in yaml.safe_load_all(file.read_text("utf-8")) if d]
+        except yaml.YAMLError as err:
+            raise BadRequest(f"{file}: not valid YAML: {err}".replace("\n", " ")) from None
+        for document in documents:
+            if not isinstance(document, dict) or document.get("kind") != "Function":
+                continue
+            try:
+                resource = parse_function(document)
+            except pydantic.ValidationError as err:
+                name = (document.get("metadata") or {}).get("name", "?")
+                raise BadRequest(f"{file}: Function {name}: {describe_error(err)}") from None
+            url = resource.spec.endpoint.url
+            if url is None:
+                raise BadRequest(
+                    f"{file}: Function {resource.metadata.name}: spec.endpoint.serviceRef needs the "
+                    "Kubernetes operator; outside a cluster give spec.endpoint.url"
+                )
+            function = function_from_resource(resource, url, MANIFEST_SOURCE)
+            _check_triggers(function.id, function.triggers)
+            functions.append(function)
+    return functions
+
+
+class Registry:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def publish(
+        self, functions: list[Function], *, replace_app: str | None = None, replace_source: str
+    ) -> None:
+        """Upsert ``functions`` and remove the others of the same app (or of the same source)."""
+        ids = [f.id for f in functions]
+        async with self._store.transaction() as conn:
+            if functions:
+                await self._store.execute(
+                    "upsert_functions",
+                    ids,
+                    [f.app_id for f in functions],
+                    [f.name for f in functions],
+                    [f.url for f in functions],
+                    [json.dumps(f.triggers) for f in functions],
+                    [f.retries for f in functions],
+                    [f.paused for f in functions],
+                    [f.source for f in functions],
+                    on=conn,
+                )
+            if replace_app is not None:
+                await self._store.execute(
+                    "delete_app_functions_except", replace_app, replace_source, ids, on=conn
+                )
+            else:
+                await self._store.execute("delete_functions_of_source_except", replace_source, ids, on=conn)
+            await self._store.execute("notify_routes", on=conn)
+
+    async def load(self) -> list[Function]:
+        rows = await self._store.fetch("load_functions")
+        return [
+            Function(
+                id=row["id"],
+                app_id=row["app_id"],
+                name=row["name"],
+                url=row["url"],
+                triggers=row["triggers"],
+                retries=row["retries"],
+                paused=row["paused"],
+                source=row["source"],
+            )
+            for row in rows
+        ]

@@ -1,0 +1,118 @@
+"""The routing table: which functions an event starts, held in memory by every gateway replica.
+
+Built from the ``functions`` table, rebuilt on ``NOTIFY stepline_routes`` and on a slow timer. Lookup is a
+dict access for exact names plus a short list of wildcard prefixes (``app/*``), so its cost does not grow
+with the number of functions routed. ``if`` expressions are CEL, compiled once per route.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import cel
+
+log = logging.getLogger(__name__)
+
+
+class ExpressionError(ValueError):
+    """An ``if`` expression does not compile."""
+
+
+def compile_expression(source: str) -> Any:
+    try:
+        return cel.compile(source)
+    except ValueError as err:
+        first_line = str(err).splitlines()[0]
+        raise ExpressionError(f"the expression {source!r} is not valid CEL: {first_line}") from None
+
+
+@dataclass(frozen=True)
+class Function:
+    """A routed function, as stored in the ``functions`` table."""
+
+    id: str
+    app_id: str
+    name: str
+    url: str
+    triggers: list[dict[str, Any]]
+    retries: int
+    paused: bool
+    source: str
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retries + 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "app_id": self.app_id,
+            "name": self.name,
+            "url": self.url,
+            "triggers": self.triggers,
+            "retries": self.retries,
+            "paused": self.paused,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
+class Route:
+    function: Function
+    condition: Any = field(default=None, compare=False)
+
+    def matches(self, event: Mapping[str, Any]) -> bool:
+        if self.condition is None:
+            return True
+        try:
+            return bool(self.condition.execute({"event": event}))
+        except (ValueError, TypeError, RuntimeError) as err:
+            log.warning("the 'if' of %s failed on event %s: %s", self.function.id, event.get("name"), err)
+            return False
+
+
+class RoutingTable:
+    def __init__(self, functions: Iterable[Function] = ()) -> None:
+        self.functions: dict[str, Function] = {}
+        self._exact: dict[str, list[Route]] = {}
+        self._prefixes: list[tuple[str, Route]] = []
+        for function in functions:
+            self._add(function)
+
+    def _add(self, function: Function) -> None:
+        self.functions[function.id] = function
+        for trigger in function.triggers:
+            name = trigger.get("event")
+            if not name:
+                continue
+            expression = trigger.get("if")
+            try:
+                condition = compile_expression(expression) if expression else None
+            except ExpressionError as err:
+                log.error("function %s is not routed for %s: %s", function.id, name, err)
+                continue
+            route = Route(function, condition)
+            if name.endswith("*"):
+                self._prefixes.append((name[:-1], route))
+            else:
+                self._exact.setdefault(name, []).append(route)
+
+    def match(self, event: Mapping[str, Any]) -> list[Function]:
+        """The unpaused functions this event starts, each once."""
+        name = event["name"]
+        candidates = list(self._exact.get(name, ()))
+        candidates += [route for prefix, route in self._prefixes if name.startswith(prefix)]
+        started: dict[str, Function] = {}
+        for route in candidates:
+            function = route.function
+            if function.paused or function.id in started:
+                continue
+            if route.matches(event):
+                started[function.id] = function
+        return list(started.values())
+
+    def __len__(self) -> int:
+        return len(self.functions)

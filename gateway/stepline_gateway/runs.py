@@ -1,0 +1,130 @@
+"""Runs and events as the API and the dashboard show them, and the run actions (replay, cancel).
+
+Shapes follow ARCHITECTURE §4: a run with its function, status, event, output or error and its steps,
+each step with its attempts, timing, output or error.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Any
+
+from stepline_gateway.errors import NotFound
+from stepline_gateway.store import Record, Store
+
+
+def _time(value: datetime.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def run_json(row: Record) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "function": {"id": row["function_id"], "name": row["function_name"], "url": row["url"]},
+        "status": row["status"],
+        "event_id": row["event_id"],
+        "created_at": _time(row["created_at"]),
+        "started_at": _time(row["started_at"]),
+        "ended_at": _time(row["ended_at"]),
+        "output": row["output"],
+        "error": row["error"],
+        "replay_of": str(row["replay_of"]) if row["replay_of"] else None,
+    }
+
+
+def step_json(row: Record) -> dict[str, Any]:
+    memo = row["memo"] or {}
+    return {
+        "id": row["hash"],
+        "name": row["name"],
+        "op": row["op"],
+        "status": row["status"],
+        "attempts": row["attempts"],
+        "started_at": _time(row["started_at"]),
+        "ended_at": _time(row["ended_at"]),
+        "output": memo.get("data"),
+        "error": memo.get("error") or row["error"],
+    }
+
+
+def event_json(row: Record) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "data": row["data"],
+        "user": row["user"],
+        "ts": row["ts"],
+        "received_at": _time(row["received_at"]),
+    }
+
+
+class RunQueries:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def get_run(self, run_id: uuid.UUID, *, with_steps: bool = True) -> dict[str, Any]:
+        row = await self._store.fetchrow("get_run", run_id)
+        if row is None:
+            raise NotFound(f"no run {run_id}")
+        run = run_json(row)
+        if with_steps:
+            run["steps"] = [step_json(s) for s in await self._store.fetch("get_steps", run_id)]
+            event = await self._store.fetchrow("get_event", row["event_id"])
+            run["event"] = event_json(event) if event is not None else None
+        return run
+
+    async def list_runs(
+        self,
+        *,
+        function_id: str | None,
+        status: str | None,
+        after: tuple[datetime.datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        after_at, after_id = after if after else (None, None)
+        rows = await self._store.fetch("list_runs", function_id, status, after_at, after_id, limit)
+        return [run_json(row) for row in rows]
+
+    async def list_events(
+        self, *, after: tuple[datetime.datetime, str] | None, limit: int, name: str | None
+    ) -> list[dict[str, Any]]:
+        after_at, after_id = after if after else (None, None)
+        rows = await self._store.fetch("list_events", after_at, after_id, limit, name)
+        events = [event_json(row) for row in rows]
+        await self._attach_runs(events)
+        return events
+
+    async def get_event(self, event_id: str) -> dict[str, Any]:
+        row = await self._store.fetchrow("get_event", event_id)
+        if row is None:
+            raise NotFound(f"no event {event_id!r}")
+        event = event_json(row)
+        await self._attach_runs([event])
+        return event
+
+    async def _attach_runs(self, events: list[dict[str, Any]]) -> None:
+        by_id = {event["id"]: event for event in events}
+        for event in events:
+            event["runs"] = []
+        if not by_id:
+            return
+        for row in await self._store.fetch("runs_of_events", list(by_id)):
+            by_id[row["event_id"]]["runs"].append(
+                {"id": str(row["id"]), "function_id": row["function_id"], "status": row["status"]}
+            )
+
+    async def replay(
+        self, run_id: uuid.UUID, now: datetime.datetime, *, url: str | None, max_attempts: int | None
+    ) -> uuid.UUID:
+        new_id = uuid.uuid4()
+        row = await self._store.fetchrow("replay_run", new_id, run_id, now, url, max_attempts)
+        if row is None or row["id"] is None:
+            raise NotFound(f"no run {run_id}")
+        return new_id
+
+    async def cancel(self, run_id: uuid.UUID, now: datetime.datetime) -> str:
+        status: str | None = await self._store.fetchval("cancel_run", run_id, now)
+        if status is None:
+            raise NotFound(f"no run {run_id}")
+        return status

@@ -1,0 +1,274 @@
+-- Every SQL statement Stepline runs, by name. store.py loads this file; nothing else writes SQL.
+-- Parameters are positional ($1...) and documented above each query.
+
+-- name: load_functions
+SELECT id, app_id, name, url, triggers, retries, paused, source, updated_at FROM functions ORDER BY id;
+
+-- name: upsert_functions
+-- $1 ids, $2 app ids, $3 names, $4 urls, $5 triggers (JSON text), $6 retries, $7 paused, $8 sources
+INSERT INTO functions (id, app_id, name, url, triggers, retries, paused, source, updated_at)
+SELECT f.id, f.app_id, f.name, f.url, f.triggers::jsonb, f.retries, f.paused, f.source, now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bool[], $8::text[])
+     AS f (id, app_id, name, url, triggers, retries, paused, source)
+ON CONFLICT (id) DO UPDATE SET
+    app_id = EXCLUDED.app_id, name = EXCLUDED.name, url = EXCLUDED.url, triggers = EXCLUDED.triggers,
+    retries = EXCLUDED.retries, paused = EXCLUDED.paused, source = EXCLUDED.source, updated_at = now();
+
+-- name: delete_functions_of_source_except
+-- $1 source, $2 ids to keep
+DELETE FROM functions WHERE source = $1 AND NOT (id = ANY($2::text[]));
+
+-- name: delete_app_functions_except
+-- $1 app id, $2 source, $3 ids to keep: an app's sync replaces what that app published before
+DELETE FROM functions WHERE app_id = $1 AND source = $2 AND NOT (id = ANY($3::text[]));
+
+-- name: notify_routes
+SELECT pg_notify('stepline_routes', '');
+
+-- name: ingest
+-- Stores events (a known id is skipped) and, for the events that are new, their runs and first calls.
+-- $1 event ids, $2 names, $3 data, $4 users, $5 ts (ms), $6 received at
+-- $7 run ids, $8 their event ids, $9 function ids, $10 function names, $11 urls, $12 max attempts,
+-- $13 replay_of (null unless a replay), $14 available at (per run)
+WITH new_events AS (
+    INSERT INTO events (id, name, data, "user", ts, received_at)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[], $5::bigint[], $6::timestamptz[])
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+), new_runs AS (
+    INSERT INTO runs (id, event_id, function_id, function_name, url, max_attempts, status, replay_of, created_at)
+    SELECT r.run_id, r.event_id, r.function_id, r.function_name, r.url, r.max_attempts, 'Queued', r.replay_of,
+           r.available_at
+    FROM unnest($7::uuid[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int[], $13::uuid[],
+                $14::timestamptz[])
+         AS r (run_id, event_id, function_id, function_name, url, max_attempts, replay_of, available_at)
+    JOIN new_events e ON e.id = r.event_id
+    RETURNING id, created_at
+), new_work AS (
+    INSERT INTO work (run_id, step_id, available_at)
+    SELECT id, 'step', created_at FROM new_runs
+    RETURNING 1
+)
+SELECT (SELECT array_agg(id) FROM new_events) AS new_event_ids,
+       (SELECT count(*) FROM new_work) AS runs_created,
+       (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM new_work LIMIT 1) AS n) AS notified;
+
+-- name: replay_run
+-- A new run of the same function on the same event. $1 new run id, $2 run replayed, $3 now,
+-- $4 url, $5 max attempts (from the current route when there is one, else the old run's)
+WITH new_run AS (
+    INSERT INTO runs (id, event_id, function_id, function_name, url, max_attempts, status, replay_of, created_at)
+    SELECT $1::uuid, event_id, function_id, function_name, coalesce($4::text, url),
+           coalesce($5::int, max_attempts), 'Queued', id, $3::timestamptz
+    FROM runs WHERE id = $2::uuid
+    RETURNING id, created_at
+), new_work AS (
+    INSERT INTO work (run_id, step_id, available_at) SELECT id, 'step', created_at FROM new_run RETURNING 1
+)
+SELECT (SELECT id FROM new_run) AS id,
+       (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM new_work LIMIT 1) AS n) AS notified;
+
+-- name: claim_work
+-- Leases up to $2 due calls to owner $3 until $4, with all a call needs. $1 now.
+WITH due AS (
+    SELECT id FROM work WHERE available_at <= $1::timestamptz ORDER BY available_at LIMIT $2::int
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE work w SET available_at = $4::timestamptz, lease_owner = $3::text, lease_token = gen_random_uuid()
+    FROM due WHERE w.id = due.id
+    RETURNING w.id, w.run_id, w.step_id, w.attempt, w.lease_token
+), started AS (
+    UPDATE runs r SET status = 'Running', started_at = $1::timestamptz
+    FROM claimed c WHERE r.id = c.run_id AND r.status = 'Queued'
+)
+SELECT c.id, c.run_id, c.step_id, c.attempt, c.lease_token,
+       r.function_id, r.url, r.max_attempts,
+       e.id AS event_id, e.name AS event_name, e.data AS event_data, e."user" AS event_user, e.ts AS event_ts,
+       (SELECT coalesce(jsonb_object_agg(s.hash, s.memo), '{}'::jsonb)
+        FROM steps s WHERE s.run_id = c.run_id AND s.memo IS NOT NULL) AS memos,
+       (SELECT coalesce(array_agg(s.hash ORDER BY s.ended_at, s.hash), '{}')
+        FROM steps s WHERE s.run_id = c.run_id AND s.memo IS NOT NULL) AS stack
+FROM claimed c JOIN runs r ON r.id = c.run_id JOIN events e ON e.id = r.event_id;
+
+-- name: next_due
+SELECT min(available_at) FROM work;
+
+-- name: extend_leases
+-- $1 tokens held, $2 new lease end
+UPDATE work SET available_at = $2 WHERE lease_token = ANY($1::uuid[]);
+
+-- name: lock_run
+-- Serialises the outcomes of one run's parallel calls. $1 run id
+SELECT status FROM runs WHERE id = $1 FOR UPDATE;
+
+-- name: record_step
+-- Records a step's memo once (a second record of the same step changes nothing) and turns the held call
+-- into the next one: $6 next step id ("step" to discover what follows), due at $7 and still leased.
+-- $1 work id, $2 lease token, $3 run id, $4 step hash, $5 step name, $8 op, $9 status, $10 memo,
+-- $11 attempts, $12 error, $13 started at, $14 ended at
+WITH held AS (
+    UPDATE work SET step_id = $6::text, attempt = 0, available_at = $7::timestamptz
+    WHERE id = $1::bigint AND lease_token = $2::uuid
+    RETURNING run_id
+), step AS (
+    INSERT INTO steps (run_id, hash, name, op, status, attempts, memo, error, started_at, ended_at)
+    SELECT $3::uuid, $4::text, $5::text, $8::text, $9::text, $11::int, $10::jsonb, $12::jsonb,
+           $13::timestamptz, $14::timestamptz
+    FROM held
+    ON CONFLICT (run_id, hash) DO UPDATE
+        SET op = EXCLUDED.op, status = EXCLUDED.status, attempts = EXCLUDED.attempts, memo = EXCLUDED.memo,
+            error = EXCLUDED.error, ended_at = EXCLUDED.ended_at
+        WHERE steps.memo IS NULL
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT count(*) FROM step) > 0 AS recorded;
+
+-- name: record_parallel_step
+-- Like record_step for a call that targeted one of several parallel steps (run locked by lock_run): the
+-- call is done; the last one of the run to finish becomes the discovery call that goes on. $1 work id,
+-- $2 lease token, $3 run id, $4 hash, $5 name, $6 op, $7 status, $8 memo, $9 attempts, $10 error,
+-- $11 started at, $12 ended at, $13 due at
+WITH step AS (
+    INSERT INTO steps (run_id, hash, name, op, status, attempts, memo, error, started_at, ended_at)
+    SELECT $3::uuid, $4::text, $5::text, $6::text, $7::text, $9::int, $8::jsonb, $10::jsonb,
+           $11::timestamptz, $12::timestamptz
+    WHERE EXISTS (SELECT 1 FROM work WHERE id = $1::bigint AND lease_token = $2::uuid)
+    ON CONFLICT (run_id, hash) DO UPDATE
+        SET op = EXCLUDED.op, status = EXCLUDED.status, attempts = EXCLUDED.attempts, memo = EXCLUDED.memo,
+            error = EXCLUDED.error, ended_at = EXCLUDED.ended_at
+        WHERE steps.memo IS NULL
+    RETURNING 1
+), others AS (
+    SELECT count(*) AS n FROM work WHERE run_id = $3 AND id <> $1
+), done AS (
+    DELETE FROM work WHERE id = $1 AND lease_token = $2 AND (SELECT n FROM others) > 0 RETURNING 1
+), goes_on AS (
+    UPDATE work SET step_id = 'step', attempt = 0, available_at = $13
+    WHERE id = $1 AND lease_token = $2 AND (SELECT n FROM others) = 0
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM goes_on) > 0 AS goes_on, (SELECT count(*) FROM done) > 0 AS done;
+
+-- name: plan_steps
+-- The held call found parallel steps: one call per step, due now, and the held call is done.
+-- $1 work id, $2 lease token, $3 run id, $4 hashes, $5 names, $6 now
+WITH held AS (
+    DELETE FROM work WHERE id = $1 AND lease_token = $2 RETURNING run_id
+), planned AS (
+    INSERT INTO steps (run_id, hash, name, op, status, started_at)
+    SELECT $3::uuid, p.hash, p.name, 'StepPlanned', 'Planned', $6::timestamptz
+    FROM unnest($4::text[], $5::text[]) AS p (hash, name), held
+    ON CONFLICT (run_id, hash) DO NOTHING
+    RETURNING hash
+), calls AS (
+    INSERT INTO work (run_id, step_id, available_at)
+    SELECT $3::uuid, p.hash, $6::timestamptz FROM unnest($4::text[]) AS p (hash), held
+    ON CONFLICT (run_id, step_id) DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM held) > 0 AS held,
+       (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM calls LIMIT 1) AS n) AS notified;
+
+-- name: retry_call
+-- An attempt failed and may be tried again at $4: the call is released with its attempt count raised.
+-- $1 work id, $2 lease token, $3 next attempt, $5 run id, $6 step hash (null for a function-level error),
+-- $7 step name, $8 error, $9 now
+WITH held AS (
+    UPDATE work SET step_id = coalesce($6::text, step_id), attempt = $3::int, available_at = $4::timestamptz,
+                    lease_owner = NULL,
+                    lease_token = NULL
+    WHERE id = $1 AND lease_token = $2
+    RETURNING run_id
+), step AS (
+    INSERT INTO steps (run_id, hash, name, op, status, attempts, error, started_at)
+    SELECT $5::uuid, $6::text, $7::text, 'StepError', 'Retrying', $3::int, $8::jsonb, $9::timestamptz
+    FROM held WHERE $6::text IS NOT NULL
+    ON CONFLICT (run_id, hash) DO UPDATE
+        SET status = 'Retrying', op = 'StepError', attempts = EXCLUDED.attempts, error = EXCLUDED.error
+        WHERE steps.memo IS NULL
+), last_error AS (
+    UPDATE runs SET error = $8::jsonb FROM held WHERE runs.id = held.run_id
+)
+SELECT (SELECT count(*) FROM held) > 0 AS held;
+
+-- name: finish_run
+-- Ends a run (Completed or Failed) and drops its calls. $1 run id, $2 status, $3 output, $4 error, $5 now,
+-- $6 work id, $7 lease token (the caller must hold the call)
+WITH held AS (
+    SELECT run_id FROM work WHERE id = $6::bigint AND lease_token = $7::uuid
+), ended AS (
+    UPDATE runs SET status = $2::text, output = $3::jsonb, error = $4::jsonb, ended_at = $5::timestamptz
+    FROM held WHERE runs.id = held.run_id AND runs.id = $1::uuid AND runs.status IN ('Queued', 'Running')
+    RETURNING runs.id, runs.function_id, runs.event_id
+), dropped AS (
+    DELETE FROM work WHERE run_id IN (SELECT id FROM ended)
+)
+SELECT id, function_id, event_id FROM ended;
+
+-- name: cancel_run
+-- $1 run id, $2 now; answers the run's status after the statement
+WITH cancelled AS (
+    UPDATE runs SET status = 'Cancelled', ended_at = $2
+    WHERE id = $1 AND status IN ('Queued', 'Running')
+    RETURNING id
+), dropped AS (
+    DELETE FROM work WHERE run_id IN (SELECT id FROM cancelled)
+)
+SELECT coalesce((SELECT 'Cancelled' FROM cancelled), (SELECT status FROM runs WHERE id = $1)) AS status;
+
+-- name: get_run
+SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
+       r.created_at, r.started_at, r.ended_at
+FROM runs r WHERE r.id = $1;
+
+-- name: get_steps
+SELECT hash, name, op, status, attempts, memo, error, started_at, ended_at
+FROM steps WHERE run_id = $1 ORDER BY started_at, hash;
+
+-- name: list_runs
+-- Newest first, keyset paged: $1 function id or null, $2 status or null, $3/$4 the last row seen
+-- (created_at, id) or null, $5 limit
+SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
+       r.created_at, r.started_at, r.ended_at
+FROM runs r
+WHERE ($1::text IS NULL OR r.function_id = $1)
+  AND ($2::text IS NULL OR r.status = $2)
+  AND ($3::timestamptz IS NULL OR (r.created_at, r.id) < ($3, $4::uuid))
+ORDER BY r.created_at DESC, r.id DESC
+LIMIT $5;
+
+-- name: get_event
+SELECT id, name, data, "user", ts, received_at FROM events WHERE id = $1;
+
+-- name: list_events
+-- Newest first, keyset paged: $1/$2 the last row seen (received_at, id) or null, $3 limit, $4 name or null
+SELECT id, name, data, "user", ts, received_at
+FROM events
+WHERE ($1::timestamptz IS NULL OR (received_at, id) < ($1, $2::text))
+  AND ($4::text IS NULL OR name = $4)
+ORDER BY received_at DESC, id DESC
+LIMIT $3;
+
+-- name: runs_of_events
+SELECT id, event_id, function_id, status FROM runs WHERE event_id = ANY($1::text[]) ORDER BY created_at;
+
+-- name: ping
+SELECT 1;
+
+-- name: lock_migrations
+SELECT pg_advisory_lock($1);
+
+-- name: unlock_migrations
+SELECT pg_advisory_unlock($1);
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS stepline_migrations (
+    version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: schema_version
+SELECT CASE WHEN to_regclass('stepline_migrations') IS NULL THEN 0
+            ELSE (SELECT coalesce(max(version), 0) FROM stepline_migrations) END;
+
+-- name: record_migration
+INSERT INTO stepline_migrations (version, name) VALUES ($1, $2);

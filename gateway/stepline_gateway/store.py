@@ -1,0 +1,89 @@
+"""The Postgres store: a connection pool and the named queries of ``sql/queries.sql``.
+
+No other module holds SQL. Callers get asyncpg records back and give plain Python values; JSON columns
+are encoded and decoded here. ``schema`` applies migrations; serving processes only verify the version.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+import asyncpg
+
+Record = asyncpg.Record
+Connection = asyncpg.Connection
+# ``Connection`` or ``Pool``: both run queries.
+Executor = Any
+
+_QUERY_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+
+
+def load_queries() -> dict[str, str]:
+    """Split queries.sql into {name: statement}."""
+    text = resources.files("stepline_gateway").joinpath("sql/queries.sql").read_text("utf-8")
+    parts = _QUERY_NAME.split(text)
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+QUERIES = load_queries()
+
+
+async def _init_connection(conn: Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text"
+        )
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60
+    )
+    return pool
+
+
+async def connect(dsn: str) -> Connection:
+    conn: Connection = await asyncpg.connect(dsn)
+    await _init_connection(conn)
+    return conn
+
+
+class Store:
+    """Runs named queries on a pool; ``transaction()`` yields a connection for several in one go."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def fetch(self, name: str, *args: Any, on: Executor = None) -> list[Record]:
+        result: list[Record] = await (on or self.pool).fetch(QUERIES[name], *args)
+        return result
+
+    async def fetchrow(self, name: str, *args: Any, on: Executor = None) -> Record | None:
+        result: Record | None = await (on or self.pool).fetchrow(QUERIES[name], *args)
+        return result
+
+    async def fetchval(self, name: str, *args: Any, on: Executor = None) -> Any:
+        return await (on or self.pool).fetchval(QUERIES[name], *args)
+
+    async def execute(self, name: str, *args: Any, on: Executor = None) -> str:
+        result: str = await (on or self.pool).execute(QUERIES[name], *args)
+        return result
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Executor]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield conn
+
+    async def listen(self, dsn: str, channel: str, callback: Callable[[], None]) -> Connection:
+        """A dedicated connection that calls ``callback`` on each NOTIFY on ``channel``."""
+        conn = await connect(dsn)
+        await conn.add_listener(channel, lambda *_: callback())
+        return conn
+
+    async def close(self) -> None:
+        await self.pool.close()

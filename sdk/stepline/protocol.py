@@ -1,0 +1,167 @@
+"""The wire protocol between Stepline and function services: the Inngest SDK HTTP protocol, version 2.
+
+Both sides import these names: the SDK to answer calls, the gateway to make them and read the answers.
+docs/protocol.md describes every message; this module holds the constants and the small pure functions
+(step hashing, memo shapes) that the two sides must agree on byte for byte.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+REQUEST_VERSION: Final = "2"
+SDK_NAME: Final = "stepline-py"
+DEFAULT_SERVE_PATH: Final = "/api/inngest"
+
+# The stepId query parameter that asks the service to run the function and find its next step.
+DISCOVERY_STEP_ID: Final = "step"
+
+# The version of the inspection answer (GET) and of the sync payload (PUT), as the official SDKs send them.
+INSPECTION_SCHEMA_VERSION: Final = "2024-05-24"
+SYNC_PAYLOAD_VERSION: Final = "0.1"
+
+FUNCTION_FAILED_EVENT: Final = "inngest/function.failed"
+FUNCTION_FINISHED_EVENT: Final = "inngest/function.finished"
+
+
+class Header(enum.StrEnum):
+    """HTTP headers of the protocol (lower case, as HTTP/2 and ASGI deliver them)."""
+
+    AUTHORIZATION = "authorization"
+    SIGNATURE = "x-inngest-signature"
+    NO_RETRY = "x-inngest-no-retry"
+    RETRY_AFTER = "retry-after"
+    REQUEST_VERSION = "x-inngest-req-version"
+    SDK = "x-inngest-sdk"
+    SERVER_KIND = "x-inngest-server-kind"
+    FRAMEWORK = "x-inngest-framework"
+    SYNC_KIND = "x-inngest-sync-kind"
+
+
+class QueryParam(enum.StrEnum):
+    """Query parameters of the serve URL."""
+
+    FUNCTION_ID = "fnId"
+    STEP_ID = "stepId"
+    SYNC_ID = "deployId"
+
+
+class ServerKind(enum.StrEnum):
+    """What the calling server says it is: the SDK refuses a sync from the other kind."""
+
+    DEV = "dev"
+    CLOUD = "cloud"
+
+
+class Opcode(enum.StrEnum):
+    """Operations a service reports in a 206 answer."""
+
+    STEP_RUN = "StepRun"
+    STEP_ERROR = "StepError"
+    STEP_FAILED = "StepFailed"
+    STEP_PLANNED = "StepPlanned"
+    SLEEP = "Sleep"
+    WAIT_FOR_EVENT = "WaitForEvent"
+    INVOKE = "InvokeFunction"
+
+
+def hash_step_id(step_id: str) -> str:
+    """The key of a step in the memo map: sha1 hex of its id (``id``, then ``id:1``, ``id:2`` for repeats)."""
+    return hashlib.sha1(step_id.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def full_function_id(app_id: str, function_id: str) -> str:
+    """The id the server knows a function by: ``<app>-<function>``."""
+    return f"{app_id}-{function_id}"
+
+
+def data_memo(output: Any) -> dict[str, Any]:
+    """The memo of a step that returned ``output``."""
+    return {"data": output}
+
+
+def error_memo(name: str, message: str, stack: str | None = None) -> dict[str, Any]:
+    """The memo of a step whose retries are exhausted: the function sees it raised as a StepError."""
+    return {"error": {"name": name, "message": message, "stack": stack}}
+
+
+def encode_json(value: Any) -> bytes:
+    """JSON as Stepline writes it on the wire: compact UTF-8; NaN and infinities are refused (ValueError)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def hash_step(step_id: str, occurrence: int = 0) -> str:
+    """The memo key of the ``occurrence``-th call (0-based, in call order) of a step id within one run."""
+    return hash_step_id(step_id if occurrence == 0 else f"{step_id}:{occurrence}")
+
+
+def error_data(name: str, message: str, stack: str | None = None) -> dict[str, Any]:
+    """How an error travels: in an error memo, a StepError/StepFailed op, and a 500 answer's body."""
+    return {"name": name, "message": message, "stack": stack}
+
+
+def step_op(opcode: Opcode, step_hash: str, step_id: str, **fields: Any) -> dict[str, Any]:
+    """One operation of a 206 answer; ``fields`` adds ``data`` (StepRun) or ``error`` (StepError/Failed)."""
+    return {"id": step_hash, "op": opcode.value, "name": step_id, "displayName": step_id, **fields}
+
+
+class Event(BaseModel):
+    """An event: sent to ``/e/<event key>`` and handed to the functions it triggers."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(min_length=1)
+    data: dict[str, Any] = Field(default_factory=dict)
+    id: str | None = None
+    ts: int | None = Field(default=None, description="milliseconds since the Unix epoch")
+    user: dict[str, Any] | None = None
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _null_data_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class CallStack(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    stack: list[str] | None = None
+
+
+class CallContext(BaseModel):
+    """The ``ctx`` of a call; keys this SDK does not know are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    run_id: str
+    attempt: int = 0
+    max_attempts: int | None = None
+    disable_immediate_execution: bool = False
+    stack: CallStack = Field(default_factory=CallStack)
+
+
+class CallRequest(BaseModel):
+    """The body of ``POST <serve url>?fnId=...&stepId=...``: the run's events and the memos of its steps."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event: Event
+    events: list[Event] = Field(default_factory=list)
+    steps: dict[str, Any] = Field(default_factory=dict)
+    ctx: CallContext
+    use_api: bool = False
+
+    @field_validator("events", mode="before")
+    @classmethod
+    def _null_events_are_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _null_steps_are_empty(cls, value: Any) -> Any:
+        return {} if value is None else value

