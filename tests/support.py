@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import uvicorn
-
 from stepline_gateway.api import create_app
 from stepline_gateway.clock import Clock
 from stepline_gateway.service import Gateway
@@ -44,7 +43,9 @@ async def serve(app: Any, port: int | None = None) -> AsyncIterator[str]:
         await task
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 15.0, interval: float = 0.05) -> Any:
+async def eventually(
+    check: Callable[[], Awaitable[Any]], *, timeout: float = 15.0, interval: float = 0.05
+) -> Any:
     """Call ``check`` until it returns something truthy; fail with its last value after ``timeout``."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -80,7 +81,9 @@ class RunningGateway:
         runs: list[dict[str, Any]] = response.json()["runs"]
         return runs
 
-    async def finished_runs(self, event_id: str, count: int = 1, timeout: float = 15.0) -> list[dict[str, Any]]:
+    async def finished_runs(
+        self, event_id: str, count: int = 1, timeout: float = 15.0
+    ) -> list[dict[str, Any]]:
         """Wait until the event has ``count`` runs that all ended; answer them in full."""
 
         async def check() -> list[dict[str, Any]] | None:

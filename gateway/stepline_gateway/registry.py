@@ -31,13 +31,14 @@ def _strip_query(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
-def _check_triggers(function_id: str, triggers: list[dict[str, Any]]) -> None:
-    for trigger in triggers:
+def _check_triggers(triggers: list[dict[str, Any]]) -> None:
+    """Compile every ``if`` once now, so that a bad expression is refused before it is published."""
+    for index, trigger in enumerate(triggers):
         if trigger.get("if"):
             try:
                 compile_expression(trigger["if"])
             except ExpressionError as err:
-                raise BadRequest(f"function {function_id}: {err}") from None
+                raise BadRequest(f"spec.triggers[{index}].if: {err}") from None
 
 
 def functions_from_sync(payload: Any) -> tuple[str, list[Function]]:
@@ -69,7 +70,10 @@ def functions_from_sync(payload: Any) -> tuple[str, list[Function]]:
                 )
             elif trigger.get("cron"):
                 triggers.append({"cron": trigger["cron"]})
-        _check_triggers(function_id, triggers)
+        try:
+            _check_triggers(triggers)
+        except BadRequest as err:
+            raise BadRequest(f"function {function_id}: {err}") from None
         functions.append(
             Function(
                 id=function_id,
@@ -131,7 +135,10 @@ def load_manifests(paths: list[Path]) -> list[Function]:
                     "Kubernetes operator; outside a cluster give spec.endpoint.url"
                 )
             function = function_from_resource(resource, url, MANIFEST_SOURCE)
-            _check_triggers(function.id, function.triggers)
+            try:
+                _check_triggers(function.triggers)
+            except BadRequest as err:
+                raise BadRequest(f"{file}: Function {resource.metadata.name}: {err}") from None
             functions.append(function)
     return functions
 

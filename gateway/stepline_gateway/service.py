@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 
 from stepline.protocol import ServerKind
 
@@ -20,7 +21,7 @@ from stepline_gateway.dispatcher import Dispatcher
 from stepline_gateway.executor import Executor
 from stepline_gateway.ingest import Ingestor
 from stepline_gateway.metrics import Metrics
-from stepline_gateway.registry import Registry
+from stepline_gateway.registry import MANIFEST_SOURCE, Registry, load_manifests
 from stepline_gateway.routing import RoutingTable
 from stepline_gateway.settings import Settings
 from stepline_gateway.store import Connection, Store, connect, create_pool
@@ -29,8 +30,16 @@ log = logging.getLogger(__name__)
 
 
 class Gateway:
-    def __init__(self, settings: Settings, *, clock: Clock | None = None, migrate: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        migrate: bool = False,
+        manifests: list[Path] | None = None,
+    ) -> None:
         self.settings = settings
+        self._manifests = manifests or []
         self.clock = clock or SystemClock()
         self.metrics = Metrics()
         self.routes = RoutingTable()
@@ -82,6 +91,8 @@ class Gateway:
             concurrency=settings.concurrency,
             lease_s=settings.lease_s,
         )
+        if self._manifests:
+            await self.load_manifests()
         await self.reload_routes()
         self._listener = await connect(settings.database_url)
         await self._listener.add_listener("stepline_work", lambda *_: self.dispatcher.wake())
@@ -90,6 +101,12 @@ class Gateway:
             asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
             asyncio.create_task(self._refresh_routes_periodically(), name="routes-refresh"),
         ]
+
+    async def load_manifests(self) -> None:
+        """Publish the Function manifests given at start (replacing those published from manifests before)."""
+        functions = load_manifests(self._manifests)
+        await self.registry.publish(functions, replace_source=MANIFEST_SOURCE)
+        log.info("loaded %d function(s) from manifests", len(functions))
 
     def _schedule_reload(self) -> None:
         task = asyncio.create_task(self.reload_routes())

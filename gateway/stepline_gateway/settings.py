@@ -16,23 +16,29 @@ def _keys(value: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = ""
-    host: str = "0.0.0.0"  # noqa: S104 - a gateway serves its cluster
-    port: int = 8288
-    dev: bool = False
-    event_keys: list[str] = field(default_factory=list)
-    signing_key: str | None = None
-    signing_key_fallback: str | None = None
-    concurrency: int = 128
-    lease_s: float = 30.0
-    call_timeout_s: float = 300.0
-    retry_base_s: float = 10.0
-    retry_max_s: float = 3600.0
-    max_body_bytes: int = 3 * 1024 * 1024
-    max_event_bytes: int = 512 * 1024
-    routes_refresh_s: float = 60.0
-    shutdown_grace_s: float = 10.0
-    pool_size: int = 10
+    database_url: str = field(
+        default="", metadata={"help": "Postgres URL, e.g. postgresql://user:pw@host/db"}
+    )
+    host: str = field(default="0.0.0.0", metadata={"help": "address to listen on"})  # noqa: S104
+    port: int = field(default=8288, metadata={"help": "port of the API and dashboard"})
+    dev: bool = field(default=False, metadata={"help": "development mode: no event keys or signatures"})
+    event_keys: list[str] = field(
+        default_factory=list, metadata={"help": "comma-separated keys accepted by POST /e/{key}"}
+    )
+    signing_key: str | None = field(default=None, metadata={"help": "key that signs calls to services"})
+    signing_key_fallback: str | None = field(
+        default=None, metadata={"help": "previous signing key, accepted during a rotation"}
+    )
+    concurrency: int = field(default=128, metadata={"help": "calls in flight at once per gateway"})
+    lease_s: float = field(default=30.0, metadata={"help": "seconds before a dead gateway's call is retried"})
+    call_timeout_s: float = field(default=300.0, metadata={"help": "seconds a service may take to answer"})
+    retry_base_s: float = field(default=10.0, metadata={"help": "backoff after a first failed attempt"})
+    retry_max_s: float = field(default=3600.0, metadata={"help": "longest backoff between attempts"})
+    max_body_bytes: int = field(default=3 * 1024 * 1024, metadata={"help": "largest request body accepted"})
+    max_event_bytes: int = field(default=512 * 1024, metadata={"help": "largest single event accepted"})
+    routes_refresh_s: float = field(default=60.0, metadata={"help": "routing table reload period"})
+    shutdown_grace_s: float = field(default=10.0, metadata={"help": "seconds to finish calls on shutdown"})
+    pool_size: int = field(default=10, metadata={"help": "Postgres connections per gateway"})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -13,6 +13,7 @@ import hmac
 import json
 import re
 import time
+from typing import Any
 from urllib.parse import parse_qs
 
 import rfc8785
@@ -100,6 +101,6 @@ def bearer_token(signing_key: str) -> str:
     return hashlib.sha256(material).hexdigest()
 
 
-def canonical_dumps(document: object) -> bytes:
+def canonical_dumps(document: Any) -> bytes:
     """Serialise a document straight to its canonical (signed) form."""
     return rfc8785.dumps(document)

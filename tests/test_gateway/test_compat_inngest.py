@@ -54,7 +54,9 @@ def build_app(gateway_url: str, calls: dict[str, int]) -> tuple[fastapi.FastAPI,
         async def two() -> int:
             return 2
 
-        results = await ctx.group.parallel((lambda: ctx.step.run("one", one), lambda: ctx.step.run("two", two)))
+        results = await ctx.group.parallel(
+            (lambda: ctx.step.run("one", one), lambda: ctx.step.run("two", two))
+        )
         return list(results)  # type: ignore[arg-type]
 
     @client.create_function(

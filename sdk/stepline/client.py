@@ -1,0 +1,184 @@
+"""The Client: an app's identity and keys, its functions' decorator, and its calls to the gateway.
+
+It sends events (``POST /e/<event key>``) and syncs the app (``POST /fn/register``) over one pooled httpx
+client; answering the gateway's calls is handler.py's job, which reads the client's config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeAlias
+
+import httpx
+
+from stepline import config as config_
+from stepline.errors import SendEventError
+from stepline.function import Function, FunctionHandler, TriggerSpec, parse_triggers
+from stepline.protocol import SYNC_PAYLOAD_VERSION, Event, Header, QueryParam, encode_json
+from stepline.signing import bearer_token
+
+SEND_TIMEOUT_S = 30.0
+
+EventLike: TypeAlias = Event | Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncAnswer:
+    """The gateway's answer to a sync: its HTTP status and JSON body (``{"error": ...}`` on failure)."""
+
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 400
+
+
+class Client:
+    """An app as the gateway knows it; settings left out come from the environment (see config.py)."""
+
+    def __init__(
+        self,
+        app_id: str,
+        *,
+        gateway_url: str | None = None,
+        event_key: str | None = None,
+        signing_key: str | None = None,
+        signing_key_fallback: str | None = None,
+        dev: bool | None = None,
+        serve_origin: str | None = None,
+    ) -> None:
+        self.config = config_.resolve(
+            app_id=app_id,
+            gateway_url=gateway_url,
+            event_key=event_key,
+            signing_key=signing_key,
+            signing_key_fallback=signing_key_fallback,
+            dev=dev,
+            serve_origin=serve_origin,
+        )
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def app_id(self) -> str:
+        return self.config.app_id
+
+    def __repr__(self) -> str:
+        config = self.config
+        return f"Client(app_id={config.app_id!r}, gateway_url={config.gateway_url!r}, mode={config.mode})"
+
+    def function(
+        self,
+        *,
+        id: str,
+        trigger: TriggerSpec,
+        retries: int = 4,
+        name: str | None = None,
+    ) -> Callable[[FunctionHandler], Function]:
+        """Decorate ``async def fn(ctx: stepline.Context)`` to make it a durable function."""
+        triggers = parse_triggers(trigger)
+
+        def decorate(handler: FunctionHandler) -> Function:
+            return Function(id=id, handler=handler, triggers=triggers, retries=retries, name=name)
+
+        return decorate
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The pooled HTTP client to the gateway, made on first use; ``aclose`` closes it."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=SEND_TIMEOUT_S)
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def send(self, events: EventLike | Sequence[EventLike]) -> list[str]:
+        """Send one event or several; return the ids the gateway gave them, in order."""
+        batch = [events] if isinstance(events, Event | Mapping) else list(events)
+        now_ms = int(time.time() * 1000)
+        body = [_event_body(Event.model_validate(event), now_ms) for event in batch]
+        url = f"{self.config.gateway_url}/e/{self.config.event_key_or_dev}"
+        try:
+            response = await self.http.post(url, content=encode_json(body), headers=self._headers())
+        except httpx.HTTPError as err:
+            raise SendEventError(f"could not reach the gateway at {url}: {err}") from err
+        answer = _json_object(response)
+        if response.status_code >= 400:
+            message = answer.get("error") or response.text or response.reason_phrase
+            raise SendEventError(f"the gateway refused the events ({response.status_code}): {message}")
+        ids = answer.get("ids")
+        if not isinstance(ids, list):
+            raise SendEventError(f"the gateway's answer has no list of event ids: {response.text[:200]}")
+        return [str(event_id) for event_id in ids]
+
+    def function_configs(self, functions: Iterable[Function], serve_url: str) -> list[dict[str, Any]]:
+        """The ``functions`` of a sync payload, each called at ``serve_url``."""
+        return [fn.config(app_id=self.app_id, serve_url=serve_url) for fn in functions]
+
+    def sync_payload(
+        self, functions: Iterable[Function], serve_url: str, *, framework: str
+    ) -> dict[str, Any]:
+        """The body of ``POST /fn/register``, as the official SDKs send it."""
+        return {
+            "appname": self.app_id,
+            "deployType": "ping",
+            "framework": framework,
+            "functions": self.function_configs(functions, serve_url),
+            "sdk": config_.SDK_IDENTITY,
+            "url": serve_url,
+            "v": SYNC_PAYLOAD_VERSION,
+        }
+
+    async def sync(
+        self,
+        functions: Iterable[Function],
+        serve_url: str,
+        *,
+        framework: str = "python",
+        sync_id: str | None = None,
+    ) -> SyncAnswer:
+        """Register the functions with the gateway, trying the fallback key if the first is refused."""
+        body = encode_json(self.sync_payload(functions, serve_url, framework=framework))
+        url = f"{self.config.gateway_url}/fn/register"
+        params = {QueryParam.SYNC_ID.value: sync_id} if sync_id else None
+        keys: list[str | None] = [*self.config.signing_keys] or [None]
+        for key in keys:
+            headers = self._headers(framework=framework)
+            if key is not None:
+                headers[Header.AUTHORIZATION] = f"Bearer {bearer_token(key)}"
+            try:
+                response = await self.http.post(url, content=body, headers=headers, params=params)
+            except httpx.HTTPError as err:
+                return SyncAnswer(500, {"error": f"could not reach the gateway at {url}: {err}"})
+            if response.status_code not in (401, 403):
+                break
+        answer = _json_object(response)
+        if response.status_code >= 400:
+            message = answer.get("error") or response.text or response.reason_phrase
+            return SyncAnswer(response.status_code, {"error": f"the gateway refused the sync: {message}"})
+        return SyncAnswer(response.status_code, answer)
+
+    def _headers(self, *, framework: str | None = None) -> dict[str, str]:
+        headers = {"content-type": "application/json", Header.SDK.value: config_.SDK_IDENTITY}
+        if framework is not None:
+            headers[Header.FRAMEWORK.value] = framework
+        return headers
+
+
+def _event_body(event: Event, now_ms: int) -> dict[str, Any]:
+    body = event.model_dump(exclude_none=True)
+    body.setdefault("ts", now_ms)
+    return body
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    try:
+        answer = response.json()
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}

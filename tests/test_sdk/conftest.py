@@ -1,0 +1,172 @@
+"""Fixtures for the SDK tests: an app served through the FastAPI adapter, and a recording fake gateway.
+
+Tests act as the gateway themselves: they build call bodies by hand and read the answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import hashlib
+import logging
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import stepline
+import stepline.fastapi
+import uvicorn
+from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+SERVE_URL = "http://testserver/api/inngest"
+SIGNING_KEY = "signkey-test-" + "ab" * 32
+FALLBACK_KEY = "signkey-test-" + "cd" * 32
+
+
+def sha1(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def call_body(
+    *,
+    steps: dict[str, Any] | None = None,
+    attempt: int = 0,
+    max_attempts: int = 5,
+    disable_immediate_execution: bool = False,
+    event: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    event = event or {"name": "test/go", "data": {"n": 1}, "id": "evt-1", "ts": 1_700_000_000_000}
+    return {
+        "event": event,
+        "events": [event],
+        "steps": steps or {},
+        "ctx": {
+            "run_id": "run-1",
+            "attempt": attempt,
+            "max_attempts": max_attempts,
+            "disable_immediate_execution": disable_immediate_execution,
+            "stack": {"stack": list((steps or {}).keys())},
+            "some_future_key": {"ignored": True},
+        },
+        "use_api": False,
+    }
+
+
+@dataclass
+class Served:
+    """An app serving some functions, and an HTTP client that reaches it in memory."""
+
+    http: httpx.AsyncClient
+    client: stepline.Client
+
+    async def call(
+        self, fn_id: str, body: dict[str, Any], *, step_id: str = "step", **kw: Any
+    ) -> httpx.Response:
+        return await self.http.post(
+            "/api/inngest", params={"fnId": fn_id, "stepId": step_id}, json=body, **kw
+        )
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Any]:
+    """``await serve(functions, **client_kwargs)`` -> Served, via stepline.fastapi on ASGITransport."""
+    opened: list[httpx.AsyncClient] = []
+
+    async def make(functions: list[stepline.Function], client: stepline.Client | None = None) -> Served:
+        client = client or stepline.Client("app", dev=True)
+        app = FastAPI()
+        stepline.fastapi.serve(app, client, functions)
+        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+        opened.append(http)
+        return Served(http=http, client=client)
+
+    yield make
+    for http in opened:
+        await http.aclose()
+
+
+@pytest.fixture(autouse=True)
+def _no_asyncio_noise(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Cancelled function tasks must end cleanly: no 'Task was destroyed' or unretrieved exceptions."""
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        yield
+        gc.collect()
+    noise = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+    assert noise == []
+
+
+@dataclass
+class FakeGateway:
+    """A recording stand-in for the gateway's /e/<key> and /fn/register endpoints, on a real socket."""
+
+    url: str = ""
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    # Bearer tokens /fn/register accepts; None accepts any request.
+    accepted_tokens: set[str] | None = None
+    register_answer: tuple[int, dict[str, Any]] = (200, {"ok": True, "modified": True})
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.accepted_tokens = None
+        self.register_answer = (200, {"ok": True, "modified": True})
+
+    async def events(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        self._record(request, body)
+        if request.path_params["key"] == "unknown-key":
+            return JSONResponse({"error": "event key not found"}, status_code=401)
+        return JSONResponse({"ids": [f"id-{i}" for i in range(len(body))], "status": 200})
+
+    async def register(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        self._record(request, body)
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if self.accepted_tokens is not None and token not in self.accepted_tokens:
+            return JSONResponse({"error": "unauthorized"}, status_code=401)
+        status, answer = self.register_answer
+        return JSONResponse(answer, status_code=status)
+
+    def _record(self, request: Request, body: Any) -> None:
+        self.requests.append(
+            {
+                "path": request.url.path,
+                "query": dict(request.query_params),
+                "headers": dict(request.headers),
+                "body": body,
+            }
+        )
+
+
+@pytest.fixture(scope="session")
+async def _gateway_server() -> AsyncIterator[FakeGateway]:
+    gateway = FakeGateway()
+    app = Starlette(
+        routes=[
+            Route("/e/{key}", gateway.events, methods=["POST"]),
+            Route("/fn/register", gateway.register, methods=["POST"]),
+        ]
+    )
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    gateway.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    yield gateway
+    server.should_exit = True
+    await task
+    sock.close()
+
+
+@pytest.fixture
+def gateway(_gateway_server: FakeGateway) -> FakeGateway:
+    _gateway_server.reset()
+    return _gateway_server
