@@ -168,11 +168,11 @@ async def replay_run(request: Request) -> Response:
 async def cancel_run(request: Request) -> Response:
     gateway = _gateway(request)
     run_id = _run_id(request)
-    status = await RunQueries(gateway.store).cancel(run_id, gateway.clock.now())
-    if status != "Cancelled":
+    cancelled, status = await RunQueries(gateway.store).cancel(run_id, gateway.clock.now())
+    if not cancelled:
         raise BadRequest(f"run {run_id} has already ended ({status}) and cannot be cancelled", status=409)
     log.info("cancelled run %s", run_id)
-    return JSONResponse({"id": str(run_id), "status": status})
+    return JSONResponse({"id": str(run_id), "status": "Cancelled"})
 
 
 async def list_events(request: Request) -> Response:

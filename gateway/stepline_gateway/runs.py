@@ -123,8 +123,9 @@ class RunQueries:
             raise NotFound(f"no run {run_id}")
         return new_id
 
-    async def cancel(self, run_id: uuid.UUID, now: datetime.datetime) -> str:
-        status: str | None = await self._store.fetchval("cancel_run", run_id, now)
-        if status is None:
+    async def cancel(self, run_id: uuid.UUID, now: datetime.datetime) -> tuple[bool, str]:
+        """Cancel a run that has not ended; answer (cancelled now, status it had)."""
+        row = await self._store.fetchrow("cancel_run", run_id, now)
+        if row is None or row["status"] is None:
             raise NotFound(f"no run {run_id}")
-        return status
+        return bool(row["cancelled"]), str(row["status"])

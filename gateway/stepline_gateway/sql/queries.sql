@@ -206,7 +206,7 @@ WITH held AS (
 SELECT id, function_id, event_id FROM ended;
 
 -- name: cancel_run
--- $1 run id, $2 now; answers the run's status after the statement
+-- $1 run id, $2 now; answers whether this cancelled it, and the run's status before
 WITH cancelled AS (
     UPDATE runs SET status = 'Cancelled', ended_at = $2
     WHERE id = $1 AND status IN ('Queued', 'Running')
@@ -214,7 +214,7 @@ WITH cancelled AS (
 ), dropped AS (
     DELETE FROM work WHERE run_id IN (SELECT id FROM cancelled)
 )
-SELECT coalesce((SELECT 'Cancelled' FROM cancelled), (SELECT status FROM runs WHERE id = $1)) AS status;
+SELECT EXISTS (SELECT 1 FROM cancelled) AS cancelled, (SELECT status FROM runs WHERE id = $1) AS status;
 
 -- name: get_run
 SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
