@@ -28,7 +28,9 @@ def free_port() -> int:
 async def serve(app: Any, port: int | None = None) -> AsyncIterator[str]:
     """Serve an ASGI app with uvicorn on loopback in this event loop; yield its base URL."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="auto")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="auto", timeout_graceful_shutdown=3
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

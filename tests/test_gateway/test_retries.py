@@ -1,0 +1,139 @@
+"""Per-step retries follow exponential backoff with jitter on the gateway's clock, and honour retry-after."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import random
+from typing import Any
+
+import asyncpg
+import stepline
+import stepline.asgi
+from stepline_gateway.backoff import Backoff
+from stepline_gateway.clock import ManualClock
+from stepline_gateway.registry import MANIFEST_SOURCE
+from stepline_gateway.routing import Function
+
+from tests.support import eventually, running_gateway, serve
+
+
+def test_backoff_grows_exponentially_with_jitter_up_to_the_cap() -> None:
+    backoff = Backoff(base_s=10, max_s=100)
+    rng = random.Random(7)
+    for attempt, ceiling in [(0, 10), (1, 20), (2, 40), (3, 80), (4, 100), (30, 100)]:
+        delays = [backoff.delay(attempt, rng=rng) for _ in range(200)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays), (attempt, min(delays), max(delays))
+        assert max(delays) - min(delays) > ceiling / 4, "jitter spreads the delays"
+
+
+def test_retry_after_wins_when_later_than_the_backoff() -> None:
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    later = now + datetime.timedelta(minutes=5)
+    assert Backoff(base_s=10).next_attempt_at(0, now, not_before=later) == later
+    assert Backoff(base_s=10).next_attempt_at(0, now, not_before=now) > now
+
+
+async def due_in(database_url: str, clock: ManualClock) -> float | None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        due = await conn.fetchval("SELECT available_at FROM work WHERE lease_token IS NULL")
+    finally:
+        await conn.close()
+    return None if due is None else (due - clock.now()).total_seconds()
+
+
+async def test_a_failing_step_waits_out_its_backoff_on_the_clock(database_url: str) -> None:
+    clock = ManualClock()
+    attempts: list[int] = []
+    client = stepline.Client("retry", dev=True)
+
+    @client.function(id="flaky", trigger="retry/go", retries=3)
+    async def flaky(ctx: stepline.Context) -> str:
+        async def call() -> str:
+            attempts.append(ctx.attempt)
+            if len(attempts) <= 2:
+                raise RuntimeError(f"failure {len(attempts)}")
+            return "done"
+
+        return await ctx.step.run("call", call)
+
+    async with (
+        serve(stepline.asgi.serve_app(client, [flaky])) as app_url,
+        running_gateway(database_url, clock=clock, retry_base_s=10, retry_max_s=1000) as gw,
+    ):
+        function = Function(
+            id="retry-flaky",
+            app_id="retry",
+            name="flaky",
+            url=f"{app_url}/api/inngest",
+            triggers=[{"event": "retry/go"}],
+            retries=3,
+            paused=False,
+            source=MANIFEST_SOURCE,
+        )
+        await gw.gateway.registry.publish([function], replace_source=MANIFEST_SOURCE)
+        await gw.gateway.reload_routes()
+        [event_id] = await gw.send({"name": "retry/go", "data": {}})
+
+        first_wait = await eventually(lambda: due_in(database_url, clock))
+        assert 5 <= first_wait <= 10
+        await asyncio.sleep(0.3)
+        assert attempts == [0], "nothing is retried before its time"
+
+        clock.advance(first_wait)
+        second_wait = await eventually(lambda: _after(attempts, 2, database_url, clock))
+        assert 10 <= second_wait <= 20
+
+        clock.advance(second_wait)
+        [run] = await gw.finished_runs(event_id)
+        assert run["status"] == "Completed"
+        assert attempts == [0, 1, 2]
+        [step] = run["steps"]
+        assert step["attempts"] == 3
+
+
+async def _after(attempts: list[int], count: int, database_url: str, clock: ManualClock) -> float | None:
+    if len(attempts) < count:
+        return None
+    return await due_in(database_url, clock)
+
+
+async def test_retry_after_is_honoured(database_url: str) -> None:
+    clock = ManualClock()
+    client = stepline.Client("later", dev=True)
+    calls: list[Any] = []
+
+    @client.function(id="busy", trigger="later/go")
+    async def busy(ctx: stepline.Context) -> str:
+        async def call() -> str:
+            calls.append(ctx.attempt)
+            if len(calls) == 1:
+                raise stepline.RetryAfterError("rate limited", datetime.timedelta(minutes=10))
+            return "ok"
+
+        return await ctx.step.run("call", call)
+
+    async with (
+        serve(stepline.asgi.serve_app(client, [busy])) as app_url,
+        running_gateway(database_url, clock=clock, retry_base_s=1) as gw,
+    ):
+        function = Function(
+            id="later-busy",
+            app_id="later",
+            name="busy",
+            url=f"{app_url}/api/inngest",
+            triggers=[{"event": "later/go"}],
+            retries=2,
+            paused=False,
+            source=MANIFEST_SOURCE,
+        )
+        await gw.gateway.registry.publish([function], replace_source=MANIFEST_SOURCE)
+        await gw.gateway.reload_routes()
+        [event_id] = await gw.send({"name": "later/go", "data": {}})
+        wait = await eventually(lambda: due_in(database_url, clock))
+        assert 599 <= wait <= 602  # ten minutes from the real time the service raised it
+        clock.advance(wait)
+        [run] = await gw.finished_runs(event_id)
+        assert run["status"] == "Completed"
+        assert calls == [0, 1]
