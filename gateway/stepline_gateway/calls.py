@@ -100,6 +100,8 @@ def _error_of(body: Any, fallback: str) -> dict[str, Any]:
             "message": str(body.get("message") or fallback),
             "stack": body.get("stack"),
         }
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return {"name": "Error", "message": f"{fallback}: {body['error']}", "stack": None}
     return {"name": "Error", "message": fallback, "stack": None}
 
 
