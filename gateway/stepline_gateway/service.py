@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 from pathlib import Path
 
@@ -27,6 +28,9 @@ from stepline_gateway.settings import Settings
 from stepline_gateway.store import Connection, Store, connect, create_pool
 
 log = logging.getLogger(__name__)
+
+_PRUNE_BATCH = 1000
+_PRUNE_EVERY_S = 600.0
 
 
 class Gateway:
@@ -100,6 +104,7 @@ class Gateway:
         self._tasks = [
             asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
             asyncio.create_task(self._refresh_routes_periodically(), name="routes-refresh"),
+            asyncio.create_task(self._prune_periodically(), name="prune"),
         ]
 
     async def load_manifests(self) -> None:
@@ -126,6 +131,32 @@ class Gateway:
                 await self.reload_routes()
             except (OSError, ConnectionError) as err:
                 log.error("cannot reload the routing table: %s", err)
+
+    async def prune(self) -> int:
+        """Delete history older than the retention period, in batches; answer how many events went."""
+        cutoff = self.clock.now() - datetime.timedelta(hours=self.settings.retention_h)
+        total = 0
+        while True:
+            status = await self.store.execute("prune_history", cutoff, _PRUNE_BATCH)
+            deleted = int(status.split()[-1])
+            total += deleted
+            if deleted < _PRUNE_BATCH:
+                return total
+
+    async def _prune_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(_PRUNE_EVERY_S)
+            try:
+                pruned = await self.prune()
+            except (OSError, ConnectionError) as err:
+                log.error("cannot prune old history: %s", err)
+            else:
+                if pruned:
+                    log.info(
+                        "pruned %d event(s) older than %s h with their runs",
+                        pruned,
+                        self.settings.retention_h,
+                    )
 
     async def stop(self) -> None:
         if self._store is None:

@@ -39,6 +39,13 @@ class Settings:
     routes_refresh_s: float = field(default=60.0, metadata={"help": "routing table reload period"})
     shutdown_grace_s: float = field(default=10.0, metadata={"help": "seconds to finish calls on shutdown"})
     pool_size: int = field(default=10, metadata={"help": "Postgres connections per gateway"})
+    retention_h: float = field(
+        default=168.0, metadata={"help": "hours of event and run history kept (at least 24)"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.retention_h < 24:
+            raise ValueError("retention_h must be at least 24: duplicate event ids are refused for 24 hours")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

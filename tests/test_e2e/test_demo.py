@@ -16,7 +16,8 @@ from tests.support import RunningGateway, running_gateway, serve
 @contextlib.asynccontextmanager
 async def demo(database_url: str, **settings: Any) -> AsyncIterator[tuple[RunningGateway, httpx.AsyncClient]]:
     async with (
-        running_gateway(database_url, **settings) as gw, serve(create_app(gateway_url=gw.url)) as app_url,
+        running_gateway(database_url, **settings) as gw,
+        serve(create_app(gateway_url=gw.url)) as app_url,
         httpx.AsyncClient(base_url=app_url) as app,
     ):
         await gw.gateway.caller.request_sync(f"{app_url}/api/inngest")

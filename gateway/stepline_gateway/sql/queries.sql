@@ -272,3 +272,13 @@ SELECT CASE WHEN to_regclass('stepline_migrations') IS NULL THEN 0
 
 -- name: record_migration
 INSERT INTO stepline_migrations (version, name) VALUES ($1, $2);
+
+-- name: prune_history
+-- Deletes up to $2 events received before $1 whose runs have all ended, with their runs and steps.
+DELETE FROM events WHERE id IN (
+    SELECT e.id FROM events e
+    WHERE e.received_at < $1::timestamptz
+      AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.id AND r.status IN ('Queued', 'Running'))
+    ORDER BY e.received_at
+    LIMIT $2::int
+);
