@@ -256,39 +256,30 @@ class Executor:
     async def _finish(self, claim: Claim, status: str, *, output: Any, error: dict[str, Any] | None) -> None:
         call = claim.call
         now = self._clock.now()
+        args = (uuid.UUID(call.run_id), status, output, error, now, claim.work_id, claim.lease_token)
+        if status == "Completed":
+            # One statement, no explicit transaction: the common end of a run costs one round trip.
+            if await self._store.fetchrow("finish_run", *args) is None:
+                return
+            self._metrics.runs_finished.labels(status).inc()
+            log.info("run %s of %s completed", call.run_id, call.function_id)
+            return
         async with self._store.transaction() as conn:
-            row = await self._store.fetchrow(
-                "finish_run",
-                uuid.UUID(call.run_id),
-                status,
-                output,
-                error,
-                now,
-                claim.work_id,
-                claim.lease_token,
+            if await self._store.fetchrow("finish_run", *args, on=conn) is None:
+                return
+            data = {
+                "function_id": call.function_id,
+                "run_id": call.run_id,
+                "error": error,
+                "event": call.event,
+            }
+            ts = int(now.timestamp() * 1000)
+            await self._ingestor.ingest(
+                [
+                    Event(id=new_event_id(), name=FUNCTION_FAILED_EVENT, data=data, ts=ts),
+                    Event(id=new_event_id(), name=FUNCTION_FINISHED_EVENT, data=data, ts=ts),
+                ],
                 on=conn,
             )
-            if row is None:
-                return
-            if status == "Failed":
-                data = {
-                    "function_id": call.function_id,
-                    "run_id": call.run_id,
-                    "error": error,
-                    "event": call.event,
-                }
-                ts = int(now.timestamp() * 1000)
-                await self._ingestor.ingest(
-                    [
-                        Event(id=new_event_id(), name=FUNCTION_FAILED_EVENT, data=data, ts=ts),
-                        Event(id=new_event_id(), name=FUNCTION_FINISHED_EVENT, data=data, ts=ts),
-                    ],
-                    on=conn,
-                )
         self._metrics.runs_finished.labels(status).inc()
-        if status == "Failed":
-            log.warning(
-                "run %s of %s failed: %s", call.run_id, call.function_id, (error or {}).get("message")
-            )
-        else:
-            log.info("run %s of %s completed", call.run_id, call.function_id)
+        log.warning("run %s of %s failed: %s", call.run_id, call.function_id, (error or {}).get("message"))
