@@ -9,6 +9,7 @@ import stepline
 import stepline.asgi
 from stepline_gateway.registry import MANIFEST_SOURCE
 from stepline_gateway.routing import Function
+
 from tests.support import RunningGateway, eventually, running_gateway, serve
 
 RUNS = 40
@@ -45,6 +46,7 @@ async def test_two_replicas_share_the_work_without_doing_it_twice(database_url: 
             source=MANIFEST_SOURCE,
         )
         await first.gateway.registry.publish([function], replace_source=MANIFEST_SOURCE)
+        await eventually(lambda: _routed(first))
         await eventually(lambda: _routed(second))
         await first.send(*({"name": "shared/go", "data": {"n": n}} for n in range(RUNS)))
 
