@@ -67,6 +67,21 @@ class Trigger(_Model):
         return self
 
 
+class CancelOn(_Model):
+    """An event that cancels a running run between steps: same ``match`` field, or a CEL ``if``."""
+
+    event: Annotated[str, Field(min_length=1, max_length=256)]
+    if_: str | None = Field(default=None, alias="if")
+    match: str | None = None
+    timeout: Annotated[str | None, Field(pattern=r"^([0-9]+(ms|s|m|h|d))+$")] = None
+
+    @model_validator(mode="after")
+    def _at_most_one(self) -> Self:
+        if self.if_ is not None and self.match is not None:
+            raise ValueError("give at most one of 'if' or 'match'")
+        return self
+
+
 class FunctionSpec(_Model):
     app: Annotated[str, Field(min_length=1, max_length=128)]
     function_id: Annotated[str | None, Field(alias="functionId", min_length=1, max_length=128)] = None
@@ -74,6 +89,7 @@ class FunctionSpec(_Model):
     triggers: Annotated[list[Trigger], Field(min_length=1, max_length=10)]
     retries: Annotated[int, Field(ge=0, le=20)] = 4
     paused: bool = False
+    cancel_on: Annotated[list[CancelOn], Field(alias="cancelOn", max_length=5)] = []
 
 
 class ObjectMeta(_Model):
