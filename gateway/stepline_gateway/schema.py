@@ -6,31 +6,13 @@ calls ``verify`` and refuses to start on a database at another version.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from importlib import resources
+from stepline.sql import Migration, migrations
 
 from stepline_gateway.errors import SchemaMismatch
 from stepline_gateway.store import QUERIES, Connection
 
 # An arbitrary constant: the key of the advisory lock that serialises migrations across processes.
 _LOCK_KEY = 0x5354_4550  # "STEP"
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
-
-def migrations() -> list[Migration]:
-    folder = resources.files("stepline_gateway").joinpath("sql/migrations")
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            number, _, rest = entry.name.partition("_")
-            found.append(Migration(int(number), rest.removesuffix(".sql"), entry.read_text("utf-8")))
-    return sorted(found, key=lambda m: m.version)
 
 
 def latest_version() -> int:

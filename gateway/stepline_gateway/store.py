@@ -1,4 +1,4 @@
-"""The Postgres store: a connection pool and the named queries of ``sql/queries.sql``.
+"""The Postgres store: a connection pool and the named queries of ``stepline/sql/queries.sql``.
 
 No other module holds SQL. Callers get asyncpg records back and give plain Python values; JSON columns
 are encoded and decoded here. ``schema`` applies migrations; serving processes only verify the version.
@@ -7,28 +7,17 @@ are encoded and decoded here. ``schema`` applies migrations; serving processes o
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from importlib import resources
 from typing import Any
 
 import asyncpg
+from stepline.sql import load_queries
 
 Record = asyncpg.Record
 Connection = asyncpg.Connection
 # ``Connection`` or ``Pool``: both run queries.
 Executor = Any
-
-_QUERY_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
-
-
-def load_queries() -> dict[str, str]:
-    """Split queries.sql into {name: statement}."""
-    text = resources.files("stepline_gateway").joinpath("sql/queries.sql").read_text("utf-8")
-    parts = _QUERY_NAME.split(text)
-    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
-
 
 QUERIES = load_queries()
 
