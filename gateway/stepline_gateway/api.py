@@ -168,8 +168,10 @@ async def replay_run(request: Request) -> Response:
 async def cancel_run(request: Request) -> Response:
     gateway = _gateway(request)
     run_id = _run_id(request)
-    cancelled, status = await RunQueries(gateway.store).cancel(run_id, gateway.clock.now())
+    async with gateway.store.transaction() as conn:
+        cancelled = await gateway.ingestor.cancel([run_id], on=conn)
     if not cancelled:
+        status = await RunQueries(gateway.store).status(run_id)
         raise BadRequest(f"run {run_id} has already ended ({status}) and cannot be cancelled", status=409)
     log.info("cancelled run %s", run_id)
     return JSONResponse({"id": str(run_id), "status": "Cancelled"})

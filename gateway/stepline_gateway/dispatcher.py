@@ -46,7 +46,15 @@ def claim_from_row(row: Record) -> Claim:
         memos=row["memos"],
         stack=list(row["stack"]),
     )
-    return Claim(work_id=row["id"], lease_token=row["lease_token"], call=call)
+    return Claim(
+        work_id=row["id"],
+        lease_token=row["lease_token"],
+        call=call,
+        resolves=row["resolves"],
+        resolves_op=row["resolves_op"],
+        resolves_name=row["resolves_name"],
+        resolution=row["resolution"],
+    )
 
 
 class Dispatcher:

@@ -28,6 +28,7 @@ from stepline.protocol import (
     DISCOVERY_STEP_ID,
     FUNCTION_FAILED_EVENT,
     FUNCTION_FINISHED_EVENT,
+    FUNCTION_INVOKED_EVENT,
     Opcode,
     data_memo,
 )
@@ -35,10 +36,12 @@ from stepline.protocol import (
 from stepline_gateway.backoff import Backoff
 from stepline_gateway.calls import Answer, Call, Caller
 from stepline_gateway.clock import Clock
+from stepline_gateway.durations import parse_duration, parse_instant
 from stepline_gateway.events import Event, new_event_id
-from stepline_gateway.ingest import Ingestor
+from stepline_gateway.ingest import Ingestor, PlannedRun
 from stepline_gateway.metrics import Metrics
-from stepline_gateway.store import Store
+from stepline_gateway.routing import ExpressionError, RoutingTable, compile_expression
+from stepline_gateway.store import Queryable, Store
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,25 @@ class Claim:
     work_id: int
     lease_token: uuid.UUID
     call: Call
+    # Set when the call was parked on a sleep, wait or invoke: record this memo for that step first.
+    resolves: str | None = None
+    resolves_op: str | None = None
+    resolves_name: str | None = None
+    resolution: Any = None
+
+
+# A wait or invoke without a timeout is given up after this long.
+_NO_TIMEOUT = "365d"
+
+
+def _sleep_until(op: dict[str, Any], opts: dict[str, Any], now: datetime.datetime) -> datetime.datetime:
+    """SDKs put the wake-up time in ``name`` (an ISO 8601 time, or a duration) or in ``opts.duration``."""
+    name = str(op.get("name") or "")
+    try:
+        return parse_instant(name)
+    except ValueError:
+        pass
+    return now + parse_duration(name if not opts.get("duration") else str(opts["duration"]))
 
 
 def _step_name(op: dict[str, Any]) -> str:
@@ -79,7 +101,9 @@ class Executor:
         metrics: Metrics,
         lease_s: float,
         wake: Callable[[], None],
+        routes: Callable[[], RoutingTable],
     ) -> None:
+        self._routes = routes
         self._store = store
         self._caller = caller
         self._ingestor = ingestor
@@ -92,6 +116,8 @@ class Executor:
     async def run(self, claim: Claim) -> None:
         """Make the claimed call and the calls that follow it while the lease is held."""
         current: Claim | None = claim
+        if claim.resolves is not None:
+            current = await self._resume(claim)
         while current is not None:
             started = self._clock.now()
             with self._metrics.call_seconds.time():
@@ -137,7 +163,108 @@ class Executor:
                 await self._failed_attempt(claim, error, True, answer.retry_at, op.get("id"), _step_name(op))
                 return None
             return await self._record(claim, op, {"error": error}, "Failed", error, started)
+        if kind in (Opcode.SLEEP, Opcode.WAIT_FOR_EVENT, Opcode.INVOKE):
+            return await self._park(claim, op)
         await self._protocol_error(claim, f"the operation {kind!r} is not supported by this gateway")
+        return None
+
+    async def _resume(self, claim: Claim) -> Claim | None:
+        """A parked call fell due: record its step's resolution as the memo, then go on as after a step."""
+        memo = claim.resolution
+        failed = isinstance(memo, dict) and set(memo) == {"error"}
+        op = {"id": claim.resolves, "op": claim.resolves_op, "name": claim.resolves_name}
+        plain = replace(claim, resolves=None, resolves_op=None, resolves_name=None, resolution=None)
+        error = memo["error"] if failed else None
+        return await self._record(
+            plain, op, memo, "Failed" if failed else "Completed", error, self._clock.now()
+        )
+
+    async def _park(self, claim: Claim, op: dict[str, Any]) -> Claim | None:
+        """Sleep, WaitForEvent, InvokeFunction: release the call until a time, an event or a child's end."""
+        now = self._clock.now()
+        kind = op.get("op")
+        opts: dict[str, Any] = op["opts"] if isinstance(op.get("opts"), dict) else {}
+        try:
+            if kind == Opcode.SLEEP:
+                due = _sleep_until(op, opts, now)
+                await self._park_call(claim, op, "Sleeping", due, None)
+            elif kind == Opcode.WAIT_FOR_EVENT:
+                event_name = str(opts.get("event") or op.get("name") or "")
+                timeout = parse_duration(str(opts.get("timeout") or _NO_TIMEOUT))
+                expression = opts.get("if") or None
+                if expression:
+                    compile_expression(expression)
+                await self._park_call(
+                    claim, op, "Waiting", now + timeout, None, wait=(event_name, expression)
+                )
+            else:
+                return await self._invoke(claim, op, opts, now)
+        except (ValueError, ExpressionError) as err:
+            error = {"name": "InvalidOperation", "message": f"{kind}: {err}", "stack": None}
+            return await self._record(claim, op, {"error": error}, "Failed", error, now)
+        self._wake()
+        return None
+
+    async def _park_call(
+        self,
+        claim: Claim,
+        op: dict[str, Any],
+        status: str,
+        due: datetime.datetime,
+        resolution: Any,
+        *,
+        wait: tuple[str, str | None] | None = None,
+        on: Queryable = None,
+    ) -> None:
+        call = claim.call
+        event_name, expression = wait if wait else (None, None)
+        await self._store.fetchrow(
+            "park_call",
+            claim.work_id,
+            claim.lease_token,
+            uuid.UUID(call.run_id),
+            str(op.get("id")),
+            _step_name(op),
+            op.get("op"),
+            status,
+            due,
+            resolution,
+            self._clock.now(),
+            event_name,
+            expression,
+            on=on,
+        )
+
+    async def _invoke(
+        self, claim: Claim, op: dict[str, Any], opts: dict[str, Any], now: datetime.datetime
+    ) -> Claim | None:
+        function_id = str(opts.get("function_id") or "")
+        function = self._routes().functions.get(function_id)
+        if function is None:
+            error = {
+                "name": "FunctionNotFound",
+                "message": f"no function {function_id!r} is routed",
+                "stack": None,
+            }
+            return await self._record(claim, op, {"error": error}, "Failed", error, now)
+        payload: dict[str, Any] = opts["payload"] if isinstance(opts.get("payload"), dict) else {}
+        data: dict[str, Any] = payload["data"] if isinstance(payload.get("data"), dict) else {}
+        timeout = parse_duration(str(opts["timeout"])) if opts.get("timeout") else parse_duration(_NO_TIMEOUT)
+        expired = {
+            "name": "InvokeTimeoutError",
+            "stack": None,
+            "message": f"{function_id} did not finish within {opts.get('timeout')}",
+        }
+        event = Event(
+            id=new_event_id(), name=FUNCTION_INVOKED_EVENT, data=data, ts=int(now.timestamp() * 1000)
+        )
+        child = PlannedRun(
+            function, event, now, parent_run_id=uuid.UUID(claim.call.run_id), parent_step=str(op.get("id"))
+        )
+        async with self._store.transaction() as conn:
+            await self._park_call(claim, op, "Invoking", now + timeout, {"error": expired}, on=conn)
+            await self._ingestor.ingest([event], runs=[child], on=conn)
+        self._wake()
         return None
 
     async def _record(

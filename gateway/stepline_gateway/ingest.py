@@ -1,23 +1,31 @@
-"""Ingest: store events and start the runs they trigger, in one statement and one transaction.
+"""Ingest: store events and everything they set off, in one transaction.
 
-Each new event is matched against the routing table in memory; the events, one run per matching function
-(fan-out: each run has its own retry state) and each run's first call are written together, and the
-workers are woken by NOTIFY when the transaction commits. An event id already stored starts nothing.
+For the events that are new (a known id starts nothing), one statement writes the events, one run per
+matching function (fan-out: each run has its own retry state) and each run's first call, due at once or at
+the event's ``ts`` when that lies in the future; it also answers the open waits for those event names. In
+the same transaction the waits that match are resolved and the ``cancelOn`` rules that match cancel their
+runs (which emits ``inngest/function.cancelled``). Workers are woken by NOTIFY when the transaction commits.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from stepline.protocol import FUNCTION_CANCELLED_EVENT
+
 from stepline_gateway.clock import Clock
-from stepline_gateway.events import Event
-from stepline_gateway.routing import RoutingTable
-from stepline_gateway.store import Executor, Store
+from stepline_gateway.events import Event, new_event_id
+from stepline_gateway.routing import Function, RoutingTable, evaluate, wait_expression
+from stepline_gateway.store import Queryable, Record, Store
+
+# Events emitted while ingesting (cancellations) are ingested in turn, down to this depth.
+_MAX_DEPTH = 3
 
 
 @dataclass(frozen=True)
@@ -27,34 +35,66 @@ class Ingested:
     runs_created: int
 
 
+@dataclass(frozen=True)
+class PlannedRun:
+    """A run to create for an event: chosen by routing, or given (replays, invokes, cron ticks)."""
+
+    function: Function
+    event: Event
+    due: datetime.datetime
+    parent_run_id: uuid.UUID | None = None
+    parent_step: str | None = None
+
+
+@functools.lru_cache(maxsize=1024)
+def _condition(expression: str | None) -> Any:
+    return wait_expression(expression)
+
+
+def _due(event: Event, now: datetime.datetime) -> datetime.datetime:
+    at = datetime.datetime.fromtimestamp(event.ts / 1000, datetime.UTC)
+    return at if at > now else now
+
+
+def cancelled_event(row: Record, now: datetime.datetime) -> Event:
+    trigger = {"id": row["event_id"], "name": row["name"], "data": row["data"], "ts": row["ts"]}
+    data = {"function_id": row["function_id"], "run_id": str(row["id"]), "event": trigger}
+    return Event(id=new_event_id(), name=FUNCTION_CANCELLED_EVENT, data=data, ts=int(now.timestamp() * 1000))
+
+
 class Ingestor:
     def __init__(self, store: Store, routes: Callable[[], RoutingTable], clock: Clock) -> None:
         self._store = store
         self._routes = routes
         self._clock = clock
 
-    async def ingest(self, events: list[Event], *, on: Executor = None) -> Ingested:
+    async def ingest(
+        self, events: list[Event], *, on: Queryable = None, runs: list[PlannedRun] | None = None
+    ) -> Ingested:
+        """Store ``events``; start the runs routing chooses for them, or exactly ``runs`` when given."""
+        if on is not None:
+            return await self._ingest(on, events, runs, depth=0)
+        async with self._store.transaction() as conn:
+            return await self._ingest(conn, events, runs, depth=0)
+
+    async def cancel(self, run_ids: list[uuid.UUID], *, on: Queryable) -> list[Record]:
+        """Cancel runs not yet ended; emit ``inngest/function.cancelled`` for each; answer those cancelled."""
+        return await self._cancel(on, run_ids, depth=0)
+
+    async def _ingest(
+        self, conn: Queryable, events: list[Event], planned: list[PlannedRun] | None, depth: int
+    ) -> Ingested:
         now = self._clock.now()
         unique: dict[str, Event] = {}
         for event in events:
             unique.setdefault(event.id, event)
-        table = self._routes()
-        runs: list[tuple[uuid.UUID, str, str, str, str, int, None, datetime.datetime]] = []
-        for event in unique.values():
-            for function in table.match(event.payload()):
-                runs.append(
-                    (
-                        uuid.uuid4(),
-                        event.id,
-                        function.id,
-                        function.name,
-                        function.url,
-                        function.max_attempts,
-                        None,
-                        now,
-                    )
-                )
-        columns: list[list[Any]] = [list(column) for column in zip(*runs, strict=True)] if runs else [[]] * 8
+        if planned is None:
+            table = self._routes()
+            planned = [
+                PlannedRun(function, event, _due(event, now))
+                for event in unique.values()
+                for function in table.match(event.payload())
+            ]
         row = await self._store.fetchrow(
             "ingest",
             [e.id for e in unique.values()],
@@ -63,15 +103,79 @@ class Ingestor:
             [e.user for e in unique.values()],
             [e.ts for e in unique.values()],
             [now] * len(unique),
-            *columns,
-            on=on,
+            [uuid.uuid4() for _ in planned],
+            [p.event.id for p in planned],
+            [p.function.id for p in planned],
+            [p.function.name for p in planned],
+            [p.function.url for p in planned],
+            [p.function.max_attempts for p in planned],
+            [None] * len(planned),
+            [p.due for p in planned],
+            now,
+            [p.parent_run_id for p in planned],
+            [p.parent_step for p in planned],
+            on=conn,
         )
         assert row is not None
+        new_ids = set(row["new_event_ids"] or [])
+        fresh = [event for event in unique.values() if event.id in new_ids]
+        if row["waits"]:
+            await self._resolve_waits(conn, row["waits"], fresh, now)
+        if depth < _MAX_DEPTH:
+            await self._apply_cancel_rules(conn, fresh, now, depth)
         return Ingested(
-            ids=[event.id for event in events],
-            new_ids=list(row["new_event_ids"] or []),
-            runs_created=row["runs_created"],
+            ids=[event.id for event in events], new_ids=list(new_ids), runs_created=row["runs_created"]
         )
+
+    async def _resolve_waits(
+        self, conn: Queryable, waits: list[dict[str, Any]], fresh: Iterable[Event], now: datetime.datetime
+    ) -> None:
+        open_waits = list(waits)
+        matched: list[tuple[uuid.UUID, str, str]] = []
+        for event in fresh:
+            incoming = event.payload()
+            for wait in list(open_waits):
+                if wait["event_name"] != event.name:
+                    continue
+                variables = {"event": wait["event"], "async": incoming}
+                if evaluate(_condition(wait["expression"]), variables):
+                    matched.append((uuid.UUID(wait["run_id"]), wait["hash"], json.dumps(incoming)))
+                    open_waits.remove(wait)
+        if matched:
+            run_ids, hashes, payloads = (list(column) for column in zip(*matched, strict=True))
+            await self._store.fetchrow("resolve_waits", run_ids, hashes, payloads, now, on=conn)
+
+    async def _apply_cancel_rules(
+        self, conn: Queryable, fresh: list[Event], now: datetime.datetime, depth: int
+    ) -> None:
+        rules = self._routes().cancel_rules
+        relevant = [(event, rules[event.name]) for event in fresh if event.name in rules]
+        if not relevant:
+            return
+        function_ids = sorted({rule.function.id for _, event_rules in relevant for rule in event_rules})
+        candidates = await self._store.fetch("cancel_candidates", function_ids, on=conn)
+        doomed: set[uuid.UUID] = set()
+        for run in candidates:
+            trigger = {"id": run["event_id"], "name": run["name"], "data": run["data"], "ts": run["ts"]}
+            for event, event_rules in relevant:
+                if event.id == run["event_id"]:
+                    continue
+                for rule in event_rules:
+                    if rule.function.id != run["function_id"]:
+                        continue
+                    if rule.timeout is not None and run["created_at"] + rule.timeout < now:
+                        continue
+                    if evaluate(rule.condition, {"event": trigger, "async": event.payload()}):
+                        doomed.add(run["id"])
+        if doomed:
+            await self._cancel(conn, sorted(doomed), depth)
+
+    async def _cancel(self, conn: Queryable, run_ids: list[uuid.UUID], depth: int) -> list[Record]:
+        now = self._clock.now()
+        rows = await self._store.fetch("cancel_runs", run_ids, now, on=conn)
+        if rows and depth < _MAX_DEPTH:
+            await self._ingest(conn, [cancelled_event(row, now) for row in rows], None, depth + 1)
+        return rows
 
 
 def describe(events: list[Event]) -> str:

@@ -16,6 +16,7 @@ import pydantic
 import yaml
 from stepline.manifest import FunctionResource, describe_error, parse_function
 
+from stepline_gateway.durations import parse_duration
 from stepline_gateway.errors import BadRequest
 from stepline_gateway.routing import ExpressionError, Function, compile_expression
 from stepline_gateway.store import Store
@@ -39,6 +40,34 @@ def _check_triggers(triggers: list[dict[str, Any]]) -> None:
                 compile_expression(trigger["if"])
             except ExpressionError as err:
                 raise BadRequest(f"spec.triggers[{index}].if: {err}") from None
+
+
+def match_expression(match: str) -> str:
+    """``match: data.order_id`` is shorthand for ``event.data.order_id == async.data.order_id``."""
+    return f"event.{match} == async.{match}"
+
+
+def _cancel_rules(function_id: str, raw: Any) -> list[dict[str, Any]]:
+    rules = []
+    for index, rule in enumerate(raw or []):
+        if not isinstance(rule, dict) or not isinstance(rule.get("event"), str):
+            raise BadRequest(f"function {function_id}: cancel rule {index} needs an event name")
+        clean = {"event": rule["event"]}
+        expression = rule.get("if") or (match_expression(rule["match"]) if rule.get("match") else None)
+        if expression:
+            try:
+                compile_expression(expression)
+            except ExpressionError as err:
+                raise BadRequest(f"function {function_id}: cancel rule {index}: {err}") from None
+            clean["if"] = expression
+        if rule.get("timeout"):
+            try:
+                parse_duration(str(rule["timeout"]))
+            except ValueError as err:
+                raise BadRequest(f"function {function_id}: cancel rule {index}: {err}") from None
+            clean["timeout"] = str(rule["timeout"])
+        rules.append(clean)
+    return rules
 
 
 def functions_from_sync(payload: Any) -> tuple[str, list[Function]]:
@@ -84,6 +113,7 @@ def functions_from_sync(payload: Any) -> tuple[str, list[Function]]:
                 retries=retries,
                 paused=False,
                 source=SDK_SOURCE,
+                cancel_on=_cancel_rules(function_id, raw.get("cancel")),
             )
         )
     return app_id, functions
@@ -92,6 +122,9 @@ def functions_from_sync(payload: Any) -> tuple[str, list[Function]]:
 def function_from_resource(resource: FunctionResource, url: str, source: str) -> Function:
     spec = resource.spec
     triggers = [trigger.model_dump(by_alias=True, exclude_none=True) for trigger in spec.triggers]
+    cancel_on = _cancel_rules(
+        resource.full_id, [r.model_dump(by_alias=True, exclude_none=True) for r in spec.cancel_on]
+    )
     return Function(
         id=resource.full_id,
         app_id=spec.app,
@@ -101,6 +134,7 @@ def function_from_resource(resource: FunctionResource, url: str, source: str) ->
         retries=spec.retries,
         paused=spec.paused,
         source=source,
+        cancel_on=cancel_on,
     )
 
 
@@ -172,6 +206,9 @@ class Registry:
                 )
             else:
                 await self._store.execute("delete_functions_of_source_except", replace_source, ids, on=conn)
+            await self._store.execute(
+                "set_cancel_rules", ids, [json.dumps(f.cancel_on) for f in functions], on=conn
+            )
             await self._store.execute("notify_routes", on=conn)
 
     async def load(self) -> list[Function]:
@@ -186,6 +223,8 @@ class Registry:
                 retries=row["retries"],
                 paused=row["paused"],
                 source=row["source"],
+                cancel_on=row["cancel_on"],
+                created_at=row["created_at"],
             )
             for row in rows
         ]

@@ -7,12 +7,15 @@ with the number of functions routed. ``if`` expressions are CEL, compiled once p
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import cel
+
+from stepline_gateway.durations import parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ class Function:
     retries: int
     paused: bool
     source: str
+    cancel_on: list[dict[str, Any]] = field(default_factory=list)
+    created_at: datetime.datetime | None = field(default=None, compare=False)
 
     @property
     def max_attempts(self) -> int:
@@ -56,7 +61,34 @@ class Function:
             "retries": self.retries,
             "paused": self.paused,
             "source": self.source,
+            "cancel_on": self.cancel_on,
         }
+
+
+def wait_expression(expression: str | None) -> Any:
+    """Compile the CEL of a wait or a cancel rule (over ``event`` and ``async``); None matches any event."""
+    return compile_expression(expression) if expression else None
+
+
+def evaluate(condition: Any, variables: Mapping[str, Any]) -> bool:
+    """Run a compiled condition; one that fails on this input (a missing field...) does not match."""
+    if condition is None:
+        return True
+    try:
+        return bool(condition.execute(dict(variables)))
+    except (ValueError, TypeError, RuntimeError, KeyError) as err:
+        log.debug("a condition failed: %s", err)
+        return False
+
+
+@dataclass(frozen=True)
+class CancelRule:
+    """``cancelOn``: an event that cancels the function's unfinished runs (within ``timeout``, if set)."""
+
+    function: Function
+    event: str
+    condition: Any = field(default=None, compare=False)
+    timeout: datetime.timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -65,13 +97,7 @@ class Route:
     condition: Any = field(default=None, compare=False)
 
     def matches(self, event: Mapping[str, Any]) -> bool:
-        if self.condition is None:
-            return True
-        try:
-            return bool(self.condition.execute({"event": event}))
-        except (ValueError, TypeError, RuntimeError) as err:
-            log.warning("the 'if' of %s failed on event %s: %s", self.function.id, event.get("name"), err)
-            return False
+        return evaluate(self.condition, {"event": event})
 
 
 class RoutingTable:
@@ -79,11 +105,22 @@ class RoutingTable:
         self.functions: dict[str, Function] = {}
         self._exact: dict[str, list[Route]] = {}
         self._prefixes: list[tuple[str, Route]] = []
+        self.cancel_rules: dict[str, list[CancelRule]] = {}
         for function in functions:
             self._add(function)
 
     def _add(self, function: Function) -> None:
         self.functions[function.id] = function
+        for rule in function.cancel_on:
+            try:
+                timeout = parse_duration(rule["timeout"]) if rule.get("timeout") else None
+                condition = wait_expression(rule.get("if"))
+            except (ValueError, ExpressionError) as err:
+                log.error("function %s: cancel rule on %s ignored: %s", function.id, rule.get("event"), err)
+                continue
+            self.cancel_rules.setdefault(rule["event"], []).append(
+                CancelRule(function, rule["event"], condition, timeout)
+            )
         for trigger in function.triggers:
             name = trigger.get("event")
             if not name:

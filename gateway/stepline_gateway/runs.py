@@ -123,9 +123,8 @@ class RunQueries:
             raise NotFound(f"no run {run_id}")
         return new_id
 
-    async def cancel(self, run_id: uuid.UUID, now: datetime.datetime) -> tuple[bool, str]:
-        """Cancel a run that has not ended; answer (cancelled now, status it had)."""
-        row = await self._store.fetchrow("cancel_run", run_id, now)
-        if row is None or row["status"] is None:
+    async def status(self, run_id: uuid.UUID) -> str:
+        status: str | None = await self._store.fetchval("run_status", run_id)
+        if status is None:
             raise NotFound(f"no run {run_id}")
-        return bool(row["cancelled"]), str(row["status"])
+        return status

@@ -89,6 +89,7 @@ class Gateway:
                 metrics=self.metrics,
                 lease_s=settings.lease_s,
                 wake=lambda: self.dispatcher.wake(),
+                routes=lambda: self.routes,
             ),
             clock=self.clock,
             metrics=self.metrics,

@@ -16,8 +16,8 @@ from stepline.sql import load_queries
 
 Record = asyncpg.Record
 Connection = asyncpg.Connection
-# ``Connection`` or ``Pool``: both run queries.
-Executor = Any
+# A ``Connection`` or the ``Pool``: both run queries.
+Queryable = Any
 
 QUERIES = load_queries()
 
@@ -48,23 +48,23 @@ class Store:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def fetch(self, name: str, *args: Any, on: Executor = None) -> list[Record]:
+    async def fetch(self, name: str, *args: Any, on: Queryable = None) -> list[Record]:
         result: list[Record] = await (on or self.pool).fetch(QUERIES[name], *args)
         return result
 
-    async def fetchrow(self, name: str, *args: Any, on: Executor = None) -> Record | None:
+    async def fetchrow(self, name: str, *args: Any, on: Queryable = None) -> Record | None:
         result: Record | None = await (on or self.pool).fetchrow(QUERIES[name], *args)
         return result
 
-    async def fetchval(self, name: str, *args: Any, on: Executor = None) -> Any:
+    async def fetchval(self, name: str, *args: Any, on: Queryable = None) -> Any:
         return await (on or self.pool).fetchval(QUERIES[name], *args)
 
-    async def execute(self, name: str, *args: Any, on: Executor = None) -> str:
+    async def execute(self, name: str, *args: Any, on: Queryable = None) -> str:
         result: str = await (on or self.pool).execute(QUERIES[name], *args)
         return result
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Executor]:
+    async def transaction(self) -> AsyncIterator[Queryable]:
         async with self.pool.acquire() as conn, conn.transaction():
             yield conn
 

@@ -2,7 +2,14 @@
 -- Parameters are positional ($1...) and documented above each query.
 
 -- name: load_functions
-SELECT id, app_id, name, url, triggers, retries, paused, source, updated_at FROM functions ORDER BY id;
+SELECT id, app_id, name, url, triggers, retries, paused, source, cancel_on, created_at, updated_at
+FROM functions ORDER BY id;
+
+-- name: set_cancel_rules
+-- $1 function ids, $2 their cancel rules (JSON text: [{"event", "if"?, "timeout"?}])
+UPDATE functions SET cancel_on = c.rules::jsonb
+FROM unnest($1::text[], $2::text[]) AS c (id, rules)
+WHERE functions.id = c.id AND functions.cancel_on IS DISTINCT FROM c.rules::jsonb;
 
 -- name: upsert_functions
 -- $1 ids, $2 app ids, $3 names, $4 urls, $5 triggers (JSON text), $6 retries, $7 paused, $8 sources
@@ -26,32 +33,69 @@ DELETE FROM functions WHERE app_id = $1 AND source = $2 AND NOT (id = ANY($3::te
 SELECT pg_notify('stepline_routes', '');
 
 -- name: ingest
--- Stores events (a known id is skipped) and, for the events that are new, their runs and first calls.
+-- Stores events (a known id is skipped) and, for the events that are new, their runs and first calls;
+-- answers the open waits for the new events' names, to be matched by the caller in the same transaction.
 -- $1 event ids, $2 names, $3 data, $4 users, $5 ts (ms), $6 received at
 -- $7 run ids, $8 their event ids, $9 function ids, $10 function names, $11 urls, $12 max attempts,
--- $13 replay_of (null unless a replay), $14 available at (per run)
+-- $13 replay_of (null unless a replay), $14 first call due at (per run), $15 now,
+-- $16 parent run ids, $17 parent step hashes (null unless invoked)
 WITH new_events AS (
     INSERT INTO events (id, name, data, "user", ts, received_at)
     SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[], $5::bigint[], $6::timestamptz[])
     ON CONFLICT (id) DO NOTHING
-    RETURNING id
+    RETURNING id, name
 ), new_runs AS (
-    INSERT INTO runs (id, event_id, function_id, function_name, url, max_attempts, status, replay_of, created_at)
+    INSERT INTO runs (id, event_id, function_id, function_name, url, max_attempts, status, replay_of, created_at,
+                      parent_run_id, parent_step)
     SELECT r.run_id, r.event_id, r.function_id, r.function_name, r.url, r.max_attempts, 'Queued', r.replay_of,
-           r.available_at
+           $15::timestamptz, r.parent_run_id, r.parent_step
     FROM unnest($7::uuid[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int[], $13::uuid[],
-                $14::timestamptz[])
-         AS r (run_id, event_id, function_id, function_name, url, max_attempts, replay_of, available_at)
+                $14::timestamptz[], $16::uuid[], $17::text[])
+         AS r (run_id, event_id, function_id, function_name, url, max_attempts, replay_of, available_at,
+               parent_run_id, parent_step)
     JOIN new_events e ON e.id = r.event_id
-    RETURNING id, created_at
+    RETURNING id
 ), new_work AS (
     INSERT INTO work (run_id, step_id, available_at)
-    SELECT id, 'step', created_at FROM new_runs
-    RETURNING 1
+    SELECT r.run_id, 'step', r.available_at
+    FROM unnest($7::uuid[], $14::timestamptz[]) AS r (run_id, available_at)
+    JOIN new_runs n ON n.id = r.run_id
+    RETURNING available_at
 )
 SELECT (SELECT array_agg(id) FROM new_events) AS new_event_ids,
        (SELECT count(*) FROM new_work) AS runs_created,
-       (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM new_work LIMIT 1) AS n) AS notified;
+       (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM new_work
+                              WHERE available_at <= $15::timestamptz LIMIT 1) AS n) AS notified,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                'run_id', w.run_id, 'hash', w.hash, 'event_name', w.event_name, 'expression', w.expression,
+                'event', jsonb_build_object('id', e.id, 'name', e.name, 'data', e.data, 'ts', e.ts))), '[]'::jsonb)
+        FROM waits w JOIN runs r ON r.id = w.run_id JOIN events e ON e.id = r.event_id
+        WHERE w.event_name IN (SELECT name FROM new_events)) AS waits;
+
+-- name: resolve_waits
+-- Events arrived for open waits: each wait is closed and its parked call made due now with the event as
+-- the step's memo. A wait closed already (another event was first) is skipped.
+-- $1 run ids, $2 step hashes, $3 events (JSON text), $4 now
+WITH matched AS (
+    SELECT m.run_id, m.hash, m.event::jsonb AS event
+    FROM unnest($1::uuid[], $2::text[], $3::text[]) AS m (run_id, hash, event)
+), closed AS (
+    DELETE FROM waits w USING matched m WHERE w.run_id = m.run_id AND w.hash = m.hash
+    RETURNING w.run_id, w.hash
+), due AS (
+    UPDATE work SET resolution = m.event, available_at = $4::timestamptz
+    FROM closed c JOIN matched m ON m.run_id = c.run_id AND m.hash = c.hash
+    WHERE work.run_id = c.run_id AND work.resolves = c.hash
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM due) AS resolved,
+       (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM due LIMIT 1) AS n) AS notified;
+
+-- name: cancel_candidates
+-- Runs that a cancel rule may stop: those of functions $1 not yet ended, with their triggering events.
+SELECT r.id, r.function_id, r.created_at, e.id AS event_id, e.name, e.data, e.ts
+FROM runs r JOIN events e ON e.id = r.event_id
+WHERE r.function_id = ANY($1::text[]) AND r.status IN ('Queued', 'Running');
 
 -- name: replay_run
 -- A new run of the same function on the same event. $1 new run id, $2 run replayed, $3 now,
@@ -76,13 +120,14 @@ WITH due AS (
 ), claimed AS (
     UPDATE work w SET available_at = $4::timestamptz, lease_owner = $3::text, lease_token = gen_random_uuid()
     FROM due WHERE w.id = due.id
-    RETURNING w.id, w.run_id, w.step_id, w.attempt, w.lease_token
+    RETURNING w.id, w.run_id, w.step_id, w.attempt, w.lease_token, w.resolves, w.resolves_op, w.resolves_name,
+              w.resolution
 ), started AS (
     UPDATE runs r SET status = 'Running', started_at = $1::timestamptz
     FROM claimed c WHERE r.id = c.run_id AND r.status = 'Queued'
 )
-SELECT c.id, c.run_id, c.step_id, c.attempt, c.lease_token,
-       r.function_id, r.url, r.max_attempts,
+SELECT c.id, c.run_id, c.step_id, c.attempt, c.lease_token, c.resolves, c.resolves_op, c.resolves_name,
+       c.resolution, r.function_id, r.url, r.max_attempts,
        e.id AS event_id, e.name AS event_name, e.data AS event_data, e."user" AS event_user, e.ts AS event_ts,
        (SELECT coalesce(jsonb_object_agg(s.hash, s.memo), '{}'::jsonb)
         FROM steps s WHERE s.run_id = c.run_id AND s.memo IS NOT NULL) AS memos,
@@ -102,17 +147,21 @@ UPDATE work SET available_at = $2 WHERE lease_token = ANY($1::uuid[]);
 SELECT status FROM runs WHERE id = $1 FOR UPDATE;
 
 -- name: record_step
--- Records a step's memo once (a second record of the same step changes nothing) and turns the held call
+-- Records a step's memo once (a second record of the same step changes nothing; SQL NULL means JSON null) and turns the held call
 -- into the next one: $6 next step id ("step" to discover what follows), due at $7 and still leased.
 -- $1 work id, $2 lease token, $3 run id, $4 step hash, $5 step name, $8 op, $9 status, $10 memo,
 -- $11 attempts, $12 error, $13 started at, $14 ended at
 WITH held AS (
-    UPDATE work SET step_id = $6::text, attempt = 0, available_at = $7::timestamptz
+    UPDATE work SET step_id = $6::text, attempt = 0, available_at = $7::timestamptz, resolves = NULL,
+                    resolves_op = NULL, resolves_name = NULL, resolution = NULL
     WHERE id = $1::bigint AND lease_token = $2::uuid
     RETURNING run_id
+), closed_wait AS (
+    DELETE FROM waits WHERE run_id = $3::uuid AND hash = $4::text AND EXISTS (SELECT 1 FROM held)
 ), step AS (
     INSERT INTO steps (run_id, hash, name, op, status, attempts, memo, error, started_at, ended_at)
-    SELECT $3::uuid, $4::text, $5::text, $8::text, $9::text, $11::int, $10::jsonb, $12::jsonb,
+    SELECT $3::uuid, $4::text, $5::text, $8::text, $9::text, $11::int, coalesce($10::jsonb, 'null'::jsonb),
+           $12::jsonb,
            $13::timestamptz, $14::timestamptz
     FROM held
     ON CONFLICT (run_id, hash) DO UPDATE
@@ -130,7 +179,8 @@ SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT count(*) FROM step) > 0 
 -- $11 started at, $12 ended at, $13 due at
 WITH step AS (
     INSERT INTO steps (run_id, hash, name, op, status, attempts, memo, error, started_at, ended_at)
-    SELECT $3::uuid, $4::text, $5::text, $6::text, $7::text, $9::int, $8::jsonb, $10::jsonb,
+    SELECT $3::uuid, $4::text, $5::text, $6::text, $7::text, $9::int, coalesce($8::jsonb, 'null'::jsonb),
+           $10::jsonb,
            $11::timestamptz, $12::timestamptz
     WHERE EXISTS (SELECT 1 FROM work WHERE id = $1::bigint AND lease_token = $2::uuid)
     ON CONFLICT (run_id, hash) DO UPDATE
@@ -143,9 +193,12 @@ WITH step AS (
 ), done AS (
     DELETE FROM work WHERE id = $1 AND lease_token = $2 AND (SELECT n FROM others) > 0 RETURNING 1
 ), goes_on AS (
-    UPDATE work SET step_id = 'step', attempt = 0, available_at = $13
+    UPDATE work SET step_id = 'step', attempt = 0, available_at = $13, resolves = NULL, resolves_op = NULL,
+                    resolves_name = NULL, resolution = NULL
     WHERE id = $1 AND lease_token = $2 AND (SELECT n FROM others) = 0
     RETURNING 1
+), closed_wait AS (
+    DELETE FROM waits WHERE run_id = $3 AND hash = $4
 )
 SELECT (SELECT count(*) FROM goes_on) > 0 AS goes_on, (SELECT count(*) FROM done) > 0 AS done;
 
@@ -192,29 +245,67 @@ WITH held AS (
 SELECT (SELECT count(*) FROM held) > 0 AS held;
 
 -- name: finish_run
--- Ends a run (Completed or Failed) and drops its calls. $1 run id, $2 status, $3 output, $4 error, $5 now,
--- $6 work id, $7 lease token (the caller must hold the call)
+-- Ends a run (Completed or Failed), drops its calls and waits, and hands its result to the run that invoked
+-- it. $1 run id, $2 status, $3 output, $4 error, $5 now, $6 work id, $7 lease token (held by the caller)
 WITH held AS (
     SELECT run_id FROM work WHERE id = $6::bigint AND lease_token = $7::uuid
 ), ended AS (
     UPDATE runs SET status = $2::text, output = $3::jsonb, error = $4::jsonb, ended_at = $5::timestamptz
     FROM held WHERE runs.id = held.run_id AND runs.id = $1::uuid AND runs.status IN ('Queued', 'Running')
-    RETURNING runs.id, runs.function_id, runs.event_id
+    RETURNING runs.id, runs.function_id, runs.event_id, runs.parent_run_id, runs.parent_step
 ), dropped AS (
     DELETE FROM work WHERE run_id IN (SELECT id FROM ended)
+), dropped_waits AS (
+    DELETE FROM waits WHERE run_id IN (SELECT id FROM ended)
+), parent AS (
+    UPDATE work SET available_at = $5::timestamptz,
+                    resolution = CASE WHEN $2::text = 'Completed' THEN jsonb_build_object('data', $3::jsonb)
+                                      ELSE jsonb_build_object('error', $4::jsonb) END
+    FROM ended WHERE work.run_id = ended.parent_run_id AND work.resolves = ended.parent_step
+    RETURNING 1
 )
-SELECT id, function_id, event_id FROM ended;
+SELECT id, function_id, event_id,
+       (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM parent LIMIT 1) AS n) AS notified
+FROM ended;
 
--- name: cancel_run
--- $1 run id, $2 now; answers whether this cancelled it, and the run's status before
+-- name: park_call
+-- The held call waits: for a time (Sleep), an event (WaitForEvent, with an open wait) or a child run
+-- (InvokeFunction). It is released until $8, when it records $9 as the step's memo and goes on.
+-- $1 work id, $2 lease token, $3 run id, $4 hash, $5 name, $6 op, $7 step status, $8 due at,
+-- $9 resolution at $8, $10 now, $11 event name to wait for (or null), $12 wait expression (or null)
+WITH held AS (
+    UPDATE work SET available_at = $8::timestamptz, resolves = $4::text, resolves_op = $6::text,
+                    resolves_name = $5::text, resolution = $9::jsonb, lease_owner = NULL, lease_token = NULL
+    WHERE id = $1::bigint AND lease_token = $2::uuid
+    RETURNING run_id
+), step AS (
+    INSERT INTO steps (run_id, hash, name, op, status, attempts, started_at)
+    SELECT $3::uuid, $4::text, $5::text, $6::text, $7::text, 1, $10::timestamptz FROM held
+    ON CONFLICT (run_id, hash) DO UPDATE SET op = EXCLUDED.op, status = EXCLUDED.status
+        WHERE steps.memo IS NULL
+), wait AS (
+    INSERT INTO waits (run_id, hash, event_name, expression)
+    SELECT $3::uuid, $4::text, $11::text, $12::text FROM held WHERE $11::text IS NOT NULL
+    ON CONFLICT (run_id, hash) DO NOTHING
+)
+SELECT (SELECT count(*) FROM held) > 0 AS held;
+
+-- name: cancel_runs
+-- Cancels the runs $1 that have not ended; drops their calls and waits. $2 now
 WITH cancelled AS (
-    UPDATE runs SET status = 'Cancelled', ended_at = $2
-    WHERE id = $1 AND status IN ('Queued', 'Running')
-    RETURNING id
+    UPDATE runs SET status = 'Cancelled', ended_at = $2::timestamptz
+    WHERE id = ANY($1::uuid[]) AND status IN ('Queued', 'Running')
+    RETURNING id, function_id, event_id
 ), dropped AS (
     DELETE FROM work WHERE run_id IN (SELECT id FROM cancelled)
+), dropped_waits AS (
+    DELETE FROM waits WHERE run_id IN (SELECT id FROM cancelled)
 )
-SELECT EXISTS (SELECT 1 FROM cancelled) AS cancelled, (SELECT status FROM runs WHERE id = $1) AS status;
+SELECT c.id, c.function_id, e.id AS event_id, e.name, e.data, e.ts
+FROM cancelled c JOIN events e ON e.id = c.event_id;
+
+-- name: run_status
+SELECT status FROM runs WHERE id = $1;
 
 -- name: get_run
 SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
@@ -225,17 +316,57 @@ FROM runs r WHERE r.id = $1;
 SELECT hash, name, op, status, attempts, memo, error, started_at, ended_at
 FROM steps WHERE run_id = $1 ORDER BY started_at, hash;
 
--- name: list_runs
--- Newest first, keyset paged: $1 function id or null, $2 status or null, $3/$4 the last row seen
--- (created_at, id) or null, $5 limit
+-- The runs_page queries: runs newest first, keyset paged, one query per filter so that every plan (generic
+-- ones included) is a range scan of the index that fits; none of them reads the rows it skips.
+-- $1 created at or after (null: no bound), $2/$3 answer rows before (created_at, id) (null: no bound; the
+-- last row seen, or (until, nil uuid) for "created before until"), $4 limit, then the filters.
+
+-- name: runs_page
 SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
        r.created_at, r.started_at, r.ended_at
 FROM runs r
-WHERE ($1::text IS NULL OR r.function_id = $1)
-  AND ($2::text IS NULL OR r.status = $2)
-  AND ($3::timestamptz IS NULL OR (r.created_at, r.id) < ($3, $4::uuid))
+WHERE r.created_at >= coalesce($1::timestamptz, '-infinity')
+  AND (r.created_at, r.id) < (coalesce($2::timestamptz, 'infinity'), coalesce($3::uuid, uuid_nil()))
 ORDER BY r.created_at DESC, r.id DESC
-LIMIT $5;
+LIMIT $4;
+
+-- name: runs_page_of_function
+-- $5 function id
+SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
+       r.created_at, r.started_at, r.ended_at
+FROM runs r
+WHERE r.function_id = $5::text
+  AND r.created_at >= coalesce($1::timestamptz, '-infinity')
+  AND (r.created_at, r.id) < (coalesce($2::timestamptz, 'infinity'), coalesce($3::uuid, uuid_nil()))
+ORDER BY r.created_at DESC, r.id DESC
+LIMIT $4;
+
+-- name: runs_page_with_status
+-- $5 status
+SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
+       r.created_at, r.started_at, r.ended_at
+FROM runs r
+WHERE r.status = $5::text
+  AND r.created_at >= coalesce($1::timestamptz, '-infinity')
+  AND (r.created_at, r.id) < (coalesce($2::timestamptz, 'infinity'), coalesce($3::uuid, uuid_nil()))
+ORDER BY r.created_at DESC, r.id DESC
+LIMIT $4;
+
+-- name: runs_page_of_function_with_status
+-- $5 function id, $6 status (the function's index, its status checked on the rows it reads)
+SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
+       r.created_at, r.started_at, r.ended_at
+FROM runs r
+WHERE r.function_id = $5::text AND r.status = $6::text
+  AND r.created_at >= coalesce($1::timestamptz, '-infinity')
+  AND (r.created_at, r.id) < (coalesce($2::timestamptz, 'infinity'), coalesce($3::uuid, uuid_nil()))
+ORDER BY r.created_at DESC, r.id DESC
+LIMIT $4;
+
+-- name: count_recent_runs
+-- Runs created at or after $1, by function and status (the dashboard's Functions page).
+SELECT function_id, status, count(*) AS runs FROM runs WHERE created_at >= $1::timestamptz
+GROUP BY function_id, status ORDER BY function_id, status;
 
 -- name: get_event
 SELECT id, name, data, "user", ts, received_at FROM events WHERE id = $1;
