@@ -27,6 +27,9 @@ SYNC_PAYLOAD_VERSION: Final = "0.1"
 
 FUNCTION_FAILED_EVENT: Final = "inngest/function.failed"
 FUNCTION_FINISHED_EVENT: Final = "inngest/function.finished"
+FUNCTION_CANCELLED_EVENT: Final = "inngest/function.cancelled"
+FUNCTION_INVOKED_EVENT: Final = "inngest/function.invoked"
+CRON_EVENT: Final = "inngest/scheduled.timer"
 
 
 class Header(enum.StrEnum):
