@@ -15,16 +15,21 @@ from urllib.parse import urlsplit, urlunsplit
 import pydantic
 import yaml
 from stepline.manifest import FunctionResource, describe_error, parse_function
+from stepline.protocol import match_expression
 
 from stepline_gateway.durations import parse_duration
 from stepline_gateway.errors import BadRequest
 from stepline_gateway.routing import ExpressionError, Function, compile_expression
+from stepline_gateway.scheduler import CronError, parse_schedule
 from stepline_gateway.store import Store
 
 SDK_SOURCE = "sdk"
 MANIFEST_SOURCE = "manifest"
 DEFAULT_RETRIES = 4
 MAX_RETRIES = 20
+
+# Stands in for the function whose cron triggers are checked before it exists.
+_PROBE = Function(id="", app_id="", name="", url="", triggers=[], retries=0, paused=True, source="")
 
 
 def _strip_query(url: str) -> str:
@@ -33,18 +38,18 @@ def _strip_query(url: str) -> str:
 
 
 def _check_triggers(triggers: list[dict[str, Any]]) -> None:
-    """Compile every ``if`` once now, so that a bad expression is refused before it is published."""
+    """Compile every ``if`` and cron once now, so that a bad one is refused before it is published."""
     for index, trigger in enumerate(triggers):
         if trigger.get("if"):
             try:
                 compile_expression(trigger["if"])
             except ExpressionError as err:
                 raise BadRequest(f"spec.triggers[{index}].if: {err}") from None
-
-
-def match_expression(match: str) -> str:
-    """``match: data.order_id`` is shorthand for ``event.data.order_id == async.data.order_id``."""
-    return f"event.{match} == async.{match}"
+        if trigger.get("cron"):
+            try:
+                parse_schedule(_PROBE, trigger)
+            except CronError as err:
+                raise BadRequest(f"spec.triggers[{index}].cron: {err}") from None
 
 
 def _cancel_rules(function_id: str, raw: Any) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from stepline_gateway.ingest import Ingestor
 from stepline_gateway.metrics import Metrics
 from stepline_gateway.registry import MANIFEST_SOURCE, Registry, load_manifests
 from stepline_gateway.routing import RoutingTable
+from stepline_gateway.scheduler import Scheduler
 from stepline_gateway.settings import Settings
 from stepline_gateway.store import Connection, Store, connect, create_pool
 
@@ -96,6 +97,12 @@ class Gateway:
             concurrency=settings.concurrency,
             lease_s=settings.lease_s,
         )
+        self.scheduler = Scheduler(
+            ingestor=self.ingestor,
+            routes=lambda: self.routes,
+            clock=self.clock,
+            catch_up_within=datetime.timedelta(hours=settings.retention_h),
+        )
         if self._manifests:
             await self.load_manifests()
         await self.reload_routes()
@@ -106,6 +113,7 @@ class Gateway:
             asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
             asyncio.create_task(self._refresh_routes_periodically(), name="routes-refresh"),
             asyncio.create_task(self._prune_periodically(), name="prune"),
+            asyncio.create_task(self.scheduler.run(), name="cron"),
         ]
 
     async def load_manifests(self) -> None:
@@ -123,6 +131,7 @@ class Gateway:
         functions = await self.registry.load()
         self.routes = RoutingTable(functions)
         self.routes_loaded = True
+        self.scheduler.routes_changed()
         self.metrics.routes.set(len(self.routes))
 
     async def _refresh_routes_periodically(self) -> None:

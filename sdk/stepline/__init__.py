@@ -2,18 +2,22 @@
 
 client = stepline.Client("shop")
 
-@client.function(id="welcome", trigger="user/signed-up")
+@client.function(id="welcome", trigger="user/signed-up",
+                 cancel_on=[stepline.Cancel(event="user/deleted", match="data.id")], on_failure=alert)
 async def welcome(ctx: stepline.Context) -> str:
     user = await ctx.step.run("load-user", load_user, ctx.event.data["id"])
-    await ctx.step.run("send-email", send_welcome, user)
-    return "sent"
+    await ctx.step.sleep("settle", datetime.timedelta(hours=1))
+    confirmed = await ctx.step.wait_for_event("confirm", event="user/ok", match="data.id", timeout=86400)
+    await ctx.step.invoke("send-email", function=send_welcome, data={"user": user})
+    await ctx.step.send_event("announce", {"name": "user/welcomed", "data": {"id": user["id"]}})
+    return "sent" if confirmed else "unconfirmed"
 
 stepline.fastapi.serve(app, client, [welcome])   # or stepline.asgi.serve_app(client, [welcome])
 """
 
 from stepline.client import Client, SyncAnswer
 from stepline.config import SDK_VERSION
-from stepline.context import Context, Step
+from stepline.context import Context
 from stepline.errors import (
     ConfigError,
     NonRetriableError,
@@ -22,13 +26,15 @@ from stepline.errors import (
     StepError,
     SteplineError,
 )
-from stepline.function import Function, TriggerCron, TriggerEvent
+from stepline.function import Cancel, Function, TriggerCron, TriggerEvent
 from stepline.handler import Handler
 from stepline.protocol import Event
+from stepline.steps import Step
 
 __version__ = SDK_VERSION
 
 __all__ = [
+    "Cancel",
     "Client",
     "ConfigError",
     "Context",

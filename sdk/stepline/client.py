@@ -15,7 +15,15 @@ import httpx
 
 from stepline import config as config_
 from stepline.errors import SendEventError
-from stepline.function import Function, FunctionHandler, TriggerSpec, parse_triggers
+from stepline.function import (
+    CancelSpec,
+    Function,
+    FunctionHandler,
+    TriggerSpec,
+    parse_cancel,
+    parse_triggers,
+    with_failure_functions,
+)
 from stepline.protocol import SYNC_PAYLOAD_VERSION, Event, Header, QueryParam, encode_json
 from stepline.signing import bearer_token
 
@@ -76,12 +84,30 @@ class Client:
         trigger: TriggerSpec,
         retries: int = 4,
         name: str | None = None,
+        cancel_on: Sequence[CancelSpec] = (),
+        on_failure: FunctionHandler | None = None,
     ) -> Callable[[FunctionHandler], Function]:
-        """Decorate ``async def fn(ctx: stepline.Context)`` to make it a durable function."""
+        """Decorate ``async def fn(ctx: stepline.Context)`` to make it a durable function.
+
+        ``cancel_on``: events that cancel a run, as ``stepline.Cancel`` or mappings such as
+        ``{"event": "order/cancelled", "match": "data.order_id", "timeout": "1h"}``.
+        ``on_failure``: ``async def handler(ctx)`` run once when a run of this function fails for good;
+        served as the function ``<id>-failure``, its ``ctx.event`` is the ``inngest/function.failed`` event
+        (data: ``function_id``, ``run_id``, ``error`` {name, message, stack}, ``event`` the original event).
+        """
         triggers = parse_triggers(trigger)
+        cancel = parse_cancel(cancel_on)
 
         def decorate(handler: FunctionHandler) -> Function:
-            return Function(id=id, handler=handler, triggers=triggers, retries=retries, name=name)
+            return Function(
+                id=id,
+                handler=handler,
+                triggers=triggers,
+                retries=retries,
+                name=name,
+                cancel_on=cancel,
+                on_failure=on_failure,
+            )
 
         return decorate
 
@@ -117,8 +143,9 @@ class Client:
         return [str(event_id) for event_id in ids]
 
     def function_configs(self, functions: Iterable[Function], serve_url: str) -> list[dict[str, Any]]:
-        """The ``functions`` of a sync payload, each called at ``serve_url``."""
-        return [fn.config(app_id=self.app_id, serve_url=serve_url) for fn in functions]
+        """The ``functions`` of a sync payload, each called at ``serve_url``; failure functions included."""
+        served = with_failure_functions(list(functions), self.app_id)
+        return [fn.config(app_id=self.app_id, serve_url=serve_url) for fn in served]
 
     def sync_payload(
         self, functions: Iterable[Function], serve_url: str, *, framework: str

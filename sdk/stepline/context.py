@@ -1,27 +1,26 @@
-"""One call of a function: the ``ctx`` and ``ctx.step`` it sees, and the executor that answers the call.
+"""One call of a function: the ``ctx`` it sees, and the executor that answers the call.
 
-The executor runs the function as a task. Memoized steps return at once; each new step registers itself
-and waits forever. Once new steps stop appearing, the executor runs the chosen one (or plans several),
-cancels the task, and returns a CallResult; handler.py turns that into the HTTP answer.
+The executor runs the function as a task. Memoized steps return at once; each new step records itself
+(steps.py) and waits forever. Once new steps stop appearing, the executor runs the chosen one, reports it
+(a sleep, a wait, an invocation), or plans several, then cancels the task and returns a CallResult;
+handler.py turns that into the HTTP answer.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import dataclasses
 import datetime
 import inspect
 import traceback
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, TypeVarTuple, overload
+from collections.abc import Callable
+from typing import Any
 
+from stepline.client import Client
 from stepline.errors import NonRetriableError, RetryAfterError, StepError
 from stepline.function import Function
-from stepline.protocol import CallRequest, Event, Opcode, encode_json, error_data, hash_step, step_op
-
-_T = TypeVar("_T")
-_Ts = TypeVarTuple("_Ts")
+from stepline.protocol import CallRequest, Event, Opcode, encode_json, error_data, step_op
+from stepline.steps import CallState, FoundStep, Step, running_step
 
 # Event-loop turns without a new step after which discovery is over: enough for the siblings of an
 # asyncio.gather, even nested ones, to reach their steps (memoized steps return without yielding).
@@ -38,97 +37,18 @@ class CallResult:
     retry_after: datetime.datetime | None = None
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class FoundStep:
-    """A step the function reached that has no memo yet."""
-
-    id: str
-    hash: str
-    fn: Callable[..., Any]
-    args: tuple[Any, ...]
-
-
-# The step being executed, seen by code running inside it (also in its worker thread), not by the function.
-_running_step: contextvars.ContextVar[FoundStep | None] = contextvars.ContextVar("running_step", default=None)
-
-
-class _CallState:
-    """What one call knows about the function's steps: memos in, steps found out."""
-
-    def __init__(self, memos: dict[str, Any], target: str | None) -> None:
-        self.memos = memos
-        self.target = target
-        self.occurrences: dict[str, int] = {}
-        self.found: list[FoundStep] = []
-        self.waiters: list[asyncio.Future[Any]] = []
-        self.on_found: Callable[[], None] = lambda: None
-        self.closed = False
-
-    def find(self, step_hash: str) -> FoundStep | None:
-        return next((step for step in self.found if step.hash == step_hash), None)
-
-
-class Step:
-    """``ctx.step``: the durable operations of a function."""
-
-    def __init__(self, state: _CallState) -> None:
-        self._state = state
-
-    @overload
-    async def run(self, step_id: str, fn: Callable[[*_Ts], Awaitable[_T]], *args: *_Ts) -> _T: ...
-
-    @overload
-    async def run(self, step_id: str, fn: Callable[[*_Ts], _T], *args: *_Ts) -> _T: ...
-
-    async def run(self, step_id: str, fn: Callable[[*_Ts], Any], *args: *_Ts) -> Any:
-        """Run ``fn(*args)`` (sync or async) once per run; later calls return its memoized JSON output.
-
-        A step that failed for good raises StepError here. Steps in ``asyncio.gather`` run in parallel.
-        """
-        state = self._state
-        if not step_id:
-            raise ValueError("a step id must not be empty")
-        running = _running_step.get()
-        if running is not None:
-            message = f"step {step_id!r} was started inside step {running.id!r}: steps cannot be nested"
-            raise NonRetriableError(message)
-        if state.closed:
-            raise asyncio.CancelledError
-        occurrence = state.occurrences.get(step_id, 0)
-        state.occurrences[step_id] = occurrence + 1
-        step_hash = hash_step(step_id, occurrence)
-        if step_hash in state.memos:
-            return _from_memo(state.memos[step_hash])
-        state.found.append(FoundStep(id=step_id, hash=step_hash, fn=fn, args=args))
-        waiter = asyncio.get_running_loop().create_future()
-        state.waiters.append(waiter)
-        state.on_found()
-        # Never resolved: the call ends with this step executed or planned and the task is cancelled.
-        return await waiter
-
-
 @dataclasses.dataclass(frozen=True)
 class Context:
-    """What a function receives: its triggering event(s), its run, and ``step``."""
+    """What a function receives: its triggering event(s), its run, and ``step``.
+
+    A failure handler's ``event`` is the ``inngest/function.failed`` event of the run that failed.
+    """
 
     event: Event
     events: list[Event]
     run_id: str
     attempt: int
     step: Step
-
-
-def _from_memo(memo: Any) -> Any:
-    if not isinstance(memo, dict):
-        return memo
-    error = memo.get("error")
-    if error is None:
-        return memo.get("data")
-    if not isinstance(error, dict):
-        raise StepError(str(error))
-    raise StepError(
-        str(error.get("message", "")), name=str(error.get("name") or "Error"), stack=error.get("stack")
-    )
 
 
 def describe_error(err: BaseException) -> dict[str, Any]:
@@ -138,18 +58,22 @@ def describe_error(err: BaseException) -> dict[str, Any]:
     return error_data(type(err).__name__, str(err), "".join(traceback.format_exception(err)))
 
 
-async def execute_call(function: Function, request: CallRequest, *, target: str | None) -> CallResult:
+async def execute_call(
+    function: Function, request: CallRequest, *, target: str | None, client: Client
+) -> CallResult:
     """Answer one call: run ``function`` up to its next new step(s), or to its end.
 
     ``target`` is the hash from ``stepId`` when the gateway asks for one specific step, else None.
+    A single new sleep, wait or invocation (or a targeted one) is reported for the gateway to carry out;
+    several new steps are planned, one call each to follow.
     """
-    state = _CallState(request.steps, target)
+    state = CallState(request.steps, target)
     ctx = Context(
         event=request.event,
         events=request.events or [request.event],
         run_id=request.ctx.run_id,
         attempt=request.ctx.attempt,
-        step=Step(state),
+        step=Step(state, client),
     )
     task = asyncio.create_task(function.handler(ctx))
     try:
@@ -160,18 +84,22 @@ async def execute_call(function: Function, request: CallRequest, *, target: str 
                 return _target_not_reached(target, state)
         elif task.done():
             return _function_result(task)
-        elif len(state.found) == 1 and not request.ctx.disable_immediate_execution:
+        elif len(state.found) == 1 and (
+            state.found[0].op is not None or not request.ctx.disable_immediate_execution
+        ):
             step = state.found[0]
         else:
             ops = [step_op(Opcode.STEP_PLANNED, s.hash, s.id) for s in state.found]
             return CallResult(206, encode_json(ops))
+        if step.op is not None:
+            return CallResult(206, encode_json([step.op]))
         max_attempts = request.ctx.max_attempts or function.retries + 1
         return await _run_step(step, final=request.ctx.attempt + 1 >= max_attempts)
     finally:
         await _close(task, state)
 
 
-async def _discover(task: asyncio.Task[Any], state: _CallState) -> None:
+async def _discover(task: asyncio.Task[Any], state: CallState) -> None:
     """Wait for the first new step or the function's end, then until new steps stop appearing."""
     progress = asyncio.get_running_loop().create_future()
 
@@ -191,7 +119,7 @@ async def _discover(task: asyncio.Task[Any], state: _CallState) -> None:
         quiet = quiet + 1 if len(state.found) == before else 0
 
 
-async def _close(task: asyncio.Task[Any], state: _CallState) -> None:
+async def _close(task: asyncio.Task[Any], state: CallState) -> None:
     state.closed = True
     task.cancel()
     # Waiters in tasks the function no longer awaits (a gather that already failed) are freed here.
@@ -219,7 +147,7 @@ def _function_result(task: asyncio.Task[Any]) -> CallResult:
     )
 
 
-def _target_not_reached(target: str, state: _CallState) -> CallResult:
+def _target_not_reached(target: str, state: CallState) -> CallResult:
     reached = ", ".join(repr(step.id) for step in state.found) or "no new step"
     message = (
         f"the step the gateway asked for (stepId={target}) was not reached; the function reached {reached}. "
@@ -229,7 +157,9 @@ def _target_not_reached(target: str, state: _CallState) -> CallResult:
 
 
 async def _run_step(step: FoundStep, *, final: bool) -> CallResult:
-    token = _running_step.set(step)
+    if step.fn is None:
+        raise TypeError(f"step {step.id!r} is an operation for the gateway, not one to run")
+    token = running_step.set(step)
     try:
         output = await _invoke(step.fn, step.args)
     except Exception as err:
@@ -237,7 +167,7 @@ async def _run_step(step: FoundStep, *, final: bool) -> CallResult:
         retry_after = err.retry_after if isinstance(err, RetryAfterError) and not failed else None
         return _step_error(step, describe_error(err), failed=failed, retry_after=retry_after)
     finally:
-        _running_step.reset(token)
+        running_step.reset(token)
     try:
         return CallResult(206, encode_json([step_op(Opcode.STEP_RUN, step.hash, step.id, data=output)]))
     except (TypeError, ValueError) as exc:

@@ -1,4 +1,4 @@
-"""A durable function as the SDK holds it: its id, triggers, retries and the user's handler.
+"""A durable function as the SDK holds it: its id, triggers, retries, cancellation, failure handler.
 
 ``Client.function`` builds these; the handler looks them up by id to answer calls, and ``config`` renders
 one the way a sync (PUT) reports it to the gateway, exactly as the official SDKs do.
@@ -6,13 +6,22 @@ one the way a sync (PUT) reports it to the gateway, exactly as the official SDKs
 
 from __future__ import annotations
 
+import datetime
 import urllib.parse
-from collections.abc import Callable, Coroutine, Sequence
+import zoneinfo
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from stepline.protocol import DISCOVERY_STEP_ID, QueryParam, full_function_id
+from stepline.protocol import (
+    DISCOVERY_STEP_ID,
+    FUNCTION_FAILED_EVENT,
+    QueryParam,
+    duration_string,
+    full_function_id,
+    match_expression,
+)
 
 if TYPE_CHECKING:
     from stepline.context import Context
@@ -20,6 +29,12 @@ if TYPE_CHECKING:
 FunctionHandler: TypeAlias = "Callable[[Context], Coroutine[Any, Any, Any]]"
 
 MAX_RETRIES = 20
+
+# Appended to a function's id to name the function that handles its failures, as the official SDKs do.
+FAILURE_SUFFIX = "-failure"
+
+# The prefix by which a cron expression names its time zone (Inngest's convention).
+CRON_TIMEZONE_PREFIX = "TZ="
 
 
 class TriggerEvent(BaseModel):
@@ -30,13 +45,46 @@ class TriggerEvent(BaseModel):
     event: str = Field(min_length=1, max_length=256)
     expression: str | None = None
 
+    def config(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
 
 class TriggerCron(BaseModel):
-    """Start a run on a cron schedule, e.g. ``"0 * * * *"`` or ``"TZ=Europe/Paris 0 9 * * *"``."""
+    """Start a run on a cron schedule, e.g. ``"0 * * * *"``, in ``timezone`` (an IANA name) if given.
+
+    The time zone may also be written in the expression: ``"TZ=Europe/Paris 0 9 * * *"``.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     cron: str = Field(min_length=1)
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                zoneinfo.ZoneInfo(value)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"unknown time zone {value!r}: use an IANA name like 'Europe/Paris'"
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_timezone(self) -> TriggerCron:
+        if self.timezone is not None and self.cron.startswith(CRON_TIMEZONE_PREFIX):
+            raise ValueError(
+                "give the time zone either in the cron expression (TZ=...) or as timezone, not both"
+            )
+        return self
+
+    def config(self) -> dict[str, Any]:
+        """``{"cron": ...}``, the time zone as the expression's ``TZ=<zone>`` prefix."""
+        if self.timezone is None:
+            return {"cron": self.cron}
+        return {"cron": f"{CRON_TIMEZONE_PREFIX}{self.timezone} {self.cron}"}
 
 
 Trigger: TypeAlias = TriggerEvent | TriggerCron
@@ -51,6 +99,56 @@ def parse_triggers(spec: TriggerSpec) -> tuple[Trigger, ...]:
     return tuple(TriggerEvent(event=item) if isinstance(item, str) else item for item in items)
 
 
+class Cancel(BaseModel):
+    """Cancel a run, between its steps, when an event named ``event`` arrives.
+
+    ``if_exp`` is a CEL expression over ``event`` (the run's triggering event) and ``async`` (the arriving
+    one); ``match="data.order_id"`` is short for ``event.data.order_id == async.data.order_id``. ``timeout``
+    (seconds, a timedelta, or a duration string like ``"1h"``) limits how long after the run's start the
+    event counts.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event: str = Field(min_length=1, max_length=256)
+    if_exp: str | None = None
+    match: str | None = None
+    timeout: float | datetime.timedelta | str | None = None
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> Cancel:
+        if self.if_exp is not None and self.match is not None:
+            raise ValueError("give a cancellation either if_exp or match, not both")
+        return self
+
+    @property
+    def expression(self) -> str | None:
+        return match_expression(self.match) if self.match is not None else self.if_exp
+
+    def config(self) -> dict[str, Any]:
+        """The entry in a function's ``cancel`` list of a sync payload: ``{"event", "if"?, "timeout"?}``."""
+        config: dict[str, Any] = {"event": self.event}
+        if self.expression is not None:
+            config["if"] = self.expression
+        if self.timeout is not None:
+            timeout = self.timeout
+            config["timeout"] = timeout if isinstance(timeout, str) else duration_string(timeout)
+        return config
+
+
+CancelSpec: TypeAlias = "Cancel | Mapping[str, Any]"
+
+
+def parse_cancel(spec: Sequence[CancelSpec]) -> tuple[Cancel, ...]:
+    """Accept Cancel models, or mappings of ``event``, ``if`` (or ``if_exp``), ``match``, ``timeout``."""
+    return tuple(
+        item
+        if isinstance(item, Cancel)
+        else Cancel.model_validate({("if_exp" if key == "if" else key): value for key, value in item.items()})
+        for item in spec
+    )
+
+
 class Function:
     """A function registered with a client; it is not callable itself, the gateway calls it."""
 
@@ -62,6 +160,8 @@ class Function:
         triggers: Sequence[Trigger],
         retries: int = 4,
         name: str | None = None,
+        cancel_on: Sequence[Cancel] = (),
+        on_failure: FunctionHandler | None = None,
     ) -> None:
         if not id:
             raise ValueError("a function id must not be empty")
@@ -72,6 +172,8 @@ class Function:
         self.handler = handler
         self.triggers = tuple(triggers)
         self.retries = retries
+        self.cancel_on = tuple(cancel_on)
+        self.on_failure = on_failure
 
     def __repr__(self) -> str:
         return f"Function(id={self.id!r})"
@@ -79,16 +181,35 @@ class Function:
     def full_id(self, app_id: str) -> str:
         return full_function_id(app_id, self.id)
 
+    def failure_function(self, app_id: str) -> Function | None:
+        """The function that runs ``on_failure``: ``<id>-failure``, started by this function's failed runs.
+
+        Its event is ``inngest/function.failed`` with data ``{function_id, run_id, error, event}``.
+        """
+        if self.on_failure is None:
+            return None
+        failed = TriggerEvent(
+            event=FUNCTION_FAILED_EVENT,
+            expression=f"event.data.function_id == '{self.full_id(app_id)}'",
+        )
+        return Function(
+            id=f"{self.id}{FAILURE_SUFFIX}",
+            handler=self.on_failure,
+            triggers=[failed],
+            retries=0,
+            name=f"{self.name} (failure)",
+        )
+
     def config(self, *, app_id: str, serve_url: str) -> dict[str, Any]:
         """The function's entry in a sync payload (``functions[]`` of ``POST /fn/register``)."""
         full_id = self.full_id(app_id)
         query = urllib.parse.urlencode(
             {QueryParam.FUNCTION_ID.value: full_id, QueryParam.STEP_ID.value: DISCOVERY_STEP_ID}
         )
-        return {
+        config: dict[str, Any] = {
             "id": full_id,
             "name": self.name,
-            "triggers": [trigger.model_dump(exclude_none=True) for trigger in self.triggers],
+            "triggers": [trigger.config() for trigger in self.triggers],
             "steps": {
                 DISCOVERY_STEP_ID: {
                     "id": DISCOVERY_STEP_ID,
@@ -98,3 +219,17 @@ class Function:
                 }
             },
         }
+        if self.cancel_on:
+            config["cancel"] = [cancel.config() for cancel in self.cancel_on]
+        return config
+
+
+def with_failure_functions(functions: Sequence[Function], app_id: str) -> list[Function]:
+    """The functions an app serves: each one, followed by its failure function if it has one."""
+    served: list[Function] = []
+    for fn in functions:
+        served.append(fn)
+        failure = fn.failure_function(app_id)
+        if failure is not None:
+            served.append(failure)
+    return served

@@ -18,7 +18,7 @@ from stepline.client import Client
 from stepline.config import SDK_IDENTITY
 from stepline.context import execute_call
 from stepline.errors import ConfigError
-from stepline.function import Function
+from stepline.function import Function, with_failure_functions
 from stepline.protocol import (
     DISCOVERY_STEP_ID,
     INSPECTION_SCHEMA_VERSION,
@@ -28,6 +28,8 @@ from stepline.protocol import (
     QueryParam,
     encode_json,
     error_data,
+    full_function_id,
+    iso_utc,
 )
 from stepline.signing import SignatureError, sign, verify_request
 
@@ -53,17 +55,20 @@ class Handler:
             )
         self._client = client
         self._framework = framework
-        self._functions: dict[str, Function] = {}
-        for fn in functions:
+        self._functions = list(functions)
+        # Every function served, failure functions too, by full id: what fnId names.
+        self._served: dict[str, Function] = {}
+        for fn in with_failure_functions(self._functions, client.app_id):
             full_id = fn.full_id(client.app_id)
-            if full_id in self._functions:
+            if full_id in self._served:
                 message = f"two functions have the id {fn.id!r}: function ids must be unique in an app"
                 raise ConfigError(message)
-            self._functions[full_id] = fn
+            self._served[full_id] = fn
 
     @property
     def functions(self) -> list[Function]:
-        return list(self._functions.values())
+        """The functions given, without the failure functions they imply."""
+        return list(self._functions)
 
     async def handle(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> Response:
         """Answer one request; ``headers`` has lower-case names."""
@@ -128,7 +133,7 @@ class Handler:
             return self._answer(400, {"error": message}, key=key)
         sync_id = _query(url).get(QueryParam.SYNC_ID.value)
         answer = await self._client.sync(
-            self._functions.values(), self.serve_url(url), framework=self._framework, sync_id=sync_id
+            self._functions, self.serve_url(url), framework=self._framework, sync_id=sync_id
         )
         return self._answer(200 if answer.ok else answer.status, answer.body, key=key)
 
@@ -137,7 +142,7 @@ class Handler:
         fn_id = query.get(QueryParam.FUNCTION_ID.value)
         if not fn_id:
             return self._answer(400, {"error": "the fnId query parameter is missing"}, key=key)
-        fn = self._functions.get(fn_id) or self._functions.get(f"{self._client.app_id}-{fn_id}")
+        fn = self._served.get(fn_id) or self._served.get(full_function_id(self._client.app_id, fn_id))
         if fn is None:
             message = f"function {fn_id!r} is not served here: sync the app again (PUT) to update the gateway"
             return self._answer(404, {"error": message}, key=key, no_retry=True)
@@ -150,7 +155,7 @@ class Handler:
             return self._answer(500, error_data("UnsupportedCallError", message), key=key, no_retry=True)
         step_id = query.get(QueryParam.STEP_ID.value)
         target = None if step_id in (None, "", DISCOVERY_STEP_ID) else step_id
-        result = await execute_call(fn, request, target=target)
+        result = await execute_call(fn, request, target=target, client=self._client)
         return self._finish(
             result.status, result.body, key=key, no_retry=result.no_retry, retry_after=result.retry_after
         )
@@ -176,7 +181,7 @@ class Handler:
         if no_retry:
             headers[Header.NO_RETRY.value] = "true"
         if retry_after is not None:
-            headers[Header.RETRY_AFTER.value] = _iso_utc(retry_after)
+            headers[Header.RETRY_AFTER.value] = iso_utc(retry_after)
         if key is not None and not self._client.config.dev:
             headers[Header.SIGNATURE.value] = sign(body, key)
         return Response(status, headers, body)
@@ -184,7 +189,3 @@ class Handler:
 
 def _query(url: str) -> dict[str, str]:
     return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
-
-
-def _iso_utc(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

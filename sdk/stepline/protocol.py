@@ -7,10 +7,11 @@ docs/protocol.md describes every message; this module holds the constants and th
 
 from __future__ import annotations
 
+import datetime
 import enum
 import hashlib
 import json
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -73,6 +74,42 @@ class Opcode(enum.StrEnum):
     INVOKE = "InvokeFunction"
 
 
+# A span of time as the SDK's callers give it: seconds, or a timedelta.
+Duration: TypeAlias = float | datetime.timedelta
+
+
+def duration_string(duration: Duration) -> str:
+    """A duration as the protocol writes it: ``1h30m5s``, ``1s500ms``, ``500ms``, ``0s`` (hours at most).
+
+    Seconds are rounded to the millisecond; a negative duration is a ValueError.
+    """
+    seconds = duration.total_seconds() if isinstance(duration, datetime.timedelta) else float(duration)
+    if seconds < 0:
+        raise ValueError(f"a duration must not be negative, not {duration!r}")
+    total_ms = round(seconds * 1000)
+    if total_ms == 0:
+        return "0s"
+    hours, rest = divmod(total_ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, ms = divmod(rest, 1000)
+    parts = zip((hours, minutes, secs, ms), ("h", "m", "s", "ms"), strict=True)
+    return "".join(f"{amount}{unit}" for amount, unit in parts if amount)
+
+
+def iso_utc(moment: datetime.datetime) -> str:
+    """A moment as ISO 8601 UTC with milliseconds and ``Z``; a naive datetime is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def match_expression(field: str) -> str:
+    """The ``if`` expression of the ``match="data.x"`` shorthand: the field equal in both events."""
+    if not field:
+        raise ValueError("match names a field of both events, e.g. 'data.order_id'; it must not be empty")
+    return f"event.{field} == async.{field}"
+
+
 def hash_step_id(step_id: str) -> str:
     """The key of a step in the memo map: sha1 hex of its id (``id``, then ``id:1``, ``id:2`` for repeats)."""
     return hashlib.sha1(step_id.encode("utf-8"), usedforsecurity=False).hexdigest()
@@ -109,7 +146,8 @@ def error_data(name: str, message: str, stack: str | None = None) -> dict[str, A
 
 
 def step_op(opcode: Opcode, step_hash: str, step_id: str, **fields: Any) -> dict[str, Any]:
-    """One operation of a 206 answer; ``fields`` adds ``data`` (StepRun) or ``error`` (StepError/Failed)."""
+    """One operation of a 206 answer; ``fields`` adds ``data`` (StepRun), ``error`` (StepError/Failed), or
+    ``opts`` and another ``name`` (Sleep, WaitForEvent, InvokeFunction)."""
     return {"id": step_hash, "op": opcode.value, "name": step_id, "displayName": step_id, **fields}
 
 

@@ -113,7 +113,8 @@ SELECT (SELECT id FROM new_run) AS id,
        (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM new_work LIMIT 1) AS n) AS notified;
 
 -- name: claim_work
--- Leases up to $2 due calls to owner $3 until $4, with all a call needs. $1 now.
+-- Leases up to $2 due calls to owner $3 until $4, with all a call needs. $1 now. A run calls its function's
+-- current URL (an app that moved is followed); one whose function was unpublished keeps the URL it had.
 WITH due AS (
     SELECT id FROM work WHERE available_at <= $1::timestamptz ORDER BY available_at LIMIT $2::int
     FOR UPDATE SKIP LOCKED
@@ -127,13 +128,14 @@ WITH due AS (
     FROM claimed c WHERE r.id = c.run_id AND r.status = 'Queued'
 )
 SELECT c.id, c.run_id, c.step_id, c.attempt, c.lease_token, c.resolves, c.resolves_op, c.resolves_name,
-       c.resolution, r.function_id, r.url, r.max_attempts,
+       c.resolution, r.function_id, coalesce(f.url, r.url) AS url, r.max_attempts,
        e.id AS event_id, e.name AS event_name, e.data AS event_data, e."user" AS event_user, e.ts AS event_ts,
        (SELECT coalesce(jsonb_object_agg(s.hash, s.memo), '{}'::jsonb)
         FROM steps s WHERE s.run_id = c.run_id AND s.memo IS NOT NULL) AS memos,
        (SELECT coalesce(array_agg(s.hash ORDER BY s.ended_at, s.hash), '{}')
         FROM steps s WHERE s.run_id = c.run_id AND s.memo IS NOT NULL) AS stack
-FROM claimed c JOIN runs r ON r.id = c.run_id JOIN events e ON e.id = r.event_id;
+FROM claimed c JOIN runs r ON r.id = c.run_id JOIN events e ON e.id = r.event_id
+     LEFT JOIN functions f ON f.id = r.function_id;
 
 -- name: next_due
 SELECT min(available_at) FROM work;

@@ -1,0 +1,157 @@
+"""Cron triggers: every gateway replica fires them, and each tick starts exactly one run.
+
+A tick is an event whose id is derived from the function and the tick's time, so the replicas that fire the
+same tick write the same event id and only the first insert starts a run: a unique key, not a leader that
+could split-brain. On start, the latest tick that fell while no gateway ran is fired once (again a no-op
+if it had been fired); earlier missed ticks are not replayed. Paused functions fire nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from stepline.protocol import CRON_EVENT
+
+from stepline_gateway.clock import Clock
+from stepline_gateway.events import Event
+from stepline_gateway.ingest import Ingestor, PlannedRun
+from stepline_gateway.routing import Function, RoutingTable
+
+log = logging.getLogger(__name__)
+
+
+class CronError(ValueError):
+    """A cron expression or time zone that cannot be scheduled."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One cron trigger of one function."""
+
+    function: Function
+    expression: str
+    zone: ZoneInfo
+
+    def next_after(self, moment: datetime.datetime) -> datetime.datetime:
+        tick: datetime.datetime = croniter(self.expression, moment.astimezone(self.zone)).get_next(
+            datetime.datetime
+        )
+        return tick.astimezone(datetime.UTC)
+
+    def latest_until(self, moment: datetime.datetime) -> datetime.datetime:
+        tick: datetime.datetime = croniter(self.expression, moment.astimezone(self.zone)).get_prev(
+            datetime.datetime
+        )
+        return tick.astimezone(datetime.UTC)
+
+
+def parse_schedule(function: Function, trigger: dict[str, Any]) -> Schedule:
+    """Read ``{"cron": ..., "timezone"?: ...}``; the official SDKs' ``TZ=Zone expr`` prefix works too."""
+    expression = trigger["cron"].strip()
+    zone_name = trigger.get("timezone") or "UTC"
+    if expression.startswith(("TZ=", "CRON_TZ=")):
+        prefix, _, expression = expression.partition(" ")
+        zone_name = prefix.split("=", 1)[1]
+    try:
+        zone = ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CronError(f"unknown time zone {zone_name!r}: use an IANA name such as Europe/Paris") from None
+    if not croniter.is_valid(expression):
+        raise CronError(f"{expression!r} is not a valid cron expression (minute hour day month weekday)")
+    return Schedule(function, expression, zone)
+
+
+def schedules(table: RoutingTable) -> list[Schedule]:
+    found = []
+    for function in table.functions.values():
+        if function.paused:
+            continue
+        for trigger in function.triggers:
+            if trigger.get("cron"):
+                try:
+                    found.append(parse_schedule(function, trigger))
+                except CronError as err:
+                    log.error("function %s: cron trigger ignored: %s", function.id, err)
+    return found
+
+
+def tick_event(schedule: Schedule, tick: datetime.datetime) -> Event:
+    """The event of one tick; its id is the unique key of (function, tick time)."""
+    stamp = int(tick.timestamp() * 1000)
+    return Event(
+        id=f"cron-{schedule.function.id}-{stamp}",
+        name=CRON_EVENT,
+        data={
+            "cron": schedule.expression,
+            "function_id": schedule.function.id,
+            "scheduled_at": tick.isoformat(),
+        },
+        ts=stamp,
+    )
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        ingestor: Ingestor,
+        routes: Callable[[], RoutingTable],
+        clock: Clock,
+        catch_up_within: datetime.timedelta,
+    ) -> None:
+        self._ingestor = ingestor
+        self._routes = routes
+        self._clock = clock
+        self._catch_up_within = catch_up_within
+        self._changed = asyncio.Event()
+        self._caught_up: set[str] = set()
+
+    def routes_changed(self) -> None:
+        self._changed.set()
+
+    async def fire(self, schedule: Schedule, tick: datetime.datetime) -> bool:
+        """Fire one tick; answer whether this call started its run (False: another replica did)."""
+        event = tick_event(schedule, tick)
+        planned = PlannedRun(schedule.function, event, self._clock.now())
+        result = await self._ingestor.ingest([event], runs=[planned])
+        if result.new_ids:
+            log.info("cron %s fired %s for %s", schedule.expression, tick.isoformat(), schedule.function.id)
+        return bool(result.new_ids)
+
+    async def _catch_up(self, now: datetime.datetime) -> None:
+        """Fire, once, the latest tick of each schedule that fell while no gateway was running."""
+        for schedule in schedules(self._routes()):
+            key = f"{schedule.function.id} {schedule.expression}"
+            if key in self._caught_up:
+                continue
+            self._caught_up.add(key)
+            tick = schedule.latest_until(now)
+            existed = schedule.function.created_at is None or schedule.function.created_at <= tick
+            if existed and tick >= now - self._catch_up_within:
+                await self.fire(schedule, tick)
+
+    async def run(self) -> None:
+        last = self._clock.now()
+        while True:
+            self._changed.clear()
+            await self._catch_up(last)
+            pending = [(s.next_after(last), s) for s in schedules(self._routes())]
+            until = min((tick for tick, _ in pending), default=None)
+            await self._clock.wait(self._changed, until)
+            now = self._clock.now()
+            for tick, schedule in pending:
+                if tick <= now:
+                    # Only the latest tick due is fired: a stall does not replay every tick it missed.
+                    latest = schedule.latest_until(now + datetime.timedelta(microseconds=1))
+                    try:
+                        await self.fire(schedule, latest)
+                    except (OSError, ConnectionError) as err:
+                        log.error("cron tick %s of %s not fired: %s", latest, schedule.function.id, err)
+            last = now
