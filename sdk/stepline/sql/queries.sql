@@ -318,57 +318,17 @@ FROM runs r WHERE r.id = $1;
 SELECT hash, name, op, status, attempts, memo, error, started_at, ended_at
 FROM steps WHERE run_id = $1 ORDER BY started_at, hash;
 
--- The runs_page queries: runs newest first, keyset paged, one query per filter so that every plan (generic
--- ones included) is a range scan of the index that fits; none of them reads the rows it skips.
--- $1 created at or after (null: no bound), $2/$3 answer rows before (created_at, id) (null: no bound; the
--- last row seen, or (until, nil uuid) for "created before until"), $4 limit, then the filters.
-
--- name: runs_page
+-- name: list_runs
+-- Newest first, keyset paged: $1 function id or null, $2 status or null, $3/$4 the last row seen
+-- (created_at, id) or null, $5 limit
 SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
        r.created_at, r.started_at, r.ended_at
 FROM runs r
-WHERE r.created_at >= coalesce($1::timestamptz, '-infinity')
-  AND (r.created_at, r.id) < (coalesce($2::timestamptz, 'infinity'), coalesce($3::uuid, uuid_nil()))
+WHERE ($1::text IS NULL OR r.function_id = $1)
+  AND ($2::text IS NULL OR r.status = $2)
+  AND ($3::timestamptz IS NULL OR (r.created_at, r.id) < ($3, $4::uuid))
 ORDER BY r.created_at DESC, r.id DESC
-LIMIT $4;
-
--- name: runs_page_of_function
--- $5 function id
-SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
-       r.created_at, r.started_at, r.ended_at
-FROM runs r
-WHERE r.function_id = $5::text
-  AND r.created_at >= coalesce($1::timestamptz, '-infinity')
-  AND (r.created_at, r.id) < (coalesce($2::timestamptz, 'infinity'), coalesce($3::uuid, uuid_nil()))
-ORDER BY r.created_at DESC, r.id DESC
-LIMIT $4;
-
--- name: runs_page_with_status
--- $5 status
-SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
-       r.created_at, r.started_at, r.ended_at
-FROM runs r
-WHERE r.status = $5::text
-  AND r.created_at >= coalesce($1::timestamptz, '-infinity')
-  AND (r.created_at, r.id) < (coalesce($2::timestamptz, 'infinity'), coalesce($3::uuid, uuid_nil()))
-ORDER BY r.created_at DESC, r.id DESC
-LIMIT $4;
-
--- name: runs_page_of_function_with_status
--- $5 function id, $6 status (the function's index, its status checked on the rows it reads)
-SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
-       r.created_at, r.started_at, r.ended_at
-FROM runs r
-WHERE r.function_id = $5::text AND r.status = $6::text
-  AND r.created_at >= coalesce($1::timestamptz, '-infinity')
-  AND (r.created_at, r.id) < (coalesce($2::timestamptz, 'infinity'), coalesce($3::uuid, uuid_nil()))
-ORDER BY r.created_at DESC, r.id DESC
-LIMIT $4;
-
--- name: count_recent_runs
--- Runs created at or after $1, by function and status (the dashboard's Functions page).
-SELECT function_id, status, count(*) AS runs FROM runs WHERE created_at >= $1::timestamptz
-GROUP BY function_id, status ORDER BY function_id, status;
+LIMIT $5;
 
 -- name: get_event
 SELECT id, name, data, "user", ts, received_at FROM events WHERE id = $1;
