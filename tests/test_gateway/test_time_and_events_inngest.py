@@ -222,6 +222,10 @@ async def _at_least(items: list[Any], count: int) -> bool:
     return len(items) >= count
 
 
+async def _at_least(items: list[Any], count: int) -> bool:
+    return len(items) >= count
+
+
 async def test_a_delayed_event_starts_its_run_at_its_time(database_url: str) -> None:
     clock = ManualClock()
     async with timely(database_url, clock) as (gw, _, _):
@@ -245,14 +249,11 @@ async def test_cron_fires_once_per_tick_across_two_replicas(database_url: str) -
     ):
         await first.gateway.caller.request_sync(f"{app_url}/api/inngest")
         await eventually(lambda: _routed(second, "timely-ticker"))
-        for _ in range(3):
+        await eventually(lambda: _routed(first, "timely-ticker"))
+        for expected in (1, 2, 3):
             for clock in clocks:
                 clock.advance(300)
-            await eventually(
-                lambda n=len(record.ticks) + 1: (
-                    _async_len(record.ticks) if len(record.ticks) >= n else _async_len([])
-                )
-            )
+            await eventually(lambda n=expected: _at_least(record.ticks, n))
         await asyncio.sleep(0.3)
         assert record.ticks == [
             "2026-11-28T12:05:00+00:00",
