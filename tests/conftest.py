@@ -16,6 +16,9 @@ from stepline_gateway.store import connect
 
 TEMPLATE = "stepline_template"
 
+# Fixtures that start real gateway processes.
+pytest_plugins = ("tests.processes",)
+
 
 def with_database(uri: str, database: str) -> str:
     parts = urlsplit(uri)

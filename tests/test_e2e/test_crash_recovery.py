@@ -5,18 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import stepline
 import stepline.asgi
 
-from tests.support import eventually, free_port, serve
+from tests.processes import GatewayProcesses, wait_ready
+from tests.support import eventually, serve
 
 MANIFEST = """\
 apiVersion: stepline.dev/v1alpha1
@@ -29,71 +25,9 @@ spec:
 """
 
 
-def stepline_command() -> list[str]:
-    return [sys.executable, "-m", "stepline_cli"]
-
-
-class Gateways:
-    """Gateway processes started by a test, all killed at its end."""
-
-    def __init__(self, database_url: str, manifest: Path) -> None:
-        self.database_url = database_url
-        self.manifest = manifest
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def start(self, port: int) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [
-                *stepline_command(),
-                "gateway",
-                "--dev",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--database-url",
-                self.database_url,
-                "-f",
-                str(self.manifest),
-                "--lease-s",
-                "2",
-                "--retry-base-s",
-                "0.05",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        self.processes.append(process)
-        return process
-
-    def stop_all(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=10)
-
-
-@pytest.fixture
-def gateways(database_url: str, tmp_path: Path) -> Iterator[Gateways]:
-    manager = Gateways(database_url, tmp_path / "functions.yaml")
-    try:
-        yield manager
-    finally:
-        manager.stop_all()
-
-
-async def wait_ready(url: str) -> None:
-    async def ready() -> bool:
-        try:
-            async with httpx.AsyncClient() as http:
-                return (await http.get(f"{url}/readyz")).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    await eventually(ready, timeout=30)
-
-
-async def test_a_killed_gateway_loses_no_run_and_reruns_no_recorded_step(gateways: Gateways) -> None:
+async def test_a_killed_gateway_loses_no_run_and_reruns_no_recorded_step(
+    gateway_processes: GatewayProcesses,
+) -> None:
     ledger: list[str] = []
     second_started = asyncio.Event()
     gateway_killed = asyncio.Event()
@@ -115,10 +49,8 @@ async def test_a_killed_gateway_loses_no_run_and_reruns_no_recorded_step(gateway
         return {"a": await ctx.step.run("first", first), "b": await ctx.step.run("second", second)}
 
     async with serve(stepline.asgi.serve_app(client, [two_steps])) as service_url:
-        gateways.manifest.write_text(MANIFEST.format(url=service_url))
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        doomed = gateways.start(port)
+        gateway_processes.manifest.write_text(MANIFEST.format(url=service_url))
+        doomed, url = gateway_processes.start("--lease-s", "2", "--retry-base-s", "0.05")
         await wait_ready(url)
         async with httpx.AsyncClient(base_url=url) as http:
             response = await http.post("/e/dev", json={"name": "crash/test", "data": {}})
@@ -132,9 +64,7 @@ async def test_a_killed_gateway_loses_no_run_and_reruns_no_recorded_step(gateway
         doomed.wait(timeout=10)
         gateway_killed.set()
 
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        gateways.start(port)
+        _, url = gateway_processes.start("--lease-s", "2", "--retry-base-s", "0.05")
         await wait_ready(url)
         async with httpx.AsyncClient(base_url=url) as http:
 

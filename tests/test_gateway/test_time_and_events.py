@@ -1,18 +1,22 @@
-"""Time and events with an app written with the official Inngest Python SDK: sleep, waits, invoke,
-cancel, failure handlers and cron, on a gateway whose clock the test moves (nothing waits for real)."""
+"""Time and events: sleep, waits, invoke, cancel, failure handlers, delayed events and cron, on a gateway
+whose clock the test moves (nothing waits for real). Every scenario runs against the same functions written
+twice: with Stepline's SDK and with the official Inngest Python SDK."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import datetime
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import fastapi
 import inngest
 import inngest.fast_api
+import pytest
+import stepline
+import stepline.fastapi
 from stepline_gateway.clock import ManualClock
 
 from tests.support import RunningGateway, eventually, free_port, running_gateway, serve
@@ -27,7 +31,7 @@ class Record:
     ticks: list[str] = field(default_factory=list)
 
 
-def build_app(gateway_url: str, record: Record) -> fastapi.FastAPI:
+def build_inngest_app(gateway_url: str, record: Record) -> fastapi.FastAPI:
     client = inngest.Inngest(
         app_id="timely", is_production=False, api_base_url=gateway_url, event_api_base_url=gateway_url
     )
@@ -99,8 +103,82 @@ def build_app(gateway_url: str, record: Record) -> fastapi.FastAPI:
     return app
 
 
+def build_stepline_app(gateway_url: str, record: Record) -> fastapi.FastAPI:
+    client = stepline.Client("timely", gateway_url=gateway_url, dev=True)
+
+    def note(name: str) -> str:
+        record.calls.append(name)
+        return name
+
+    @client.function(id="sleeper", trigger="timely/sleep")
+    async def sleeper(ctx: stepline.Context) -> list[str]:
+        before = await ctx.step.run("before", note, "before")
+        await ctx.step.sleep("nap", HOUR)
+        after = await ctx.step.run("after", note, "after")
+        return [before, after]
+
+    @client.function(id="waiter", trigger="timely/order")
+    async def waiter(ctx: stepline.Context) -> dict[str, Any]:
+        approval = await ctx.step.wait_for_event(
+            "approval", event="timely/approved", if_exp="event.data.order == async.data.order", timeout=HOUR
+        )
+        return {"approved_by": approval.data["by"] if approval else None}
+
+    @client.function(id="child", trigger="timely/child")
+    async def child(ctx: stepline.Context) -> int:
+        if ctx.event.data.get("explode"):
+            raise stepline.NonRetriableError("the child exploded")
+        return int(ctx.event.data["n"]) * 2
+
+    @client.function(id="parent", trigger="timely/parent")
+    async def parent(ctx: stepline.Context) -> Any:
+        try:
+            return await ctx.step.invoke("double", function=child, data=dict(ctx.event.data))
+        except stepline.StepError as err:
+            return f"child failed: {err}"
+
+    @client.function(
+        id="cancellable",
+        trigger="timely/start",
+        cancel_on=[stepline.Cancel(event="timely/stop", if_exp="event.data.job == async.data.job")],
+    )
+    async def cancellable(ctx: stepline.Context) -> str:
+        await ctx.step.run("one", note, "one")
+        await ctx.step.sleep("pause", HOUR)
+        await ctx.step.run("two", note, "two")
+        return "finished"
+
+    async def on_failure(ctx: stepline.Context) -> None:
+        record.failures.append(dict(ctx.event.data))
+
+    @client.function(id="fragile", trigger="timely/fragile", on_failure=on_failure, retries=0)
+    async def fragile(ctx: stepline.Context) -> None:
+        raise stepline.NonRetriableError("fragile broke")
+
+    @client.function(id="ticker", trigger=stepline.TriggerCron(cron="*/5 * * * *"))
+    async def ticker(ctx: stepline.Context) -> str:
+        record.ticks.append(ctx.event.data["scheduled_at"])
+        return "tick"
+
+    app = fastapi.FastAPI()
+    stepline.fastapi.serve(app, client, [sleeper, waiter, child, parent, cancellable, fragile, ticker])
+    return app
+
+
+Builder = Callable[[str, Record], fastapi.FastAPI]
+
+
+@pytest.fixture(params=["stepline", "inngest"])
+def build_app(request: pytest.FixtureRequest) -> Builder:
+    """The same functions, written with Stepline's SDK or with the official Inngest SDK."""
+    builder: Builder = build_stepline_app if request.param == "stepline" else build_inngest_app
+    return builder
+
+
 @contextlib.asynccontextmanager
-async def timely(database_url: str, clock: ManualClock) -> AsyncIterator[tuple[RunningGateway, Record, str]]:
+async def timely(
+    database_url: str, clock: ManualClock, build_app: Builder
+) -> AsyncIterator[tuple[RunningGateway, Record, str]]:
     record = Record()
     async with running_gateway(database_url, clock=clock) as gw, serve(build_app(gw.url, record)) as app_url:
         await gw.gateway.caller.request_sync(f"{app_url}/api/inngest")
@@ -120,7 +198,9 @@ async def step_status(gw: RunningGateway, event_id: str, name: str) -> str | Non
     return steps.get(name)
 
 
-async def test_sleep_holds_nothing_and_survives_a_gateway_restart(database_url: str) -> None:
+async def test_sleep_holds_nothing_and_survives_a_gateway_restart(
+    database_url: str, build_app: Builder
+) -> None:
     clock = ManualClock()
     record = Record()
     port = free_port()
@@ -141,9 +221,9 @@ async def test_sleep_holds_nothing_and_survives_a_gateway_restart(database_url: 
     assert record.calls == ["before", "after"]
 
 
-async def test_wait_for_event_matches_ignores_and_times_out(database_url: str) -> None:
+async def test_wait_for_event_matches_ignores_and_times_out(database_url: str, build_app: Builder) -> None:
     clock = ManualClock()
-    async with timely(database_url, clock) as (gw, _, _):
+    async with timely(database_url, clock, build_app) as (gw, _, _):
         [matched, unmatched] = await gw.send(
             {"name": "timely/order", "data": {"order": 1}}, {"name": "timely/order", "data": {"order": 2}}
         )
@@ -160,8 +240,10 @@ async def test_wait_for_event_matches_ignores_and_times_out(database_url: str) -
         assert timed_out["output"] == {"approved_by": None}
 
 
-async def test_invoke_returns_the_childs_output_and_raises_its_failure(database_url: str) -> None:
-    async with timely(database_url, ManualClock()) as (gw, _, _):
+async def test_invoke_returns_the_childs_output_and_raises_its_failure(
+    database_url: str, build_app: Builder
+) -> None:
+    async with timely(database_url, ManualClock(), build_app) as (gw, _, _):
         [ok, bad] = await gw.send(
             {"name": "timely/parent", "data": {"n": 21}}, {"name": "timely/parent", "data": {"explode": True}}
         )
@@ -175,8 +257,8 @@ async def test_invoke_returns_the_childs_output_and_raises_its_failure(database_
         assert "the child exploded" in failed_parent["output"]
 
 
-async def test_cancel_on_event_stops_the_run_between_steps(database_url: str) -> None:
-    async with timely(database_url, ManualClock()) as (gw, record, _):
+async def test_cancel_on_event_stops_the_run_between_steps(database_url: str, build_app: Builder) -> None:
+    async with timely(database_url, ManualClock(), build_app) as (gw, record, _):
         [keep, stop] = await gw.send(
             {"name": "timely/start", "data": {"job": "keep"}},
             {"name": "timely/start", "data": {"job": "stop"}},
@@ -191,8 +273,10 @@ async def test_cancel_on_event_stops_the_run_between_steps(database_url: str) ->
         assert record.calls.count("two") == 0
 
 
-async def test_cancel_through_the_api_emits_the_cancelled_event(database_url: str) -> None:
-    async with timely(database_url, ManualClock()) as (gw, _, _):
+async def test_cancel_through_the_api_emits_the_cancelled_event(
+    database_url: str, build_app: Builder
+) -> None:
+    async with timely(database_url, ManualClock(), build_app) as (gw, _, _):
         [event_id] = await gw.send({"name": "timely/start", "data": {"job": "x"}})
         assert await eventually(lambda: step_status(gw, event_id, "pause")) == "Sleeping"
         run_id = (await gw.runs_of(event_id))[0]["id"]
@@ -201,8 +285,8 @@ async def test_cancel_through_the_api_emits_the_cancelled_event(database_url: st
         assert [e["data"]["run_id"] for e in cancelled["data"]] == [run_id]
 
 
-async def test_a_failure_handler_runs_once_with_the_failed_run(database_url: str) -> None:
-    async with timely(database_url, ManualClock()) as (gw, record, _):
+async def test_a_failure_handler_runs_once_with_the_failed_run(database_url: str, build_app: Builder) -> None:
+    async with timely(database_url, ManualClock(), build_app) as (gw, record, _):
         [event_id] = await gw.send({"name": "timely/fragile", "data": {}})
         [failed] = await gw.finished_runs(event_id)
         assert failed["status"] == "Failed"
@@ -226,9 +310,9 @@ async def _at_least(items: list[Any], count: int) -> bool:
     return len(items) >= count
 
 
-async def test_a_delayed_event_starts_its_run_at_its_time(database_url: str) -> None:
+async def test_a_delayed_event_starts_its_run_at_its_time(database_url: str, build_app: Builder) -> None:
     clock = ManualClock()
-    async with timely(database_url, clock) as (gw, _, _):
+    async with timely(database_url, clock, build_app) as (gw, _, _):
         later = int((clock.now() + HOUR).timestamp() * 1000)
         [event_id] = await gw.send({"name": "timely/child", "data": {"n": 1}, "ts": later})
         await asyncio.sleep(0.3)
@@ -238,7 +322,7 @@ async def test_a_delayed_event_starts_its_run_at_its_time(database_url: str) -> 
         assert run["output"] == 2
 
 
-async def test_cron_fires_once_per_tick_across_two_replicas(database_url: str) -> None:
+async def test_cron_fires_once_per_tick_across_two_replicas(database_url: str, build_app: Builder) -> None:
     start = datetime.datetime(2026, 11, 28, 12, 1, tzinfo=datetime.UTC)
     clocks = (ManualClock(start), ManualClock(start))
     record = Record()
