@@ -133,25 +133,35 @@ class Scheduler:
                 continue
             self._caught_up.add(key)
             tick = schedule.latest_until(now)
-            existed = schedule.function.created_at is None or schedule.function.created_at <= tick
-            if existed and tick >= now - self._catch_up_within:
+            if _existed_at(schedule, tick) and tick >= now - self._catch_up_within:
                 await self.fire(schedule, tick)
 
     async def run(self) -> None:
         last = self._clock.now()
         while True:
             self._changed.clear()
-            await self._catch_up(last)
-            pending = [(s.next_after(last), s) for s in schedules(self._routes())]
-            until = min((tick for tick, _ in pending), default=None)
+            try:
+                await self._catch_up(last)
+            except (OSError, ConnectionError) as err:
+                log.error("cron catch-up failed, retried on the next change: %s", err)
+            until = min((s.next_after(last) for s in schedules(self._routes())), default=None)
             await self._clock.wait(self._changed, until)
             now = self._clock.now()
-            for tick, schedule in pending:
-                if tick <= now:
-                    # Only the latest tick due is fired: a stall does not replay every tick it missed.
-                    latest = schedule.latest_until(now + datetime.timedelta(microseconds=1))
-                    try:
-                        await self.fire(schedule, latest)
-                    except (OSError, ConnectionError) as err:
-                        log.error("cron tick %s of %s not fired: %s", latest, schedule.function.id, err)
+            # The schedules of now: a function published meanwhile counts from ``last`` too.
+            for schedule in schedules(self._routes()):
+                if schedule.next_after(last) > now:
+                    continue
+                # Only the latest tick due is fired: a stall does not replay every tick it missed.
+                latest = schedule.latest_until(now + datetime.timedelta(microseconds=1))
+                if not _existed_at(schedule, latest):
+                    continue
+                try:
+                    await self.fire(schedule, latest)
+                except (OSError, ConnectionError) as err:
+                    log.error("cron tick %s of %s not fired: %s", latest, schedule.function.id, err)
             last = now
+
+
+def _existed_at(schedule: Schedule, tick: datetime.datetime) -> bool:
+    created = schedule.function.created_at
+    return created is None or created <= tick
