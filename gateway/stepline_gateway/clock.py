@@ -47,6 +47,9 @@ class ManualClock:
     async def wait(self, wake: asyncio.Event, until: datetime.datetime | None) -> None:
         while not wake.is_set() and (until is None or self._now < until):
             waiters = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(self._moved.wait())}
-            _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in waiters:
+                    task.cancel()
+                await asyncio.gather(*waiters, return_exceptions=True)

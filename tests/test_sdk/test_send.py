@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import stepline
 
@@ -12,7 +10,6 @@ from .conftest import FakeGateway
 
 async def test_send_posts_a_json_array_and_returns_the_ids(gateway: FakeGateway) -> None:
     client = stepline.Client("shop", gateway_url=gateway.url, event_key="ek-1")
-    before = int(time.time() * 1000)
     ids = await client.send(
         [
             stepline.Event(name="user/signed-up", data={"id": 7}, id="dedup-1", user={"email": "a@b.c"}),
@@ -23,7 +20,7 @@ async def test_send_posts_a_json_array_and_returns_the_ids(gateway: FakeGateway)
     [request] = gateway.requests
     assert request["path"] == "/e/ek-1"
     first, second = request["body"]
-    assert before <= first.pop("ts") <= int(time.time() * 1000)
+    assert "ts" not in first, "the gateway stamps the time of arrival"
     assert first == {"name": "user/signed-up", "data": {"id": 7}, "id": "dedup-1", "user": {"email": "a@b.c"}}
     assert second == {"name": "user/left", "data": {}, "ts": 123}
     await client.aclose()
