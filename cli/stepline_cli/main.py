@@ -195,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--database-url", help="Postgres URL (env STEPLINE_DATABASE_URL)")
     migrate.set_defaults(handler=cmd_migrate)
 
+    from stepline_cli import dev as dev_command
+
+    dev = commands.add_parser("dev", help="run the whole system on this machine (development)")
+    dev_command.add_arguments(dev)
+    dev.set_defaults(handler=dev_command.run)
+
     send = commands.add_parser("send", help="send one event and print its id")
     send.add_argument("name", help="event name, e.g. order/created")
     send.add_argument("--data", default="{}", help="event data as a JSON object")
