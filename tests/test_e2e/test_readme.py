@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -32,9 +33,16 @@ def test_the_test_command_is_what_ci_runs() -> None:
     assert f"exec {command}" in ci
 
 
-def wait_for(url: str, timeout: float) -> None:
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def wait_for(url: str, timeout: float, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the run command stopped: {log.read_text()[-3000:]}")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
@@ -48,6 +56,8 @@ def wait_for(url: str, timeout: float) -> None:
 def test_the_run_command_in_a_fresh_clone_completes_the_sample_event(tmp_path: Path) -> None:
     [run_command] = code_after("**Run Stepline**")
     send_command, look_command = code_after("Then, from another terminal")
+    for port in (8000, 8288):
+        assert port_is_free(port), f"port {port} is taken: the README's command needs it"
     clone = tmp_path / "stepline"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
     log = (tmp_path / "demo.log").open("wb")
@@ -61,7 +71,7 @@ def test_the_run_command_in_a_fresh_clone_completes_the_sample_event(tmp_path: P
         start_new_session=True,
     )
     try:
-        wait_for("http://127.0.0.1:8288/readyz", timeout=420)
+        wait_for("http://127.0.0.1:8288/readyz", 420, demo, tmp_path / "demo.log")
         sent = subprocess.run(shlex.split(send_command), cwd=clone, capture_output=True, text=True, env=env)
         assert sent.returncode == 0, sent.stderr
         [event_id] = sent.stdout.split()
