@@ -201,6 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     dev_command.add_arguments(dev)
     dev.set_defaults(handler=dev_command.run)
 
+    from stepline_cli import kube
+
+    crds = commands.add_parser("crds", help="print the CRD YAML (kubectl apply -f -)")
+    kube.add_crds_arguments(crds)
+    crds.set_defaults(handler=kube.run_crds)
+
+    operator = commands.add_parser("operator", help="run the Kubernetes operator (routes Function resources)")
+    kube.add_operator_arguments(operator)
+    operator.set_defaults(handler=kube.run_operator)
+
     send = commands.add_parser("send", help="send one event and print its id")
     send.add_argument("name", help="event name, e.g. order/created")
     send.add_argument("--data", default="{}", help="event data as a JSON object")

@@ -375,3 +375,12 @@ DELETE FROM events WHERE id IN (
     ORDER BY e.received_at
     LIMIT $2::int
 );
+
+-- name: lock_function_id
+-- The operator's publish: serialises two resources that would publish the same function id. $1 function id
+SELECT pg_advisory_xact_lock(hashtextextended('stepline.functions:' || $1::text, 0));
+
+-- name: functions_of_id_or_source
+-- What the operator's publish would replace: the row of function $1 and the rows published from source $2
+SELECT id, app_id, name, url, triggers, retries, paused, source, cancel_on
+FROM functions WHERE id = $1::text OR source = $2::text ORDER BY id FOR UPDATE;

@@ -1,0 +1,116 @@
+"""What the CRD's schema and CEL rules cannot check: run before anything of a Function is published.
+
+The API server has already refused what the schema can tell (an event and a cron in one trigger...); this
+module parses the spec with the same pydantic models (so an API server without the CRD's rules is covered
+too), compiles every CEL expression once, and checks cron lines and time zones the way the gateway's
+scheduler will read them. It answers the triggers and cancel rules as the routing table stores them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import cel
+import pydantic
+from croniter import croniter
+from stepline.manifest import API_GROUP, API_VERSION, KIND, FunctionResource, describe_error, parse_function
+
+from stepline_operator.errors import InvalidSpec
+
+
+@dataclass(frozen=True)
+class CheckedFunction:
+    """A Function whose spec passed every check, with its routing-table columns."""
+
+    resource: FunctionResource
+    triggers: list[dict[str, Any]]
+    cancel_on: list[dict[str, Any]]
+
+    @property
+    def summary(self) -> str:
+        """The triggers in one line, as ``kubectl get fn`` shows them."""
+        parts = []
+        for trigger in self.triggers:
+            if "event" in trigger:
+                parts.append(trigger["event"] + (" (if)" if trigger.get("if") else ""))
+            else:
+                parts.append(
+                    f"cron {trigger['cron']}" + (f" {trigger['timezone']}" if "timezone" in trigger else "")
+                )
+        return ", ".join(parts)
+
+
+def _compile(expression: str, where: str) -> None:
+    try:
+        cel.compile(expression)
+    except ValueError as err:
+        first_line = str(err).splitlines()[0] if str(err) else "syntax error"
+        raise InvalidSpec(
+            f"{where}: {expression!r} is not valid CEL: {first_line}", reason="InvalidExpression"
+        ) from None
+
+
+def _check_cron(trigger: Mapping[str, Any], where: str) -> None:
+    """Read a cron trigger as the gateway's scheduler does (a ``TZ=Zone`` prefix is allowed)."""
+    expression = str(trigger["cron"]).strip()
+    zone = trigger.get("timezone") or "UTC"
+    if expression.startswith(("TZ=", "CRON_TZ=")):
+        prefix, _, expression = expression.partition(" ")
+        zone = prefix.split("=", 1)[1]
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidSpec(
+            f"{where}: unknown time zone {zone!r}: use an IANA name such as Europe/Paris or UTC",
+            reason="UnknownTimeZone",
+        ) from None
+    if not croniter.is_valid(expression.strip()):
+        raise InvalidSpec(
+            f"{where}.cron: {expression!r} is not a valid schedule: give minute hour day-of-month month "
+            "day-of-week, e.g. '0 8 * * *'",
+            reason="InvalidSchedule",
+        )
+
+
+def match_expression(match: str) -> str:
+    """``match: data.id`` is ``event.data.id == async.data.id``, as the gateway reads it."""
+    return f"event.{match} == async.{match}"
+
+
+def check_function(body: Mapping[str, Any]) -> CheckedFunction:
+    """Validate a Function resource's body; raise ``InvalidSpec`` naming the field and what to change."""
+    meta = body.get("metadata") or {}
+    document = {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": KIND,
+        "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace") or "default"},
+        "spec": body.get("spec"),
+    }
+    try:
+        resource = parse_function(document)
+    except pydantic.ValidationError as err:
+        raise InvalidSpec(describe_error(err)) from None
+    triggers = []
+    for index, trigger in enumerate(resource.spec.triggers):
+        where = f"spec.triggers[{index}]"
+        stored = trigger.model_dump(by_alias=True, exclude_none=True)
+        if trigger.if_ is not None:
+            _compile(trigger.if_, f"{where}.if")
+        if trigger.cron is not None:
+            _check_cron(stored, where)
+        triggers.append(stored)
+    cancel_on = []
+    for index, rule in enumerate(resource.spec.cancel_on):
+        where = f"spec.cancelOn[{index}]"
+        stored = {"event": rule.event}
+        expression = rule.if_ or (match_expression(rule.match) if rule.match else None)
+        if expression:
+            _compile(expression, f"{where}.{'if' if rule.if_ else 'match'}")
+            stored["if"] = expression
+        if rule.timeout:
+            stored["timeout"] = rule.timeout
+        cancel_on.append(stored)
+    return CheckedFunction(resource=resource, triggers=triggers, cancel_on=cancel_on)
