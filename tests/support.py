@@ -98,6 +98,10 @@ class RunningGateway:
         return result
 
 
+# Outside dev mode the /v1 API needs a token: ``running_gateway`` sets this one, and its client sends it.
+API_TOKEN = "test-api-token"
+
+
 @contextlib.asynccontextmanager
 async def running_gateway(
     database_url: str, *, clock: Clock | None = None, **overrides: Any
@@ -105,12 +109,18 @@ async def running_gateway(
     values: dict[str, Any] = {
         "database_url": database_url,
         "dev": True,
+        "api_token": API_TOKEN,
         "retry_base_s": 0.05,
         "retry_max_s": 0.2,
         "lease_s": 5.0,
         "shutdown_grace_s": 2.0,
         **overrides,
     }
-    gateway = Gateway(Settings(**values), clock=clock)
-    async with serve(create_app(gateway)) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+    settings = Settings(**values)
+    gateway = Gateway(settings, clock=clock)
+    headers = {"authorization": f"Bearer {settings.api_token}"} if settings.api_token else {}
+    async with (
+        serve(create_app(gateway)) as url,
+        httpx.AsyncClient(base_url=url, timeout=10, headers=headers) as http,
+    ):
         yield RunningGateway(url=url, gateway=gateway, http=http)

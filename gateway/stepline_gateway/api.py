@@ -22,7 +22,7 @@ from starlette.routing import Route
 from stepline import signing
 from stepline.protocol import Header
 
-from stepline_gateway import ingest, registry
+from stepline_gateway import dashboard, ingest, registry
 from stepline_gateway.errors import BadRequest, NotFound, Unauthorized
 from stepline_gateway.events import parse_events
 from stepline_gateway.runs import RunQueries
@@ -31,6 +31,8 @@ from stepline_gateway.service import Gateway
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[Response]]
+# GET /v1/functions/run-counts counts at most this many of each function's newest runs.
+RUN_COUNTS_AT_MOST = 1000
 
 
 def _gateway(request: Request) -> Gateway:
@@ -58,6 +60,17 @@ async def ingest_events(request: Request) -> Response:
     key = request.path_params["event_key"]
     if not settings.dev and key not in settings.event_keys:
         raise Unauthorized("unknown event key: use one of the keys in STEPLINE_EVENT_KEYS")
+    return await _ingest(request)
+
+
+async def send_events(request: Request) -> Response:
+    """``POST /v1/events``: the same ingest, for holders of the API token (the dashboard's test events)."""
+    return await _ingest(request)
+
+
+async def _ingest(request: Request) -> Response:
+    gateway = _gateway(request)
+    settings = gateway.settings
     body = await _read_body(request, settings.max_body_bytes)
     now_ms = int(gateway.clock.now().timestamp() * 1000)
     events = parse_events(body, now_ms=now_ms, max_event_bytes=settings.max_event_bytes)
@@ -113,6 +126,17 @@ def _limit(request: Request) -> int:
     return int(raw)
 
 
+def _time_param(request: Request, name: str) -> datetime.datetime | None:
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    try:
+        at = datetime.datetime.fromisoformat(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an ISO 8601 time, e.g. 2025-01-31T08:00:00Z") from None
+    return at if at.tzinfo else at.replace(tzinfo=datetime.UTC)
+
+
 def _run_id(request: Request) -> uuid.UUID:
     try:
         return uuid.UUID(request.path_params["run_id"])
@@ -132,12 +156,21 @@ async def list_runs(request: Request) -> Response:
         status=status,
         after=(after_at, uuid.UUID(after_id)) if after_at and after_id else None,
         limit=limit,
+        since=_time_param(request, "since"),
+        until=_time_param(request, "until"),
     )
     next_cursor = None
     if len(runs) == limit:
         last = runs[-1]
         next_cursor = _cursor_out(datetime.datetime.fromisoformat(last["created_at"]), last["id"])
     return JSONResponse({"data": runs, "next_cursor": next_cursor})
+
+
+async def run_counts(request: Request) -> Response:
+    gateway = _gateway(request)
+    since = _time_param(request, "since") or gateway.clock.now() - datetime.timedelta(hours=24)
+    counts = await RunQueries(gateway.store).count_recent_runs(since, at_most=RUN_COUNTS_AT_MOST)
+    return JSONResponse({"since": since.isoformat(), "at_most": RUN_COUNTS_AT_MOST, "data": counts})
 
 
 async def get_run(request: Request) -> Response:
@@ -236,7 +269,9 @@ def routes() -> list[Route]:
         Route("/e/{event_key}", ingest_events, methods=["POST"]),
         Route("/fn/register", register_app, methods=["POST"]),
         Route("/v1/functions", list_functions, methods=["GET"]),
+        Route("/v1/functions/run-counts", run_counts, methods=["GET"]),
         Route("/v1/events", list_events, methods=["GET"]),
+        Route("/v1/events", send_events, methods=["POST"]),
         Route("/v1/events/{event_id}", get_event, methods=["GET"]),
         Route("/v1/runs", list_runs, methods=["GET"]),
         Route("/v1/runs/{run_id}", get_run, methods=["GET"]),
@@ -265,6 +300,11 @@ def create_app(gateway: Gateway, *, extra_routes: list[Any] | None = None) -> St
         Unauthorized: _error_response,
         Exception: _error_response,
     }
-    app = Starlette(routes=[*routes(), *(extra_routes or [])], lifespan=lifespan, exception_handlers=handlers)
+    app = Starlette(
+        routes=[*routes(), *dashboard.routes(), *(extra_routes or [])],
+        middleware=dashboard.middleware(gateway.settings),
+        lifespan=lifespan,
+        exception_handlers=handlers,
+    )
     app.state.gateway = gateway
     return app

@@ -13,6 +13,8 @@ from typing import Any
 from stepline_gateway.errors import NotFound
 from stepline_gateway.store import Record, Store
 
+_NIL_UUID = uuid.UUID(int=0)
+
 
 def _time(value: datetime.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
@@ -81,10 +83,33 @@ class RunQueries:
         status: str | None,
         after: tuple[datetime.datetime, uuid.UUID] | None,
         limit: int,
+        since: datetime.datetime | None = None,
+        until: datetime.datetime | None = None,
     ) -> list[dict[str, Any]]:
-        after_at, after_id = after if after else (None, None)
-        rows = await self._store.fetch("list_runs", function_id, status, after_at, after_id, limit)
+        """Runs newest first, created in [since, until), after the keyset position ``after``."""
+        # "Before until" is "before (until, the smallest uuid)": one bound with the cursor, one index range.
+        bounds = [b for b in (after, (until, _NIL_UUID) if until else None) if b is not None]
+        before_at, before_id = min(bounds) if bounds else (None, None)
+        page = (since, before_at, before_id, limit)
+        if function_id is not None and status is not None:
+            rows = await self._store.fetch("runs_page_of_function_with_status", *page, function_id, status)
+        elif function_id is not None:
+            rows = await self._store.fetch("runs_page_of_function", *page, function_id)
+        elif status is not None:
+            rows = await self._store.fetch("runs_page_with_status", *page, status)
+        else:
+            rows = await self._store.fetch("runs_page", *page)
         return [run_json(row) for row in rows]
+
+    async def count_recent_runs(self, since: datetime.datetime, *, at_most: int) -> list[dict[str, Any]]:
+        """Per routed function, its runs created since ``since`` (the newest ``at_most``) by status."""
+        counts: dict[str, dict[str, int]] = {}
+        for row in await self._store.fetch("count_recent_runs", since, at_most):
+            counts.setdefault(row["function_id"], {})[row["status"]] = row["runs"]
+        return [
+            {"function_id": function_id, "counts": by_status, "capped": sum(by_status.values()) >= at_most}
+            for function_id, by_status in counts.items()
+        ]
 
     async def list_events(
         self, *, after: tuple[datetime.datetime, str] | None, limit: int, name: str | None

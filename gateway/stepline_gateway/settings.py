@@ -29,6 +29,13 @@ class Settings:
     signing_key_fallback: str | None = field(
         default=None, metadata={"help": "previous signing key, accepted during a rotation"}
     )
+    api_token: str | None = field(
+        default=None, metadata={"help": "token the dashboard and the /v1 API require (not in dev mode)"}
+    )
+    no_api_token: bool = field(
+        default=False,
+        metadata={"help": "serve the dashboard and the /v1 API without a token: only behind your own auth"},
+    )
     concurrency: int = field(default=128, metadata={"help": "calls in flight at once per gateway"})
     lease_s: float = field(default=30.0, metadata={"help": "seconds before a dead gateway's call is retried"})
     call_timeout_s: float = field(default=300.0, metadata={"help": "seconds a service may take to answer"})

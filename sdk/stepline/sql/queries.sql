@@ -318,17 +318,55 @@ FROM runs r WHERE r.id = $1;
 SELECT hash, name, op, status, attempts, memo, error, started_at, ended_at
 FROM steps WHERE run_id = $1 ORDER BY started_at, hash;
 
--- name: list_runs
--- Newest first, keyset paged: $1 function id or null, $2 status or null, $3/$4 the last row seen
--- (created_at, id) or null, $5 limit
+-- name: runs_page
+-- Runs newest first, keyset paged. With its filtered twins below (one query per filter, so that every plan,
+-- generic ones included, is a range scan of the index that fits, never reading the rows it skips):
+-- $1 created at or after (null: no bound), $2/$3 rows before (created_at, id): the last row seen, or
+-- (until, nil uuid) for "created before until" (null: no bound), $4 limit, then the filters.
 SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
        r.created_at, r.started_at, r.ended_at
 FROM runs r
-WHERE ($1::text IS NULL OR r.function_id = $1)
-  AND ($2::text IS NULL OR r.status = $2)
-  AND ($3::timestamptz IS NULL OR (r.created_at, r.id) < ($3, $4::uuid))
+WHERE r.created_at >= coalesce($1::timestamptz, '-infinity')
+  AND (r.created_at, r.id) < (coalesce($2::timestamptz, 'infinity'),
+                              coalesce($3::uuid, '00000000-0000-0000-0000-000000000000'))
 ORDER BY r.created_at DESC, r.id DESC
-LIMIT $5;
+LIMIT $4;
+
+-- name: runs_page_of_function
+-- Like runs_page; $5 function id
+SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
+       r.created_at, r.started_at, r.ended_at
+FROM runs r
+WHERE r.function_id = $5::text
+  AND r.created_at >= coalesce($1::timestamptz, '-infinity')
+  AND (r.created_at, r.id) < (coalesce($2::timestamptz, 'infinity'),
+                              coalesce($3::uuid, '00000000-0000-0000-0000-000000000000'))
+ORDER BY r.created_at DESC, r.id DESC
+LIMIT $4;
+
+-- name: runs_page_with_status
+-- Like runs_page; $5 status
+SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
+       r.created_at, r.started_at, r.ended_at
+FROM runs r
+WHERE r.status = $5::text
+  AND r.created_at >= coalesce($1::timestamptz, '-infinity')
+  AND (r.created_at, r.id) < (coalesce($2::timestamptz, 'infinity'),
+                              coalesce($3::uuid, '00000000-0000-0000-0000-000000000000'))
+ORDER BY r.created_at DESC, r.id DESC
+LIMIT $4;
+
+-- name: runs_page_of_function_with_status
+-- Like runs_page; $5 function id, $6 status (read through the function's index)
+SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
+       r.created_at, r.started_at, r.ended_at
+FROM runs r
+WHERE r.function_id = $5::text AND r.status = $6::text
+  AND r.created_at >= coalesce($1::timestamptz, '-infinity')
+  AND (r.created_at, r.id) < (coalesce($2::timestamptz, 'infinity'),
+                              coalesce($3::uuid, '00000000-0000-0000-0000-000000000000'))
+ORDER BY r.created_at DESC, r.id DESC
+LIMIT $4;
 
 -- name: get_event
 SELECT id, name, data, "user", ts, received_at FROM events WHERE id = $1;
@@ -384,3 +422,18 @@ SELECT pg_advisory_xact_lock(hashtextextended('stepline.functions:' || $1::text,
 -- What the operator's publish would replace: the row of function $1 and the rows published from source $2
 SELECT id, app_id, name, url, triggers, retries, paused, source, cancel_on
 FROM functions WHERE id = $1::text OR source = $2::text ORDER BY id FOR UPDATE;
+
+-- name: count_recent_runs
+-- The recent runs of each routed function by status (the dashboard's Functions page): those created at or
+-- after $1, at most the newest $2 of each function, so that the cost stays bounded however busy the window.
+SELECT f.id AS function_id, r.status, count(*) AS runs
+FROM functions f
+CROSS JOIN LATERAL (
+    SELECT status FROM runs
+    WHERE function_id = f.id AND created_at >= $1::timestamptz
+    ORDER BY created_at DESC, id DESC
+    LIMIT $2::int
+) AS r
+GROUP BY f.id, r.status
+ORDER BY f.id, r.status;
+
