@@ -82,9 +82,13 @@ async def test_the_latest_missed_tick_fires_once_on_start_and_paused_functions_f
 
 
 async def test_each_tick_fires_once_as_the_clock_moves(database_url: str) -> None:
-    # A minute before the next full hour; Kolkata is UTC+5:30, so its full hours fall at half past in UTC.
-    start = datetime.datetime.now(datetime.UTC).replace(minute=29, second=0, microsecond=0)
-    start += datetime.timedelta(hours=1)
+    # Kolkata is UTC+5:30, so its full hours fall at half past in UTC. The clock starts a minute before the
+    # next such tick after now, so the tick before it predates the function and is not caught up.
+    now = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=2)
+    first = now.replace(minute=30, second=0, microsecond=0)
+    if first <= now:
+        first += datetime.timedelta(hours=1)
+    start = first - datetime.timedelta(minutes=1)
     clock = ManualClock(start)
     async with running_gateway(database_url, clock=clock, concurrency=0) as gw:
         await publish(gw, cron_function("cron-kolkata", "0 * * * *", timezone="Asia/Kolkata"))
@@ -93,7 +97,6 @@ async def test_each_tick_fires_once_as_the_clock_moves(database_url: str) -> Non
         clock.advance(20 * 60)  # no tick in between
         clock.advance(HOUR)
         await eventually(lambda: _count(database_url, "cron-kolkata", 2))
-    first = start + datetime.timedelta(minutes=1)
     assert await ticks(database_url, "cron-kolkata") == [
         first.isoformat(),
         (first + datetime.timedelta(hours=1)).isoformat(),
