@@ -7,13 +7,10 @@ openly (``no_api_token``).
 
 from __future__ import annotations
 
-import uuid
-
 import httpx
 from playwright.async_api import Browser, expect
 from stepline_gateway.dashboard.auth import DASHBOARD_HEADER, SESSION_COOKIE
 from stepline_gateway.routing import Function
-
 from tests.support import API_TOKEN, RunningGateway, running_gateway
 from tests.test_dashboard.browser import Console, new_page
 
@@ -157,5 +154,3 @@ async def test_dev_mode_is_open(database_url: str) -> None:
         assert (await http.get("/v1/runs")).status_code == 200
         assert 'data-mode="dev"' in (await http.get("/")).text
         assert (await http.get("/login", follow_redirects=False)).headers["location"] == "/"
-
-
