@@ -11,6 +11,7 @@ import httpx
 from playwright.async_api import Browser, expect
 from stepline_gateway.dashboard.auth import DASHBOARD_HEADER, SESSION_COOKIE
 from stepline_gateway.routing import Function
+
 from tests.support import API_TOKEN, RunningGateway, running_gateway
 from tests.test_dashboard.browser import Console, new_page
 
