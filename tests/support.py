@@ -14,6 +14,8 @@ import httpx
 import uvicorn
 from stepline_gateway.api import create_app
 from stepline_gateway.clock import Clock
+from stepline_gateway.registry import MANIFEST_SOURCE
+from stepline_gateway.routing import Function
 from stepline_gateway.service import Gateway
 from stepline_gateway.settings import Settings
 
@@ -59,11 +61,37 @@ async def eventually(
     raise AssertionError(f"condition not met within {timeout} s; last value: {last!r}")
 
 
+def route(
+    function_id: str,
+    url: str,
+    *triggers: dict[str, Any],
+    retries: int = 2,
+    paused: bool = False,
+) -> Function:
+    """A function as a manifest would publish it: ``<app>-<name>`` served at ``url``."""
+    app_id, _, name = function_id.partition("-")
+    return Function(
+        id=function_id,
+        app_id=app_id,
+        name=name,
+        url=url,
+        triggers=list(triggers),
+        retries=retries,
+        paused=paused,
+        source=MANIFEST_SOURCE,
+    )
+
+
 @dataclass
 class RunningGateway:
     url: str
     gateway: Gateway
     http: httpx.AsyncClient
+
+    async def publish(self, *functions: Function) -> None:
+        """Publish functions (replacing those from manifests) and route them here at once."""
+        await self.gateway.registry.publish(list(functions), replace_source=MANIFEST_SOURCE)
+        await self.gateway.reload_routes()
 
     async def send(self, *events: dict[str, Any], key: str = "test-key") -> list[str]:
         response = await self.http.post(f"/e/{key}", json=list(events))

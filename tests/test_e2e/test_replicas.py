@@ -8,9 +8,8 @@ from collections import Counter
 import stepline
 import stepline.asgi
 from stepline_gateway.registry import MANIFEST_SOURCE
-from stepline_gateway.routing import Function
 
-from tests.support import RunningGateway, eventually, running_gateway, serve
+from tests.support import RunningGateway, eventually, route, running_gateway, serve
 
 RUNS = 40
 
@@ -35,17 +34,10 @@ async def test_two_replicas_share_the_work_without_doing_it_twice(database_url: 
         running_gateway(database_url, concurrency=8) as first,
         running_gateway(database_url, concurrency=8) as second,
     ):
-        function = Function(
-            id="shared-steps",
-            app_id="shared",
-            name="steps",
-            url=f"{app_url}/api/inngest",
-            triggers=[{"event": "shared/go"}],
-            retries=2,
-            paused=False,
-            source=MANIFEST_SOURCE,
+        await first.gateway.registry.publish(
+            [route("shared-steps", f"{app_url}/api/inngest", {"event": "shared/go"})],
+            replace_source=MANIFEST_SOURCE,
         )
-        await first.gateway.registry.publish([function], replace_source=MANIFEST_SOURCE)
         await eventually(lambda: _routed(first))
         await eventually(lambda: _routed(second))
         await first.send(*({"name": "shared/go", "data": {"n": n}} for n in range(RUNS)))

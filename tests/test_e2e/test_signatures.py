@@ -5,9 +5,8 @@ from __future__ import annotations
 import httpx
 import stepline
 import stepline.asgi
-from stepline_gateway.routing import Function
 
-from tests.support import running_gateway, serve
+from tests.support import route, running_gateway, serve
 
 KEY = "signkey-prod-" + "5e" * 32
 OTHER_KEY = "signkey-prod-" + "a1" * 32
@@ -45,8 +44,9 @@ async def test_calls_signed_with_another_key_are_refused_by_the_sdk(database_url
             sync = await http_put(f"{app_url}/api/inngest")
             assert sync.status_code == 401
             # ...and a call the gateway signs with its own key is refused: the run fails with the 401.
-            await gw.gateway.registry.publish([route(app_url)], replace_source="manifest")
-            await gw.gateway.reload_routes()
+            await gw.publish(
+                route("signed-hello", f"{app_url}/api/inngest", {"event": "signed/hello"}, retries=0)
+            )
             [event_id] = await gw.send({"name": "signed/hello", "data": {"who": "bob"}}, key="k")
             [run] = await gw.finished_runs(event_id)
             assert run["status"] == "Failed"
@@ -56,16 +56,3 @@ async def test_calls_signed_with_another_key_are_refused_by_the_sdk(database_url
 async def http_put(url: str) -> httpx.Response:
     async with httpx.AsyncClient() as http:
         return await http.put(url)
-
-
-def route(app_url: str) -> Function:
-    return Function(
-        id="signed-hello",
-        app_id="signed",
-        name="hello",
-        url=f"{app_url}/api/inngest",
-        triggers=[{"event": "signed/hello"}],
-        retries=0,
-        paused=False,
-        source="manifest",
-    )

@@ -7,11 +7,10 @@ import datetime
 import asyncpg
 import pytest
 from stepline_gateway.clock import ManualClock
-from stepline_gateway.registry import MANIFEST_SOURCE
 from stepline_gateway.routing import Function
 from stepline_gateway.scheduler import CronError, parse_schedule
 
-from tests.support import RunningGateway, eventually, running_gateway
+from tests.support import eventually, route, running_gateway
 
 HOUR = 3600.0
 
@@ -19,16 +18,7 @@ HOUR = 3600.0
 def cron_function(fid: str, cron: str, *, paused: bool = False, timezone: str | None = None) -> Function:
     trigger = {"cron": cron, **({"timezone": timezone} if timezone else {})}
     # Nothing listens at this URL: the tests look at the runs created, not at their execution.
-    return Function(
-        id=fid,
-        app_id="cron",
-        name=fid,
-        url="http://127.0.0.1:9/api/inngest",
-        triggers=[trigger],
-        retries=0,
-        paused=paused,
-        source=MANIFEST_SOURCE,
-    )
+    return route(fid, "http://127.0.0.1:9/api/inngest", trigger, retries=0, paused=paused)
 
 
 async def ticks(database_url: str, function_id: str) -> list[str]:
@@ -42,11 +32,6 @@ async def ticks(database_url: str, function_id: str) -> list[str]:
     finally:
         await conn.close()
     return [row["at"] for row in rows]
-
-
-async def publish(gw: RunningGateway, *functions: Function) -> None:
-    await gw.gateway.registry.publish(list(functions), replace_source=MANIFEST_SOURCE)
-    await gw.gateway.reload_routes()
 
 
 def test_schedules_parse_time_zones_and_refuse_nonsense() -> None:
@@ -69,8 +54,8 @@ async def test_the_latest_missed_tick_fires_once_on_start_and_paused_functions_f
     # The functions exist from now on; the gateways below start two and a half hours later.
     later = ManualClock(now + datetime.timedelta(hours=2, minutes=30))
     async with running_gateway(database_url, concurrency=0) as gw:
-        await publish(
-            gw, cron_function("cron-hourly", "0 * * * *"), cron_function("cron-off", "0 * * * *", paused=True)
+        await gw.publish(
+            cron_function("cron-hourly", "0 * * * *"), cron_function("cron-off", "0 * * * *", paused=True)
         )
         assert await ticks(database_url, "cron-hourly") == []
     for _ in range(2):  # a second start at the same time fires nothing more
@@ -91,7 +76,7 @@ async def test_each_tick_fires_once_as_the_clock_moves(database_url: str) -> Non
     start = first - datetime.timedelta(minutes=1)
     clock = ManualClock(start)
     async with running_gateway(database_url, clock=clock, concurrency=0) as gw:
-        await publish(gw, cron_function("cron-kolkata", "0 * * * *", timezone="Asia/Kolkata"))
+        await gw.publish(cron_function("cron-kolkata", "0 * * * *", timezone="Asia/Kolkata"))
         clock.advance(2 * 60)
         await eventually(lambda: ticks(database_url, "cron-kolkata"))
         clock.advance(20 * 60)  # no tick in between

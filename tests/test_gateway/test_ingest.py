@@ -6,24 +6,14 @@ import json
 
 import asyncpg
 import pytest
-from stepline_gateway.registry import MANIFEST_SOURCE
 from stepline_gateway.routing import Function
 
-from tests.support import RunningGateway, running_gateway
+from tests.support import route, running_gateway
 
 
 def function(fid: str, *triggers: dict[str, str], paused: bool = False) -> Function:
-    # The URL is never called here: these tests stop before any run executes (concurrency 0).
-    return Function(
-        id=fid,
-        app_id="shop",
-        name=fid,
-        url="http://127.0.0.1:9/api/inngest",
-        triggers=list(triggers),
-        retries=2,
-        paused=paused,
-        source=MANIFEST_SOURCE,
-    )
+    # Never called: these tests stop before any run executes (concurrency 0).
+    return route(fid, "http://127.0.0.1:9/api/inngest", *triggers, paused=paused)
 
 
 async def counts(database_url: str) -> tuple[int, int, int]:
@@ -39,15 +29,9 @@ async def counts(database_url: str) -> tuple[int, int, int]:
         await conn.close()
 
 
-async def publish(gw: RunningGateway, *functions: Function) -> None:
-    await gw.gateway.registry.publish(list(functions), replace_source=MANIFEST_SOURCE)
-    await gw.gateway.reload_routes()
-
-
 async def test_fan_out_creates_one_run_per_matching_function(database_url: str) -> None:
     async with running_gateway(database_url, concurrency=0) as gw:
-        await publish(
-            gw,
+        await gw.publish(
             function("shop-welcome", {"event": "user/signed-up"}),
             function("shop-crm", {"event": "user/signed-up"}),
             function("shop-all-users", {"event": "user/*"}),
@@ -65,7 +49,7 @@ async def test_fan_out_creates_one_run_per_matching_function(database_url: str) 
 
 async def test_duplicate_event_id_starts_nothing_new(database_url: str) -> None:
     async with running_gateway(database_url, concurrency=0) as gw:
-        await publish(gw, function("shop-welcome", {"event": "user/signed-up"}))
+        await gw.publish(function("shop-welcome", {"event": "user/signed-up"}))
         event = {"name": "user/signed-up", "data": {}, "id": "signup-42"}
         assert await gw.send(event) == ["signup-42"]
         assert await gw.send(event, event) == ["signup-42", "signup-42"]
@@ -74,7 +58,7 @@ async def test_duplicate_event_id_starts_nothing_new(database_url: str) -> None:
 
 async def test_a_batch_is_stored_in_one_go(database_url: str) -> None:
     async with running_gateway(database_url, concurrency=0) as gw:
-        await publish(gw, function("shop-welcome", {"event": "user/signed-up"}))
+        await gw.publish(function("shop-welcome", {"event": "user/signed-up"}))
         ids = await gw.send(*({"name": "user/signed-up", "data": {"n": n}} for n in range(20)))
         assert len(set(ids)) == 20
         assert await counts(database_url) == (20, 20, 20)
@@ -98,7 +82,7 @@ async def test_bad_input_is_refused_and_nothing_is_stored(
     database_url: str, body: bytes, status: int, message: str
 ) -> None:
     async with running_gateway(database_url, concurrency=0) as gw:
-        await publish(gw, function("shop-welcome", {"event": "a"}), function("shop-ok", {"event": "ok"}))
+        await gw.publish(function("shop-welcome", {"event": "a"}), function("shop-ok", {"event": "ok"}))
         response = await gw.http.post("/e/key", content=body, headers={"content-type": "application/json"})
         assert response.status_code == status
         assert message in response.json()["error"]

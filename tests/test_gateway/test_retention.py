@@ -6,11 +6,9 @@ import datetime
 
 import pytest
 from stepline_gateway.clock import ManualClock
-from stepline_gateway.registry import MANIFEST_SOURCE
-from stepline_gateway.routing import Function
 from stepline_gateway.settings import Settings
 
-from tests.support import running_gateway
+from tests.support import route, running_gateway
 
 
 def test_retention_below_the_duplicate_window_is_refused() -> None:
@@ -21,18 +19,7 @@ def test_retention_below_the_duplicate_window_is_refused() -> None:
 async def test_prune_deletes_old_ended_history_only(database_url: str) -> None:
     clock = ManualClock()
     async with running_gateway(database_url, clock=clock, concurrency=0, retention_h=48) as gw:
-        function = Function(
-            id="keep-f",
-            app_id="keep",
-            name="f",
-            url="http://127.0.0.1:9/api/inngest",
-            triggers=[{"event": "keep/go"}],
-            retries=0,
-            paused=False,
-            source=MANIFEST_SOURCE,
-        )
-        await gw.gateway.registry.publish([function], replace_source=MANIFEST_SOURCE)
-        await gw.gateway.reload_routes()
+        await gw.publish(route("keep-f", "http://127.0.0.1:9/api/inngest", {"event": "keep/go"}, retries=0))
         [old_ended, old_running] = await gw.send({"name": "keep/go"}, {"name": "keep/go"})
         [ended_run] = await gw.runs_of(old_ended)
         assert (await gw.http.post(f"/v1/runs/{ended_run['id']}/cancel")).status_code == 200

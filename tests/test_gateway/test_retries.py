@@ -12,10 +12,8 @@ import stepline
 import stepline.asgi
 from stepline_gateway.backoff import Backoff
 from stepline_gateway.clock import ManualClock
-from stepline_gateway.registry import MANIFEST_SOURCE
-from stepline_gateway.routing import Function
 
-from tests.support import eventually, running_gateway, serve
+from tests.support import eventually, route, running_gateway, serve
 
 
 def test_backoff_grows_exponentially_with_jitter_up_to_the_cap() -> None:
@@ -62,18 +60,7 @@ async def test_a_failing_step_waits_out_its_backoff_on_the_clock(database_url: s
         serve(stepline.asgi.serve_app(client, [flaky])) as app_url,
         running_gateway(database_url, clock=clock, retry_base_s=10, retry_max_s=1000) as gw,
     ):
-        function = Function(
-            id="retry-flaky",
-            app_id="retry",
-            name="flaky",
-            url=f"{app_url}/api/inngest",
-            triggers=[{"event": "retry/go"}],
-            retries=3,
-            paused=False,
-            source=MANIFEST_SOURCE,
-        )
-        await gw.gateway.registry.publish([function], replace_source=MANIFEST_SOURCE)
-        await gw.gateway.reload_routes()
+        await gw.publish(route("retry-flaky", f"{app_url}/api/inngest", {"event": "retry/go"}, retries=3))
         [event_id] = await gw.send({"name": "retry/go", "data": {}})
 
         first_wait = await eventually(lambda: due_in(database_url, clock))
@@ -118,18 +105,7 @@ async def test_retry_after_is_honoured(database_url: str) -> None:
         serve(stepline.asgi.serve_app(client, [busy])) as app_url,
         running_gateway(database_url, clock=clock, retry_base_s=1) as gw,
     ):
-        function = Function(
-            id="later-busy",
-            app_id="later",
-            name="busy",
-            url=f"{app_url}/api/inngest",
-            triggers=[{"event": "later/go"}],
-            retries=2,
-            paused=False,
-            source=MANIFEST_SOURCE,
-        )
-        await gw.gateway.registry.publish([function], replace_source=MANIFEST_SOURCE)
-        await gw.gateway.reload_routes()
+        await gw.publish(route("later-busy", f"{app_url}/api/inngest", {"event": "later/go"}))
         [event_id] = await gw.send({"name": "later/go", "data": {}})
         wait = await eventually(lambda: due_in(database_url, clock))
         assert 599 <= wait <= 602  # ten minutes from the real time the service raised it
