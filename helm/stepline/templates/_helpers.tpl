@@ -1,0 +1,158 @@
+{{/*
+Names, labels, the image, the Secrets and the security settings that every template of the chart shares.
+*/}}
+
+{{- define "stepline.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The prefix of every resource name: the release name, plus the chart name unless it holds it. */}}
+{{- define "stepline.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "stepline.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "stepline.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: stepline
+{{- end }}
+
+{{/* Selector labels of one component: include with (dict "root" $ "component" "gateway"). */}}
+{{- define "stepline.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "stepline.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "stepline.componentLabels" -}}
+{{ include "stepline.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "stepline.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{- define "stepline.gatewayServiceAccount" -}}
+{{- default (printf "%s-gateway" (include "stepline.fullname" .)) .Values.serviceAccount.gatewayName }}
+{{- end }}
+
+{{- define "stepline.operatorServiceAccount" -}}
+{{- default (printf "%s-operator" (include "stepline.fullname" .)) .Values.serviceAccount.operatorName }}
+{{- end }}
+
+{{/* The bundled Postgres runs only when no external database is given. */}}
+{{- define "stepline.bundledPostgres" -}}
+{{- if and .Values.postgres.enabled (not .Values.database.url) (not .Values.database.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{/* The Secret and key holding the database URL. */}}
+{{- define "stepline.databaseSecret" -}}
+{{- default (include "stepline.fullname" .) .Values.database.existingSecret }}
+{{- end }}
+
+{{- define "stepline.databaseSecretKey" -}}
+{{- if .Values.database.existingSecret }}{{ .Values.database.existingSecretKey }}{{ else }}database-url{{ end }}
+{{- end }}
+
+{{/* The Secret holding event-keys, signing-key, signing-key-fallback and api-token. */}}
+{{- define "stepline.authSecret" -}}
+{{- default (include "stepline.fullname" .) .Values.auth.existingSecret }}
+{{- end }}
+
+{{- define "stepline.databaseEnv" -}}
+- name: STEPLINE_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "stepline.databaseSecret" . }}
+      key: {{ include "stepline.databaseSecretKey" . }}
+{{- end }}
+
+{{/* Pod and container security of the restricted Pod Security Standard. */}}
+{{- define "stepline.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "stepline.containerSecurityContext" -}}
+runAsNonRoot: true
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+{{- end }}
+
+{{/* Python writes nothing but temporary files, and only under /tmp. */}}
+{{- define "stepline.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- end }}
+
+{{- define "stepline.tmpMount" -}}
+- name: tmp
+  mountPath: /tmp
+{{- end }}
+
+{{/* Placement of a component's pods: include with its values (nodeSelector, tolerations, affinity). */}}
+{{- define "stepline.placement" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+Checks of what the schema cannot say, failing the render with what to change.
+*/}}
+{{- define "stepline.validate" -}}
+{{- if and .Values.database.url .Values.database.existingSecret }}
+{{- fail "give one of database.url or database.existingSecret, not both" }}
+{{- end }}
+{{- if and (not .Values.database.url) (not .Values.database.existingSecret) (not .Values.postgres.enabled) }}
+{{- fail "no database: set database.url or database.existingSecret, or postgres.enabled=true for the bundled one" }}
+{{- end }}
+{{- if and (eq .Values.operator.scope "Cluster") .Values.operator.namespaces }}
+{{- fail "operator.namespaces applies to operator.scope=Namespaced only: set that scope too, or leave the namespaces empty to watch the whole cluster" }}
+{{- end }}
+{{- if lt (int .Values.gateway.autoscaling.maxReplicas) (int .Values.gateway.autoscaling.minReplicas) }}
+{{- fail "gateway.autoscaling.maxReplicas must be at least gateway.autoscaling.minReplicas" }}
+{{- end }}
+{{- if and .Values.auth.existingSecret (or .Values.auth.eventKeys .Values.auth.signingKey .Values.auth.signingKeyFallback .Values.auth.apiToken) }}
+{{- fail "auth.existingSecret holds the keys: leave auth.eventKeys, signingKey, signingKeyFallback and apiToken empty" }}
+{{- end }}
+{{- end }}
+
+{{/* The namespaces the operator watches in Namespaced scope. */}}
+{{- define "stepline.watchedNamespaces" -}}
+{{- if .Values.operator.namespaces }}{{ join "," .Values.operator.namespaces }}{{ else }}{{ .Release.Namespace }}{{ end }}
+{{- end }}
+
+{{/* A value kept from the Secret a previous release made, else the given one, base64-encoded. */}}
+{{- define "stepline.keptValue" -}}
+{{- $existing := index .existing .key | default "" }}
+{{- if .value }}{{ .value | b64enc }}{{ else if $existing }}{{ $existing }}{{ else }}{{ .generated | b64enc }}{{ end }}
+{{- end }}

@@ -1,0 +1,1 @@
+"""Tests of the Helm chart, the container image and the Kubernetes examples."""
