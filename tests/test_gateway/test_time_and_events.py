@@ -249,10 +249,10 @@ async def test_invoke_returns_the_childs_output_and_raises_its_failure(
         )
         [parent] = await gw.finished_runs(ok)
         assert parent["output"] == 42
+        [failed_parent] = await gw.finished_runs(bad)
         children = (await gw.http.get("/v1/runs", params={"function": "timely-child"})).json()["data"]
         assert len(children) == 2
         assert {c["status"] for c in children} == {"Completed", "Failed"}
-        [failed_parent] = await gw.finished_runs(bad)
         assert failed_parent["status"] == "Completed"
         assert "the child exploded" in failed_parent["output"]
 
@@ -338,13 +338,21 @@ async def test_cron_fires_once_per_tick_across_two_replicas(database_url: str, b
         await eventually(lambda: _routed(first, "timely-ticker"))
         # The tick at the full hour fell before the gateways started: it is caught up once.
         await eventually(lambda: _at_least(record.ticks, 1))
+        await eventually(lambda: _ticker_runs_completed(first, 1))
         for expected in (2, 3, 4):
+            # The clocks jump only once the previous tick's run has ended: a jump of five minutes would
+            # otherwise expire the lease of a call still in flight and hand it to the other replica.
             for clock in clocks:
                 clock.advance(300)
-            await eventually(lambda n=expected: _at_least(record.ticks, n))
+            await eventually(lambda n=expected: _ticker_runs_completed(first, n))
         await asyncio.sleep(0.3)
         expected = [(start + datetime.timedelta(minutes=m)).isoformat() for m in (-1, 4, 9, 14)]
         assert record.ticks == expected
+
+
+async def _ticker_runs_completed(gw: RunningGateway, count: int) -> bool:
+    runs = (await gw.http.get("/v1/runs", params={"function": "timely-ticker"})).json()["data"]
+    return len(runs) >= count and all(run["status"] == "Completed" for run in runs)
 
 
 async def _routed(gw: RunningGateway, function_id: str) -> bool:
