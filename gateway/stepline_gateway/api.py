@@ -22,7 +22,7 @@ from starlette.routing import Route
 from stepline import signing
 from stepline.protocol import Header
 
-from stepline_gateway import dashboard, ingest, registry
+from stepline_gateway import checkpoint, dashboard, ingest, registry
 from stepline_gateway.errors import BadRequest, NotFound, Unauthorized
 from stepline_gateway.events import parse_events
 from stepline_gateway.runs import RunQueries
@@ -84,10 +84,10 @@ async def _ingest(request: Request) -> Response:
 async def register_app(request: Request) -> Response:
     gateway = _gateway(request)
     settings = gateway.settings
-    if not settings.dev:
-        token = request.headers.get(Header.AUTHORIZATION, "").removeprefix("Bearer ").strip()
-        if not token or token not in {signing.bearer_token(k) for k in settings.signing_keys()}:
-            raise Unauthorized("sync refused: the bearer token does not match the gateway's signing key")
+    if not settings.dev and not signing.bearer_matches(
+        request.headers.get(Header.AUTHORIZATION), settings.signing_keys()
+    ):
+        raise Unauthorized("sync refused: the bearer token does not match the gateway's signing key")
     body = await _read_body(request, settings.max_body_bytes)
     try:
         payload = json.loads(body)
@@ -268,6 +268,7 @@ def routes() -> list[Route]:
     return [
         Route("/e/{event_key}", ingest_events, methods=["POST"]),
         Route("/fn/register", register_app, methods=["POST"]),
+        *checkpoint.routes(),
         Route("/v1/functions", list_functions, methods=["GET"]),
         Route("/v1/functions/run-counts", run_counts, methods=["GET"]),
         Route("/v1/events", list_events, methods=["GET"]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import email.utils
 import json
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,21 @@ class SyncError(Exception):
     """An SDK app could not be reached or refused to sync."""
 
 
+def queue_item_ref(work_id: int, lease_token: uuid.UUID) -> str:
+    """``ctx.qi_id``: the work row and the lease that the call holds, ``<work id>:<lease token>``.
+
+    The checkpoint API reads it back (``parse_queue_item_ref``) to find the call's row and to check that the
+    call still holds it: a late checkpoint of a call whose lease was lost changes nothing.
+    """
+    return f"{work_id}:{lease_token}"
+
+
+def parse_queue_item_ref(ref: str) -> tuple[int, uuid.UUID]:
+    """The work id and lease token of a ``qi_id``; ValueError if it is not one the gateway gave out."""
+    work_id, _, token = ref.partition(":")
+    return int(work_id), uuid.UUID(token)
+
+
 @dataclass(frozen=True)
 class Call:
     """One protocol request: run ``function_id`` of ``run_id`` at ``step_id``."""
@@ -39,6 +55,8 @@ class Call:
     event: dict[str, Any]
     memos: dict[str, Any]
     stack: list[str]
+    # Names the leased work item to the checkpoint API (``ctx.qi_id``): see ``queue_item_ref``.
+    qi_id: str = ""
 
     def body(self) -> dict[str, Any]:
         return {
@@ -51,6 +69,7 @@ class Call:
                 "step_id": self.step_id,
                 "attempt": self.attempt,
                 "max_attempts": self.max_attempts,
+                "qi_id": self.qi_id,
                 "disable_immediate_execution": False,
                 "use_api": False,
                 "stack": {"stack": self.stack, "current": len(self.stack)},

@@ -14,10 +14,11 @@ import logging
 import uuid
 from typing import Any
 
-from stepline_gateway.calls import Call
+from stepline_gateway.calls import Call, queue_item_ref
 from stepline_gateway.clock import Clock
-from stepline_gateway.executor import Claim, Executor
+from stepline_gateway.executor import Executor
 from stepline_gateway.metrics import Metrics
+from stepline_gateway.outcomes import Claim
 from stepline_gateway.store import Record, Store
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ def claim_from_row(row: Record) -> Claim:
         event=event,
         memos=row["memos"],
         stack=list(row["stack"]),
+        qi_id=queue_item_ref(row["id"], row["lease_token"]),
     )
     return Claim(
         work_id=row["id"],

@@ -19,6 +19,9 @@ class Metrics:
         self.calls = Counter(
             "stepline_calls", "Calls to function services", ["outcome"], registry=self.registry
         )
+        self.checkpointed_steps = Counter(
+            "stepline_checkpointed_steps", "Steps recorded through the checkpoint API", registry=self.registry
+        )
         self.call_seconds = Histogram(
             "stepline_call_seconds",
             "Duration of calls to function services",

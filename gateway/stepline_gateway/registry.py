@@ -75,11 +75,35 @@ def _cancel_rules(function_id: str, raw: Any) -> list[dict[str, Any]]:
     return rules
 
 
+def _checkpoint_settings(function_id: str, raw: Any) -> dict[str, Any] | None:
+    """The sync's ``checkpoint`` object: ``batch_steps`` (a count), ``batch_interval`` and ``max_runtime``
+    (durations such as ``3s``), each optional; kept as sent, once checked."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        message = "checkpoint must be an object of batch_steps, batch_interval and max_runtime"
+        raise BadRequest(f"function {function_id}: {message}")
+    steps = raw.get("batch_steps")
+    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 0):
+        raise BadRequest(f"function {function_id}: checkpoint.batch_steps must be a whole number, 0 or more")
+    settings: dict[str, Any] = {} if steps is None else {"batch_steps": steps}
+    for key in ("batch_interval", "max_runtime"):
+        if raw.get(key) is not None:
+            try:
+                parse_duration(str(raw[key]))
+            except ValueError as err:
+                raise BadRequest(f"function {function_id}: checkpoint.{key}: {err}") from None
+            settings[key] = str(raw[key])
+    return settings
+
+
 def functions_from_sync(payload: Any) -> tuple[str, list[Function]]:
     """Read the official SDKs' sync payload; answer (app id, functions)."""
-    if not isinstance(payload, dict) or not isinstance(payload.get("appname"), str):
+    # The Python SDK writes "appname", the TypeScript SDK "appName" (the Inngest server reads keys
+    # case-insensitively).
+    app_id = payload.get("appname") or payload.get("appName") if isinstance(payload, dict) else None
+    if not isinstance(app_id, str):
         raise BadRequest("the sync payload needs 'appname' and 'functions' (as the Inngest SDKs send)")
-    app_id = payload["appname"]
     functions = []
     for index, raw in enumerate(payload.get("functions") or []):
         try:
@@ -119,6 +143,7 @@ def functions_from_sync(payload: Any) -> tuple[str, list[Function]]:
                 paused=False,
                 source=SDK_SOURCE,
                 cancel_on=_cancel_rules(function_id, raw.get("cancel")),
+                checkpoint=_checkpoint_settings(function_id, raw.get("checkpoint")),
             )
         )
     return app_id, functions
@@ -214,6 +239,12 @@ class Registry:
             await self._store.execute(
                 "set_cancel_rules", ids, [json.dumps(f.cancel_on) for f in functions], on=conn
             )
+            await self._store.execute(
+                "set_checkpoint_settings",
+                ids,
+                [None if f.checkpoint is None else json.dumps(f.checkpoint) for f in functions],
+                on=conn,
+            )
             await self._store.execute("notify_routes", on=conn)
 
     async def load(self) -> list[Function]:
@@ -229,6 +260,7 @@ class Registry:
                 paused=row["paused"],
                 source=row["source"],
                 cancel_on=row["cancel_on"],
+                checkpoint=row["checkpoint"],
                 created_at=row["created_at"],
             )
             for row in rows

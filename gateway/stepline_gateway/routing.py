@@ -45,6 +45,9 @@ class Function:
     paused: bool
     source: str
     cancel_on: list[dict[str, Any]] = field(default_factory=list)
+    # Checkpoint settings from the SDK's sync ({"batch_steps", "batch_interval", "max_runtime"}), kept to be
+    # shown: checkpointing is the SDK's to do; the gateway records whatever arrives.
+    checkpoint: dict[str, Any] | None = None
     created_at: datetime.datetime | None = field(default=None, compare=False)
 
     @property
@@ -62,6 +65,7 @@ class Function:
             "paused": self.paused,
             "source": self.source,
             "cancel_on": self.cancel_on,
+            "checkpoint": self.checkpoint,
         }
 
 

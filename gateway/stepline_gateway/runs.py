@@ -47,6 +47,8 @@ def step_json(row: Record) -> dict[str, Any]:
         "ended_at": _time(row["ended_at"]),
         "output": memo.get("data"),
         "error": memo.get("error") or row["error"],
+        # True when the step's result came through the checkpoint API, during the call that ran it.
+        "checkpointed": row["checkpointed"],
     }
 
 

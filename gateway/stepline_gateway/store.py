@@ -64,7 +64,12 @@ class Store:
         return result
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Queryable]:
+    async def transaction(self, on: Queryable = None) -> AsyncIterator[Queryable]:
+        """A transaction on a pooled connection; inside another one (``on``), a savepoint of it."""
+        if on is not None and on is not self.pool:
+            async with on.transaction():
+                yield on
+            return
         async with self.pool.acquire() as conn, conn.transaction():
             yield conn
 

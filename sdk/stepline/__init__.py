@@ -13,6 +13,9 @@ async def welcome(ctx: stepline.Context) -> str:
     return "sent" if confirmed else "unconfirmed"
 
 stepline.fastapi.serve(app, client, [welcome])   # or stepline.asgi.serve_app(client, [welcome])
+
+Sequential steps run back to back in one call, each result checkpointed to the gateway as it comes
+(``stepline.Checkpoint`` tunes it; ``Client(..., checkpoint=False)`` answers after every step instead).
 """
 
 from stepline.client import Client, SyncAnswer
@@ -26,7 +29,7 @@ from stepline.errors import (
     StepError,
     SteplineError,
 )
-from stepline.function import Cancel, Function, TriggerCron, TriggerEvent
+from stepline.function import Cancel, Checkpoint, Function, TriggerCron, TriggerEvent
 from stepline.handler import Handler
 from stepline.protocol import Event
 from stepline.steps import Step
@@ -35,6 +38,7 @@ __version__ = SDK_VERSION
 
 __all__ = [
     "Cancel",
+    "Checkpoint",
     "Client",
     "ConfigError",
     "Context",

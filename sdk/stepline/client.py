@@ -13,14 +13,18 @@ from typing import Any, TypeAlias
 import httpx
 
 from stepline import config as config_
+from stepline.checkpoint import Poster
 from stepline.errors import SendEventError
 from stepline.function import (
     CancelSpec,
+    Checkpoint,
+    CheckpointSetting,
     Function,
     FunctionHandler,
     TriggerSpec,
     parse_cancel,
     parse_triggers,
+    resolve_checkpoint,
     with_failure_functions,
 )
 from stepline.protocol import SYNC_PAYLOAD_VERSION, Event, Header, QueryParam, encode_json
@@ -44,7 +48,11 @@ class SyncAnswer:
 
 
 class Client:
-    """An app as the gateway knows it; settings left out come from the environment (see config.py)."""
+    """An app as the gateway knows it; settings left out come from the environment (see config.py).
+
+    ``checkpoint``: checkpoint mode for the app's functions (``stepline.Checkpoint`` settings, True for the
+    defaults, False for off); a function may say otherwise. Unset, ``STEPLINE_CHECKPOINT`` decides (on).
+    """
 
     def __init__(
         self,
@@ -56,6 +64,7 @@ class Client:
         signing_key_fallback: str | None = None,
         dev: bool | None = None,
         serve_origin: str | None = None,
+        checkpoint: CheckpointSetting | None = None,
     ) -> None:
         self.config = config_.resolve(
             app_id=app_id,
@@ -65,8 +74,11 @@ class Client:
             signing_key_fallback=signing_key_fallback,
             dev=dev,
             serve_origin=serve_origin,
+            checkpoint=None if checkpoint is None else checkpoint is not False,
         )
+        self._checkpoint: CheckpointSetting = self.config.checkpoint if checkpoint is None else checkpoint
         self._http: httpx.AsyncClient | None = None
+        self._poster: Poster | None = None
 
     @property
     def app_id(self) -> str:
@@ -85,6 +97,7 @@ class Client:
         name: str | None = None,
         cancel_on: Sequence[CancelSpec] = (),
         on_failure: FunctionHandler | None = None,
+        checkpoint: CheckpointSetting | None = None,
     ) -> Callable[[FunctionHandler], Function]:
         """Decorate ``async def fn(ctx: stepline.Context)`` to make it a durable function.
 
@@ -93,6 +106,8 @@ class Client:
         ``on_failure``: ``async def handler(ctx)`` run once when a run of this function fails for good;
         served as the function ``<id>-failure``, its ``ctx.event`` is the ``inngest/function.failed`` event
         (data: ``function_id``, ``run_id``, ``error`` {name, message, stack}, ``event`` the original event).
+        ``checkpoint``: this function's checkpoint mode (``stepline.Checkpoint``, True or False), when it
+        should differ from the client's.
         """
         triggers = parse_triggers(trigger)
         cancel = parse_cancel(cancel_on)
@@ -106,9 +121,14 @@ class Client:
                 name=name,
                 cancel_on=cancel,
                 on_failure=on_failure,
+                checkpoint=checkpoint,
             )
 
         return decorate
+
+    def checkpoint_settings(self, function: Function) -> Checkpoint | None:
+        """The checkpoint settings in force for ``function`` (None: it answers after every step)."""
+        return resolve_checkpoint(self._checkpoint if function.checkpoint is None else function.checkpoint)
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -117,10 +137,20 @@ class Client:
             self._http = httpx.AsyncClient(timeout=SEND_TIMEOUT_S)
         return self._http
 
+    @property
+    def checkpoint_poster(self) -> Poster:
+        """The pooled connection to the gateway's checkpoint API, made on first use; ``aclose`` closes it."""
+        if self._poster is None:
+            self._poster = Poster()
+        return self._poster
+
     async def aclose(self) -> None:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        if self._poster is not None:
+            await self._poster.close()
+            self._poster = None
 
     async def send(self, events: EventLike | Sequence[EventLike]) -> list[str]:
         """Send one event or several; return the ids the gateway gave them, in order."""
@@ -145,7 +175,10 @@ class Client:
     def function_configs(self, functions: Iterable[Function], serve_url: str) -> list[dict[str, Any]]:
         """The ``functions`` of a sync payload, each called at ``serve_url``; failure functions included."""
         served = with_failure_functions(list(functions), self.app_id)
-        return [fn.config(app_id=self.app_id, serve_url=serve_url) for fn in served]
+        return [
+            fn.config(app_id=self.app_id, serve_url=serve_url, checkpoint=self.checkpoint_settings(fn))
+            for fn in served
+        ]
 
     def sync_payload(
         self, functions: Iterable[Function], serve_url: str, *, framework: str

@@ -36,6 +36,8 @@ class ClientConfig:
     signing_key_fallback: str | None
     dev: bool
     serve_origin: str | None
+    # Checkpoint mode for functions that do not say (STEPLINE_CHECKPOINT; on unless set to 0/false).
+    checkpoint: bool = True
 
     @property
     def mode(self) -> str:
@@ -72,6 +74,7 @@ def resolve(
     signing_key_fallback: str | None = None,
     dev: bool | None = None,
     serve_origin: str | None = None,
+    checkpoint: bool | None = None,
     env: Mapping[str, str] | None = None,
 ) -> ClientConfig:
     """Fill every setting not passed explicitly from the environment, then from the defaults."""
@@ -99,7 +102,19 @@ def resolve(
         or _first(env, "STEPLINE_SIGNING_KEY_FALLBACK", "INNGEST_SIGNING_KEY_FALLBACK"),
         dev=dev,
         serve_origin=serve_origin or _first(env, "STEPLINE_SERVE_ORIGIN", "INNGEST_SERVE_ORIGIN"),
+        checkpoint=checkpoint if checkpoint is not None else _flag(env, "STEPLINE_CHECKPOINT", default=True),
     )
+
+
+def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    value = _first(env, name)
+    if value is None:
+        return default
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise ConfigError(f"{name} is {value!r}: use 1/true or 0/false")
 
 
 def _parse_dev(setting: str | None, *, dev_url: str | None, has_signing_key: bool) -> bool:

@@ -1,9 +1,14 @@
 """One call of a function: the ``ctx`` it sees, and the executor that answers the call.
 
 The executor runs the function as a task. Memoized steps return at once; each new step records itself
-(steps.py) and waits forever. Once new steps stop appearing, the executor runs the chosen one, reports it
-(a sleep, a wait, an invocation), or plans several, then cancels the task and returns a CallResult;
-handler.py turns that into the HTTP answer.
+(steps.py) and waits. Once new steps stop appearing, the executor runs the chosen one, reports it (a sleep,
+a wait, an invocation), or plans several, then cancels the task and returns a CallResult; handler.py turns
+that into the HTTP answer.
+
+In checkpoint mode (checkpoint.py) a step that ran does not end the call: its result is buffered and posted
+to the gateway, the function resumes with it, and the next new step is run the same way. The call ends with
+the function (200, or a 206 ``RunComplete`` after still-buffered steps), at what needs the gateway (a 206
+with the buffered steps and that operation), or with the buffered steps alone when a checkpoint fails.
 """
 
 from __future__ import annotations
@@ -12,14 +17,26 @@ import asyncio
 import dataclasses
 import datetime
 import inspect
+import json
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
+from stepline.checkpoint import Checkpointer
 from stepline.client import Client
 from stepline.errors import NonRetriableError, RetryAfterError, StepError
 from stepline.function import Function
-from stepline.protocol import CallRequest, Event, Opcode, encode_json, error_data, step_op
+from stepline.protocol import (
+    RUN_COMPLETE_STEP_ID,
+    CallRequest,
+    Event,
+    Opcode,
+    encode_json,
+    error_data,
+    hash_step_id,
+    step_op,
+)
 from stepline.steps import CallState, FoundStep, Step, running_step
 
 # Event-loop turns without a new step after which discovery is over: enough for the siblings of an
@@ -51,6 +68,21 @@ class Context:
     step: Step
 
 
+@dataclasses.dataclass(frozen=True)
+class _StepOutcome:
+    """A step that ran: its StepRun (``data`` its output) or its StepError/StepFailed operation."""
+
+    op: dict[str, Any]
+    ran: bool
+    no_retry: bool = False
+    retry_after: datetime.datetime | None = None
+
+    def result(self, *before: dict[str, Any]) -> CallResult:
+        return CallResult(
+            206, encode_json([*before, self.op]), no_retry=self.no_retry, retry_after=self.retry_after
+        )
+
+
 def describe_error(err: BaseException) -> dict[str, Any]:
     """The wire form of an error; a StepError travels as the original error it stands for."""
     if isinstance(err, StepError):
@@ -75,8 +107,13 @@ async def execute_call(
         attempt=request.ctx.attempt,
         step=Step(state, client),
     )
+    max_attempts = request.ctx.max_attempts or function.retries + 1
+    final = request.ctx.attempt + 1 >= max_attempts
+    checkpointer = _checkpointer(function, request, target, client)
     task = asyncio.create_task(function.handler(ctx))
     try:
+        if checkpointer is not None:
+            return await _checkpointed(task, state, checkpointer, final=final)
         await _discover(task, state)
         if target is not None:
             step = state.find(target)
@@ -89,27 +126,123 @@ async def execute_call(
         ):
             step = state.found[0]
         else:
-            ops = [step_op(Opcode.STEP_PLANNED, s.hash, s.id) for s in state.found]
-            return CallResult(206, encode_json(ops))
+            return _planned(state)
         if step.op is not None:
             return CallResult(206, encode_json([step.op]))
-        max_attempts = request.ctx.max_attempts or function.retries + 1
-        return await _run_step(step, final=request.ctx.attempt + 1 >= max_attempts)
+        outcome = await _run_step(step, final=final)
+        try:
+            return outcome.result()
+        except (TypeError, ValueError) as exc:
+            return _unserializable(step, exc).result()
     finally:
+        if checkpointer is not None:
+            checkpointer.close()
         await _close(task, state)
+
+
+def _checkpointer(
+    function: Function, request: CallRequest, target: str | None, client: Client
+) -> Checkpointer | None:
+    """A checkpointer when this call may run several steps: a discovery call on a first attempt, from a
+    gateway that names the call's work item, for a function in checkpoint mode. A retry answers after its
+    first step, as the official SDKs do, so that the steps after it start with a fresh attempt count."""
+    ctx = request.ctx
+    if target is not None or ctx.attempt > 0 or ctx.disable_immediate_execution or not ctx.qi_id:
+        return None
+    settings = client.checkpoint_settings(function)
+    if settings is None:
+        return None
+    fn_id = ctx.fn_id or function.full_id(client.app_id)
+    return Checkpointer(
+        client.checkpoint_poster, client.config, settings, run_id=ctx.run_id, fn_id=fn_id, qi_id=ctx.qi_id
+    )
+
+
+async def _checkpointed(
+    task: asyncio.Task[Any], state: CallState, checkpointer: Checkpointer, *, final: bool
+) -> CallResult:
+    """Run new steps one after the other, reporting each, until something needs the gateway."""
+    while True:
+        await _discover(task, state)
+        if checkpointer.stale or checkpointer.broken:
+            return _stopped(checkpointer, await checkpointer.unreported())
+        if task.done():
+            return await _checkpointed_end(task, checkpointer)
+        if len(state.found) > 1:
+            return _planned(state, *await checkpointer.unreported())
+        step = state.found[0]
+        if step.op is not None:
+            return CallResult(206, encode_json([*await checkpointer.unreported(), step.op]))
+        if checkpointer.runtime_exceeded():
+            return CallResult(206, encode_json([*await checkpointer.unreported(), _discovery_request()]))
+        started_ns = time.time_ns()
+        outcome = await _run_step(step, final=final)
+        if not outcome.ran:
+            return outcome.result(*await checkpointer.unreported())
+        try:
+            # The function sees the output as the gateway will give it back: as JSON.
+            value = json.loads(encode_json(outcome.op["data"]))
+        except (TypeError, ValueError) as exc:
+            return _unserializable(step, exc).result(*await checkpointer.unreported())
+        state.resume(step, value)
+        timing = {"a": started_ns, "b": time.time_ns() - started_ns}
+        await checkpointer.add({**outcome.op, "data": value, "timing": timing})
+        if checkpointer.stale or checkpointer.broken:
+            return _stopped(checkpointer, await checkpointer.unreported())
+
+
+async def _checkpointed_end(task: asyncio.Task[Any], checkpointer: Checkpointer) -> CallResult:
+    """The function ended: its result, after the steps still buffered."""
+    result = _function_result(task)
+    pending = await checkpointer.unreported()
+    if not pending:
+        return result
+    if result.status == 200:
+        output = json.loads(result.body)
+        done = {"id": hash_step_id(RUN_COMPLETE_STEP_ID), "op": Opcode.RUN_COMPLETE.value, "data": output}
+        return CallResult(206, encode_json([*pending, done]))
+    # An error answer carries no steps: report them first, or answer with them (the function runs again).
+    await checkpointer.flush()
+    pending = await checkpointer.unreported()
+    if checkpointer.stale or checkpointer.broken:
+        return _stopped(checkpointer, pending)
+    return result
+
+
+def _discovery_request() -> dict[str, Any]:
+    # A new id each time, as the official SDK does, so that no server takes it for one it has seen.
+    return {"id": hash_step_id(f"discovery-request-{time.time_ns()}"), "op": Opcode.DISCOVERY_REQUEST.value}
+
+
+def _stopped(checkpointer: Checkpointer, pending: list[dict[str, Any]]) -> CallResult:
+    """A checkpoint failed: the buffered steps are the answer, and the gateway calls again. Or the gateway
+    answered 409 (the call lost its work item): stop; the gateway drops whatever this call answers."""
+    if checkpointer.stale:
+        message = "the gateway no longer holds this call's work item (lease lost, or run ended): stopped"
+        return CallResult(500, encode_json(error_data("StaleCallError", message)), no_retry=True)
+    return CallResult(206, encode_json(pending))
+
+
+def _planned(state: CallState, *before: dict[str, Any]) -> CallResult:
+    ops = [step_op(Opcode.STEP_PLANNED, s.hash, s.id) for s in state.found]
+    return CallResult(206, encode_json([*before, *ops]))
 
 
 async def _discover(task: asyncio.Task[Any], state: CallState) -> None:
     """Wait for the first new step or the function's end, then until new steps stop appearing."""
-    progress = asyncio.get_running_loop().create_future()
+    if not state.found and not task.done():
+        progress = asyncio.get_running_loop().create_future()
 
-    def wake(*_: object) -> None:
-        if not progress.done():
-            progress.set_result(None)
+        def wake(*_: object) -> None:
+            if not progress.done():
+                progress.set_result(None)
 
-    state.on_found = wake
-    task.add_done_callback(wake)
-    await progress
+        state.on_found = wake
+        task.add_done_callback(wake)
+        try:
+            await progress
+        finally:
+            task.remove_done_callback(wake)
     quiet = 0
     while not task.done() and quiet < SETTLE_TURNS:
         if state.target is not None and state.find(state.target) is not None:
@@ -123,7 +256,7 @@ async def _close(task: asyncio.Task[Any], state: CallState) -> None:
     state.closed = True
     task.cancel()
     # Waiters in tasks the function no longer awaits (a gather that already failed) are freed here.
-    for waiter in state.waiters:
+    for waiter in state.waiters.values():
         waiter.cancel()
     await asyncio.gather(task, return_exceptions=True)
 
@@ -156,7 +289,7 @@ def _target_not_reached(target: str, state: CallState) -> CallResult:
     return CallResult(500, encode_json(error_data("StepNotReachedError", message)), no_retry=True)
 
 
-async def _run_step(step: FoundStep, *, final: bool) -> CallResult:
+async def _run_step(step: FoundStep, *, final: bool) -> _StepOutcome:
     if step.fn is None:
         raise TypeError(f"step {step.id!r} is an operation for the gateway, not one to run")
     token = running_step.set(step)
@@ -168,11 +301,12 @@ async def _run_step(step: FoundStep, *, final: bool) -> CallResult:
         return _step_error(step, describe_error(err), failed=failed, retry_after=retry_after)
     finally:
         running_step.reset(token)
-    try:
-        return CallResult(206, encode_json([step_op(Opcode.STEP_RUN, step.hash, step.id, data=output)]))
-    except (TypeError, ValueError) as exc:
-        message = f"step {step.id!r} returned a value that is not JSON-serializable: {exc}"
-        return _step_error(step, error_data("OutputUnserializableError", message), failed=True)
+    return _StepOutcome(step_op(Opcode.STEP_RUN, step.hash, step.id, data=output), ran=True)
+
+
+def _unserializable(step: FoundStep, exc: Exception) -> _StepOutcome:
+    message = f"step {step.id!r} returned a value that is not JSON-serializable: {exc}"
+    return _step_error(step, error_data("OutputUnserializableError", message), failed=True)
 
 
 def _step_error(
@@ -181,10 +315,10 @@ def _step_error(
     *,
     failed: bool,
     retry_after: datetime.datetime | None = None,
-) -> CallResult:
+) -> _StepOutcome:
     opcode = Opcode.STEP_FAILED if failed else Opcode.STEP_ERROR
-    body = encode_json([step_op(opcode, step.hash, step.id, error=error)])
-    return CallResult(206, body, no_retry=failed, retry_after=retry_after)
+    op = step_op(opcode, step.hash, step.id, error=error)
+    return _StepOutcome(op, ran=False, no_retry=failed, retry_after=retry_after)
 
 
 async def _invoke(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:

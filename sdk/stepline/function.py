@@ -1,11 +1,13 @@
 """A durable function as the SDK holds it: its id, triggers, retries, cancellation, failure handler.
 
 ``Client.function`` builds these; the handler looks them up by id to answer calls, and ``config`` renders
-one the way a sync (PUT) reports it to the gateway, exactly as the official SDKs do.
+one the way a sync (PUT) reports it to the gateway, exactly as the official SDKs do. ``Checkpoint`` holds
+the settings of checkpoint mode (checkpoint.py runs it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import urllib.parse
 import zoneinfo
@@ -17,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from stepline.protocol import (
     DISCOVERY_STEP_ID,
     FUNCTION_FAILED_EVENT,
+    Duration,
     QueryParam,
     duration_string,
     full_function_id,
@@ -149,6 +152,70 @@ def parse_cancel(spec: Sequence[CancelSpec]) -> tuple[Cancel, ...]:
     )
 
 
+# The official TypeScript SDK's default: a call ends (DiscoveryRequest) after running steps this long.
+DEFAULT_MAX_RUNTIME = datetime.timedelta(seconds=10)
+
+
+def _seconds(value: Duration | None) -> float | None:
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, datetime.timedelta) else float(value)
+    if seconds < 0:
+        raise ValueError(f"a checkpoint duration must not be negative, not {value!r}")
+    return seconds or None
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """How a function's calls checkpoint (``Client(checkpoint=...)``, ``client.function(checkpoint=...)``).
+
+    In checkpoint mode a call runs the function's sequential steps back to back and posts each result to
+    the gateway, instead of answering after every step (checkpoint.py). ``buffered_steps``: post after this
+    many steps (1, the default, posts after every step: the safe setting); ``max_interval``: post buffered
+    steps at the latest this long after the first of them; ``max_runtime``: after running steps this long,
+    end the call and have the gateway make a new one (None: no limit). Durations are seconds or timedeltas.
+    ``checkpoint=True`` means these defaults; ``checkpoint=False`` turns checkpointing off.
+    """
+
+    buffered_steps: int = 1
+    max_interval: Duration | None = None
+    max_runtime: Duration | None = DEFAULT_MAX_RUNTIME
+
+    def __post_init__(self) -> None:
+        if isinstance(self.buffered_steps, bool) or not isinstance(self.buffered_steps, int):
+            raise TypeError(f"buffered_steps must be a whole number, not {self.buffered_steps!r}")
+        if self.buffered_steps < 1:
+            raise ValueError(f"buffered_steps must be 1 or more, not {self.buffered_steps}")
+        _seconds(self.max_interval)
+        _seconds(self.max_runtime)
+
+    @property
+    def interval_s(self) -> float | None:
+        return _seconds(self.max_interval)
+
+    @property
+    def runtime_s(self) -> float | None:
+        return _seconds(self.max_runtime)
+
+    def config(self) -> dict[str, Any]:
+        """The function's ``checkpoint`` in a sync payload, with the names the spec gives the settings."""
+        return {
+            "batch_steps": self.buffered_steps,
+            "batch_interval": duration_string(self.interval_s or 0),
+            "max_runtime": duration_string(self.runtime_s or 0),
+        }
+
+
+CheckpointSetting: TypeAlias = "bool | Checkpoint"
+
+
+def resolve_checkpoint(setting: CheckpointSetting) -> Checkpoint | None:
+    """The settings in force: ``True`` is ``Checkpoint()``, ``False`` is off (None)."""
+    if isinstance(setting, Checkpoint):
+        return setting
+    return Checkpoint() if setting else None
+
+
 class Function:
     """A function registered with a client; it is not callable itself, the gateway calls it."""
 
@@ -162,6 +229,7 @@ class Function:
         name: str | None = None,
         cancel_on: Sequence[Cancel] = (),
         on_failure: FunctionHandler | None = None,
+        checkpoint: CheckpointSetting | None = None,
     ) -> None:
         if not id:
             raise ValueError("a function id must not be empty")
@@ -174,6 +242,8 @@ class Function:
         self.retries = retries
         self.cancel_on = tuple(cancel_on)
         self.on_failure = on_failure
+        # None: the client's setting applies.
+        self.checkpoint = checkpoint
 
     def __repr__(self) -> str:
         return f"Function(id={self.id!r})"
@@ -200,8 +270,9 @@ class Function:
             name=f"{self.name} (failure)",
         )
 
-    def config(self, *, app_id: str, serve_url: str) -> dict[str, Any]:
-        """The function's entry in a sync payload (``functions[]`` of ``POST /fn/register``)."""
+    def config(self, *, app_id: str, serve_url: str, checkpoint: Checkpoint | None = None) -> dict[str, Any]:
+        """The function's entry in a sync payload (``functions[]`` of ``POST /fn/register``), with the
+        checkpoint settings in force for it, if any."""
         full_id = self.full_id(app_id)
         query = urllib.parse.urlencode(
             {QueryParam.FUNCTION_ID.value: full_id, QueryParam.STEP_ID.value: DISCOVERY_STEP_ID}
@@ -221,6 +292,8 @@ class Function:
         }
         if self.cancel_on:
             config["cancel"] = [cancel.config() for cancel in self.cancel_on]
+        if checkpoint is not None:
+            config["checkpoint"] = checkpoint.config()
         return config
 
 

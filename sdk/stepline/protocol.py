@@ -63,15 +63,34 @@ class ServerKind(enum.StrEnum):
 
 
 class Opcode(enum.StrEnum):
-    """Operations a service reports in a 206 answer."""
+    """Operations a service reports in a 206 answer (and StepRun also through the checkpoint API)."""
 
     STEP_RUN = "StepRun"
+    # The official SDKs' older name of StepRun, still sent by their first execution version.
+    STEP = "Step"
     STEP_ERROR = "StepError"
     STEP_FAILED = "StepFailed"
     STEP_PLANNED = "StepPlanned"
     SLEEP = "Sleep"
     WAIT_FOR_EVENT = "WaitForEvent"
     INVOKE = "InvokeFunction"
+    # Checkpointing: the function finished (``data`` is its output) after steps reported as it went, and
+    # the service asks for a new call at once (after ``max_runtime``).
+    RUN_COMPLETE = "RunComplete"
+    DISCOVERY_REQUEST = "DiscoveryRequest"
+
+
+# Operations that report a step which ran and returned: the only ones the checkpoint API records. Every
+# other operation needs the gateway to act (retry, sleep, wait, invoke, plan) and comes in a 206 answer.
+RAN_OPCODES: Final = frozenset({Opcode.STEP_RUN, Opcode.STEP})
+
+# The step id whose hash names the RunComplete operation, as the official TypeScript SDK sends it.
+RUN_COMPLETE_STEP_ID: Final = "complete"
+
+
+def checkpoint_path(run_id: str) -> str:
+    """The gateway's path that records steps of a run while its call is still running (async checkpoint)."""
+    return f"/v1/checkpoint/{run_id}/async"
 
 
 # A span of time as the SDK's callers give it: seconds, or a timedelta.
@@ -184,6 +203,10 @@ class CallContext(BaseModel):
     max_attempts: int | None = None
     disable_immediate_execution: bool = False
     stack: CallStack = Field(default_factory=CallStack)
+    # The function's full id and the gateway's name for the work item of this call: what a checkpoint
+    # names. A gateway that sends no qi_id does not take checkpoints.
+    fn_id: str | None = None
+    qi_id: str | None = None
 
 
 class CallRequest(BaseModel):

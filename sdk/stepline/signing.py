@@ -3,7 +3,8 @@
 A signature is ``t=<unix seconds>&s=<hex HMAC-SHA256>``. Requests are signed over their canonical JSON
 (RFC 8785) followed by ``t``; responses over their raw bytes followed by ``t``. The key is the signing key
 without its ``signkey-<env>-`` prefix. The bearer token for the server's own API is the sha256 hex of the
-key's bytes (the key is hex), exactly as the official Inngest SDKs derive it.
+key's bytes (the key is hex), exactly as the official Inngest SDKs derive it (the TypeScript SDK prefixes it
+with the key's ``signkey-<env>-``).
 """
 
 from __future__ import annotations
@@ -99,6 +100,19 @@ def bearer_token(signing_key: str) -> str:
     except ValueError:
         material = raw.encode("utf-8")
     return hashlib.sha256(material).hexdigest()
+
+
+def bearer_matches(authorization: str | None, signing_keys: list[str]) -> bool:
+    """Whether an ``Authorization`` header carries the bearer token of one of the keys.
+
+    The official SDKs differ: the Python SDK sends the bare digest, the TypeScript SDK puts the key's
+    ``signkey-<env>-`` prefix in front of it; both are accepted, as the Inngest server does.
+    """
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return False
+    given = strip_prefix(token.strip())
+    return any(hmac.compare_digest(given, bearer_token(key)) for key in signing_keys)
 
 
 def canonical_dumps(document: Any) -> bytes:

@@ -1,7 +1,8 @@
 """``ctx.step``: the durable operations a function awaits, and the record of one call's new steps.
 
 Each operation returns its memo when the run has one. Otherwise it records itself as a FoundStep in the
-call's CallState and waits forever; the executor (context.py) then runs, plans or reports it.
+call's CallState and waits; the executor (context.py) then runs, plans or reports it. In checkpoint mode
+the executor resumes a step that ran with its output (``CallState.resume``) and the function goes on.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from stepline.protocol import (
     Duration,
     Event,
     Opcode,
+    data_memo,
     duration_string,
     hash_step,
     iso_utc,
@@ -63,12 +65,21 @@ class CallState:
         self.target = target
         self.occurrences: dict[str, int] = {}
         self.found: list[FoundStep] = []
-        self.waiters: list[asyncio.Future[Any]] = []
+        self.waiters: dict[str, asyncio.Future[Any]] = {}
         self.on_found: Callable[[], None] = lambda: None
         self.closed = False
 
     def find(self, step_hash: str) -> FoundStep | None:
         return next((step for step in self.found if step.hash == step_hash), None)
+
+    def resume(self, step: FoundStep, value: Any) -> None:
+        """The step ran in this call and returned ``value`` (as JSON gives it back): the function goes on,
+        and steps found from now on are those after it."""
+        self.memos[step.hash] = data_memo(value)
+        self.found = [found for found in self.found if found is not step]
+        waiter = self.waiters.get(step.hash)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(value)
 
 
 class Step:
@@ -209,9 +220,10 @@ class Step:
             return memo_value(state.memos[step_hash])
         state.found.append(found(step_hash))
         waiter = asyncio.get_running_loop().create_future()
-        state.waiters.append(waiter)
+        state.waiters[step_hash] = waiter
         state.on_found()
-        # Never resolved: the call ends with this step run, planned or reported, and the task is cancelled.
+        # Resolved only in checkpoint mode, by the step's output; otherwise the call ends with this step run,
+        # planned or reported, and the task is cancelled.
         return await waiter
 
 

@@ -7,6 +7,8 @@ openly (``no_api_token``).
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 from playwright.async_api import Browser, expect
 from stepline_gateway.dashboard.auth import DASHBOARD_HEADER, SESSION_COOKIE
@@ -155,3 +157,13 @@ async def test_dev_mode_is_open(database_url: str) -> None:
         assert (await http.get("/v1/runs")).status_code == 200
         assert 'data-mode="dev"' in (await http.get("/")).text
         assert (await http.get("/login", follow_redirects=False)).headers["location"] == "/"
+
+
+async def test_sdk_calls_under_v1_keep_the_signing_key_instead(database_url: str) -> None:
+    async with (
+        running_gateway(database_url, dev=False, event_keys=["k"]) as gw,
+        httpx.AsyncClient(base_url=gw.url) as http,
+    ):
+        answer = await http.post(f"/v1/checkpoint/{uuid.uuid4()}/async", json={})
+        assert answer.status_code == 401
+        assert "signing key" in answer.json()["error"]

@@ -41,6 +41,7 @@ def call_body(
     max_attempts: int = 5,
     disable_immediate_execution: bool = False,
     event: dict[str, Any] | None = None,
+    qi_id: str | None = None,
 ) -> dict[str, Any]:
     event = event or {"name": "test/go", "data": {"n": 1}, "id": "evt-1", "ts": 1_700_000_000_000}
     return {
@@ -54,6 +55,8 @@ def call_body(
             "disable_immediate_execution": disable_immediate_execution,
             "stack": {"stack": list((steps or {}).keys())},
             "some_future_key": {"ignored": True},
+            # A gateway names the call's work item for the checkpoint API; without it, no checkpointing.
+            **({"qi_id": qi_id, "fn_id": "app-fn"} if qi_id else {}),
         },
         "use_api": False,
     }
@@ -104,18 +107,22 @@ def _no_asyncio_noise(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 
 @dataclass
 class FakeGateway:
-    """A recording stand-in for the gateway's /e/<key> and /fn/register endpoints, on a real socket."""
+    """A recording stand-in for the gateway's /e/<key>, /fn/register and checkpoint endpoints, on a real
+    socket."""
 
     url: str = ""
     requests: list[dict[str, Any]] = field(default_factory=list)
-    # Bearer tokens /fn/register accepts; None accepts any request.
+    # Bearer tokens /fn/register and the checkpoint API accept; None accepts any request.
     accepted_tokens: set[str] | None = None
     register_answer: tuple[int, dict[str, Any]] = (200, {"ok": True, "modified": True})
+    # Statuses the checkpoint API answers in turn (then 200).
+    checkpoint_statuses: list[int] = field(default_factory=list)
 
     def reset(self) -> None:
         self.requests.clear()
         self.accepted_tokens = None
         self.register_answer = (200, {"ok": True, "modified": True})
+        self.checkpoint_statuses = []
 
     async def events(self, request: Request) -> JSONResponse:
         body = await request.json()
@@ -132,6 +139,19 @@ class FakeGateway:
             return JSONResponse({"error": "unauthorized"}, status_code=401)
         status, answer = self.register_answer
         return JSONResponse(answer, status_code=status)
+
+    async def checkpoint(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        self._record(request, body)
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if self.accepted_tokens is not None and token not in self.accepted_tokens:
+            return JSONResponse({"error": "unauthorized"}, status_code=401)
+        status = self.checkpoint_statuses.pop(0) if self.checkpoint_statuses else 200
+        return JSONResponse({"error": "refused"} if status >= 300 else {"ok": True}, status_code=status)
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        """The bodies of the checkpoint requests received."""
+        return [r["body"] for r in self.requests if r["path"].startswith("/v1/checkpoint/")]
 
     def _record(self, request: Request, body: Any) -> None:
         self.requests.append(
@@ -151,6 +171,7 @@ async def _gateway_server() -> AsyncIterator[FakeGateway]:
         routes=[
             Route("/e/{key}", gateway.events, methods=["POST"]),
             Route("/fn/register", gateway.register, methods=["POST"]),
+            Route("/v1/checkpoint/{run_id}/async", gateway.checkpoint, methods=["POST"]),
         ]
     )
     sock = socket.socket()

@@ -39,6 +39,8 @@ def expected_payload(serve_url: str) -> dict[str, Any]:
             }
         }
 
+    # Checkpoint mode is on by default, with the safe settings: report after every step.
+    checkpoint = {"batch_steps": 1, "batch_interval": "0s", "max_runtime": "10s"}
     return {
         "appname": "shop",
         "deployType": "ping",
@@ -49,12 +51,14 @@ def expected_payload(serve_url: str) -> dict[str, Any]:
                 "name": "Welcome mail",
                 "triggers": [{"event": "user/signed-up"}],
                 "steps": step("shop-welcome", 2),
+                "checkpoint": checkpoint,
             },
             {
                 "id": "shop-nightly",
                 "name": "nightly",
                 "triggers": [{"cron": "0 3 * * *"}, {"event": "a/b", "expression": "event.data.x > 1"}],
                 "steps": step("shop-nightly", 4),
+                "checkpoint": checkpoint,
             },
         ],
         "sdk": f"stepline-py:v{stepline.__version__}",

@@ -45,7 +45,7 @@ def is_open(settings: Settings) -> bool:
 
 def guarded(path: str) -> bool:
     # The checkpoint API is the SDKs' own, behind the signing key's bearer token (checkpoint.py).
-    return path == "/" or (path.startswith("/v1/") and not path.startswith("/v1/checkpoint/"))
+    return path == "/" or (path.startswith("/v1/") and not path.startswith("/v1/checkpoint"))
 
 
 def session_value(token: str) -> str:

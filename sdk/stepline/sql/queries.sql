@@ -2,7 +2,7 @@
 -- Parameters are positional ($1...) and documented above each query.
 
 -- name: load_functions
-SELECT id, app_id, name, url, triggers, retries, paused, source, cancel_on, created_at, updated_at
+SELECT id, app_id, name, url, triggers, retries, paused, source, cancel_on, checkpoint, created_at, updated_at
 FROM functions ORDER BY id;
 
 -- name: set_cancel_rules
@@ -10,6 +10,12 @@ FROM functions ORDER BY id;
 UPDATE functions SET cancel_on = c.rules::jsonb
 FROM unnest($1::text[], $2::text[]) AS c (id, rules)
 WHERE functions.id = c.id AND functions.cancel_on IS DISTINCT FROM c.rules::jsonb;
+
+-- name: set_checkpoint_settings
+-- $1 function ids, $2 their checkpoint settings from the sync (JSON text, null when none were sent)
+UPDATE functions SET checkpoint = c.settings::jsonb
+FROM unnest($1::text[], $2::text[]) AS c (id, settings)
+WHERE functions.id = c.id AND functions.checkpoint IS DISTINCT FROM c.settings::jsonb;
 
 -- name: upsert_functions
 -- $1 ids, $2 app ids, $3 names, $4 urls, $5 triggers (JSON text), $6 retries, $7 paused, $8 sources
@@ -172,7 +178,63 @@ WITH held AS (
         WHERE steps.memo IS NULL
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT count(*) FROM step) > 0 AS recorded;
+SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT count(*) FROM step) > 0 AS recorded,
+       -- Memos the run had before this statement: more than the caller knows of means some came in through
+       -- the checkpoint API meanwhile, and the next call must carry them too (run_memos).
+       (SELECT count(*) FROM steps WHERE run_id = $3::uuid AND memo IS NOT NULL) AS memos_before;
+
+-- name: record_steps
+-- Records steps that ran (StepRun), each once (a step recorded already keeps its memo), for the call that
+-- holds work $1 with lease token $2, and restarts that call's attempt count: it made progress. In order:
+-- each step ends a microsecond after the one before it, so that the stack (ordered by end) keeps the order.
+-- $3 run id, $4 hashes (no repeats), $5 names, $6 ops, $7 memos (JSON text), $8 durations in ms (null when
+-- unknown), $9 now, $10 whether they came through the checkpoint API
+WITH held AS (
+    SELECT id, attempt FROM work WHERE id = $1::bigint AND lease_token = $2::uuid AND run_id = $3::uuid
+), restarted AS (
+    -- Written only when there is something to restart: most calls that checkpoint are first attempts.
+    UPDATE work SET attempt = 0 FROM held WHERE work.id = held.id AND held.attempt <> 0
+), step AS (
+    INSERT INTO steps (run_id, hash, name, op, status, attempts, memo, started_at, ended_at, checkpointed)
+    SELECT $3::uuid, s.hash, s.name, s.op, 'Completed', 1, s.memo::jsonb,
+           e.ended_at - coalesce(s.ms, 0) * interval '1 millisecond', e.ended_at, $10::boolean
+    FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::float8[])
+         WITH ORDINALITY AS s (hash, name, op, memo, ms, n)
+    CROSS JOIN LATERAL (SELECT $9::timestamptz + (s.n - 1) * interval '1 microsecond' AS ended_at) AS e
+    CROSS JOIN held
+    ON CONFLICT (run_id, hash) DO UPDATE
+        SET op = EXCLUDED.op, status = EXCLUDED.status, attempts = steps.attempts + 1, memo = EXCLUDED.memo,
+            error = NULL, ended_at = EXCLUDED.ended_at, checkpointed = EXCLUDED.checkpointed
+        WHERE steps.memo IS NULL
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT count(*) FROM step) AS recorded;
+
+-- name: held_attempt
+-- The attempt count of the call holding work $1 with lease token $2 (null when the lease is lost): the
+-- checkpoint API restarts it while the call runs.
+SELECT attempt FROM work WHERE id = $1::bigint AND lease_token = $2::uuid;
+
+-- name: run_memos
+-- The memos and the stack of run $1, as claim_work gives them.
+SELECT (SELECT coalesce(jsonb_object_agg(s.hash, s.memo), '{}'::jsonb)
+        FROM steps s WHERE s.run_id = $1::uuid AND s.memo IS NOT NULL) AS memos,
+       (SELECT coalesce(array_agg(s.hash ORDER BY s.ended_at, s.hash), '{}')
+        FROM steps s WHERE s.run_id = $1::uuid AND s.memo IS NOT NULL) AS stack;
+
+-- name: rediscover
+-- The service asked for a new call (DiscoveryRequest): the held call becomes a discovery call, still leased
+-- until $3, with the run's memos and stack. $1 work id, $2 lease token, $4 run id
+WITH held AS (
+    UPDATE work SET step_id = 'step', attempt = 0, available_at = $3::timestamptz
+    WHERE id = $1::bigint AND lease_token = $2::uuid
+    RETURNING run_id
+)
+SELECT (SELECT count(*) FROM held) > 0 AS held,
+       (SELECT coalesce(jsonb_object_agg(s.hash, s.memo), '{}'::jsonb)
+        FROM steps s WHERE s.run_id = $4::uuid AND s.memo IS NOT NULL) AS memos,
+       (SELECT coalesce(array_agg(s.hash ORDER BY s.ended_at, s.hash), '{}')
+        FROM steps s WHERE s.run_id = $4::uuid AND s.memo IS NOT NULL) AS stack;
 
 -- name: record_parallel_step
 -- Like record_step for a call that targeted one of several parallel steps (run locked by lock_run): the
@@ -315,7 +377,7 @@ SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.outp
 FROM runs r WHERE r.id = $1;
 
 -- name: get_steps
-SELECT hash, name, op, status, attempts, memo, error, started_at, ended_at
+SELECT hash, name, op, status, attempts, memo, error, started_at, ended_at, checkpointed
 FROM steps WHERE run_id = $1 ORDER BY started_at, hash;
 
 -- name: runs_page
@@ -367,6 +429,20 @@ WHERE r.function_id = $5::text AND r.status = $6::text
                               coalesce($3::uuid, '00000000-0000-0000-0000-000000000000'))
 ORDER BY r.created_at DESC, r.id DESC
 LIMIT $4;
+
+-- name: count_recent_runs
+-- The recent runs of each routed function by status (the dashboard's Functions page): those created at or
+-- after $1, at most the newest $2 of each function, so that the cost stays bounded however busy the window.
+SELECT f.id AS function_id, r.status, count(*) AS runs
+FROM functions f
+CROSS JOIN LATERAL (
+    SELECT status FROM runs
+    WHERE function_id = f.id AND created_at >= $1::timestamptz
+    ORDER BY created_at DESC, id DESC
+    LIMIT $2::int
+) AS r
+GROUP BY f.id, r.status
+ORDER BY f.id, r.status;
 
 -- name: get_event
 SELECT id, name, data, "user", ts, received_at FROM events WHERE id = $1;
@@ -422,18 +498,3 @@ SELECT pg_advisory_xact_lock(hashtextextended('stepline.functions:' || $1::text,
 -- What the operator's publish would replace: the row of function $1 and the rows published from source $2
 SELECT id, app_id, name, url, triggers, retries, paused, source, cancel_on
 FROM functions WHERE id = $1::text OR source = $2::text ORDER BY id FOR UPDATE;
-
--- name: count_recent_runs
--- The recent runs of each routed function by status (the dashboard's Functions page): those created at or
--- after $1, at most the newest $2 of each function, so that the cost stays bounded however busy the window.
-SELECT f.id AS function_id, r.status, count(*) AS runs
-FROM functions f
-CROSS JOIN LATERAL (
-    SELECT status FROM runs
-    WHERE function_id = f.id AND created_at >= $1::timestamptz
-    ORDER BY created_at DESC, id DESC
-    LIMIT $2::int
-) AS r
-GROUP BY f.id, r.status
-ORDER BY f.id, r.status;
-

