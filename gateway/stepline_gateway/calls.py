@@ -21,6 +21,7 @@ from stepline.protocol import REQUEST_VERSION, Header, ServerKind
 from stepline_gateway.clock import Clock
 
 _MAX_ERROR_TEXT = 2000
+_IDLE_KEEPALIVE_S = 4.0
 
 
 class SyncError(Exception):
@@ -143,7 +144,9 @@ class Caller:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30)
+            # Idle connections are dropped before common servers drop theirs (uvicorn: 5 s): reusing one the
+            # server is closing would lose the request and run its step a second time.
+            connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=_IDLE_KEEPALIVE_S)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 
