@@ -49,6 +49,8 @@ def step_json(row: Record) -> dict[str, Any]:
         "error": memo.get("error") or row["error"],
         # True when the step's result came through the checkpoint API, during the call that ran it.
         "checkpointed": row["checkpointed"],
+        # The attempts that failed and were tried again, oldest first: {"attempt", "error", "ended_at"}.
+        "failed_attempts": row["failed_attempts"],
     }
 
 

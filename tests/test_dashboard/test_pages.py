@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import re
 from typing import Any
 
 import stepline
@@ -40,8 +41,10 @@ async def test_a_failed_run_shows_its_error_and_a_replay_completes(dashboard: Da
     await expect(page.get_by_role("heading", level=1)).to_have_text("sync-inventory")
     step = page.locator('details[data-step="call-warehouse"]')
     await expect(step).to_contain_text("2 attempts")
-    await expect(step.locator(".error-block")).to_contain_text("the warehouse refused the connection")
-    await expect(step.locator(".stack")).to_contain_text("raise ConnectionError")
+    # The final error, after the first attempt's own error block.
+    await expect(step.locator(".attempts .error-block")).to_have_count(1)
+    await expect(step.locator(".error-block").last).to_contain_text("the warehouse refused the connection")
+    await expect(step.locator(".stack").last).to_contain_text("raise ConnectionError")
     await expect(page.locator("#event-payload")).to_contain_text('"sku": "sku-9"')
     await expect(page.get_by_role("button", name="Cancel", exact=True)).to_be_disabled()
 
@@ -116,9 +119,14 @@ async def test_the_run_detail_shows_every_step_with_its_output(dashboard: Dashbo
         await expect(step.locator(".badge")).to_have_text("Completed")
         await expect(step.locator("summary")).to_contain_text(attempts)
         await expect(step.locator("pre.output")).to_have_text(output)
-    await expect(page.locator('details[data-step="create-fulfillment"]')).to_contain_text(
-        "Succeeded on attempt 2, after 1 failed attempt."
+    fulfillment = page.locator('details[data-step="create-fulfillment"]')
+    await expect(fulfillment).to_contain_text("Succeeded on attempt 2, after 1 failed attempt.")
+    # The failed attempt itself, with its error and the stack of where it was raised.
+    await expect(fulfillment.locator(".attempts .error-block h3")).to_have_text(
+        re.compile(r"^Attempt 1 failed")
     )
+    await expect(fulfillment.locator(".attempts .err")).to_contain_text("the warehouse API timed out")
+    await expect(fulfillment.locator(".attempts pre.stack")).to_contain_text("create_fulfillment")
     await expect(page.locator(".wf-row")).to_have_count(4)
     await expect(page.locator(".wf-row .wf-label")).to_have_text(
         ["process-new-orderrun", "charge-cardstep", "create-fulfillmentstep", "send-confirmationstep"]

@@ -136,3 +136,16 @@ async def test_listing_runs_filters_and_pages(database_url: str) -> None:
         assert (await gw.http.get("/v1/runs", params={"status": "Sleeping"})).status_code == 400
         queued = (await gw.http.get("/v1/runs", params={"status": "Queued"})).json()["data"]
         assert len(queued) == 6
+
+
+async def test_each_failed_attempt_of_a_step_is_kept_with_its_error(database_url: str) -> None:
+    async with demo(database_url) as (gw, _):
+        [event_id] = await gw.send({"name": "order/created", "data": {"order_id": "o-9"}})
+        [run] = await gw.finished_runs(event_id)
+        steps = {step["name"]: step for step in run["steps"]}
+        [failed] = steps["create-fulfillment"]["failed_attempts"]
+        assert failed["attempt"] == 1
+        assert failed["error"]["name"] == "TimeoutError"
+        assert failed["error"]["message"] == "the warehouse API timed out"
+        assert "create_fulfillment" in failed["error"]["stack"]
+        assert steps["charge-card"]["failed_attempts"] == []

@@ -287,7 +287,8 @@ SELECT (SELECT count(*) FROM held) > 0 AS held,
        (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM calls LIMIT 1) AS n) AS notified;
 
 -- name: retry_call
--- An attempt failed and may be tried again at $4: the call is released with its attempt count raised.
+-- An attempt failed and may be tried again at $4: the call is released with its attempt count raised, and a
+-- step's failed attempt is kept in its history.
 -- $1 work id, $2 lease token, $3 next attempt, $5 run id, $6 step hash (null for a function-level error),
 -- $7 step name, $8 error, $9 now
 WITH held AS (
@@ -303,6 +304,10 @@ WITH held AS (
     ON CONFLICT (run_id, hash) DO UPDATE
         SET status = 'Retrying', op = 'StepError', attempts = EXCLUDED.attempts, error = EXCLUDED.error
         WHERE steps.memo IS NULL
+), history AS (
+    INSERT INTO step_attempts (run_id, hash, attempt, error, ended_at)
+    SELECT $5::uuid, $6::text, $3::int, $8::jsonb, $9::timestamptz FROM held WHERE $6::text IS NOT NULL
+    ON CONFLICT (run_id, hash, attempt) DO NOTHING
 ), last_error AS (
     UPDATE runs SET error = $8::jsonb FROM held WHERE runs.id = held.run_id
 )
@@ -377,8 +382,11 @@ SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.outp
 FROM runs r WHERE r.id = $1;
 
 -- name: get_steps
-SELECT hash, name, op, status, attempts, memo, error, started_at, ended_at, checkpointed
-FROM steps WHERE run_id = $1 ORDER BY started_at, hash;
+SELECT s.hash, s.name, s.op, s.status, s.attempts, s.memo, s.error, s.started_at, s.ended_at, s.checkpointed,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object('attempt', a.attempt, 'error', a.error,
+                                                     'ended_at', a.ended_at) ORDER BY a.attempt), '[]'::jsonb)
+        FROM step_attempts a WHERE a.run_id = s.run_id AND a.hash = s.hash) AS failed_attempts
+FROM steps s WHERE s.run_id = $1 ORDER BY s.started_at, s.hash;
 
 -- name: runs_page
 -- Runs newest first, keyset paged. With its filtered twins below (one query per filter, so that every plan,

@@ -468,9 +468,26 @@ function stepKind(step) {
   return OP_LABELS[step.op] || step.op || "step";
 }
 
+// The attempts that failed and were tried again, oldest first, each with its error and stack.
+function failedAttempts(step) {
+  const failed = step.failed_attempts || [];
+  if (!failed.length) return null;
+  return h(
+    "div",
+    { class: "attempts" },
+    failed.map((a) => errorBlock(a.error, [`Attempt ${a.attempt} failed · `, timeFull(a.ended_at)])),
+  );
+}
+
 function stepOutcome(step) {
+  return h("div", {}, failedAttempts(step), stepResult(step));
+}
+
+function stepResult(step) {
   if (step.status === "Retrying" && step.error)
-    return errorBlock(step.error, `Attempt ${step.attempts} failed; retrying`);
+    return (step.failed_attempts || []).length
+      ? h("p", { class: "muted" }, `Retrying: attempt ${step.attempts + 1} is due`)
+      : errorBlock(step.error, `Attempt ${step.attempts} failed; retrying`);
   if (step.error && step.status === "Failed") return errorBlock(step.error, "Error");
   if (step.status === "Sleeping") return h("p", { class: "muted" }, "Sleeping…");
   if (step.status === "Waiting") return h("p", { class: "muted" }, "Waiting for the event…");
