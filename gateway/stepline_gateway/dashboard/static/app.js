@@ -120,6 +120,15 @@ function errorText(error) {
   return error.name ? `${error.name}: ${error.message ?? ""}` : String(error.message ?? compact(error));
 }
 
+// A table with a header row: each column a title, or [title, class].
+function dataTable(label, columns, body) {
+  const heads = columns.map((column) => {
+    const [title, cls] = Array.isArray(column) ? column : [column, null];
+    return h("th", { scope: "col", class: cls }, title);
+  });
+  return h("table", { "aria-label": label }, h("thead", {}, h("tr", {}, heads)), body);
+}
+
 function errorBlock(error, title) {
   return h(
     "div",
@@ -357,23 +366,9 @@ async function runsView(view, params) {
 
   const updated = h("span", { class: "updated muted", "aria-live": "off" });
   const body = h("tbody");
-  const table = h(
-    "table",
-    { "aria-label": "Runs" },
-    h(
-      "thead",
-      {},
-      h(
-        "tr",
-        {},
-        h("th", { scope: "col" }, "Status"),
-        h("th", { scope: "col" }, "Function"),
-        h("th", { scope: "col" }, "Run"),
-        h("th", { scope: "col" }, "Created"),
-        h("th", { scope: "col", class: "num" }, "Duration"),
-        h("th", { scope: "col" }, "Result"),
-      ),
-    ),
+  const table = dataTable(
+    "Runs",
+    ["Status", "Function", "Run", "Created", ["Duration", "num"], "Result"],
     body,
   );
   const pagerSlot = h("div");
@@ -1044,24 +1039,7 @@ async function functionsView(view) {
       h("h1", {}, "Functions"),
       h("span", { class: "muted" }, "Run counts cover the last 24 hours."),
     ),
-    h(
-      "table",
-      { "aria-label": "Functions" },
-      h(
-        "thead",
-        {},
-        h(
-          "tr",
-          {},
-          h("th", { scope: "col" }, "Function"),
-          h("th", { scope: "col" }, "Triggers"),
-          h("th", { scope: "col" }, "Endpoint"),
-          h("th", { scope: "col", class: "num" }, "Retries"),
-          h("th", { scope: "col" }, "Recent runs"),
-        ),
-      ),
-      body,
-    ),
+    dataTable("Functions", ["Function", "Triggers", "Endpoint", ["Retries", "num"], "Recent runs"], body),
   );
   async function load() {
     const since = new Date(Date.now() - RANGE_MS["24h"]).toISOString();
