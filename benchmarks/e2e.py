@@ -4,7 +4,7 @@ What it measures (ARCHITECTURE §9), on one machine with everything on loopback:
 
 * **burst**: ``--workflows`` events (default 2000) sent as fast as one client can, ``--batch`` events per
   ``POST /e/dev``; the time from the first send until the last of those runs is Completed (``max(ended_at)``
-  in the database; completion is detected by counting Completed runs every 50 ms). Reported as
+  in the database; completion is detected by counting ended runs every 50 ms). Reported as
   workflows/s. Each workflow is ``benchmarks.service``'s function of three sequential ``step.run`` calls.
   With ``--checkpoint on`` (the SDK's default) that is one call to the service and three posts to the
   checkpoint API per workflow; with ``--checkpoint off``, four calls and three step records.
@@ -334,10 +334,6 @@ class Stack:
                         f"the {name} was not ready within {READY_TIMEOUT_S} s{self.tail(name)}"
                     )
                 await asyncio.sleep(0.1)
-        async with http.get(f"{self.gateway_url}/v1/functions") as response:
-            listed = json.dumps(await response.json())
-        if FUNCTION_FULL_ID not in listed:
-            raise RuntimeError(f"the gateway does not route {FUNCTION_FULL_ID}: {listed[:500]}")
 
     def check_alive(self) -> None:
         for name, proc in self.processes.items():
@@ -370,6 +366,15 @@ class Stack:
     # -- stop ----------------------------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Stop everything; a second Ctrl-C or SIGTERM meanwhile does not cut the cleanup short."""
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._close()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _close(self) -> None:
         for name, proc in self.processes.items():
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -389,6 +394,9 @@ class Stack:
                 print(f"could not stop the embedded Postgres cleanly: {err}", file=sys.stderr)
             self.server = None
         shutil.rmtree(self.folder, ignore_errors=True)
+        if self.folder.exists():  # a file written while it was being removed
+            time.sleep(0.5)
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -485,33 +493,33 @@ async def send(http: aiohttp.ClientSession, url: str, events: list[dict[str, Any
     return ids
 
 
-async def count_runs(db: asyncpg.Connection, status: str) -> int:
-    value: int = await db.fetchval("SELECT count(*) FROM runs WHERE status = $1", status)
+async def count_ended(db: asyncpg.Connection) -> int:
+    """Runs that have ended: Completed (the index on status serves it), Failed or Cancelled."""
+    value: int = await db.fetchval(
+        "SELECT count(*) FROM runs WHERE status IN ('Completed', 'Failed', 'Cancelled')"
+    )
     return value
 
 
 async def wait_all_done(
     stack: Stack, db: asyncpg.Connection, expected: int, baseline: int, timeout_s: float
 ) -> float:
-    """Poll every 50 ms until ``expected`` more runs are Completed (or ended otherwise); return when."""
+    """Poll every 50 ms until ``expected`` more runs than ``baseline`` have ended; answer when."""
     deadline = time.monotonic() + timeout_s
     while True:
-        completed = await count_runs(db, "Completed") - baseline
-        if completed >= expected:
-            return time.perf_counter()
-        failed = await db.fetchval("SELECT count(*) FROM runs WHERE status IN ('Failed', 'Cancelled')")
-        if completed + failed >= expected:
+        ended = await count_ended(db) - baseline
+        if ended >= expected:
             return time.perf_counter()
         if time.monotonic() > deadline:
             raise RuntimeError(
-                f"only {completed} of {expected} runs completed within {timeout_s} s{stack.tail('gateway')}"
+                f"only {ended} of {expected} runs ended within {timeout_s} s{stack.tail('gateway')}"
             )
         stack.check_alive()
         await asyncio.sleep(POLL_S)
 
 
 async def warm_up(stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection) -> None:
-    baseline = await count_runs(db, "Completed")
+    baseline = await count_ended(db)
     events = [{"name": EVENT_NAME, "data": {"i": i, "warmup": True}} for i in range(WARMUP_WORKFLOWS)]
     for start in range(0, len(events), 10):
         await send(http, f"{stack.gateway_url}/e/{stack.event_key}", events[start : start + 10])
@@ -522,7 +530,7 @@ async def burst(
     stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection, workflows: int, batch: int
 ) -> BurstResult:
     url = f"{stack.gateway_url}/e/{stack.event_key}"
-    baseline = await count_runs(db, "Completed")
+    baseline = await count_ended(db)
     cpu_before = stack.cpu_seconds()
     ids: list[str] = []
     wall0 = time.time()
@@ -564,7 +572,7 @@ async def paced(
         (event_id,) = await send(http, url, [{"name": EVENT_NAME, "data": {"i": i, "paced": True}}])
         sent_at[event_id] = wall
 
-    baseline = await count_runs(db, "Completed")
+    baseline = await count_ended(db)
     cpu_before = stack.cpu_seconds()
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -609,6 +617,9 @@ async def measure(stack: Stack, options: argparse.Namespace, profile_dir: Path |
         await stack.wait_ready(http)
         db = await asyncpg.connect(stack.database_url)
         try:
+            # Ready means routing loaded; the bench function must be among the published ones.
+            if not await db.fetchval("SELECT count(*) FROM functions WHERE id = $1", FUNCTION_FULL_ID):
+                raise RuntimeError(f"the gateway did not publish {FUNCTION_FULL_ID}{stack.tail('gateway')}")
             await warm_up(stack, http, db)
             profiler = Profiler(profile_dir, stack.pids(), options.profile_rate) if profile_dir else None
             if profiler is not None:
@@ -816,8 +827,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--buffered-steps",
         type=int,
         default=1,
-        help="with --checkpoint on: post every N steps (1, the default, posts after each; 3 or more: the "
-        "three steps come with the function's result, in one transaction)",
+        help="with --checkpoint on: post every N steps (1, the default, posts after each; 3: one post of the "
+        "three steps, then the call ends; 4 or more: no post, the three steps come with the function's "
+        "result, recorded in one transaction)",
     )
     parser.add_argument("--repeat", type=int, default=1, help="trials, each on a fresh stack; medians shown")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
