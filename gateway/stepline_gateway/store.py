@@ -7,7 +7,7 @@ are encoded and decoded here. ``schema`` applies migrations; serving processes o
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -83,12 +83,6 @@ class Store:
             return
         async with self.pool.acquire() as conn, conn.transaction():
             yield conn
-
-    async def listen(self, dsn: str, channel: str, callback: Callable[[], None]) -> Connection:
-        """A dedicated connection that calls ``callback`` on each NOTIFY on ``channel``."""
-        conn = await connect(dsn)
-        await conn.add_listener(channel, lambda *_: callback())
-        return conn
 
     async def close(self) -> None:
         await self.pool.close()
