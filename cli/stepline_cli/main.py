@@ -86,9 +86,9 @@ def _configure_logging() -> None:
 
 
 async def _check_database(url: str, migrate: bool) -> None:
-    from stepline_gateway import schema
-    from stepline_gateway.errors import SchemaMismatch
-    from stepline_gateway.store import connect
+    from stepline_store import schema
+    from stepline_store.errors import SchemaMismatch
+    from stepline_store.pool import connect
 
     try:
         conn = await asyncio.wait_for(connect(url), timeout=15)

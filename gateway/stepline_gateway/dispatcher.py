@@ -14,12 +14,13 @@ import logging
 import uuid
 from typing import Any
 
+from stepline_store.pool import Record, Store
+
 from stepline_gateway.calls import Call, queue_item_ref
 from stepline_gateway.clock import Clock
 from stepline_gateway.executor import Executor
 from stepline_gateway.metrics import Metrics
 from stepline_gateway.outcomes import Claim
-from stepline_gateway.store import Record, Store
 
 log = logging.getLogger(__name__)
 

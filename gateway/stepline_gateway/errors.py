@@ -4,7 +4,6 @@ GatewayError         base
   BadRequest         the client sent something we refuse (answered 4xx with its message)
   NotFound           what was asked for does not exist (404)
   Unauthorized       a key or token is missing or wrong (401)
-  SchemaMismatch     the database is not at the schema version this gateway needs
 """
 
 from __future__ import annotations
@@ -28,7 +27,3 @@ class NotFound(GatewayError):
 
 class Unauthorized(GatewayError):
     """The request lacks a valid event key or token."""
-
-
-class SchemaMismatch(GatewayError):
-    """The database schema is older or newer than this gateway."""

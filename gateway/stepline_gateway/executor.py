@@ -32,6 +32,7 @@ from dataclasses import replace
 from typing import Any
 
 from stepline.protocol import DISCOVERY_STEP_ID, RAN_OPCODES, Opcode, data_memo
+from stepline_store.pool import Queryable, Store
 
 from stepline_gateway.backoff import Backoff
 from stepline_gateway.calls import Answer, Caller
@@ -40,7 +41,6 @@ from stepline_gateway.ingest import Ingestor
 from stepline_gateway.metrics import Metrics
 from stepline_gateway.outcomes import Claim, Outcomes, op_error, record_steps, step_name
 from stepline_gateway.routing import RoutingTable
-from stepline_gateway.store import Queryable, Store
 
 log = logging.getLogger(__name__)
 

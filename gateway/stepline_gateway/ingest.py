@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from stepline.protocol import FUNCTION_CANCELLED_EVENT
+from stepline_store.pool import Queryable, Record, Store
 
 from stepline_gateway.clock import Clock
 from stepline_gateway.events import Event, new_event_id
 from stepline_gateway.routing import Function, RoutingTable, evaluate, wait_expression
-from stepline_gateway.store import Queryable, Record, Store
 
 # Events emitted while ingesting (cancellations) are ingested in turn, down to this depth.
 _MAX_DEPTH = 3

@@ -25,6 +25,7 @@ from stepline.protocol import (
     Opcode,
     data_memo,
 )
+from stepline_store.pool import Queryable, Store
 
 from stepline_gateway.backoff import Backoff
 from stepline_gateway.calls import Call
@@ -34,7 +35,6 @@ from stepline_gateway.events import Event, new_event_id
 from stepline_gateway.ingest import Ingestor, PlannedRun
 from stepline_gateway.metrics import Metrics
 from stepline_gateway.routing import ExpressionError, RoutingTable, compile_expression
-from stepline_gateway.store import Queryable, Store
 
 log = logging.getLogger(__name__)
 

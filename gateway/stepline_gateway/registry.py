@@ -16,12 +16,12 @@ import pydantic
 import yaml
 from stepline.manifest import FunctionResource, describe_error, parse_function
 from stepline.protocol import match_expression
+from stepline_store.pool import Store
 
 from stepline_gateway.durations import parse_duration
 from stepline_gateway.errors import BadRequest
 from stepline_gateway.routing import ExpressionError, Function, compile_expression
 from stepline_gateway.scheduler import CronError, parse_schedule
-from stepline_gateway.store import Store
 
 SDK_SOURCE = "sdk"
 MANIFEST_SOURCE = "manifest"

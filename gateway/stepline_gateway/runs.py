@@ -10,8 +10,9 @@ import datetime
 import uuid
 from typing import Any
 
+from stepline_store.pool import Record, Store
+
 from stepline_gateway.errors import NotFound
-from stepline_gateway.store import Record, Store
 
 _NIL_UUID = uuid.UUID(int=0)
 

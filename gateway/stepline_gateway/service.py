@@ -13,8 +13,9 @@ import logging
 from pathlib import Path
 
 from stepline.protocol import ServerKind
+from stepline_store import schema
+from stepline_store.pool import Connection, Store, connect, create_pool
 
-from stepline_gateway import schema
 from stepline_gateway.backoff import Backoff
 from stepline_gateway.calls import Caller
 from stepline_gateway.clock import Clock, SystemClock
@@ -26,7 +27,6 @@ from stepline_gateway.registry import MANIFEST_SOURCE, Registry, load_manifests
 from stepline_gateway.routing import RoutingTable
 from stepline_gateway.scheduler import Scheduler
 from stepline_gateway.settings import Settings
-from stepline_gateway.store import Connection, Store, connect, create_pool
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Every change is one transaction ending in ``NOTIFY stepline_routes``, on which every gateway replica reloads
 its routing table. Publishing what is already there writes nothing and notifies nobody, so a resumed or
 retried reconcile re-publishes nothing. A function id already published by another resource or by an SDK
-app is refused rather than taken over. The SQL is the shared named queries of ``stepline.sql``.
+app is refused rather than taken over. The SQL is the shared named queries of ``stepline_store.sql``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from stepline.sql import load_queries, migrations
+from stepline_store.sql import load_queries, migrations
 
 from stepline_operator.errors import FunctionIdTaken, RoutingUnavailable
 

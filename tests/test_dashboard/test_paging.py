@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 from playwright.async_api import expect
-from stepline_gateway.store import QUERIES
+from stepline_store.pool import QUERIES
 
 from tests.conftest import TEMPLATE, with_database
 from tests.support import running_gateway

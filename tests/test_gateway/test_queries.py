@@ -1,11 +1,11 @@
-"""Every named query the code runs exists in stepline/sql/queries.sql, and every query there is used."""
+"""Every named query the code runs exists in stepline_store/sql/queries.sql, and every query there is used."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from stepline.sql import load_queries
+from stepline_store.sql import load_queries
 
 ROOT = Path(__file__).resolve().parents[2]
 CALL = re.compile(r"""(?:fetch|fetchrow|fetchval|execute)\(\s*["'](\w+)["']""")
@@ -14,7 +14,7 @@ QUERIES_INDEX = re.compile(r"""QUERIES\[["'](\w+)["']\]""")
 
 def used_names() -> set[str]:
     names: set[str] = set()
-    for folder in ("gateway", "operator", "cli"):
+    for folder in ("store", "gateway", "operator", "cli"):
         for path in (ROOT / folder).rglob("*.py"):
             text = path.read_text()
             names |= set(CALL.findall(text)) | set(QUERIES_INDEX.findall(text))

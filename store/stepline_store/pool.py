@@ -1,4 +1,4 @@
-"""The Postgres store: a connection pool and the named queries of ``stepline/sql/queries.sql``.
+"""The Postgres store: a connection pool and the named queries of ``stepline_store/sql/queries.sql``.
 
 No other module holds SQL. Callers get asyncpg records back and give plain Python values; JSON columns
 are encoded and decoded here. ``schema`` applies migrations; serving processes only verify the version.
@@ -12,7 +12,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from stepline.sql import load_queries
+
+from stepline_store.sql import load_queries
 
 Record = asyncpg.Record
 Connection = asyncpg.Connection

@@ -6,10 +6,9 @@ calls ``verify`` and refuses to start on a database at another version.
 
 from __future__ import annotations
 
-from stepline.sql import Migration, migrations
-
-from stepline_gateway.errors import SchemaMismatch
-from stepline_gateway.store import QUERIES, Connection
+from stepline_store.errors import SchemaMismatch
+from stepline_store.pool import QUERIES, Connection
+from stepline_store.sql import Migration, migrations
 
 # An arbitrary constant: the key of the advisory lock that serialises migrations across processes.
 _LOCK_KEY = 0x5354_4550  # "STEP"

@@ -1,8 +1,7 @@
-"""Stepline's Postgres schema and every SQL statement it runs, as data shared by the gateway and the operator.
+"""Stepline's Postgres schema and every SQL statement it runs: ``migrations/`` and ``queries.sql``.
 
-``migrations/`` holds the numbered schema migrations and ``queries.sql`` the named queries. Both the gateway
-(``stepline_gateway.store``) and the operator read them from here, so the SQL lives in one place while
-neither depends on the other. The SDK itself never touches a database.
+``migrations/`` holds the numbered schema migrations and ``queries.sql`` the named queries; this module
+reads them. Nothing else in Stepline writes SQL.
 """
 
 from __future__ import annotations
