@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import errno
 import logging
 import os
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from stepline_gateway.settings import Settings
 
-from stepline_cli.main import CommandError, _check_database, _setting_flags
+from stepline_cli.main import CommandError, _check_database, _setting_flags, setting_error
 
 if TYPE_CHECKING:
     import uvicorn
@@ -102,7 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help=f"how often the -u apps are checked for a restart (default {DEFAULT_POLL_S:g})",
     )
-    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    fields = Settings.model_fields
     for name in _OWN_FLAGS:
         field = fields[name]
         flag = "--" + name.replace("_", "-")
@@ -111,7 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             default = "the embedded Postgres"
         else:
             default = str(DEV_DEFAULTS.get(name, field.default))
-        text = f"{field.metadata.get('help', '')} (default {default}, env {env})"
+        text = f"{field.description or ''} (default {default}, env {env})"
         kind: Any = {"port": _port, "database_url": str, "host": str}.get(name, _positive_seconds)
         metavar = {"port": "PORT", "database_url": "URL", "host": "HOST"}.get(name, "SECONDS")
         parser.add_argument(flag, type=kind, default=None, metavar=metavar, help=text)
@@ -120,7 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def dev_settings(args: argparse.Namespace) -> Settings:
     """Flags first, then ``STEPLINE_*`` variables, then the dev defaults; always in dev mode."""
-    overrides: dict[str, Any] = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(Settings)}
+    overrides: dict[str, Any] = {name: getattr(args, name, None) for name in Settings.model_fields}
     for name, value in DEV_DEFAULTS.items():
         if overrides.get(name) is None and not os.environ.get(f"STEPLINE_{name.upper()}"):
             overrides[name] = value
@@ -128,7 +127,7 @@ def dev_settings(args: argparse.Namespace) -> Settings:
     try:
         return Settings.from_env(**overrides)
     except ValueError as err:
-        raise CommandError(f"a STEPLINE_* variable has a wrong value: {err}") from None
+        raise CommandError(f"a setting has a wrong value: {setting_error(err)}") from None
 
 
 def _one_line(text: str) -> str:
@@ -343,7 +342,7 @@ async def _serve(
         return False
     if interrupted.is_set():
         return False
-    settings = dataclasses.replace(settings, database_url=database_url)
+    settings = settings.model_copy(update={"database_url": database_url})
     gateway = Gateway(settings, migrate=True, manifests=manifests)
     public = _public_url(settings.host, settings.port)
     manifest_watcher = ManifestWatcher(manifests, gateway.load_manifests)

@@ -16,7 +16,7 @@ import signal
 
 import yaml
 
-from stepline_cli.main import CommandError, _configure_logging
+from stepline_cli.main import CommandError, _configure_logging, setting_error
 
 
 def crds_yaml() -> str:
@@ -78,7 +78,7 @@ def run_operator(args: argparse.Namespace) -> None:
             service_retry_s=args.service_retry_s,
         )
     except ValueError as err:
-        raise CommandError(f"a setting has a wrong value: {err}") from None
+        raise CommandError(f"a setting has a wrong value: {setting_error(err)}") from None
     if not settings.database_url:
         raise CommandError("no database: give --database-url or set STEPLINE_DATABASE_URL")
     _configure_logging()

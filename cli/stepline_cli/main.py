@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import logging
 import os
@@ -33,34 +32,47 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(1)
 
 
+def setting_error(err: ValueError) -> str:
+    """One line naming each wrong setting by its flag and variable, and what is wrong with it."""
+    import pydantic
+
+    if not isinstance(err, pydantic.ValidationError):
+        return str(err)
+    problems = []
+    for error in err.errors():
+        name = str(error["loc"][0]) if error["loc"] else ""
+        message = error["msg"].removeprefix("Value error, ")
+        where = f"--{name.replace('_', '-')} / STEPLINE_{name.upper()}: " if name else ""
+        problems.append(where + message)
+    return "; ".join(problems)
+
+
 def _setting_flags(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
     from stepline_gateway.settings import Settings
 
-    for f in dataclasses.fields(Settings):
-        if f.name in skip:
+    for name, info in Settings.model_fields.items():
+        if name in skip:
             continue
-        flag = "--" + f.name.replace("_", "-")
-        env = f"STEPLINE_{f.name.upper()}"
-        text = f"{f.metadata.get('help', '')} (env {env})"
-        if f.type == "bool":
+        flag = "--" + name.replace("_", "-")
+        env = f"STEPLINE_{name.upper()}"
+        text = f"{info.description or ''} (env {env})"
+        if info.annotation is bool:
             parser.add_argument(flag, action="store_true", default=None, help=text)
-        elif f.name == "event_keys":
+        elif info.annotation == list[str]:
             parser.add_argument(flag, type=lambda v: [k for k in v.split(",") if k], default=None, help=text)
         else:
-            kind = {"int": int, "float": float}.get(str(f.type), str)
-            parser.add_argument(
-                flag, type=kind, default=None, metavar=f.name.split("_")[-1].upper(), help=text
-            )
+            kind: type = info.annotation if info.annotation in (int, float) else str  # type: ignore[assignment]
+            parser.add_argument(flag, type=kind, default=None, metavar=name.split("_")[-1].upper(), help=text)
 
 
 def _settings(args: argparse.Namespace) -> Any:
     from stepline_gateway.settings import Settings
 
-    overrides = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(Settings)}
+    overrides = {name: getattr(args, name, None) for name in Settings.model_fields}
     try:
         settings = Settings.from_env(**overrides)
     except ValueError as err:
-        raise CommandError(f"a STEPLINE_* variable has a wrong value: {err}") from None
+        raise CommandError(f"a setting has a wrong value: {setting_error(err)}") from None
     if not settings.database_url:
         raise CommandError("no database: give --database-url or set STEPLINE_DATABASE_URL")
     return settings

@@ -1,80 +1,75 @@
 """The gateway's settings: every flag of ``stepline gateway`` and its ``STEPLINE_*`` environment variable.
 
-docs/operations.md lists them; flags override the environment, the environment overrides the defaults.
+A pydantic-settings model: each field is read from ``STEPLINE_<FIELD>`` (empty values ignored, lists
+comma-separated), flags (keyword arguments) override the environment, the environment overrides the
+defaults. docs/operations.md lists them (generated from this model).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
-def _keys(value: str) -> list[str]:
-    return [key.strip() for key in value.split(",") if key.strip()]
+def comma_separated(value: Any) -> Any:
+    """``a, b,,c`` -> ``["a", "b", "c"]``; lists pass through."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
 
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str = field(
-        default="", metadata={"help": "Postgres URL, e.g. postgresql://user:pw@host/db"}
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STEPLINE_", env_ignore_empty=True, frozen=True, extra="forbid"
     )
-    host: str = field(default="0.0.0.0", metadata={"help": "address to listen on"})  # noqa: S104
-    port: int = field(default=8288, metadata={"help": "port of the API and dashboard"})
-    dev: bool = field(default=False, metadata={"help": "development mode: no event keys or signatures"})
-    event_keys: list[str] = field(
-        default_factory=list, metadata={"help": "comma-separated keys accepted by POST /e/{key}"}
+
+    database_url: str = Field(
+        default="", repr=False, description="Postgres URL, e.g. postgresql://user:pw@host/db"
     )
-    signing_key: str | None = field(default=None, metadata={"help": "key that signs calls to services"})
-    signing_key_fallback: str | None = field(
-        default=None, metadata={"help": "previous signing key, accepted during a rotation"}
+    host: str = Field(default="0.0.0.0", description="address to listen on")  # noqa: S104
+    port: int = Field(default=8288, description="port of the API and dashboard")
+    dev: bool = Field(default=False, description="development mode: no event keys or signatures")
+    event_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, repr=False, description="comma-separated keys accepted by POST /e/{key}"
     )
-    api_token: str | None = field(
-        default=None, metadata={"help": "token the dashboard and the /v1 API require (not in dev mode)"}
+    signing_key: str | None = Field(default=None, repr=False, description="key that signs calls to services")
+    signing_key_fallback: str | None = Field(
+        default=None, repr=False, description="previous signing key, accepted during a rotation"
     )
-    no_api_token: bool = field(
+    api_token: str | None = Field(
+        default=None, repr=False, description="token the dashboard and the /v1 API require (not in dev mode)"
+    )
+    no_api_token: bool = Field(
         default=False,
-        metadata={"help": "serve the dashboard and the /v1 API without a token: only behind your own auth"},
+        description="serve the dashboard and the /v1 API without a token: only behind your own auth",
     )
-    concurrency: int = field(default=128, metadata={"help": "calls in flight at once per gateway"})
-    lease_s: float = field(default=30.0, metadata={"help": "seconds before a dead gateway's call is retried"})
-    call_timeout_s: float = field(default=300.0, metadata={"help": "seconds a service may take to answer"})
-    retry_base_s: float = field(default=10.0, metadata={"help": "backoff after a first failed attempt"})
-    retry_max_s: float = field(default=3600.0, metadata={"help": "longest backoff between attempts"})
-    max_body_bytes: int = field(default=3 * 1024 * 1024, metadata={"help": "largest request body accepted"})
-    max_event_bytes: int = field(default=512 * 1024, metadata={"help": "largest single event accepted"})
-    routes_refresh_s: float = field(default=60.0, metadata={"help": "routing table reload period"})
-    shutdown_grace_s: float = field(default=10.0, metadata={"help": "seconds to finish calls on shutdown"})
-    pool_size: int = field(default=10, metadata={"help": "Postgres connections per gateway"})
-    retention_h: float = field(
-        default=168.0, metadata={"help": "hours of event and run history kept (at least 24)"}
-    )
+    concurrency: int = Field(default=128, description="calls in flight at once per gateway")
+    lease_s: float = Field(default=30.0, description="seconds before a dead gateway's call is retried")
+    call_timeout_s: float = Field(default=300.0, description="seconds a service may take to answer")
+    retry_base_s: float = Field(default=10.0, description="backoff after a first failed attempt")
+    retry_max_s: float = Field(default=3600.0, description="longest backoff between attempts")
+    max_body_bytes: int = Field(default=3 * 1024 * 1024, description="largest request body accepted")
+    max_event_bytes: int = Field(default=512 * 1024, description="largest single event accepted")
+    routes_refresh_s: float = Field(default=60.0, description="routing table reload period")
+    shutdown_grace_s: float = Field(default=10.0, description="seconds to finish calls on shutdown")
+    pool_size: int = Field(default=10, description="Postgres connections per gateway")
+    retention_h: float = Field(default=168.0, description="hours of event and run history kept (at least 24)")
 
-    def __post_init__(self) -> None:
-        if self.retention_h < 24:
+    _split_keys = field_validator("event_keys", mode="before")(comma_separated)
+
+    @field_validator("retention_h")
+    @classmethod
+    def _keeps_a_day(cls, value: float) -> float:
+        if value < 24:
             raise ValueError("retention_h must be at least 24: duplicate event ids are refused for 24 hours")
+        return value
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-        """Read ``STEPLINE_<FIELD>`` variables, then apply ``overrides`` that are not None."""
-        source = os.environ if env is None else env
-        values: dict[str, object] = {}
-        for f in fields(cls):
-            raw = source.get(f"STEPLINE_{f.name.upper()}")
-            if raw is None or raw == "":
-                continue
-            if f.name == "event_keys":
-                values[f.name] = _keys(raw)
-            elif f.type in ("int",):
-                values[f.name] = int(raw)
-            elif f.type in ("float",):
-                values[f.name] = float(raw)
-            elif f.type in ("bool",):
-                values[f.name] = raw.lower() in ("1", "true", "yes", "on")
-            else:
-                values[f.name] = raw
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Read the ``STEPLINE_*`` variables, then apply ``overrides`` that are not None (flags)."""
+        return cls(**{name: value for name, value in overrides.items() if value is not None})
 
     def signing_keys(self) -> list[str]:
         return [key for key in (self.signing_key, self.signing_key_fallback) if key]

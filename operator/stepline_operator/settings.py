@@ -1,48 +1,70 @@
 """The operator's settings: every flag of ``stepline operator`` and its ``STEPLINE_*`` environment variable.
 
-Flags override the environment, the environment overrides the defaults. docs/operator.md lists them.
+A pydantic-settings model: each field is read from ``STEPLINE_<FIELD>`` (empty values ignored,
+``STEPLINE_NAMESPACES`` comma-separated); flags (keyword arguments) override the environment, the
+environment overrides the defaults. docs/operator.md lists them.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Our names in kopf's storage on the resources: the finalizer and the prefix of kopf's annotations.
 FINALIZER = "stepline.dev/finalizer"
 ANNOTATIONS_PREFIX = "stepline.dev"
 
 
-@dataclass(frozen=True)
-class OperatorSettings:
-    database_url: str = field(
-        default="", metadata={"help": "Postgres URL of the routing tables, e.g. postgresql://user:pw@host/db"}
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STEPLINE_", env_ignore_empty=True, frozen=True, extra="ignore"
     )
-    namespaces: tuple[str, ...] = field(
-        default=(),
-        metadata={"help": "namespace to watch (repeatable; comma-separated in the variable); none: all"},
-    )
-    cluster_domain: str = field(
-        default="cluster.local",
-        metadata={"help": "cluster DNS domain in http://<service>.<namespace>.svc.<domain>:<port>"},
-    )
-    liveness: str | None = field(
-        default=None, metadata={"help": "host:port of the liveness endpoint (GET /healthz); none: off"}
-    )
-    service_retry_s: float = field(
-        default=30.0,
-        metadata={"help": "seconds between retries of a Function whose Service is missing"},
-    )
-    pool_size: int = field(default=4, metadata={"help": "Postgres connections of the operator"})
 
-    def __post_init__(self) -> None:
-        if self.liveness is not None:
-            host, _, port = self.liveness.rpartition(":")
+    database_url: str = Field(
+        default="",
+        repr=False,
+        description="Postgres URL of the routing tables, e.g. postgresql://user:pw@host/db",
+    )
+    namespaces: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="namespace to watch (repeatable; comma-separated in the variable); none: all",
+    )
+    cluster_domain: str = Field(
+        default="cluster.local",
+        description="cluster DNS domain in http://<service>.<namespace>.svc.<domain>:<port>",
+    )
+    liveness: str | None = Field(
+        default=None, description="host:port of the liveness endpoint (GET /healthz); none: off"
+    )
+    service_retry_s: float = Field(
+        default=30.0, description="seconds between retries of a Function whose Service is missing"
+    )
+    pool_size: int = Field(default=4, description="Postgres connections of the operator")
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return tuple(value)
+
+    @field_validator("liveness")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, _, port = value.rpartition(":")
             if not host or not port.isdigit():
-                raise ValueError(f"liveness must be host:port, e.g. 0.0.0.0:8080, not {self.liveness!r}")
-        if self.service_retry_s <= 0:
+                raise ValueError(f"liveness must be host:port, e.g. 0.0.0.0:8080, not {value!r}")
+        return value
+
+    @field_validator("service_retry_s")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
             raise ValueError("service_retry_s must be positive")
+        return value
 
     @property
     def clusterwide(self) -> bool:
@@ -53,23 +75,6 @@ class OperatorSettings:
         return None if self.liveness is None else f"http://{self.liveness}/healthz"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> OperatorSettings:
-        """Read ``STEPLINE_<FIELD>`` variables, then apply ``overrides`` that are not None."""
-        source = os.environ if env is None else env
-        values: dict[str, object] = {}
-        for f in fields(cls):
-            raw = source.get(f"STEPLINE_{f.name.upper()}")
-            if raw is None or raw == "":
-                continue
-            if f.name == "namespaces":
-                values[f.name] = tuple(n.strip() for n in raw.split(",") if n.strip())
-            elif f.type == "int":
-                values[f.name] = int(raw)
-            elif f.type == "float":
-                values[f.name] = float(raw)
-            else:
-                values[f.name] = raw
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        if "namespaces" in values:
-            values["namespaces"] = tuple(values["namespaces"])  # type: ignore[arg-type]
-        return cls(**values)  # type: ignore[arg-type]
+    def from_env(cls, **overrides: Any) -> OperatorSettings:
+        """Read the ``STEPLINE_*`` variables, then apply ``overrides`` that are not None (flags)."""
+        return cls(**{name: value for name, value in overrides.items() if value is not None})

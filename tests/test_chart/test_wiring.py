@@ -4,7 +4,6 @@ setting the process reads, every Secret key they need is in the Secret, and prob
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import pytest
@@ -15,8 +14,8 @@ from stepline_operator import OperatorSettings
 
 from tests.test_chart.conftest import CHART, VALUE_SETS, containers, env_of, of_kind, pod_specs
 
-GATEWAY_VARIABLES = {f"STEPLINE_{f.name.upper()}" for f in dataclasses.fields(Settings)}
-OPERATOR_VARIABLES = {f"STEPLINE_{f.name.upper()}" for f in dataclasses.fields(OperatorSettings)}
+GATEWAY_VARIABLES = {f"STEPLINE_{name.upper()}" for name in Settings.model_fields}
+OPERATOR_VARIABLES = {f"STEPLINE_{name.upper()}" for name in OperatorSettings.model_fields}
 HELM_TEST = (CHART / "files" / "helm_test.py").read_text()
 
 
@@ -64,7 +63,9 @@ def test_every_secret_key_referenced_is_in_the_secret(
                 assert ref["key"] in secrets.get(ref["name"], set()), f"{workload}: {variable['name']}"
 
 
-def test_probes_hit_what_the_processes_serve(renders: dict[str, list[dict[str, Any]]]) -> None:
+def test_probes_hit_what_the_processes_serve(
+    renders: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     documents = renders["default"]
     paths = {route.path for route in routes()}
     gateway, operator = (
@@ -77,14 +78,18 @@ def test_probes_hit_what_the_processes_serve(renders: dict[str, list[dict[str, A
         for name in ("gateway", "operator")
     )
     ports = {p["name"]: p["containerPort"] for p in gateway["ports"]}
-    settings = Settings.from_env({k: v["value"] for k, v in env_of(gateway).items() if "value" in v})
+    for name, variable in env_of(gateway).items():
+        if "value" in variable:
+            monkeypatch.setenv(name, variable["value"])
+    settings = Settings.from_env()
     assert ports["http"] == settings.port
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert gateway[probe]["httpGet"]["path"] in paths
         assert gateway[probe]["httpGet"]["port"] == "http"
-    operator_settings = OperatorSettings.from_env(
-        {k: v["value"] for k, v in env_of(operator).items() if "value" in v}, database_url="postgresql://x"
-    )
+    for name, variable in env_of(operator).items():
+        if "value" in variable:
+            monkeypatch.setenv(name, variable["value"])
+    operator_settings = OperatorSettings.from_env(database_url="postgresql://x")
     port = {p["name"]: p["containerPort"] for p in operator["ports"]}[
         operator["livenessProbe"]["httpGet"]["port"]
     ]

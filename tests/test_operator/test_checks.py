@@ -110,19 +110,22 @@ def test_a_condition_keeps_its_transition_time_while_its_status_stays() -> None:
     assert flipped[0]["lastTransitionTime"] != "2020-01-01T00:00:00Z"  # fmt: skip
 
 
-def test_settings_come_from_the_environment_and_flags_win() -> None:
+def test_settings_come_from_the_environment_and_flags_win(monkeypatch: pytest.MonkeyPatch) -> None:
     env = {
         "STEPLINE_DATABASE_URL": "postgresql://db/stepline",
         "STEPLINE_NAMESPACES": "shop, billing",
         "STEPLINE_CLUSTER_DOMAIN": "corp.internal",
         "STEPLINE_LIVENESS": "0.0.0.0:8080",
     }
-    settings = OperatorSettings.from_env(env, cluster_domain="cluster.local")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = OperatorSettings.from_env(cluster_domain="cluster.local")
     assert settings.namespaces == ("shop", "billing")
     assert not settings.clusterwide
     assert settings.cluster_domain == "cluster.local"
     assert settings.liveness_endpoint == "http://0.0.0.0:8080/healthz"
-    assert OperatorSettings.from_env({}).clusterwide
+    monkeypatch.delenv("STEPLINE_NAMESPACES")
+    assert OperatorSettings.from_env().clusterwide
     with pytest.raises(ValueError, match="host:port"):
         OperatorSettings(liveness="8080")
 
