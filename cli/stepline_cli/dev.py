@@ -45,7 +45,8 @@ DEV_DEFAULTS: dict[str, Any] = {
     "shutdown_grace_s": 3.0,
 }
 _OWN_FLAGS = ("database_url", "host", "port", "retry_base_s", "retry_max_s", "shutdown_grace_s")
-_NOT_IN_DEV = ("dev", "event_keys", "signing_key", "signing_key_fallback")
+# Settings with no meaning in dev mode, which has no keys, no signatures and no API token.
+_NOT_IN_DEV = ("dev", "event_keys", "signing_key", "signing_key_fallback", "api_token", "no_api_token")
 _USAGE = "stepline dev [-h] [-f PATH] [-u URL] [--port PORT] [--data-dir DIR] [--database-url URL] [options]"
 
 

@@ -78,7 +78,8 @@ async def _ingest(request: Request) -> Response:
     gateway.metrics.events.inc(len(result.new_ids))
     gateway.metrics.runs_started.inc(result.runs_created)
     log.info("received %s, started %d run(s)", ingest.describe(events), result.runs_created)
-    return JSONResponse({"ids": result.ids, "status": 200})
+    # ``runs_started`` beside Inngest's shape: how many runs these events started (0 when no trigger matched).
+    return JSONResponse({"ids": result.ids, "status": 200, "runs_started": result.runs_created})
 
 
 async def register_app(request: Request) -> Response:
