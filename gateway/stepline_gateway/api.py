@@ -215,10 +215,14 @@ async def list_events(request: Request) -> Response:
     queries = RunQueries(_gateway(request).store)
     after_at, after_id = _cursor_in(request.query_params.get("cursor"))
     limit = _limit(request)
+    internal = request.query_params.get("internal", "true")
+    if internal not in ("true", "false"):
+        raise BadRequest("internal must be true or false (false leaves out the inngest/* events)")
     events = await queries.list_events(
         after=(after_at, after_id) if after_at and after_id else None,
         limit=limit,
         name=request.query_params.get("name"),
+        internal=internal == "true",
     )
     next_cursor = None
     if len(events) == limit:
