@@ -21,6 +21,7 @@ import dataclasses
 import datetime
 import inspect
 import json
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -108,11 +109,24 @@ class _StepOutcome:
         )
 
 
+# Frames of these folders before the function's own are how the SDK called it: left out of stacks (the
+# SDK's own modules, and asyncio's and the thread pool's, through which it runs plain functions and steps).
+_CALLER_DIRS = frozenset(
+    os.path.dirname(os.path.abspath(path))
+    for path in (__file__, asyncio.__file__, concurrent.futures.__file__)
+)
+
+
 def describe_error(err: BaseException) -> dict[str, Any]:
-    """The wire form of an error; a StepError travels as the original error it stands for."""
+    """The wire form of an error; a StepError travels as the original error it stands for. The stack
+    starts at the function's own code: the SDK's frames that called it are left out."""
     if isinstance(err, StepError):
         return error_data(err.name, err.message, err.stack)
-    return error_data(type(err).__name__, str(err), "".join(traceback.format_exception(err)))
+    tb = err.__traceback__
+    while tb is not None and os.path.dirname(os.path.abspath(tb.tb_frame.f_code.co_filename)) in _CALLER_DIRS:
+        tb = tb.tb_next
+    stack = traceback.format_exception(type(err), err, tb or err.__traceback__)
+    return error_data(type(err).__name__, str(err), "".join(stack))
 
 
 async def execute_call(
