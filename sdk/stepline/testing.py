@@ -38,6 +38,8 @@ MAX_CALLS = 1000
 class TestingError(SteplineError):
     """The test did not give what the function needs (an awaited event, an invoked function's output)."""
 
+    __test__ = False  # not a test class, for pytest, though its name starts with Test
+
 
 @dataclasses.dataclass
 class StepRecord:
@@ -55,6 +57,8 @@ class StepRecord:
 @dataclasses.dataclass
 class TestRun:
     """The end of a run: ``status`` Completed or Failed, its output or error, its steps in order."""
+
+    __test__ = False  # not a test class, for pytest, though its name starts with Test
 
     status: str
     output: Any

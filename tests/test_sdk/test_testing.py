@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import stepline
 import stepline.testing
+from stepline.testing import TestingError, TestRun  # pytest must not take them for test classes
 
 client = stepline.Client("shop", dev=True)
 charged: list[int] = []
@@ -63,7 +64,7 @@ async def test_mocked_steps_do_not_run_and_a_mocked_error_fails_the_step() -> No
 
 
 async def test_a_wait_the_test_did_not_answer_is_named() -> None:
-    with pytest.raises(stepline.testing.TestingError, match="step 'paid' waits for an event"):
+    with pytest.raises(TestingError, match="step 'paid' waits for an event"):
         await stepline.testing.run(checkout, EVENT, steps={"charge": "c"})
 
 
