@@ -38,7 +38,9 @@ PAID = {"name": "order/paid", "data": {"order_id": "o-1"}}
 
 async def test_a_run_goes_to_its_end_with_steps_run_sleeps_ended_and_waits_given() -> None:
     charged.clear()
-    result = await stepline.testing.run(checkout, EVENT, waits={"paid": PAID}, invokes={"label": "label-7"})
+    result: TestRun = await stepline.testing.run(
+        checkout, EVENT, waits={"paid": PAID}, invokes={"label": "label-7"}
+    )
     assert result.status == "Completed", result.error
     assert result.output == {"charge": "ch-1", "paid": True, "label": "label-7", "lookups": [1, 2]}
     assert charged == [120, 120], "the failed attempt was retried"
