@@ -37,15 +37,26 @@ log = logging.getLogger("stepline.dev")
 DEFAULT_DATA_DIR = ".stepline"
 DEFAULT_POLL_S = 2.0
 # Settings whose production default does not suit a laptop: listen on loopback only, retry failed steps
-# within seconds rather than minutes, and stop quickly on Ctrl-C.
+# within seconds rather than minutes, wait for an app being restarted (connection refused) for five
+# minutes without spending its runs' attempts, and stop quickly on Ctrl-C.
 DEV_DEFAULTS: dict[str, Any] = {
     "host": "127.0.0.1",
     "retry_base_s": 1.0,
     "retry_max_s": 30.0,
+    "unreachable_patience_s": 300.0,
     "shutdown_grace_s": 3.0,
 }
-_OWN_FLAGS = ("database_url", "host", "port", "retry_base_s", "retry_max_s", "shutdown_grace_s")
-_NOT_IN_DEV = ("dev", "event_keys", "signing_key", "signing_key_fallback")
+_OWN_FLAGS = (
+    "database_url",
+    "host",
+    "port",
+    "retry_base_s",
+    "retry_max_s",
+    "unreachable_patience_s",
+    "shutdown_grace_s",
+)
+# Settings with no meaning in dev mode, which has no keys, no signatures and no API token.
+_NOT_IN_DEV = ("dev", "event_keys", "signing_key", "signing_key_fallback", "api_token", "no_api_token")
 _USAGE = "stepline dev [-h] [-f PATH] [-u URL] [--port PORT] [--data-dir DIR] [--database-url URL] [options]"
 
 

@@ -180,8 +180,17 @@ def cmd_send(args: argparse.Namespace) -> None:
         except ValueError:
             message = response.text
         raise CommandError(f"the gateway refused the event ({response.status_code}): {message}")
-    for event_id in response.json()["ids"]:
+    answer = response.json()
+    for event_id in answer["ids"]:
         print(event_id)
+    # An older gateway's answer has no count: then nothing can be said about the runs.
+    if answer.get("runs_started") == 0:
+        again = f", or an event with the id {args.id} was sent before" if args.id else ""
+        print(
+            f"stepline: no run started: no function's trigger matches {args.name!r}{again} "
+            f"(the functions and their triggers: {gateway}/v1/functions)",
+            file=sys.stderr,
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,6 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
     dev_command.add_arguments(dev)
     dev.set_defaults(handler=dev_command.run)
 
+    from stepline_cli import manifests as manifests_command
+
+    manifests = commands.add_parser(
+        "manifests", help="print Function resources for an SDK app's functions (kubectl apply -f -)"
+    )
+    manifests_command.add_manifests_arguments(manifests)
+    manifests.set_defaults(handler=manifests_command.run_manifests)
+
     from stepline_cli import kube
 
     crds = commands.add_parser("crds", help="print the CRD YAML (kubectl apply -f -)")
@@ -232,11 +249,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     send.add_argument("--key", help="event key (env STEPLINE_EVENT_KEY, default 'dev')")
     send.set_defaults(handler=cmd_send)
+    for command in commands.choices.values():
+        command.set_defaults(parser=command)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        # The command's own usage, not the top-level one: the flag was meant for that command.
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         args.handler(args)
     except CommandError as err:

@@ -78,7 +78,8 @@ async def _ingest(request: Request) -> Response:
     gateway.metrics.events.inc(len(result.new_ids))
     gateway.metrics.runs_started.inc(result.runs_created)
     log.info("received %s, started %d run(s)", ingest.describe(events), result.runs_created)
-    return JSONResponse({"ids": result.ids, "status": 200})
+    # ``runs_started`` beside Inngest's shape: how many runs these events started (0 when no trigger matched).
+    return JSONResponse({"ids": result.ids, "status": 200, "runs_started": result.runs_created})
 
 
 async def register_app(request: Request) -> Response:
@@ -214,10 +215,14 @@ async def list_events(request: Request) -> Response:
     queries = RunQueries(_gateway(request).store)
     after_at, after_id = _cursor_in(request.query_params.get("cursor"))
     limit = _limit(request)
+    internal = request.query_params.get("internal", "true")
+    if internal not in ("true", "false"):
+        raise BadRequest("internal must be true or false (false leaves out the inngest/* events)")
     events = await queries.list_events(
         after=(after_at, after_id) if after_at and after_id else None,
         limit=limit,
         name=request.query_params.get("name"),
+        internal=internal == "true",
     )
     next_cursor = None
     if len(events) == limit:

@@ -90,6 +90,8 @@ class Answer:
     error: dict[str, Any] | None = None
     retriable: bool = True
     retry_at: datetime.datetime | None = None
+    # The connection could not be made (refused, unknown host): nothing reached the function.
+    unreachable: bool = False
 
     @property
     def completed(self) -> bool:
@@ -189,6 +191,7 @@ class Caller:
                     "stack": None,
                     "message": f"could not reach {call.url}: {err}",
                 },
+                unreachable=isinstance(err, aiohttp.ClientConnectorError),
             )
 
     def _read(self, status: int, headers: Any, raw: bytes, url: str) -> Answer:

@@ -37,6 +37,8 @@ def claim_from_row(row: Record) -> Claim:
     }
     if row["event_user"] is not None:
         event["user"] = row["event_user"]
+    if row["event_v"] is not None:
+        event["v"] = row["event_v"]
     call = Call(
         run_id=str(row["run_id"]),
         function_id=row["function_id"],

@@ -25,12 +25,15 @@ class Event:
     data: dict[str, Any]
     ts: int
     user: dict[str, Any] | None = None
+    v: str | None = None
 
     def payload(self) -> dict[str, Any]:
         """The event as functions receive it."""
         body: dict[str, Any] = {"id": self.id, "name": self.name, "data": self.data, "ts": self.ts}
         if self.user is not None:
             body["user"] = self.user
+        if self.v is not None:
+            body["v"] = self.v
         return body
 
 
@@ -77,7 +80,10 @@ def _parse_one(item: Any, index: int, now_ms: int, max_event_bytes: int) -> Even
     user = item.get("user")
     if user is not None and not isinstance(user, dict):
         raise BadRequest(f"{where}: 'user' must be a JSON object")
+    version = item.get("v")
+    if version is not None and not isinstance(version, str):
+        raise BadRequest(f"{where}: 'v' (the event's version) must be a string, e.g. \"2024-01-01.1\"")
     size = len(json.dumps(item, separators=(",", ":")).encode("utf-8"))
     if size > max_event_bytes:
         raise BadRequest(f"{where} is {size} bytes, over the limit of {max_event_bytes} bytes", status=413)
-    return Event(id=event_id, name=name, data=data, ts=ts, user=user)
+    return Event(id=event_id, name=name, data=data, ts=ts, user=user, v=version)

@@ -10,6 +10,7 @@ Answers and what follows (docs/protocol.md has the full table):
     206 RunComplete          the run is Completed with the operation's data as its output
     206 DiscoveryRequest     the next call follows at once
     500 / no answer          the call is retried with backoff; no-retry or exhausted attempts fail the run
+    no connection            as no answer; with patience set, tried again without spending an attempt
 
 A 206 answer may report several steps that ran (StepRun) before the operation that ends it (checkpointing
 SDKs buffer steps, and return them in the answer when the checkpoint API fails): they are recorded in
@@ -40,6 +41,7 @@ from stepline_gateway.clock import Clock
 from stepline_gateway.ingest import Ingestor
 from stepline_gateway.metrics import Metrics
 from stepline_gateway.outcomes import Claim, Outcomes, op_error, record_steps, step_name
+from stepline_gateway.reachability import Reachability
 from stepline_gateway.routing import RoutingTable
 
 log = logging.getLogger(__name__)
@@ -60,8 +62,10 @@ class Executor:
         lease_s: float,
         wake: Callable[[], None],
         routes: Callable[[], RoutingTable],
+        reachability: Reachability | None = None,
     ) -> None:
         self._store = store
+        self._reachability = reachability or Reachability(datetime.timedelta(0))
         self._caller = caller
         self._clock = clock
         self._metrics = metrics
@@ -91,6 +95,13 @@ class Executor:
     async def settle(self, claim: Claim, answer: Answer, started: datetime.datetime) -> Claim | None:
         """Record an answer; return the claim to go on with in this task, if any."""
         call = claim.call
+        if answer.unreachable:
+            if self._reachability.waits_for(call.url, self._clock.now()):
+                self._metrics.calls.labels("error").inc()
+                await self._outcomes.wait_for_app(claim, answer.error or {})
+                return None
+        else:
+            self._reachability.reached(call.url)
         if answer.completed:
             self._metrics.calls.labels("completed").inc()
             await self._outcomes.finish(claim, "Completed", output=answer.output, error=None)
@@ -102,7 +113,7 @@ class Executor:
                 return None
             target = None if call.step_id == DISCOVERY_STEP_ID else call.step_id
             await self._outcomes.failed_attempt(
-                current, answer.error, answer.retriable, answer.retry_at, target, target
+                current, answer.error, answer.retriable, answer.retry_at, target, target, started=started
             )
             return None
         self._metrics.calls.labels("steps").inc()
@@ -179,7 +190,7 @@ class Executor:
             call = current.call
             if answer.retriable and call.attempt + 1 < call.max_attempts:
                 await outcomes.failed_attempt(
-                    current, error, True, answer.retry_at, op.get("id"), step_name(op), on=on
+                    current, error, True, answer.retry_at, op.get("id"), step_name(op), started=started, on=on
                 )
                 return None
             return await outcomes.record(current, op, {"error": error}, "Failed", error, started, on=on)

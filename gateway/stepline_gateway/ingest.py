@@ -114,6 +114,7 @@ class Ingestor:
             now,
             [p.parent_run_id for p in planned],
             [p.parent_step for p in planned],
+            [e.v for e in unique.values()],
             on=conn,
         )
         assert row is not None

@@ -79,6 +79,12 @@ def op_error(op: dict[str, Any]) -> dict[str, Any]:
     return {"name": "Error", "message": str(error or "the step failed"), "stack": None}
 
 
+def describe(error: dict[str, Any]) -> str:
+    """An error in one line, with its type: ``KeyError: 'user_id'``."""
+    name, message = error.get("name"), error.get("message")
+    return f"{name}: {message}" if name and message else str(name or message or "error")
+
+
 def _duration_ms(op: dict[str, Any]) -> float | None:
     """How long the step ran, from the official SDKs' ``timing`` ({"a": start ns, "b": duration ns})."""
     timing = op.get("timing")
@@ -374,8 +380,10 @@ class Outcomes:
         step_hash: str | None,
         name: str | None,
         *,
+        started: datetime.datetime | None = None,
         on: Queryable = None,
     ) -> None:
+        """A failed attempt (begun at ``started``, if known): retried after its backoff, or the run fails."""
         call = claim.call
         if retriable and call.attempt + 1 < call.max_attempts:
             now = self._clock.now()
@@ -384,7 +392,7 @@ class Outcomes:
                 "run %s: attempt %d failed (%s), retrying at %s",
                 call.run_id,
                 call.attempt + 1,
-                error.get("message"),
+                describe(error),
                 due.isoformat(),
             )
             await self._store.fetchrow(
@@ -398,11 +406,33 @@ class Outcomes:
                 name or step_hash,
                 error,
                 now,
+                started,
                 on=on,
             )
             self._wake()
             return
         await self.finish(claim, "Failed", output=None, error=error, on=on)
+
+    async def wait_for_app(self, claim: Claim, error: dict[str, Any]) -> None:
+        """The app could not be reached and is waited for (reachability.py): the call is tried again on
+        the backoff of its current attempt, which it does not spend; the run shows the error meanwhile."""
+        call = claim.call
+        now = self._clock.now()
+        due = self._backoff.next_attempt_at(call.attempt, now)
+        await self._store.fetchrow(
+            "retry_call",
+            claim.work_id,
+            claim.lease_token,
+            call.attempt,
+            due,
+            uuid.UUID(call.run_id),
+            None,
+            None,
+            error,
+            now,
+            None,
+        )
+        self._wake()
 
     async def protocol_error(self, claim: Claim, message: str, *, on: Queryable = None) -> None:
         error = {"name": "ProtocolError", "message": message, "stack": None}
@@ -445,4 +475,4 @@ class Outcomes:
                 on=conn,
             )
         self._metrics.runs_finished.labels(status).inc()
-        log.warning("run %s of %s failed: %s", call.run_id, call.function_id, (error or {}).get("message"))
+        log.warning("run %s of %s failed: %s", call.run_id, call.function_id, describe(error or {}))

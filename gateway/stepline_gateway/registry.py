@@ -7,7 +7,9 @@ gateway replica reloads its routing table.
 
 from __future__ import annotations
 
+import difflib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -23,10 +25,16 @@ from stepline_gateway.errors import BadRequest
 from stepline_gateway.routing import ExpressionError, Function, compile_expression
 from stepline_gateway.scheduler import CronError, parse_schedule
 
+log = logging.getLogger(__name__)
+
 SDK_SOURCE = "sdk"
 MANIFEST_SOURCE = "manifest"
 DEFAULT_RETRIES = 4
 MAX_RETRIES = 20
+
+# The kinds `stepline dev -f` reads; a document of another kind is skipped (kubectl manifests may share the
+# folder), with a warning when it looks like a mistyped Stepline kind.
+KNOWN_KINDS = ("Function", "Webhook", "Secret")
 
 # Stands in for the function whose cron triggers are checked before it exists.
 _PROBE = Function(id="", app_id="", name="", url="", triggers=[], retries=0, paused=True, source="")
@@ -179,6 +187,7 @@ def load_manifests(paths: list[Path]) -> list[Function]:
         else:
             raise BadRequest(f"{path}: no such file or folder")
     functions: list[Function] = []
+    defined_in: dict[str, tuple[Path, str]] = {}
     for file in files:
         try:
             documents = [d for d in yaml.safe_load_all(file.read_text("utf-8")) if d]
@@ -186,6 +195,7 @@ def load_manifests(paths: list[Path]) -> list[Function]:
             raise BadRequest(f"{file}: not valid YAML: {err}".replace("\n", " ")) from None
         for document in documents:
             if not isinstance(document, dict) or document.get("kind") != "Function":
+                _warn_unknown_kind(file, document)
                 continue
             try:
                 resource = parse_function(document)
@@ -203,8 +213,37 @@ def load_manifests(paths: list[Path]) -> list[Function]:
                 _check_triggers(function.triggers)
             except BadRequest as err:
                 raise BadRequest(f"{file}: Function {resource.metadata.name}: {err}") from None
+            if function.id in defined_in:
+                first_file, first_name = defined_in[function.id]
+                raise BadRequest(
+                    f"{file}: Function {resource.metadata.name}: the function {function.id} is defined "
+                    f"twice, here and in {first_file} (Function {first_name}): give each Function its own "
+                    "metadata.name (or spec.functionId), or remove one of them"
+                )
+            defined_in[function.id] = (file, resource.metadata.name)
             functions.append(function)
     return functions
+
+
+def _warn_unknown_kind(file: Path, document: object) -> None:
+    """Warn of a document that looks meant for Stepline (its apiVersion, or a kind close to one of ours)
+    but is of no kind Stepline reads; other Kubernetes kinds are skipped without a word."""
+    if not isinstance(document, dict):
+        return
+    kind, api_version = document.get("kind"), str(document.get("apiVersion") or "")
+    if kind in KNOWN_KINDS:
+        return
+    close = difflib.get_close_matches(str(kind), KNOWN_KINDS, n=1, cutoff=0.6)
+    if not close and not api_version.startswith("stepline.dev/"):
+        return
+    metadata = document.get("metadata")
+    name = metadata.get("name", "?") if isinstance(metadata, dict) else "?"
+    hint = (
+        f": did you mean kind: {close[0]}?"
+        if close
+        else f": the kinds Stepline reads are {', '.join(KNOWN_KINDS)}"
+    )
+    log.warning("%s: skipped the document %s of unknown kind %r%s", file, name, kind, hint)
 
 
 class Registry:

@@ -46,11 +46,14 @@ def step_json(row: Record) -> dict[str, Any]:
         "attempts": row["attempts"],
         "started_at": _time(row["started_at"]),
         "ended_at": _time(row["ended_at"]),
+        # When the attempt that ended it (or runs it now) began: without the backoff waits before it.
+        "attempt_started_at": _time(row["attempt_started_at"]),
         "output": memo.get("data"),
         "error": memo.get("error") or row["error"],
         # True when the step's result came through the checkpoint API, during the call that ran it.
         "checkpointed": row["checkpointed"],
-        # The attempts that failed and were tried again, oldest first: {"attempt", "error", "ended_at"}.
+        # The attempts that failed and were tried again, oldest first:
+        # {"attempt", "error", "started_at" (null when unknown), "ended_at"}.
         "failed_attempts": row["failed_attempts"],
     }
 
@@ -62,6 +65,7 @@ def event_json(row: Record) -> dict[str, Any]:
         "data": row["data"],
         "user": row["user"],
         "ts": row["ts"],
+        "v": row["v"],
         "received_at": _time(row["received_at"]),
     }
 
@@ -117,10 +121,20 @@ class RunQueries:
         ]
 
     async def list_events(
-        self, *, after: tuple[datetime.datetime, str] | None, limit: int, name: str | None
+        self,
+        *,
+        after: tuple[datetime.datetime, str] | None,
+        limit: int,
+        name: str | None,
+        internal: bool = True,
     ) -> list[dict[str, Any]]:
+        """Events newest first; without ``internal``, those the system emits (``inngest/*``) are left out."""
         after_at, after_id = after if after else (None, None)
-        rows = await self._store.fetch("list_events", after_at, after_id, limit, name)
+        page = (after_at, after_id, limit, name)
+        if internal:
+            rows = await self._store.fetch("list_events", *page)
+        else:
+            rows = await self._store.fetch("list_events_without_internal", *page)
         events = [event_json(row) for row in rows]
         await self._attach_runs(events)
         return events

@@ -23,6 +23,7 @@ from stepline_gateway.dispatcher import Dispatcher
 from stepline_gateway.executor import Executor
 from stepline_gateway.ingest import Ingestor
 from stepline_gateway.metrics import Metrics
+from stepline_gateway.reachability import Reachability
 from stepline_gateway.registry import MANIFEST_SOURCE, Registry, load_manifests
 from stepline_gateway.routing import RoutingTable
 from stepline_gateway.scheduler import Scheduler
@@ -91,6 +92,7 @@ class Gateway:
                 lease_s=settings.lease_s,
                 wake=lambda: self.dispatcher.wake(),
                 routes=lambda: self.routes,
+                reachability=Reachability(datetime.timedelta(seconds=settings.unreachable_patience_s)),
             ),
             clock=self.clock,
             metrics=self.metrics,

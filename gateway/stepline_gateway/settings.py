@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     call_timeout_s: float = Field(default=300.0, description="seconds a service may take to answer")
     retry_base_s: float = Field(default=10.0, description="backoff after a first failed attempt")
     retry_max_s: float = Field(default=3600.0, description="longest backoff between attempts")
+    unreachable_patience_s: float = Field(
+        default=0.0,
+        description="seconds an app that refuses connections is waited for without spending attempts",
+    )
     max_body_bytes: int = Field(default=3 * 1024 * 1024, description="largest request body accepted")
     max_event_bytes: int = Field(default=512 * 1024, description="largest single event accepted")
     routes_refresh_s: float = Field(default=60.0, description="routing table reload period")

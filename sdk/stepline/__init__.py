@@ -12,15 +12,20 @@ async def welcome(ctx: stepline.Context) -> str:
     await ctx.step.send_event("announce", {"name": "user/welcomed", "data": {"id": user["id"]}})
     return "sent" if confirmed else "unconfirmed"
 
-stepline.fastapi.serve(app, client, [welcome])   # or stepline.asgi.serve_app(client, [welcome])
+app = stepline.asgi.serve_app(client, [welcome])   # any ASGI server: uvicorn module:app
+# or stepline.fastapi.serve(app, client, fns), stepline.flask.serve(app, client, fns),
+#    urlpatterns = [stepline.django.serve(client, fns)], stepline.wsgi.serve_app(client, fns)
 
 Sequential steps run back to back in one call, each result checkpointed to the gateway as it comes
 (``stepline.Checkpoint`` tunes it; ``Client(..., checkpoint=False)`` answers after every step instead).
+A plain ``def`` function gets a ``stepline.SyncContext`` whose steps block; ``TriggerEvent("x",
+data=Model)`` validates the events' data into a pydantic model; ``stepline.testing.run`` runs a function
+in a unit test without a gateway.
 """
 
 from stepline.client import Client, SyncAnswer
 from stepline.config import SDK_VERSION
-from stepline.context import Context
+from stepline.context import Context, SyncContext
 from stepline.errors import (
     ConfigError,
     NonRetriableError,
@@ -32,7 +37,7 @@ from stepline.errors import (
 from stepline.function import Cancel, Checkpoint, Function, TriggerCron, TriggerEvent
 from stepline.handler import Handler
 from stepline.protocol import Event
-from stepline.steps import Step
+from stepline.steps import Step, SyncStep
 
 __version__ = SDK_VERSION
 
@@ -52,6 +57,8 @@ __all__ = [
     "StepError",
     "SteplineError",
     "SyncAnswer",
+    "SyncContext",
+    "SyncStep",
     "TriggerCron",
     "TriggerEvent",
     "__version__",

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from stepline.background import on_loop
 from stepline.config import SDK_IDENTITY, ClientConfig
 from stepline.function import Checkpoint
 from stepline.protocol import Header, checkpoint_path, encode_json
@@ -88,6 +89,7 @@ class Poster:
         if aiohttp is None:
             if self._httpx is None:
                 self._httpx = httpx.AsyncClient(timeout=POST_TIMEOUT_S)
+                self._loop = asyncio.get_running_loop()
             try:
                 response = await self._httpx.post(url, content=body, headers=headers)
             except httpx.TransportError as err:
@@ -105,6 +107,10 @@ class Poster:
             raise ConnectionError(f"could not reach {url}: {err!r}") from err
 
     async def close(self) -> None:
+        """Close the connections, on the loop that opened them."""
+        await on_loop(self._loop, self._close())
+
+    async def _close(self) -> None:
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None

@@ -6,6 +6,7 @@ client; answering the gateway's calls is handler.py's job, which reads the clien
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
@@ -13,6 +14,7 @@ from typing import Any, TypeAlias
 import httpx
 
 from stepline import config as config_
+from stepline.background import LOOP, on_loop
 from stepline.checkpoint import Poster
 from stepline.errors import SendEventError
 from stepline.function import (
@@ -78,6 +80,7 @@ class Client:
         )
         self._checkpoint: CheckpointSetting = self.config.checkpoint if checkpoint is None else checkpoint
         self._http: httpx.AsyncClient | None = None
+        self._http_loop: asyncio.AbstractEventLoop | None = None
         self._poster: Poster | None = None
 
     @property
@@ -135,6 +138,7 @@ class Client:
         """The pooled HTTP client to the gateway, made on first use; ``aclose`` closes it."""
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=SEND_TIMEOUT_S)
+            self._http_loop = asyncio.get_running_loop()
         return self._http
 
     @property
@@ -145,12 +149,18 @@ class Client:
         return self._poster
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
-        if self._poster is not None:
-            await self._poster.close()
-            self._poster = None
+        """Close the pooled connections, each on the event loop that opened it (a sync framework's are
+        on the SDK's loop thread)."""
+        http, self._http = self._http, None
+        if http is not None:
+            await on_loop(self._http_loop, http.aclose())
+        poster, self._poster = self._poster, None
+        if poster is not None:
+            await poster.close()
+
+    def send_sync(self, events: EventLike | Sequence[EventLike]) -> list[str]:
+        """``send`` for synchronous code (a Flask or Django view): it blocks until the gateway answers."""
+        return LOOP.run(self.send(events))
 
     async def send(self, events: EventLike | Sequence[EventLike]) -> list[str]:
         """Send one event or several; return the ids the gateway gave them, in order."""

@@ -3,7 +3,8 @@
 The executor runs the function as a task. Memoized steps return at once; each new step records itself
 (steps.py) and waits. Once new steps stop appearing, the executor runs the chosen one, reports it (a sleep,
 a wait, an invocation), or plans several, then cancels the task and returns a CallResult; handler.py turns
-that into the HTTP answer.
+that into the HTTP answer. A plain ``def`` function runs the same way in a worker thread of its own pool
+(``FUNCTION_THREADS``), its ``ctx.step`` blocking (``SyncStep``); step bodies run in asyncio's default pool.
 
 In checkpoint mode (checkpoint.py) a step that ran does not end the call: its result is buffered and posted
 to the gateway, the function resumes with it, and the next new step is run the same way. The call ends with
@@ -14,14 +15,19 @@ with the buffered steps and that operation), or with the buffered steps alone wh
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import dataclasses
 import datetime
 import inspect
 import json
+import os
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic
+
+import pydantic
 
 from stepline.checkpoint import Checkpointer
 from stepline.client import Client
@@ -30,14 +36,16 @@ from stepline.function import Function
 from stepline.protocol import (
     RUN_COMPLETE_STEP_ID,
     CallRequest,
+    DataT,
     Event,
     Opcode,
     encode_json,
     error_data,
     hash_step_id,
     step_op,
+    to_json_value,
 )
-from stepline.steps import CallState, FoundStep, Step, running_step
+from stepline.steps import CallState, FoundStep, Step, SyncStep, running_step
 
 # Event-loop turns without a new step after which discovery is over: enough for the siblings of an
 # asyncio.gather, even nested ones, to reach their steps (memoized steps return without yielding).
@@ -54,18 +62,36 @@ class CallResult:
     retry_after: datetime.datetime | None = None
 
 
+# Plain ``def`` functions run here, apart from asyncio's default pool where step bodies run: a function
+# waiting on its step never holds the thread the step needs. At most this many run at once.
+FUNCTION_THREADS = 32
+_function_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+
 @dataclasses.dataclass(frozen=True)
-class Context:
+class Context(Generic[DataT]):
     """What a function receives: its triggering event(s), its run, and ``step``.
 
-    A failure handler's ``event`` is the ``inngest/function.failed`` event of the run that failed.
+    ``Context[Model]`` types ``ctx.event.data`` when the trigger declares ``data=Model``. A failure
+    handler's ``event`` is the ``inngest/function.failed`` event of the run that failed.
     """
 
-    event: Event
-    events: list[Event]
+    event: Event[DataT]
+    events: list[Event[Any]]
     run_id: str
     attempt: int
     step: Step
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncContext(Generic[DataT]):
+    """What a plain ``def`` function receives: ``Context``, with steps that block (``SyncStep``)."""
+
+    event: Event[DataT]
+    events: list[Event[Any]]
+    run_id: str
+    attempt: int
+    step: SyncStep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,11 +109,24 @@ class _StepOutcome:
         )
 
 
+# Frames of these folders before the function's own are how the SDK called it: left out of stacks (the
+# SDK's own modules, and asyncio's and the thread pool's, through which it runs plain functions and steps).
+_CALLER_DIRS = frozenset(
+    os.path.dirname(os.path.abspath(path))
+    for path in (__file__, asyncio.__file__, concurrent.futures.__file__)
+)
+
+
 def describe_error(err: BaseException) -> dict[str, Any]:
-    """The wire form of an error; a StepError travels as the original error it stands for."""
+    """The wire form of an error; a StepError travels as the original error it stands for. The stack
+    starts at the function's own code: the SDK's frames that called it are left out."""
     if isinstance(err, StepError):
         return error_data(err.name, err.message, err.stack)
-    return error_data(type(err).__name__, str(err), "".join(traceback.format_exception(err)))
+    tb = err.__traceback__
+    while tb is not None and os.path.dirname(os.path.abspath(tb.tb_frame.f_code.co_filename)) in _CALLER_DIRS:
+        tb = tb.tb_next
+    stack = traceback.format_exception(type(err), err, tb or err.__traceback__)
+    return error_data(type(err).__name__, str(err), "".join(stack))
 
 
 async def execute_call(
@@ -100,17 +139,22 @@ async def execute_call(
     several new steps are planned, one call each to follow.
     """
     state = CallState(request.steps, target)
-    ctx = Context(
-        event=request.event,
-        events=request.events or [request.event],
-        run_id=request.ctx.run_id,
-        attempt=request.ctx.attempt,
-        step=Step(state, client),
-    )
+    try:
+        event = _typed_event(function, request.event)
+    except pydantic.ValidationError as err:
+        return _bad_event(function, request.event, err)
+    events = request.events or [request.event]
+    steps = Step(state, client)
     max_attempts = request.ctx.max_attempts or function.retries + 1
     final = request.ctx.attempt + 1 >= max_attempts
     checkpointer = _checkpointer(function, request, target, client)
-    task = asyncio.create_task(function.handler(ctx))
+    if function.is_async:
+        ctx = Context(event, events, request.ctx.run_id, request.ctx.attempt, steps)
+        task = asyncio.create_task(function.handler(ctx))  # type: ignore[arg-type]
+    else:
+        loop = asyncio.get_running_loop()
+        sync_ctx = SyncContext(event, events, request.ctx.run_id, request.ctx.attempt, SyncStep(steps, loop))
+        task = asyncio.create_task(_in_function_thread(function.handler, sync_ctx))
     try:
         if checkpointer is not None:
             return await _checkpointed(task, state, checkpointer, final=final)
@@ -138,6 +182,31 @@ async def execute_call(
         if checkpointer is not None:
             checkpointer.close()
         await _close(task, state)
+
+
+def _typed_event(function: Function, event: Event) -> Event[Any]:
+    """The event with its data validated into the model its trigger declares, if any."""
+    model = function.event_model(event.name)
+    if model is None:
+        return event
+    return Event[model].model_validate(event.model_dump())  # type: ignore[valid-type]
+
+
+def _bad_event(function: Function, event: Event, err: pydantic.ValidationError) -> CallResult:
+    model = function.event_model(event.name)
+    name = model.__name__ if model is not None else "its model"
+    message = " ".join(f"the data of event {event.name!r} does not fit {name}: {err}".split())
+    return CallResult(500, encode_json(error_data("EventDataError", message)), no_retry=True)
+
+
+async def _in_function_thread(handler: Callable[..., Any], ctx: SyncContext[Any]) -> Any:
+    global _function_pool  # one pool for the process, made on first use
+    if _function_pool is None:
+        _function_pool = concurrent.futures.ThreadPoolExecutor(
+            FUNCTION_THREADS, thread_name_prefix="stepline-function"
+        )
+    run = contextvars.copy_context().run
+    return await asyncio.get_running_loop().run_in_executor(_function_pool, run, handler, ctx)
 
 
 def _checkpointer(
@@ -267,7 +336,7 @@ def _function_result(task: asyncio.Task[Any]) -> CallResult:
     err = task.exception()
     if err is None:
         try:
-            return CallResult(200, encode_json(task.result()))
+            return CallResult(200, encode_json(to_json_value(task.result())))
         except (TypeError, ValueError) as exc:
             message = f"the function returned a value that is not JSON-serializable: {exc}"
             body = encode_json(error_data("OutputUnserializableError", message))
@@ -295,6 +364,10 @@ async def _run_step(step: FoundStep, *, final: bool) -> _StepOutcome:
     token = running_step.set(step)
     try:
         output = await _invoke(step.fn, step.args)
+        try:
+            output = to_json_value(output)
+        except ValueError as exc:
+            return _unserializable(step, exc)
     except Exception as err:
         failed = final or isinstance(err, NonRetriableError)
         retry_after = err.retry_after if isinstance(err, RetryAfterError) and not failed else None

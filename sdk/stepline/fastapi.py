@@ -1,19 +1,18 @@
 """Serve functions from an existing FastAPI (or Starlette) app: ``stepline.fastapi.serve(app, client, fns)``.
 
-A thin adapter: it adds one route whose endpoint is asgi.py's translation to the framework-neutral Handler.
-FastAPI apps are Starlette apps, so nothing here needs FastAPI itself.
+A thin adapter: it adds one route whose endpoint is asgi.py's ``ServeEndpoint``, a plain ASGI app, so
+nothing here imports FastAPI or Starlette: the app given is the only framework object touched.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from starlette.applications import Starlette
-
-from stepline.asgi import SERVE_METHODS, endpoint
+from stepline.asgi import SERVE_METHODS, ServeEndpoint
 from stepline.client import Client
 from stepline.function import Function
-from stepline.handler import Handler
+from stepline.handler import Handler, mark_served
 from stepline.protocol import DEFAULT_SERVE_PATH
 
 # The framework name the official Python SDK reports for FastAPI apps at sync.
@@ -21,7 +20,7 @@ FRAMEWORK = "fast_api"
 
 
 def serve(
-    app: Starlette,
+    app: Any,
     client: Client,
     functions: Iterable[Function],
     *,
@@ -29,5 +28,6 @@ def serve(
 ) -> Handler:
     """Serve ``functions`` at ``serve_path`` of ``app`` (GET inspects, PUT syncs, POST calls)."""
     handler = Handler(client, functions, framework=FRAMEWORK)
-    app.add_route(serve_path, endpoint(handler), methods=SERVE_METHODS, include_in_schema=False)
+    app.add_route(serve_path, ServeEndpoint(handler), methods=SERVE_METHODS, include_in_schema=False)
+    mark_served(app, handler)
     return handler

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import inspect
 import urllib.parse
 import zoneinfo
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -27,9 +28,12 @@ from stepline.protocol import (
 )
 
 if TYPE_CHECKING:
-    from stepline.context import Context
+    from stepline.context import Context, SyncContext
 
-FunctionHandler: TypeAlias = "Callable[[Context], Coroutine[Any, Any, Any]]"
+# ``async def fn(ctx: stepline.Context)``, or a plain ``def fn(ctx: stepline.SyncContext)`` run in a thread.
+FunctionHandler: TypeAlias = (
+    "Callable[[Context[Any]], Coroutine[Any, Any, Any]] | Callable[[SyncContext[Any]], Any]"
+)
 
 MAX_RETRIES = 20
 
@@ -41,12 +45,29 @@ CRON_TIMEZONE_PREFIX = "TZ="
 
 
 class TriggerEvent(BaseModel):
-    """Start a run for each event named ``event`` (for which the CEL ``expression``, if any, is true)."""
+    """Start a run for each event named ``event`` (for which the CEL ``expression``, if any, is true).
 
-    model_config = ConfigDict(frozen=True)
+    ``data``: a pydantic model of the events' data, e.g. ``TriggerEvent("order/created", data=Order)``:
+    the function's ``ctx.event.data`` is then an ``Order``, validated when the call arrives (an event
+    whose data does not fit fails the run at once, since no retry can change it).
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     event: str = Field(min_length=1, max_length=256)
     expression: str | None = None
+    data: type[BaseModel] | None = Field(default=None, exclude=True)
+
+    def __init__(self, event: str | None = None, /, **fields: Any) -> None:
+        if event is not None:
+            fields["event"] = event
+        super().__init__(**fields)
+
+    def matches(self, name: str) -> bool:
+        """Whether an event named ``name`` is one of this trigger's (``prefix/*`` names a prefix)."""
+        if self.event.endswith("*"):
+            return name.startswith(self.event[:-1])
+        return name == self.event
 
     def config(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
@@ -238,6 +259,8 @@ class Function:
         self.id = id
         self.name = name or id
         self.handler = handler
+        # A plain ``def`` runs in a worker thread with blocking steps (SyncContext).
+        self.is_async = inspect.iscoroutinefunction(handler)
         self.triggers = tuple(triggers)
         self.retries = retries
         self.cancel_on = tuple(cancel_on)
@@ -250,6 +273,13 @@ class Function:
 
     def full_id(self, app_id: str) -> str:
         return full_function_id(app_id, self.id)
+
+    def event_model(self, name: str) -> type[BaseModel] | None:
+        """The data model the trigger of events named ``name`` declares, if any."""
+        for trigger in self.triggers:
+            if isinstance(trigger, TriggerEvent) and trigger.data is not None and trigger.matches(name):
+                return trigger.data
+        return None
 
     def failure_function(self, app_id: str) -> Function | None:
         """The function that runs ``on_failure``: ``<id>-failure``, started by this function's failed runs.

@@ -1,7 +1,9 @@
 """The serve endpoint, framework-neutral: GET inspects, PUT syncs, POST runs a function call.
 
-Adapters (asgi.py, fastapi.py) only translate their request into ``Handler.handle`` and its Response back.
-This module checks signatures, finds the function, and puts the protocol's headers on every answer.
+Adapters (asgi.py, fastapi.py, starlette.py, flask.py, django.py, wsgi.py) only translate their request
+into ``Handler.handle`` and its Response back, and mark what they serve with ``stepline_handlers`` so that
+``handlers_of`` (``stepline manifests``) finds the functions. This module checks signatures, finds the
+function, and puts the protocol's headers on every answer.
 """
 
 from __future__ import annotations
@@ -69,6 +71,14 @@ class Handler:
     def functions(self) -> list[Function]:
         """The functions given, without the failure functions they imply."""
         return list(self._functions)
+
+    @property
+    def app_id(self) -> str:
+        return self._client.app_id
+
+    @property
+    def client(self) -> Client:
+        return self._client
 
     async def handle(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> Response:
         """Answer one request; ``headers`` has lower-case names."""
@@ -185,6 +195,30 @@ class Handler:
         if key is not None and not self._client.config.dev:
             headers[Header.SIGNATURE.value] = sign(body, key)
         return Response(status, headers, body)
+
+
+# The attribute by which adapters mark what they serve (an app, a view) with the handlers behind it.
+HANDLERS_ATTRIBUTE = "stepline_handlers"
+
+
+def mark_served(served: Any, handler: Handler) -> None:
+    """Remember on ``served`` (an app, a view function) that ``handler`` answers there."""
+    handlers: list[Handler] = getattr(served, HANDLERS_ATTRIBUTE, None) or []
+    setattr(served, HANDLERS_ATTRIBUTE, [*handlers, handler])
+
+
+def handlers_of(served: Any) -> list[Handler]:
+    """The handlers behind ``served``: a Handler, an app or view an adapter marked, a Django URL pattern
+    (its view), or a list of these."""
+    if isinstance(served, Handler):
+        return [served]
+    if isinstance(served, list | tuple):
+        return [handler for item in served for handler in handlers_of(item)]
+    marked: list[Handler] | None = getattr(served, HANDLERS_ATTRIBUTE, None)
+    if marked:
+        return list(marked)
+    view = getattr(served, "callback", None)  # a Django URLPattern
+    return handlers_of(view) if view is not None and view is not served else []
 
 
 def _query(url: str) -> dict[str, str]:

@@ -11,9 +11,11 @@ import datetime
 import enum
 import hashlib
 import json
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, Generic, TypeAlias
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing_extensions import TypeVar
 
 REQUEST_VERSION: Final = "2"
 SDK_NAME: Final = "stepline-py"
@@ -170,21 +172,45 @@ def step_op(opcode: Opcode, step_hash: str, step_id: str, **fields: Any) -> dict
     return {"id": step_hash, "op": opcode.value, "name": step_id, "displayName": step_id, **fields}
 
 
-class Event(BaseModel):
-    """An event: sent to ``/e/<event key>`` and handed to the functions it triggers."""
+def to_json_value(value: Any) -> Any:
+    """``value`` as JSON types, the way pydantic serializes it: datetimes and UUIDs as strings, Decimals as
+    strings, pydantic models and dataclasses as objects, sets as lists. ValueError if it has no JSON form."""
+    try:
+        return pydantic_core.to_jsonable_python(value)
+    except pydantic_core.PydanticSerializationError as err:
+        raise ValueError(str(err)) from None
+
+
+# The type of an event's data: a JSON object, or the pydantic model its trigger declares.
+DataT = TypeVar("DataT", default=dict[str, Any])
+
+
+class Event(BaseModel, Generic[DataT]):
+    """An event: sent to ``/e/<event key>`` and handed to the functions it triggers.
+
+    ``data`` may be given as a pydantic model (or a dataclass): it is sent as the JSON object it dumps to.
+    A function whose trigger declares a data model (``TriggerEvent("x", data=Model)``) sees it validated.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
     name: str = Field(min_length=1)
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: DataT = Field(default_factory=dict)  # type: ignore[assignment]
     id: str | None = None
     ts: int | None = Field(default=None, description="milliseconds since the Unix epoch")
     user: dict[str, Any] | None = None
+    # The event's version, as the sender gives it (Inngest's ``v``, e.g. "2024-01-01.1").
+    v: str | None = None
 
     @field_validator("data", mode="before")
     @classmethod
     def _null_data_is_empty(cls, value: Any) -> Any:
-        return {} if value is None else value
+        if value is None:
+            return {}
+        if isinstance(value, dict | list | str | int | float | bool):
+            return value
+        # A model given as data: sent as what it dumps to (validated again if the event is typed).
+        return to_json_value(value)
 
 
 class CallStack(BaseModel):

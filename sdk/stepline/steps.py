@@ -3,15 +3,19 @@
 Each operation returns its memo when the run has one. Otherwise it records itself as a FoundStep in the
 call's CallState and waits; the executor (context.py) then runs, plans or reports it. In checkpoint mode
 the executor resumes a step that ran with its output (``CallState.resume``) and the function goes on.
+``SyncStep`` is the same operations for a plain ``def`` function, which runs in a worker thread: each one
+hands its coroutine to the event loop and blocks until it is resolved.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import dataclasses
 import datetime
-from collections.abc import Awaitable, Callable, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar, TypeVarTuple, overload
 
 import pydantic
@@ -32,6 +36,7 @@ from stepline.protocol import (
 )
 
 _T = TypeVar("_T")
+_M = TypeVar("_M")
 _Ts = TypeVarTuple("_Ts")
 
 # The keys of a wrapped memo; a memo with other keys is the value itself (a fulfilled wait's event).
@@ -90,17 +95,33 @@ class Step:
         self._client = client
 
     @overload
+    async def run(
+        self, step_id: str, fn: Callable[[*_Ts], Any], *args: *_Ts, output_type: type[_M]
+    ) -> _M: ...
+
+    @overload
     async def run(self, step_id: str, fn: Callable[[*_Ts], Awaitable[_T]], *args: *_Ts) -> _T: ...
 
     @overload
     async def run(self, step_id: str, fn: Callable[[*_Ts], _T], *args: *_Ts) -> _T: ...
 
-    async def run(self, step_id: str, fn: Callable[[*_Ts], Any], *args: *_Ts) -> Any:
-        """Run ``fn(*args)`` (sync or async) once per run; later calls return its memoized JSON output.
+    async def run(self, step_id: str, fn: Callable[[*_Ts], Any], *args: *_Ts, output_type: Any = None) -> Any:
+        """Run ``fn(*args)`` (sync or async) once per run; later calls return its memoized output.
 
-        A step that failed for good raises StepError here. Steps in ``asyncio.gather`` run in parallel.
+        The output is recorded as JSON, the way pydantic serializes it (datetimes, UUIDs and Decimals as
+        strings, models and dataclasses as objects). ``output_type`` (a pydantic model, a dataclass, or any
+        type pydantic validates) turns the recorded JSON back into that type, on the first run and on
+        every replay alike. A step that failed for good raises StepError here. Steps in
+        ``asyncio.gather`` run in parallel.
         """
-        return await self._reach(step_id, lambda step_hash: FoundStep(step_id, step_hash, fn=fn, args=args))
+        value = await self._reach(step_id, lambda step_hash: FoundStep(step_id, step_hash, fn=fn, args=args))
+        if output_type is None:
+            return value
+        try:
+            return _adapter(output_type).validate_python(value)
+        except pydantic.ValidationError as err:
+            message = f"step {step_id!r}: its recorded output does not fit {output_type!r}: {err}"
+            raise NonRetriableError(" ".join(message.split())) from None
 
     async def sleep(self, step_id: str, duration: Duration) -> None:
         """Pause the run for ``duration``; no worker or connection is held meanwhile.
@@ -225,6 +246,89 @@ class Step:
         # Resolved only in checkpoint mode, by the step's output; otherwise the call ends with this step run,
         # planned or reported, and the task is cancelled.
         return await waiter
+
+
+@functools.lru_cache(maxsize=256)
+def _adapter(output_type: Any) -> pydantic.TypeAdapter[Any]:
+    return pydantic.TypeAdapter(output_type)
+
+
+class CallEnded(BaseException):
+    """Raised in a plain function's thread when the call ended while it waited on a step: the function
+    stops there, and the gateway's next call runs it again from the start with the step's memo.
+    A BaseException, so that ``except Exception`` in the function does not keep it going."""
+
+
+class SyncStep:
+    """``ctx.step`` of a plain ``def`` function: the operations of ``Step``, each blocking until done.
+
+    Its steps run one after the other (a plain function cannot await several at once).
+    """
+
+    def __init__(self, step: Step, loop: asyncio.AbstractEventLoop) -> None:
+        self._step = step
+        self._loop = loop
+
+    def _wait(self, operation: Coroutine[Any, Any, _T]) -> _T:
+        running = running_step.get()
+        if running is not None:
+            operation.close()
+            message = f"a step was started inside step {running.id!r}: steps cannot be nested"
+            raise NonRetriableError(message)
+        future = asyncio.run_coroutine_threadsafe(operation, self._loop)
+        try:
+            return future.result()
+        except (concurrent.futures.CancelledError, asyncio.CancelledError):
+            raise CallEnded from None
+
+    @overload
+    def run(self, step_id: str, fn: Callable[[*_Ts], Any], *args: *_Ts, output_type: type[_M]) -> _M: ...
+
+    @overload
+    def run(self, step_id: str, fn: Callable[[*_Ts], Awaitable[_T]], *args: *_Ts) -> _T: ...
+
+    @overload
+    def run(self, step_id: str, fn: Callable[[*_Ts], _T], *args: *_Ts) -> _T: ...
+
+    def run(self, step_id: str, fn: Callable[[*_Ts], Any], *args: *_Ts, output_type: Any = None) -> Any:
+        """``Step.run``, blocking: run ``fn(*args)`` once per run and return its output."""
+        return self._wait(self._step.run(step_id, fn, *args, output_type=output_type))
+
+    def sleep(self, step_id: str, duration: Duration) -> None:
+        """``Step.sleep``: pause the run; the function's thread is not held meanwhile."""
+        self._wait(self._step.sleep(step_id, duration))
+
+    def sleep_until(self, step_id: str, until: datetime.datetime) -> None:
+        self._wait(self._step.sleep_until(step_id, until))
+
+    def wait_for_event(
+        self,
+        step_id: str,
+        *,
+        event: str,
+        timeout: Duration,
+        if_exp: str | None = None,
+        match: str | None = None,
+    ) -> Event | None:
+        """``Step.wait_for_event``: the first matching event, or None after ``timeout``."""
+        return self._wait(
+            self._step.wait_for_event(step_id, event=event, timeout=timeout, if_exp=if_exp, match=match)
+        )
+
+    def invoke(
+        self,
+        step_id: str,
+        *,
+        function: Function | str,
+        data: dict[str, Any] | None = None,
+        timeout: Duration | None = None,
+    ) -> Any:
+        """``Step.invoke``: run ``function`` as a child run and return its output."""
+        return self._wait(self._step.invoke(step_id, function=function, data=data, timeout=timeout))
+
+    def send_event(self, step_id: str, events: EventLike | Sequence[EventLike]) -> list[str]:
+        """``Step.send_event``: send events once per run; return their ids."""
+        return self._wait(self._step.send_event(step_id, events))
 
 
 def _sleep_op(step_hash: str, step_id: str, until: datetime.datetime, duration: Duration) -> dict[str, Any]:

@@ -89,7 +89,7 @@ async def ts_app(
             await eventually(ready, timeout=30)
             await gw.gateway.caller.request_sync(f"{url}/api/inngest")
             functions = (await gw.http.get("/v1/functions")).json()["data"]
-            assert len(functions) == 5, f"the app did not sync: {log.read_text()}"
+            assert len(functions) == 6, f"the app did not sync: {log.read_text()}"
             yield TsApp(gw, url)
         finally:
             process.kill()
@@ -200,3 +200,16 @@ async def test_wait_for_event(database_url: str, checkpointing: bool, tmp_path: 
     for each in (run, timed_out):
         assert paths(each) == {"prepare": checkpointing, "conclude": checkpointing}
     assert counts["calls"] == {"ts-waiter": 4 if checkpointing else 8}
+
+
+async def test_the_event_version_reaches_the_function(
+    database_url: str, checkpointing: bool, tmp_path: Path
+) -> None:
+    async with ts_app(database_url, checkpointing, tmp_path / "app.log") as app:
+        [event_id] = await app.gw.send(
+            {"name": "ts/versioned", "data": {"n": 1}, "v": "2024-05-01.2"}, key=EVENT_KEY
+        )
+        run = await app.finished(event_id)
+    assert run["status"] == "Completed", run
+    assert run["output"] == {"v": "2024-05-01.2", "data": {"n": 1}}
+    assert run["event"]["v"] == "2024-05-01.2"

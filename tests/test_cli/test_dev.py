@@ -204,6 +204,16 @@ def test_dev_runs_the_demo_stops_cleanly_and_keeps_runs_across_restarts(tmp_path
         ]
         log = dev.log()
         assert 'received 1 event(s): ["order/created"], started 1 run(s)' in log, log
+
+        # An event no function listens to is accepted, and `send` says that it started nothing.
+        stray = stepline("send", "order/creatd", "--gateway", gateway_url, cwd=tmp_path)
+        assert stray.returncode == 0, stray.stderr
+        assert len(stray.stdout.split()) == 1
+        assert stray.stderr.strip() == (
+            "stepline: no run started: no function's trigger matches 'order/creatd' "
+            f"(the functions and their triggers: {gateway_url}/v1/functions)"
+        )
+        assert sent.stderr == ""
         assert f"run {run['id']} of shop-process-new-order completed" in log, log
 
         # A second `stepline dev` on the same data directory is refused while this one runs.
@@ -318,8 +328,22 @@ def failing_cases(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     bad = tmp_path / "bad.yaml"
     bad.write_text(MANIFEST.format(event="report/requested", retries=99))
     unreachable = f"http://127.0.0.1:{free_port()}/api/inngest"
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    for name in ("a.yaml", "b.yaml"):
+        (twin / name).write_text(MANIFEST.format(event="report/requested", retries=1))
     return {
-        "bad flag": (["--bogus"], "stepline: error: unrecognized arguments: --bogus"),
+        "bad flag": (["--bogus"], "stepline dev: error: unrecognized arguments: --bogus"),
+        # dev mode has no API token: the flag is not offered.
+        "bad token flag": (
+            ["--api-token", "t"],
+            "stepline dev: error: unrecognized arguments: --api-token t",
+        ),
+        "duplicate functions": (
+            ["-f", str(twin)],
+            f"stepline: error: {twin / 'b.yaml'}: Function nightly-report: the function "
+            f"reports-nightly-report is defined twice, here and in {twin / 'a.yaml'}",
+        ),
         "bad port": (["--port", "http"], "stepline dev: error: argument --port: 'http' is not a port number"),
         "unreachable app": (
             ["-u", unreachable],
@@ -337,7 +361,17 @@ def failing_cases(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
 
 
 @pytest.mark.parametrize(
-    "case", ["bad flag", "bad port", "unreachable app", "invalid manifest", "missing manifest", "port in use"]
+    "case",
+    [
+        "bad flag",
+        "bad token flag",
+        "bad port",
+        "unreachable app",
+        "invalid manifest",
+        "duplicate functions",
+        "missing manifest",
+        "port in use",
+    ],
 )
 def test_dev_refuses_bad_input_in_one_line(tmp_path: Path, case: str) -> None:
     with socket.socket() as busy:
@@ -354,8 +388,8 @@ def test_dev_refuses_bad_input_in_one_line(tmp_path: Path, case: str) -> None:
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
-    if case.startswith("bad"):  # argparse shows the usage line first
-        assert lines[0].startswith("usage: stepline")
+    if case.startswith("bad"):  # argparse shows the usage line first: dev's own
+        assert lines[0].startswith("usage: stepline dev "), lines[0]
         lines = lines[1:]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(expected), result.stderr

@@ -99,3 +99,49 @@ def test_a_missing_file_and_broken_yaml_are_reported(tmp_path: Path) -> None:
         load_manifests([tmp_path / "missing.yaml"])
     with pytest.raises(BadRequest, match="not valid YAML"):
         load_manifests([write(tmp_path, "a: [unclosed")])
+
+
+def test_two_functions_of_the_same_id_name_both_files_and_the_function(tmp_path: Path) -> None:
+    first = write(tmp_path, GOOD, "a.yaml")
+    second = write(tmp_path, GOOD.replace("retries: 2", "retries: 3"), "b.yaml")
+    with pytest.raises(BadRequest) as caught:
+        load_manifests([tmp_path])
+    message = str(caught.value)
+    assert str(first) in message
+    assert str(second) in message
+    assert "shop-process-new-order is defined twice" in message
+
+
+def test_the_same_function_id_under_another_name_is_a_duplicate_too(tmp_path: Path) -> None:
+    other = GOOD.replace("metadata: {name: process-new-order, namespace: shop}", "metadata: {name: other}")
+    other = other.replace("  app: shop\n", "  app: shop\n  functionId: process-new-order\n")
+    write(tmp_path, GOOD, "a.yaml")
+    write(tmp_path, other, "b.yaml")
+    with pytest.raises(
+        BadRequest, match=r"defined twice, here and in .*a\.yaml \(Function process-new-order\)"
+    ):
+        load_manifests([tmp_path])
+
+
+def test_a_mistyped_kind_is_skipped_with_a_warning_naming_the_file_and_the_kind_meant(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(tmp_path, GOOD.replace("kind: Function", "kind: Functon"))
+    with caplog.at_level("WARNING", logger="stepline_gateway.registry"):
+        assert load_manifests([path]) == []
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning.startswith(str(path))
+    assert "'Functon'" in warning
+    assert "did you mean kind: Function?" in warning
+
+
+def test_other_kubernetes_kinds_are_skipped_quietly(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="stepline_gateway.registry"):
+        [function] = load_manifests([write(tmp_path, GOOD)])  # GOOD holds a ConfigMap too
+        stray = GOOD.replace("kind: Function", "kind: Schedule")
+        assert load_manifests([write(tmp_path, stray, "stray.yaml")]) == []
+    assert function.id == "shop-process-new-order"
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert "stray.yaml" in warning
+    assert "'Schedule'" in warning
+    assert "the kinds Stepline reads are Function, Webhook, Secret" in warning

@@ -1,6 +1,9 @@
-"""Fixtures for the SDK tests: an app served through the FastAPI adapter, and a recording fake gateway.
+"""Fixtures for the SDK tests: an app served through each adapter in turn, and a recording fake gateway.
 
-Tests act as the gateway themselves: they build call bodies by hand and read the answers.
+Tests act as the gateway themselves: they build call bodies by hand and read the answers. Every test that
+takes ``serve`` runs once per adapter (FastAPI, plain ASGI, Flask, Django): the adapters only translate, so
+each scenario must give the same answers through all of them. The WSGI ones are reached through uvicorn's
+WSGI middleware, in memory like the others.
 """
 
 from __future__ import annotations
@@ -8,17 +11,28 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
+import itertools
 import logging
 import socket
-from collections.abc import AsyncIterator, Iterator
+import sys
+import types
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import django
+import flask
 import httpx
 import pytest
 import stepline
+import stepline.asgi
+import stepline.django
 import stepline.fastapi
+import stepline.flask
 import uvicorn
+import uvicorn.middleware.wsgi
+from django.conf import settings as django_settings
+from django.core.handlers.wsgi import WSGIHandler
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -68,6 +82,8 @@ class Served:
 
     http: httpx.AsyncClient
     client: stepline.Client
+    # The framework name the adapter reports (x-inngest-framework, the sync's "framework").
+    framework: str
 
     async def call(
         self, fn_id: str, body: dict[str, Any], *, step_id: str = "step", **kw: Any
@@ -77,18 +93,63 @@ class Served:
         )
 
 
-@pytest.fixture
-async def serve() -> AsyncIterator[Any]:
-    """``await serve(functions, **client_kwargs)`` -> Served, via stepline.fastapi on ASGITransport."""
+def fastapi_app(client: stepline.Client, functions: list[stepline.Function]) -> Any:
+    app = FastAPI()
+    stepline.fastapi.serve(app, client, functions)
+    return app
+
+
+def asgi_app(client: stepline.Client, functions: list[stepline.Function]) -> Any:
+    return stepline.asgi.serve_app(client, functions)
+
+
+def flask_app(client: stepline.Client, functions: list[stepline.Function]) -> Any:
+    app = flask.Flask("stepline-test")
+    stepline.flask.serve(app, client, functions)
+    return uvicorn.middleware.wsgi.WSGIMiddleware(app)
+
+
+_urlconfs = itertools.count()
+
+
+def django_app(client: stepline.Client, functions: list[stepline.Function]) -> Any:
+    if not django_settings.configured:
+        django_settings.configure(ALLOWED_HOSTS=["*"], ROOT_URLCONF=None, USE_TZ=True)
+        django.setup()
+    # Each app its own URLconf module, so that the apps of a test never see another's functions.
+    urls = types.ModuleType(f"stepline_test_urls_{next(_urlconfs)}")
+    urls.urlpatterns = [stepline.django.serve(client, functions)]  # type: ignore[attr-defined]
+    sys.modules[urls.__name__] = urls
+
+    class Project(WSGIHandler):
+        def get_response(self, request: Any) -> Any:
+            request.urlconf = urls.__name__
+            return super().get_response(request)
+
+    return uvicorn.middleware.wsgi.WSGIMiddleware(Project())
+
+
+# Each adapter: how to make an app of it, and the framework name it reports.
+ADAPTERS: dict[str, tuple[Callable[[stepline.Client, list[stepline.Function]], Any], str]] = {
+    "fastapi": (fastapi_app, "fast_api"),
+    "asgi": (asgi_app, "asgi"),
+    "flask": (flask_app, "flask"),
+    "django": (django_app, "django"),
+}
+
+
+@pytest.fixture(params=list(ADAPTERS))
+async def serve(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """``await serve(functions, client)`` -> Served, through each adapter in turn on ASGITransport."""
     opened: list[httpx.AsyncClient] = []
+    adapter, framework = ADAPTERS[request.param]
 
     async def make(functions: list[stepline.Function], client: stepline.Client | None = None) -> Served:
         client = client or stepline.Client("app", dev=True)
-        app = FastAPI()
-        stepline.fastapi.serve(app, client, functions)
+        app = adapter(client, functions)
         http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
         opened.append(http)
-        return Served(http=http, client=client)
+        return Served(http=http, client=client, framework=framework)
 
     yield make
     for http in opened:

@@ -172,11 +172,13 @@ async def test_a_fulfilled_wait_returns_the_event(serve: Any, memo: Any) -> None
     served = await serve([waiter])
     res = await served.call("app-waiter", call_body(event=waiter_event("if"), steps={sha1("pay"): memo}))
     assert res.status_code == 200
+    # The event's version travels with it.
     assert res.json() == {
         "id": "evt-9",
         "name": "order/paid",
         "data": {"order_id": 7},
         "ts": 1_700_000_000_500,
+        "v": "1",
     }
 
 

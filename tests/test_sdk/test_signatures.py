@@ -43,6 +43,7 @@ async def test_a_missing_signature_is_refused(serve: Any) -> None:
 )
 async def test_a_wrong_signature_is_refused(serve: Any, kw: dict[str, Any]) -> None:
     served = await serve([hello], signed_client)
+    kw = dict(kw)
     key = kw.pop("key")
     res = await served.http.post("/api/inngest?fnId=app-hello&stepId=step", **signed(call_body(), key, **kw))
     assert res.status_code == 401

@@ -28,7 +28,7 @@ def functions(client: stepline.Client) -> list[stepline.Function]:
     return [welcome, nightly]
 
 
-def expected_payload(serve_url: str) -> dict[str, Any]:
+def expected_payload(serve_url: str, framework: str) -> dict[str, Any]:
     def step(fn_id: str, attempts: int) -> dict[str, Any]:
         return {
             "step": {
@@ -44,7 +44,7 @@ def expected_payload(serve_url: str) -> dict[str, Any]:
     return {
         "appname": "shop",
         "deployType": "ping",
-        "framework": "fast_api",
+        "framework": framework,
         "functions": [
             {
                 "id": "shop-welcome",
@@ -95,7 +95,7 @@ async def test_a_sync_registers_the_functions_with_the_bearer_token(serve: Any, 
     assert register["path"] == "/fn/register"
     assert register["query"] == {"deployId": "d-1"}
     assert register["headers"]["authorization"] == f"Bearer {signing.bearer_token(SIGNING_KEY)}"
-    assert register["body"] == expected_payload("http://testserver/api/inngest")
+    assert register["body"] == expected_payload("http://testserver/api/inngest", served.framework)
     await client.aclose()
 
 
@@ -129,7 +129,7 @@ async def test_the_serve_origin_replaces_scheme_and_host(serve: Any, gateway: Fa
     assert res.status_code == 200
     [register] = gateway.requests
     assert "authorization" not in register["headers"]
-    assert register["body"] == expected_payload("https://shop.example.com/api/inngest")
+    assert register["body"] == expected_payload("https://shop.example.com/api/inngest", served.framework)
     await client.aclose()
 
 

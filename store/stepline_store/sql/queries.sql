@@ -44,10 +44,11 @@ SELECT pg_notify('stepline_routes', '');
 -- $1 event ids, $2 names, $3 data, $4 users, $5 ts (ms), $6 received at
 -- $7 run ids, $8 their event ids, $9 function ids, $10 function names, $11 urls, $12 max attempts,
 -- $13 replay_of (null unless a replay), $14 first call due at (per run), $15 now,
--- $16 parent run ids, $17 parent step hashes (null unless invoked)
+-- $16 parent run ids, $17 parent step hashes (null unless invoked), $18 event versions (null when none)
 WITH new_events AS (
-    INSERT INTO events (id, name, data, "user", ts, received_at)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[], $5::bigint[], $6::timestamptz[])
+    INSERT INTO events (id, name, data, "user", ts, received_at, v)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[], $5::bigint[], $6::timestamptz[],
+                         $18::text[])
     ON CONFLICT (id) DO NOTHING
     RETURNING id, name
 ), new_runs AS (
@@ -136,6 +137,7 @@ WITH due AS (
 SELECT c.id, c.run_id, c.step_id, c.attempt, c.lease_token, c.resolves, c.resolves_op, c.resolves_name,
        c.resolution, r.function_id, coalesce(f.url, r.url) AS url, r.max_attempts,
        e.id AS event_id, e.name AS event_name, e.data AS event_data, e."user" AS event_user, e.ts AS event_ts,
+       e.v AS event_v,
        (SELECT coalesce(jsonb_object_agg(s.hash, s.memo), '{}'::jsonb)
         FROM steps s WHERE s.run_id = c.run_id AND s.memo IS NOT NULL) AS memos,
        (SELECT coalesce(array_agg(s.hash ORDER BY s.ended_at, s.hash), '{}')
@@ -167,14 +169,15 @@ WITH held AS (
 ), closed_wait AS (
     DELETE FROM waits WHERE run_id = $3::uuid AND hash = $4::text AND EXISTS (SELECT 1 FROM held)
 ), step AS (
-    INSERT INTO steps (run_id, hash, name, op, status, attempts, memo, error, started_at, ended_at)
+    INSERT INTO steps (run_id, hash, name, op, status, attempts, memo, error, started_at, ended_at,
+                       attempt_started_at)
     SELECT $3::uuid, $4::text, $5::text, $8::text, $9::text, $11::int, coalesce($10::jsonb, 'null'::jsonb),
            $12::jsonb,
-           $13::timestamptz, $14::timestamptz
+           $13::timestamptz, $14::timestamptz, $13::timestamptz
     FROM held
     ON CONFLICT (run_id, hash) DO UPDATE
         SET op = EXCLUDED.op, status = EXCLUDED.status, attempts = EXCLUDED.attempts, memo = EXCLUDED.memo,
-            error = EXCLUDED.error, ended_at = EXCLUDED.ended_at
+            error = EXCLUDED.error, ended_at = EXCLUDED.ended_at, attempt_started_at = EXCLUDED.attempt_started_at
         WHERE steps.memo IS NULL
     RETURNING 1
 )
@@ -195,16 +198,19 @@ WITH held AS (
     -- Written only when there is something to restart: most calls that checkpoint are first attempts.
     UPDATE work SET attempt = 0 FROM held WHERE work.id = held.id AND held.attempt <> 0
 ), step AS (
-    INSERT INTO steps (run_id, hash, name, op, status, attempts, memo, started_at, ended_at, checkpointed)
+    INSERT INTO steps (run_id, hash, name, op, status, attempts, memo, started_at, ended_at, checkpointed,
+                       attempt_started_at)
     SELECT $3::uuid, s.hash, s.name, s.op, 'Completed', 1, s.memo::jsonb,
-           e.ended_at - coalesce(s.ms, 0) * interval '1 millisecond', e.ended_at, $10::boolean
+           e.ended_at - coalesce(s.ms, 0) * interval '1 millisecond', e.ended_at, $10::boolean,
+           e.ended_at - coalesce(s.ms, 0) * interval '1 millisecond'
     FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::float8[])
          WITH ORDINALITY AS s (hash, name, op, memo, ms, n)
     CROSS JOIN LATERAL (SELECT $9::timestamptz + (s.n - 1) * interval '1 microsecond' AS ended_at) AS e
     CROSS JOIN held
     ON CONFLICT (run_id, hash) DO UPDATE
         SET op = EXCLUDED.op, status = EXCLUDED.status, attempts = steps.attempts + 1, memo = EXCLUDED.memo,
-            error = NULL, ended_at = EXCLUDED.ended_at, checkpointed = EXCLUDED.checkpointed
+            error = NULL, ended_at = EXCLUDED.ended_at, checkpointed = EXCLUDED.checkpointed,
+            attempt_started_at = EXCLUDED.attempt_started_at
         WHERE steps.memo IS NULL
     RETURNING 1
 )
@@ -242,14 +248,15 @@ SELECT (SELECT count(*) FROM held) > 0 AS held,
 -- $2 lease token, $3 run id, $4 hash, $5 name, $6 op, $7 status, $8 memo, $9 attempts, $10 error,
 -- $11 started at, $12 ended at, $13 due at
 WITH step AS (
-    INSERT INTO steps (run_id, hash, name, op, status, attempts, memo, error, started_at, ended_at)
+    INSERT INTO steps (run_id, hash, name, op, status, attempts, memo, error, started_at, ended_at,
+                       attempt_started_at)
     SELECT $3::uuid, $4::text, $5::text, $6::text, $7::text, $9::int, coalesce($8::jsonb, 'null'::jsonb),
            $10::jsonb,
-           $11::timestamptz, $12::timestamptz
+           $11::timestamptz, $12::timestamptz, $11::timestamptz
     WHERE EXISTS (SELECT 1 FROM work WHERE id = $1::bigint AND lease_token = $2::uuid)
     ON CONFLICT (run_id, hash) DO UPDATE
         SET op = EXCLUDED.op, status = EXCLUDED.status, attempts = EXCLUDED.attempts, memo = EXCLUDED.memo,
-            error = EXCLUDED.error, ended_at = EXCLUDED.ended_at
+            error = EXCLUDED.error, ended_at = EXCLUDED.ended_at, attempt_started_at = EXCLUDED.attempt_started_at
         WHERE steps.memo IS NULL
     RETURNING 1
 ), others AS (
@@ -267,14 +274,15 @@ WITH step AS (
 SELECT (SELECT count(*) FROM goes_on) > 0 AS goes_on, (SELECT count(*) FROM done) > 0 AS done;
 
 -- name: plan_steps
--- The held call found parallel steps: one call per step, due now, and the held call is done.
--- $1 work id, $2 lease token, $3 run id, $4 hashes, $5 names, $6 now
+-- The held call found parallel steps: one call per step, due now, and the held call is done. Each step
+-- begins a microsecond after the one before it, so that steps listed by start keep the order of the calls.
+-- $1 work id, $2 lease token, $3 run id, $4 hashes (in call order), $5 names, $6 now
 WITH held AS (
     DELETE FROM work WHERE id = $1 AND lease_token = $2 RETURNING run_id
 ), planned AS (
     INSERT INTO steps (run_id, hash, name, op, status, started_at)
-    SELECT $3::uuid, p.hash, p.name, 'StepPlanned', 'Planned', $6::timestamptz
-    FROM unnest($4::text[], $5::text[]) AS p (hash, name), held
+    SELECT $3::uuid, p.hash, p.name, 'StepPlanned', 'Planned', $6::timestamptz + (p.n - 1) * interval '1 microsecond'
+    FROM unnest($4::text[], $5::text[]) WITH ORDINALITY AS p (hash, name, n), held
     ON CONFLICT (run_id, hash) DO NOTHING
     RETURNING hash
 ), calls AS (
@@ -290,23 +298,31 @@ SELECT (SELECT count(*) FROM held) > 0 AS held,
 -- An attempt failed and may be tried again at $4: the call is released with its attempt count raised, and a
 -- step's failed attempt is kept in its history.
 -- $1 work id, $2 lease token, $3 next attempt, $5 run id, $6 step hash (null for a function-level error),
--- $7 step name, $8 error, $9 now
+-- $7 step name, $8 error, $9 now, $10 when the call of the failed attempt began (null: unknown). The attempt
+-- began then, or when the last step recorded during that call ended, whichever is later.
 WITH held AS (
     UPDATE work SET step_id = coalesce($6::text, step_id), attempt = $3::int, available_at = $4::timestamptz,
                     lease_owner = NULL,
                     lease_token = NULL
     WHERE id = $1 AND lease_token = $2
     RETURNING run_id
+), began AS (
+    SELECT CASE WHEN $10::timestamptz IS NULL THEN $9::timestamptz
+                ELSE greatest($10::timestamptz, (SELECT max(ended_at) FROM steps
+                                                 WHERE run_id = $5::uuid AND memo IS NOT NULL)) END AS at
+    WHERE $6::text IS NOT NULL
 ), step AS (
     INSERT INTO steps (run_id, hash, name, op, status, attempts, error, started_at)
-    SELECT $5::uuid, $6::text, $7::text, 'StepError', 'Retrying', $3::int, $8::jsonb, $9::timestamptz
-    FROM held WHERE $6::text IS NOT NULL
+    SELECT $5::uuid, $6::text, $7::text, 'StepError', 'Retrying', $3::int, $8::jsonb, began.at
+    FROM held, began
     ON CONFLICT (run_id, hash) DO UPDATE
         SET status = 'Retrying', op = 'StepError', attempts = EXCLUDED.attempts, error = EXCLUDED.error
         WHERE steps.memo IS NULL
 ), history AS (
-    INSERT INTO step_attempts (run_id, hash, attempt, error, ended_at)
-    SELECT $5::uuid, $6::text, $3::int, $8::jsonb, $9::timestamptz FROM held WHERE $6::text IS NOT NULL
+    INSERT INTO step_attempts (run_id, hash, attempt, error, ended_at, started_at)
+    SELECT $5::uuid, $6::text, $3::int, $8::jsonb, $9::timestamptz,
+           CASE WHEN $10::timestamptz IS NULL THEN NULL ELSE began.at END
+    FROM held, began
     ON CONFLICT (run_id, hash, attempt) DO NOTHING
 ), last_error AS (
     UPDATE runs SET error = $8::jsonb FROM held WHERE runs.id = held.run_id
@@ -383,8 +399,10 @@ FROM runs r WHERE r.id = $1;
 
 -- name: get_steps
 SELECT s.hash, s.name, s.op, s.status, s.attempts, s.memo, s.error, s.started_at, s.ended_at, s.checkpointed,
+       s.attempt_started_at,
        (SELECT coalesce(jsonb_agg(jsonb_build_object('attempt', a.attempt, 'error', a.error,
-                                                     'ended_at', a.ended_at) ORDER BY a.attempt), '[]'::jsonb)
+                                                     'started_at', a.started_at, 'ended_at', a.ended_at)
+                                  ORDER BY a.attempt), '[]'::jsonb)
         FROM step_attempts a WHERE a.run_id = s.run_id AND a.hash = s.hash) AS failed_attempts
 FROM steps s WHERE s.run_id = $1 ORDER BY s.started_at, s.hash;
 
@@ -453,11 +471,11 @@ GROUP BY f.id, r.status
 ORDER BY f.id, r.status;
 
 -- name: get_event
-SELECT id, name, data, "user", ts, received_at FROM events WHERE id = $1;
+SELECT id, name, data, "user", ts, received_at, v FROM events WHERE id = $1;
 
 -- name: list_events
 -- Newest first, keyset paged: $1/$2 the last row seen (received_at, id) or null, $3 limit, $4 name or null
-SELECT id, name, data, "user", ts, received_at
+SELECT id, name, data, "user", ts, received_at, v
 FROM events
 WHERE ($1::timestamptz IS NULL OR (received_at, id) < ($1, $2::text))
   AND ($4::text IS NULL OR name = $4)
@@ -506,3 +524,15 @@ SELECT pg_advisory_xact_lock(hashtextextended('stepline.functions:' || $1::text,
 -- What the operator's publish would replace: the row of function $1 and the rows published from source $2
 SELECT id, app_id, name, url, triggers, retries, paused, source, cancel_on
 FROM functions WHERE id = $1::text OR source = $2::text ORDER BY id FOR UPDATE;
+
+-- Events without Stepline's own (the dashboard and the API's first look)
+
+-- name: list_events_without_internal
+-- Like list_events, leaving out the events the system emits (names starting with inngest/)
+SELECT id, name, data, "user", ts, received_at, v
+FROM events
+WHERE ($1::timestamptz IS NULL OR (received_at, id) < ($1, $2::text))
+  AND ($4::text IS NULL OR name = $4)
+  AND name NOT LIKE 'inngest/%'
+ORDER BY received_at DESC, id DESC
+LIMIT $3;

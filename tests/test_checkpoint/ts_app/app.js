@@ -98,6 +98,12 @@ const waiter = inngest.createFunction(
   },
 );
 
+// Answers the version of its event as the SDK hands it over.
+const versioned = inngest.createFunction(
+  { id: "versioned", triggers: [{ event: "ts/versioned" }] },
+  async ({ event }) => ({ v: event.v ?? null, data: event.data }),
+);
+
 const app = express();
 app.use(express.json({ limit: "10mb" }));
 app.use("/api/inngest", (req, _res, next) => {
@@ -108,7 +114,7 @@ app.use("/api/inngest", (req, _res, next) => {
 });
 app.use(
   "/api/inngest",
-  serve({ client: inngest, functions: [sequential, parallel, hopeless, sleeper, waiter] }),
+  serve({ client: inngest, functions: [sequential, parallel, hopeless, sleeper, waiter, versioned] }),
 );
 app.get("/counts", (_req, res) => res.json({ steps, calls }));
 

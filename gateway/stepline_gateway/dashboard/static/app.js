@@ -129,14 +129,105 @@ function dataTable(label, columns, body) {
   return h("table", { "aria-label": label }, h("thead", {}, h("tr", {}, heads)), body);
 }
 
-function errorBlock(error, title) {
+// A traceback line of an SDK's own code (Stepline's, or the official SDKs'): folded, as it only says how
+// the SDK called the function.
+const SDK_FRAME = /[\\/](stepline|inngest)[\\/]|node_modules[\\/]inngest[\\/]/;
+
+// A stack with each run of SDK frames folded into a <details>: Python's "  File ..." frames (each with
+// the code line under it) and JavaScript's "    at ..." frames.
+function stackView(stack) {
+  const lines = String(stack).replace(/\n$/, "").split("\n");
+  const parts = [];
+  let plain = [];
+  let sdk = [];
+  const flushPlain = () => {
+    if (plain.length) parts.push(plain.join("\n") + "\n");
+    plain = [];
+  };
+  const flushSdk = () => {
+    if (!sdk.length) return;
+    const frames = sdk.filter((line) => /^\s*(File |at )/.test(line)).length;
+    parts.push(
+      h(
+        "details",
+        { class: "sdk-frames" },
+        h("summary", {}, `${frames} ${frames === 1 ? "frame" : "frames"} in the SDK`),
+        sdk.join("\n") + "\n",
+      ),
+    );
+    sdk = [];
+  };
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    const frame = /^\s*File "/.test(line) || /^\s+at /.test(line);
+    if (frame && SDK_FRAME.test(line)) {
+      flushPlain();
+      sdk.push(line);
+      // A Python frame's code line goes with it.
+      const next = lines[i + 1];
+      if (/^\s*File "/.test(line) && next !== undefined && /^\s{4,}\S/.test(next) && !/^\s*File "/.test(next))
+        sdk.push(lines[++i]);
+    } else {
+      flushSdk();
+      plain.push(line);
+    }
+  }
+  flushSdk();
+  flushPlain();
+  return h("pre", { class: "stack" }, parts);
+}
+
+// ``stacks``: which block shows each stack (the others point to it), so that a stack repeated by the
+// failed attempts, the step and the run is shown once.
+function errorBlock(error, title, stacks, key) {
+  let stack = null;
+  if (error.stack) {
+    const owner = stacks ? stacks.get(error.stack) : null;
+    stack =
+      !owner || owner.key === key
+        ? stackView(error.stack)
+        : h(
+            "p",
+            { class: "muted small same-stack" },
+            "Stack: as in ",
+            h("a", { href: `#${owner.anchor}`, onclick: (e) => jumpTo(e, owner.anchor) }, owner.label),
+            ".",
+          );
+  }
   return h(
     "div",
-    { class: "error-block" },
+    { class: "error-block", id: key || null },
     h("h3", {}, title),
     h("p", { class: "err" }, errorText(error)),
-    error.stack ? h("pre", { class: "stack" }, error.stack) : null,
+    stack,
   );
+}
+
+// Anchors inside the run view, without touching the hash (it routes).
+function jumpTo(e, id) {
+  e.preventDefault();
+  const target = document.getElementById(id);
+  if (!target) return;
+  const details = target.closest("details");
+  if (details) details.open = true;
+  target.scrollIntoView({ block: "center" });
+}
+
+// Who shows each stack of a run: a step's final error first, then its failed attempts, then the run's.
+function stackOwners(run) {
+  const owners = new Map();
+  const claim = (stack, key, label) => {
+    if (stack && !owners.has(stack)) owners.set(stack, { key, anchor: key, label });
+  };
+  for (const step of run.steps) {
+    if (step.error) claim(step.error.stack, `err-${step.id}`, `the error of step ${step.name}`);
+  }
+  for (const step of run.steps) {
+    for (const a of step.failed_attempts || [])
+      claim(a.error?.stack, `err-${step.id}-${a.attempt}`, `attempt ${a.attempt} of step ${step.name}`);
+  }
+  if (run.error) claim(run.error.stack, "err-run-result", "the run's error");
+  return owners;
 }
 
 let noticeTimer = 0;
@@ -463,27 +554,36 @@ function stepKind(step) {
   return OP_LABELS[step.op] || step.op || "step";
 }
 
-// The attempts that failed and were tried again, oldest first, each with its error and stack.
-function failedAttempts(step) {
+// The attempts that failed and were tried again, oldest first, each with its error (and its stack, when
+// no later block of the run shows the same one).
+function failedAttempts(step, stacks) {
   const failed = step.failed_attempts || [];
   if (!failed.length) return null;
   return h(
     "div",
     { class: "attempts" },
-    failed.map((a) => errorBlock(a.error, [`Attempt ${a.attempt} failed · `, timeFull(a.ended_at)])),
+    failed.map((a) =>
+      errorBlock(
+        a.error,
+        [`Attempt ${a.attempt} failed · `, timeFull(a.ended_at)],
+        stacks,
+        `err-${step.id}-${a.attempt}`,
+      ),
+    ),
   );
 }
 
-function stepOutcome(step) {
-  return h("div", {}, failedAttempts(step), stepResult(step));
+function stepOutcome(step, stacks) {
+  return h("div", {}, failedAttempts(step, stacks), stepResult(step, stacks));
 }
 
-function stepResult(step) {
+function stepResult(step, stacks) {
+  if (step.function) return errorBlock(step.error, "The function failed outside its steps", stacks, "err-run");
   if (step.status === "Retrying" && step.error)
     return (step.failed_attempts || []).length
       ? h("p", { class: "muted" }, `Retrying: attempt ${step.attempts + 1} is due`)
-      : errorBlock(step.error, `Attempt ${step.attempts} failed; retrying`);
-  if (step.error && step.status === "Failed") return errorBlock(step.error, "Error");
+      : errorBlock(step.error, `Attempt ${step.attempts} failed; retrying`, stacks, `err-${step.id}`);
+  if (step.error && step.status === "Failed") return errorBlock(step.error, "Error", stacks, `err-${step.id}`);
   if (step.status === "Sleeping") return h("p", { class: "muted" }, "Sleeping…");
   if (step.status === "Waiting") return h("p", { class: "muted" }, "Waiting for the event…");
   if (step.status === "Invoking") return h("p", { class: "muted" }, "Waiting for the invoked function…");
@@ -509,8 +609,15 @@ function stepResult(step) {
   );
 }
 
-function stepItem(step, collapsed) {
+// When the attempt that ended the step (or runs it now) began: its time leaves out the backoff waits.
+function attemptStart(step) {
+  return step.attempt_started_at || step.started_at;
+}
+
+function stepItem(step, collapsed, stacks) {
   const attempts = step.attempts === 1 ? "1 attempt" : `${step.attempts} attempts`;
+  const took = formatDuration(elapsed(attemptStart(step), step.ended_at));
+  const time = step.attempts > 1 && took ? `last attempt ${took}` : took;
   const details = h(
     "details",
     {
@@ -527,7 +634,7 @@ function stepItem(step, collapsed) {
       h(
         "span",
         { class: "right" },
-        `${attempts} · ${formatDuration(elapsed(step.started_at, step.ended_at))}`,
+        time ? `${attempts} · ${time}` : attempts,
       ),
     ),
     h(
@@ -543,10 +650,31 @@ function stepItem(step, collapsed) {
         h("dt", {}, "Step id"),
         h("dd", { class: "mono" }, step.id),
       ),
-      stepOutcome(step),
+      stepOutcome(step, stacks),
     ),
   );
   return h("li", {}, details);
+}
+
+// A failed run whose error no step carries (an SDK that reports a step's non-retriable error as the
+// function's, as the official Python SDK does, or an error outside any step): listed as an entry of its
+// own, so that the failure shows among the steps.
+function withFunctionFailure(run) {
+  if (run.status !== "Failed" || !run.error) return run.steps;
+  if (run.steps.some((s) => s.status === "Failed")) return run.steps;
+  const entry = {
+    id: "function",
+    function: true,
+    name: run.function.name,
+    op: "function",
+    status: "Failed",
+    attempts: 1,
+    started_at: run.started_at,
+    ended_at: run.ended_at,
+    error: run.error,
+    failed_attempts: [],
+  };
+  return [...run.steps, entry];
 }
 
 function waterfall(run) {
@@ -566,17 +694,33 @@ function waterfall(run) {
         h("span", {
           class: `wf-bar s-${status.toLowerCase()}`,
           title: `${label}: ${status}, ${formatDuration(to - from)}`,
+          "data-bar": "last",
           style: { left: pct(from - start), width: pct(to - from) },
         }),
       ),
       h("span", { class: "wf-dur" }, formatDuration(to - from)),
     );
+  const segment = (status, from, to, title) =>
+    h("span", {
+      class: `wf-bar s-${status.toLowerCase()}`,
+      title,
+      style: { left: pct(from - start), width: pct(Math.max(to, from) - from) },
+    });
   const rows = [bar(run.function.name, "run", run.status, start, end)];
   const steps = [...run.steps].sort((a, b) => Date.parse(a.started_at) - Date.parse(b.started_at));
   for (const step of steps) {
-    const from = Date.parse(step.started_at);
+    const from = Date.parse(attemptStart(step));
     const to = step.ended_at ? Date.parse(step.ended_at) : end;
-    rows.push(bar(step.name, stepKind(step), step.status, from, Math.max(to, from)));
+    const row = bar(step.name, stepKind(step), step.status, from, Math.max(to, from));
+    // Each failed attempt is a bar of its own; the backoff waits between them are left empty.
+    const track = row.querySelector(".wf-track");
+    for (const a of step.failed_attempts || []) {
+      const ended = Date.parse(a.ended_at);
+      const began = a.started_at ? Date.parse(a.started_at) : ended;
+      const title = `${step.name}: attempt ${a.attempt} failed, ${formatDuration(ended - began)}`;
+      track.prepend(segment("failed", began, ended, title));
+    }
+    rows.push(row);
   }
   const axis = h(
     "div",
@@ -594,16 +738,17 @@ function waterfall(run) {
   return h("div", { class: "waterfall", role: "list", "aria-label": "Timeline of the steps" }, rows, axis);
 }
 
-function runResultSection(run) {
+function runResultSection(run, stacks) {
   if (run.status === "Completed")
     return [h("h2", {}, "Output"), h("pre", { id: "run-output" }, pretty(run.output))];
-  if (run.status === "Failed") return [h("h2", {}, "Error"), errorBlock(run.error || {}, "The run failed")];
+  if (run.status === "Failed")
+    return [h("h2", {}, "Error"), errorBlock(run.error || {}, "The run failed", stacks, "err-run-result")];
   if (run.status === "Cancelled")
     return [h("h2", {}, "Cancelled"), h("p", {}, `Cancelled ${new Date(run.ended_at).toLocaleString()}.`)];
   return [
     h("h2", {}, "Result"),
     h("p", { class: "muted" }, run.status === "Queued" ? "Queued: not started yet." : "Still running…"),
-    run.error ? errorBlock(run.error, "Last attempt's error") : null,
+    run.error ? errorBlock(run.error, "Last attempt's error", stacks, "err-run-result") : null,
   ];
 }
 
@@ -649,6 +794,8 @@ async function runView(view, runId) {
   function draw() {
     const ended = ENDED.has(run.status);
     const focused = document.activeElement?.id;
+    const listed = withFunctionFailure(run);
+    const stacks = stackOwners({ ...run, steps: listed.filter((s) => !s.function) });
     fill(
       main,
       h(
@@ -736,15 +883,15 @@ async function runView(view, runId) {
             : h("p", { class: "muted" }, "The event is no longer stored."),
         ),
       ),
-      h("section", { "aria-label": "Result" }, runResultSection(run)),
+      h("section", { "aria-label": "Result" }, runResultSection(run, stacks)),
       h("h2", {}, "Timeline"),
       waterfall(run),
-      h("h2", {}, `Steps (${run.steps.length})`),
-      run.steps.length
+      h("h2", {}, `Steps (${listed.length})`),
+      listed.length
         ? h(
             "ol",
             { class: "steps" },
-            run.steps.map((s) => stepItem(s, collapsed)),
+            listed.map((s) => stepItem(s, collapsed, stacks)),
           )
         : h("p", { class: "muted" }, "No steps recorded yet."),
     );
@@ -867,7 +1014,14 @@ function sendForm(onSent) {
 
 async function eventsView(view, params) {
   const main = $("#view");
-  const state = { name: params.get("name") || "", cursors: [], next: null, shown: "", asked: 0 };
+  const state = {
+    name: params.get("name") || "",
+    internal: params.get("internal") === "true",
+    cursors: [],
+    next: null,
+    shown: "",
+    asked: 0,
+  };
   const list = h("ol", { class: "events", "aria-label": "Events" });
   const pagerSlot = h("div");
   const updated = h("span", { class: "updated muted" });
@@ -876,6 +1030,21 @@ async function eventsView(view, params) {
     value: state.name,
     placeholder: "any name",
     autocomplete: "off",
+  });
+  // The events Stepline emits itself (inngest/function.failed, .finished, .cancelled...) are hidden unless
+  // asked for: they would crowd out the application's own.
+  const internalInput = h("input", { type: "checkbox", id: "filter-internal", checked: state.internal });
+  const remember = () => {
+    const query = new URLSearchParams();
+    if (state.name) query.set("name", state.name);
+    if (state.internal) query.set("internal", "true");
+    history.replaceState(null, "", `#/events${query.size ? `?${query}` : ""}`);
+  };
+  internalInput.addEventListener("change", () => {
+    state.internal = internalInput.checked;
+    state.cursors = [];
+    remember();
+    reload();
   });
   const filters = h(
     "form",
@@ -887,21 +1056,24 @@ async function eventsView(view, params) {
         e.preventDefault();
         state.name = nameInput.value.trim();
         state.cursors = [];
-        history.replaceState(
-          null,
-          "",
-          state.name ? `#/events?name=${encodeURIComponent(state.name)}` : "#/events",
-        );
+        remember();
         reload();
       },
     },
     field("Event name", nameInput),
     h("button", { type: "submit" }, "Filter"),
+    h(
+      "div",
+      { class: "field inline" },
+      internalInput,
+      h("label", { for: "filter-internal" }, "Show Stepline's own events (inngest/*)"),
+    ),
   );
 
   async function load(quiet, focus) {
     const query = new URLSearchParams({ limit: "20" });
     if (state.name) query.set("name", state.name);
+    if (!state.internal && !state.name) query.set("internal", "false");
     const cursor = state.cursors[state.cursors.length - 1];
     if (cursor) query.set("cursor", cursor);
     const asked = ++state.asked;
