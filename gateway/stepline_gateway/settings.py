@@ -9,6 +9,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
+from stepline_store.sealing import Sealer, parse_keys
+
 
 def _keys(value: str) -> list[str]:
     return [key.strip() for key in value.split(",") if key.strip()]
@@ -49,10 +51,20 @@ class Settings:
     retention_h: float = field(
         default=168.0, metadata={"help": "hours of event and run history kept (at least 24)"}
     )
+    secrets_key: str | None = field(
+        default=None,
+        metadata={"help": "comma-separated keys that open the secrets the operator seals (the first seals)"},
+    )
 
     def __post_init__(self) -> None:
         if self.retention_h < 24:
             raise ValueError("retention_h must be at least 24: duplicate event ids are refused for 24 hours")
+        if self.secrets_key:
+            parse_keys(self.secrets_key)
+
+    def sealer(self) -> Sealer | None:
+        """What opens (and, for manifest files, seals) the secrets of webhooks; None without a key."""
+        return Sealer.from_setting(self.secrets_key) if self.secrets_key else None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
