@@ -75,7 +75,8 @@ def _bounded_id(namespace: str, name: str, delivery: str) -> str:
     event_id = f"webhook:{namespace}.{name}:{delivery}"
     if len(event_id) <= MAX_ID_LENGTH and "/" not in delivery:
         return event_id
-    return f"webhook:{namespace}.{name}:sha256:{hashlib.sha256(delivery.encode()).hexdigest()}"[:MAX_ID_LENGTH]
+    digest = hashlib.sha256(delivery.encode()).hexdigest()
+    return f"webhook:{namespace}.{name}:sha256:{digest}"[:MAX_ID_LENGTH]
 
 
 def delivery_id(scheme: str, incoming: Incoming) -> str | None:

@@ -9,6 +9,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
+from stepline_store.sealing import Sealer, parse_keys
+
 # Our names in kopf's storage on the resources: the finalizer and the prefix of kopf's annotations.
 FINALIZER = "stepline.dev/finalizer"
 ANNOTATIONS_PREFIX = "stepline.dev"
@@ -35,6 +37,14 @@ class OperatorSettings:
         metadata={"help": "seconds between retries of a Function whose Service is missing"},
     )
     pool_size: int = field(default=4, metadata={"help": "Postgres connections of the operator"})
+    secrets_key: str | None = field(
+        default=None,
+        metadata={"help": "comma-separated keys that seal webhook secrets in Postgres (the first seals)"},
+    )
+    secret_refresh_s: float = field(
+        default=60.0,
+        metadata={"help": "seconds between reads of each Webhook's Secret, to pick up a changed secret"},
+    )
 
     def __post_init__(self) -> None:
         if self.liveness is not None:
@@ -43,6 +53,14 @@ class OperatorSettings:
                 raise ValueError(f"liveness must be host:port, e.g. 0.0.0.0:8080, not {self.liveness!r}")
         if self.service_retry_s <= 0:
             raise ValueError("service_retry_s must be positive")
+        if self.secret_refresh_s <= 0:
+            raise ValueError("secret_refresh_s must be positive")
+        if self.secrets_key:
+            parse_keys(self.secrets_key)
+
+    def sealer(self) -> Sealer | None:
+        """What seals the secrets of Webhooks; None without a key (only ``none`` webhooks are published)."""
+        return Sealer.from_setting(self.secrets_key) if self.secrets_key else None
 
     @property
     def clusterwide(self) -> bool:
