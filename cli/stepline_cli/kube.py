@@ -64,7 +64,9 @@ def run_crds(args: argparse.Namespace) -> None:
 
 
 def add_operator_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = "Run the Kubernetes operator: routes Function resources to the gateways."
+    parser.description = (
+        "Run the Kubernetes operator: routes Function resources to the gateways and publishes Webhooks."
+    )
     parser.add_argument(
         "--database-url", help="Postgres URL of the routing tables (env STEPLINE_DATABASE_URL)"
     )
@@ -91,6 +93,14 @@ def add_operator_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="retry period of a Function whose Service is missing (env STEPLINE_SERVICE_RETRY_S, default 30)",
     )
+    parser.add_argument(
+        "--secret-refresh-s",
+        type=float,
+        metavar="SECONDS",
+        help="how often each Webhook's Secret is read again, to pick up a change "
+        "(env STEPLINE_SECRET_REFRESH_S, default 60); the keys that seal the secrets come from the "
+        "environment only: STEPLINE_SECRETS_KEY",
+    )
 
 
 def run_operator(args: argparse.Namespace) -> None:
@@ -104,6 +114,7 @@ def run_operator(args: argparse.Namespace) -> None:
             cluster_domain=args.cluster_domain,
             liveness=args.liveness,
             service_retry_s=args.service_retry_s,
+            secret_refresh_s=args.secret_refresh_s,
         )
     except ValueError as err:
         raise CommandError(f"a setting has a wrong value: {err}") from None
