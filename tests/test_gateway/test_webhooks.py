@@ -409,6 +409,7 @@ async def test_transforms_bodies_and_their_errors(database_url: str) -> None:
             ("broken", b'{"m": 1}', "application/json", 400, "no such key"),
             ("many", b'{"items": [1]}', "application/json", 400, "no such key: 'tenant'"),
             ("nope", b"{}", "application/json", 404, "no webhook shop/nope"),
+            ("plain", b'{"a": "nul \\u0000 inside"}', "application/json", 400, "NUL character"),
         ]
         events_before = await counts(database_url)
         for name, body, content_type, status, message in cases:
@@ -416,6 +417,10 @@ async def test_transforms_bodies_and_their_errors(database_url: str) -> None:
             assert response.status_code == status, (name, body, response.text)
             assert message in response.json()["error"], response.text
         assert await counts(database_url) == events_before
+        # POST /e refuses the same event as clearly (Postgres's JSON cannot hold U+0000).
+        response = await post(gw, "/e/key", b'{"name": "a", "data": {"a": "\\u0000"}}', {})
+        assert response.status_code == 400
+        assert "NUL character" in response.json()["error"]
 
 
 async def test_an_oversized_body_is_413_and_an_oversized_event_too(database_url: str) -> None:
