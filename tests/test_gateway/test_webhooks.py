@@ -12,6 +12,7 @@ import datetime
 import hmac
 import json
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -20,6 +21,7 @@ import standardwebhooks
 import stepline
 import stepline.asgi
 import stripe
+import yaml
 from slack_sdk.signature import SignatureVerifier
 from stepline_gateway.clock import ManualClock
 from stepline_gateway.verification import GitHub, SignedRequest
@@ -600,3 +602,33 @@ async def test_metrics_count_deliveries_by_webhook_and_outcome(database_url: str
         assert (
             'stepline_webhook_deliveries_total{namespace="",outcome="unknown_webhook",webhook=""} 1.0' in text
         )
+
+
+async def test_the_example_webhooks_give_the_events_they_promise(database_url: str) -> None:
+    examples = Path(__file__).parents[2] / "examples" / "k8s" / "webhooks.yaml"
+    documents = {d["metadata"]["name"]: d for d in yaml.safe_load_all(examples.read_text()) if d}
+    clock = ManualClock()
+    async with running_gateway(database_url, clock=clock, concurrency=0, secrets_key=new_key()) as gw:
+        await publish(gw, (documents["stripe"], [STRIPE_SECRET]), (documents["github"], [GITHUB_SECRET]))
+        session = {"client_reference_id": "o-77", "amount_total": 4200}
+        paid = json.dumps({"id": "evt_9", "type": "checkout.session.completed", "data": {"object": session}})
+        response = await post(
+            gw,
+            "/webhooks/shop/stripe",
+            paid.encode(),
+            stripe_headers(STRIPE_SECRET, paid.encode(), at=clock.now()),
+        )
+        assert response.json()["ids"] == ["evt_9"], response.text
+        event = (await gw.http.get("/v1/events/evt_9")).json()
+        assert (event["name"], event["data"]) == ("order/created", {"order_id": "o-77", "amount": 4200})
+        other = b'{"id": "evt_10", "type": "customer.created", "data": {"object": {}}}'
+        response = await post(
+            gw, "/webhooks/shop/stripe", other, stripe_headers(STRIPE_SECRET, other, at=clock.now())
+        )
+        assert (response.status_code, response.json()["ids"]) == (200, [])
+        push = b'{"ref": "refs/heads/main"}'
+        response = await post(
+            gw, "/webhooks/shop/github", push, github_headers(GITHUB_SECRET, push, delivery="g-1")
+        )
+        assert response.json()["ids"] == ["g-1"]
+        assert (await gw.http.get("/v1/events/g-1")).json()["name"] == "github/push"

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from stepline.crd import webhook_crd
 from stepline.webhook import parse_webhook
+from stepline_operator.checks import check_webhook
 
 from tests.test_operator.test_crd import cel_failures
 
@@ -155,6 +156,18 @@ def test_the_schema_refuses_what_is_out_of_bounds(verify: dict[str, Any], error:
     assert error in errors[0], errors
     with pytest.raises(pydantic.ValidationError):
         parse_webhook(with_verify(verify))
+
+
+def _examples() -> list[dict[str, Any]]:
+    documents = yaml.safe_load_all((ROOT / "examples" / "k8s" / "webhooks.yaml").read_text())
+    return [d for d in documents if d and d["kind"] == "Webhook"]
+
+
+@pytest.mark.parametrize("document", _examples(), ids=lambda d: d["metadata"]["name"])
+def test_the_examples_pass_the_schema_every_rule_and_the_operator(document: dict[str, Any]) -> None:
+    assert structure_errors(document) == []
+    assert cel_failures(schema(), document) == []
+    assert check_webhook(document).spec.transform
 
 
 def test_a_tolerance_over_a_day_is_refused_by_the_model() -> None:
