@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 # Deliveries kept per webhook (the newest), whatever the retention period.
 KEEP_DELIVERIES = 1000
+# A delivery's reason is a message of ours, or CEL's; kept to this length.
+MAX_REASON_LENGTH = 2000
 # What asyncpg raises when Postgres is away: answered 503, so that the provider retries the delivery.
 _UNAVAILABLE = (OSError, ConnectionError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
@@ -281,7 +283,7 @@ class Webhooks:
             now,
             accepted,
             status,
-            reason,
+            reason.replace("\x00", "\\u0000")[:MAX_REASON_LENGTH],
             event_ids,
             on=on,
         )

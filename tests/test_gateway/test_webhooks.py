@@ -23,8 +23,10 @@ import stepline.asgi
 import stripe
 import yaml
 from slack_sdk.signature import SignatureVerifier
+from stepline.webhook import secret_problem
 from stepline_gateway.clock import ManualClock
-from stepline_gateway.verification import GitHub, SignedRequest
+from stepline_gateway.errors import Unauthorized
+from stepline_gateway.verification import GitHub, SignedRequest, StandardWebhooks, Stripe
 from stepline_store.sealing import new_key
 
 from tests.support import RunningGateway, eventually, route, running_gateway, serve
@@ -632,3 +634,30 @@ async def test_the_example_webhooks_give_the_events_they_promise(database_url: s
         )
         assert response.json()["ids"] == ["g-1"]
         assert (await gw.http.get("/v1/events/g-1")).json()["name"] == "github/push"
+
+
+def test_a_timestamp_too_far_in_the_future_is_stale_too() -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    body = b'{"id": "evt_1"}'
+    ahead = stripe_headers(STRIPE_SECRET, body, at=now + datetime.timedelta(minutes=10))
+    request = SignedRequest(
+        body=body, headers={"stripe-signature": ahead["Stripe-Signature"]}, now=now.timestamp()
+    )
+    with pytest.raises(Unauthorized, match="s in the future, beyond the tolerance of 300 s"):
+        Stripe([STRIPE_SECRET.encode()], tolerance_s=300).verify(request)
+
+
+def test_standard_webhooks_secrets_with_or_without_their_prefix_and_unusable_ones() -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    body = b'{"type": "ping"}'
+    headers = {
+        k.lower(): v for k, v in standard_headers(STANDARD_SECRET, body, at=now, message_id="m1").items()
+    }
+    request = SignedRequest(body=body, headers=headers, now=now.timestamp())
+    bare = STANDARD_SECRET.removeprefix("whsec_").encode()
+    assert (
+        StandardWebhooks([b"whsec_" + base64.b64encode(b"other"), bare], tolerance_s=300).verify(request) == 1
+    )
+    assert secret_problem("standardWebhooks", b"whsec_not base64!") is not None
+    assert secret_problem("standardWebhooks", STANDARD_SECRET.encode()) is None
+    assert secret_problem("github", b" \n") == "is empty"
