@@ -250,7 +250,10 @@ class Webhooks:
                 ids = result.ids if result is not None else []
                 await self._record(endpoint, now, True, 200, reason, ids, on=conn)
         except _UNAVAILABLE as err:
-            raise Unavailable(f"the database cannot be reached ({type(err).__name__}): try again") from None
+            raise Unavailable(
+                f"the events could not be stored ({type(err).__name__}: the database is away or refused "
+                "them): nothing was stored, try again"
+            ) from None
         outcome = "duplicate" if reason.startswith("duplicate") else "accepted"
         self._metrics.webhook_deliveries.labels(endpoint.row.namespace, endpoint.row.name, outcome).inc()
         if result is not None:
