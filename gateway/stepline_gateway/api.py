@@ -22,7 +22,7 @@ from starlette.routing import Route
 from stepline import signing
 from stepline.protocol import Header
 
-from stepline_gateway import checkpoint, dashboard, ingest, registry
+from stepline_gateway import checkpoint, dashboard, ingest, registry, webhooks
 from stepline_gateway.errors import BadRequest, NotFound, Unauthorized
 from stepline_gateway.events import parse_events
 from stepline_gateway.runs import RunQueries
@@ -274,6 +274,7 @@ def routes() -> list[Route]:
         Route("/e/{event_key}", ingest_events, methods=["POST"]),
         Route("/fn/register", register_app, methods=["POST"]),
         *checkpoint.routes(),
+        *webhooks.routes(),
         Route("/v1/functions", list_functions, methods=["GET"]),
         Route("/v1/functions/run-counts", run_counts, methods=["GET"]),
         Route("/v1/events", list_events, methods=["GET"]),

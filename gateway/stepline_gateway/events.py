@@ -41,6 +41,17 @@ def new_event_id() -> str:
     return uuid.uuid4().hex
 
 
+def _holds_nul(value: Any) -> bool:
+    """Whether a string in ``value`` (a key too) has U+0000, which Postgres's JSON refuses to store."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
 def parse_events(body: bytes, *, now_ms: int, max_event_bytes: int) -> list[Event]:
     """Parse one event or a JSON array of events; raise BadRequest saying what is wrong."""
     try:
@@ -86,4 +97,6 @@ def _parse_one(item: Any, index: int, now_ms: int, max_event_bytes: int) -> Even
     size = len(json.dumps(item, separators=(",", ":")).encode("utf-8"))
     if size > max_event_bytes:
         raise BadRequest(f"{where} is {size} bytes, over the limit of {max_event_bytes} bytes", status=413)
+    if _holds_nul(item):
+        raise BadRequest(f"{where} holds a NUL character (\\u0000), which cannot be stored: remove it")
     return Event(id=event_id, name=name, data=data, ts=ts, user=user, v=version)

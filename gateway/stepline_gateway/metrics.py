@@ -32,6 +32,14 @@ class Metrics:
             "stepline_functions_routed", "Functions in the routing table", registry=self.registry
         )
         self.inflight = Gauge("stepline_calls_in_flight", "Calls being made now", registry=self.registry)
+        # Outcomes: accepted, duplicate, unauthorized, bad_request, too_large, unavailable; requests to a
+        # webhook that does not exist count once, unlabelled (their names are the sender's to choose).
+        self.webhook_deliveries = Counter(
+            "stepline_webhook_deliveries",
+            "Requests to webhooks by webhook and outcome",
+            ["namespace", "webhook", "outcome"],
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

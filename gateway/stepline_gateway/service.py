@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import datetime
 import logging
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from stepline.protocol import ServerKind
 from stepline_store import schema
@@ -28,6 +30,8 @@ from stepline_gateway.registry import MANIFEST_SOURCE, Registry, load_manifests
 from stepline_gateway.routing import RoutingTable
 from stepline_gateway.scheduler import Scheduler
 from stepline_gateway.settings import Settings
+from stepline_gateway.webhook_manifests import load_webhook_manifests
+from stepline_gateway.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +109,24 @@ class Gateway:
             clock=self.clock,
             catch_up_within=datetime.timedelta(hours=settings.retention_h),
         )
+        self.webhooks = Webhooks(
+            store=self.store,
+            ingestor=self.ingestor,
+            clock=self.clock,
+            metrics=self.metrics,
+            settings=settings,
+            sealer=settings.sealer(),
+        )
         if self._manifests:
             await self.load_manifests()
         await self.reload_routes()
+        await self.webhooks.reload()
         self._listener = await connect(settings.database_url)
         await self._listener.add_listener("stepline_work", lambda *_: self.dispatcher.wake())
         await self._listener.add_listener("stepline_routes", lambda *_: self._schedule_reload())
+        await self._listener.add_listener(
+            "stepline_webhooks", lambda *_: self._schedule_reload(self.webhooks.reload)
+        )
         self._tasks = [
             asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
             asyncio.create_task(self._refresh_routes_periodically(), name="routes-refresh"),
@@ -119,13 +135,16 @@ class Gateway:
         ]
 
     async def load_manifests(self) -> None:
-        """Publish the Function manifests given at start (replacing those published from manifests before)."""
+        """Publish the Function and Webhook manifests given at start (replacing those published from
+        manifests before)."""
         functions = load_manifests(self._manifests)
+        webhooks = load_webhook_manifests(self._manifests, sealer=self.webhooks.sealer)
         await self.registry.publish(functions, replace_source=MANIFEST_SOURCE)
-        log.info("loaded %d function(s) from manifests", len(functions))
+        await self.webhooks.publish(webhooks, source=MANIFEST_SOURCE)
+        log.info("loaded %d function(s) and %d webhook(s) from manifests", len(functions), len(webhooks))
 
-    def _schedule_reload(self) -> None:
-        task = asyncio.create_task(self.reload_routes())
+    def _schedule_reload(self, reload: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
+        task = asyncio.create_task((reload or self.reload_routes)())
         self._tasks.append(task)
         task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
 
@@ -141,6 +160,7 @@ class Gateway:
             await asyncio.sleep(self.settings.routes_refresh_s)
             try:
                 await self.reload_routes()
+                await self.webhooks.reload()
             except (OSError, ConnectionError) as err:
                 log.error("cannot reload the routing table: %s", err)
 
@@ -153,6 +173,7 @@ class Gateway:
             deleted = int(status.split()[-1])
             total += deleted
             if deleted < _PRUNE_BATCH:
+                await self.webhooks.prune(cutoff)
                 return total
 
     async def _prune_periodically(self) -> None:

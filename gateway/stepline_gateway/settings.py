@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from stepline_store.sealing import Sealer, parse_keys
 
 
 def comma_separated(value: Any) -> Any:
@@ -63,6 +64,19 @@ class Settings(BaseSettings):
 
     _split_keys = field_validator("event_keys", mode="before")(comma_separated)
 
+    secrets_key: str | None = Field(
+        default=None,
+        repr=False,
+        description="comma-separated keys that open the secrets the operator seals (the first seals)",
+    )
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _keys_parse(cls, value: str | None) -> str | None:
+        if value:
+            parse_keys(value)
+        return value
+
     @field_validator("retention_h")
     @classmethod
     def _keeps_a_day(cls, value: float) -> float:
@@ -74,6 +88,10 @@ class Settings(BaseSettings):
     def from_env(cls, **overrides: Any) -> Settings:
         """Read the ``STEPLINE_*`` variables, then apply ``overrides`` that are not None (flags)."""
         return cls(**{name: value for name, value in overrides.items() if value is not None})
+
+    def sealer(self) -> Sealer | None:
+        """What opens (and, for manifest files, seals) the secrets of webhooks; None without a key."""
+        return Sealer.from_setting(self.secrets_key) if self.secrets_key else None
 
     def signing_keys(self) -> list[str]:
         return [key for key in (self.signing_key, self.signing_key_fallback) if key]

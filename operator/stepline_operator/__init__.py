@@ -1,4 +1,5 @@
-"""``stepline_operator``: the kopf operator that routes ``Function`` resources to the gateways.
+"""``stepline_operator``: the kopf operator that routes ``Function`` resources to the gateways and publishes
+``Webhook`` resources (``webhooks``, with their Secrets read by ``secrets``).
 
 Layers, each module naming its role in its docstring: ``settings`` (flags and ``STEPLINE_*`` variables),
 ``checks`` (what the CRD cannot check: CEL compiles, cron and time zones), ``endpoints`` (``serviceRef`` to a

@@ -1,4 +1,4 @@
-"""What the CRD's schema and CEL rules cannot check: run before anything of a Function is published.
+"""What the CRD's schema and CEL rules cannot check: run before a Function (or a Webhook) is published.
 
 The API server has already refused what the schema can tell (an event and a cron in one trigger...); this
 module parses the spec with the same pydantic models (so an API server without the CRD's rules is covered
@@ -17,6 +17,8 @@ import cel
 import pydantic
 from croniter import croniter
 from stepline.manifest import API_GROUP, API_VERSION, KIND, FunctionResource, describe_error, parse_function
+from stepline.webhook import KIND as WEBHOOK_KIND
+from stepline.webhook import WebhookResource, parse_webhook
 
 from stepline_operator.errors import InvalidSpec
 
@@ -114,3 +116,24 @@ def check_function(body: Mapping[str, Any]) -> CheckedFunction:
             stored["timeout"] = rule.timeout
         cancel_on.append(stored)
     return CheckedFunction(resource=resource, triggers=triggers, cancel_on=cancel_on)
+
+
+def check_webhook(body: Mapping[str, Any]) -> WebhookResource:
+    """Validate a Webhook's body and compile its transform; raise ``InvalidSpec`` saying what to fix."""
+    meta = body.get("metadata") or {}
+    document = {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": WEBHOOK_KIND,
+        "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace") or "default"},
+        "spec": body.get("spec"),
+    }
+    try:
+        resource = parse_webhook(document)
+    except pydantic.ValidationError as err:
+        raise InvalidSpec(describe_error(err)) from None
+    if resource.spec.transform:
+        try:
+            _compile(resource.spec.transform, "spec.transform")
+        except InvalidSpec as err:
+            raise InvalidSpec(err.message, reason="InvalidTransform") from None
+    return resource

@@ -1,4 +1,5 @@
-"""The status a Function shows: ``Ready``, ``EndpointResolved`` and ``Routed`` as ``metav1.Condition``s.
+"""The status a resource shows as ``metav1.Condition``s: a Function's ``Ready``, ``EndpointResolved`` and
+``Routed``; a Webhook's ``Ready`` and ``SecretResolved``.
 
 A condition keeps its ``lastTransitionTime`` while its status stays the same. ``Routed`` says whether a
 route of this resource is in the routing table; when a newer generation cannot be routed, the older route
@@ -16,6 +17,8 @@ READY = "Ready"
 ENDPOINT_RESOLVED = "EndpointResolved"
 ROUTED = "Routed"
 ORDER = (READY, ENDPOINT_RESOLVED, ROUTED)
+SECRET_RESOLVED = "SecretResolved"  # noqa: S105 - a condition's name
+WEBHOOK_ORDER = (READY, SECRET_RESOLVED)
 
 
 @dataclass(frozen=True)
@@ -37,10 +40,14 @@ def find(conditions: Sequence[Mapping[str, Any]], type_: str) -> Mapping[str, An
 
 
 def merge(
-    previous: Sequence[Mapping[str, Any]], verdicts: Sequence[Verdict], *, generation: int | None
+    previous: Sequence[Mapping[str, Any]],
+    verdicts: Sequence[Verdict],
+    *,
+    generation: int | None,
+    order: Sequence[str] = ORDER,
 ) -> list[dict[str, Any]]:
     """``verdicts`` applied over ``previous``; a transition time is kept while its status is unchanged."""
-    result = {c["type"]: dict(c) for c in previous if c.get("type") in ORDER}
+    result = {c["type"]: dict(c) for c in previous if c.get("type") in order}
     for verdict in verdicts:
         status = "True" if verdict.status else "False"
         old = result.get(verdict.type)
@@ -55,7 +62,7 @@ def merge(
         }
         if generation is None:
             del result[verdict.type]["observedGeneration"]
-    return [result[t] for t in ORDER if t in result]
+    return [result[t] for t in order if t in result]
 
 
 def is_true(conditions: Sequence[Mapping[str, Any]], type_: str) -> bool:

@@ -19,7 +19,7 @@ import kopf
 from stepline.crd import PLURAL
 from stepline.manifest import API_GROUP, API_VERSION
 
-from stepline_operator import conditions
+from stepline_operator import conditions, webhooks
 from stepline_operator.checks import CheckedFunction, check_function
 from stepline_operator.conditions import ENDPOINT_RESOLVED, READY, ROUTED, Verdict
 from stepline_operator.endpoints import Resolution, ServiceInfo, resolve_endpoint
@@ -31,6 +31,7 @@ from stepline_operator.errors import (
     RoutingUnavailable,
 )
 from stepline_operator.routes import Route, RouteTable, source_of
+from stepline_operator.secrets import SecretReader
 from stepline_operator.settings import OperatorSettings
 
 FUNCTIONS = (API_GROUP, API_VERSION, PLURAL)
@@ -193,10 +194,14 @@ _EVENT_REASONS: dict[type[ReconcileError], str] = {
 }
 
 
-def build_registry(settings: OperatorSettings, routes: RouteTable) -> kopf.OperatorRegistry:
-    """A kopf registry with the operator's handlers, bound to ``settings`` and ``routes``."""
+def build_registry(
+    settings: OperatorSettings, routes: RouteTable, secrets: SecretReader
+) -> kopf.OperatorRegistry:
+    """A kopf registry with the operator's handlers (Functions here, Webhooks in ``webhooks``), bound to
+    ``settings``, ``routes`` and the reader of Secrets."""
     registry = kopf.OperatorRegistry()
     reconciler = Reconciler(settings, routes)
+    webhooks.register(registry, settings, routes.pool, secrets)
 
     @kopf.on.login(registry=registry, id="login")
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:

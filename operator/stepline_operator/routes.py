@@ -84,6 +84,11 @@ class RouteTable:
             raise RoutingUnavailable(f"cannot connect to the database: {err}") from None
         return cls(pool)
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The operator's connection pool, shared by what else it publishes (webhooks)."""
+        return self._pool
+
     async def close(self) -> None:
         await self._pool.close()
 

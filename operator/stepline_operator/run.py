@@ -13,6 +13,7 @@ import kopf
 
 from stepline_operator.handlers import build_registry
 from stepline_operator.routes import RouteTable, check_schema
+from stepline_operator.secrets import SecretReader
 from stepline_operator.settings import ANNOTATIONS_PREFIX, FINALIZER, OperatorSettings
 
 
@@ -38,9 +39,10 @@ async def run(
     """Run until ``stop_flag`` is set (or the process is signalled); the database is checked first."""
     await check_schema(settings.database_url)
     routes = await RouteTable.open(settings.database_url, size=settings.pool_size)
+    secrets = SecretReader()
     try:
         await kopf.operator(
-            registry=build_registry(settings, routes),
+            registry=build_registry(settings, routes, secrets),
             settings=kopf_settings(settings),
             standalone=True,
             clusterwide=settings.clusterwide,
@@ -50,4 +52,5 @@ async def run(
             ready_flag=ready_flag,
         )
     finally:
+        secrets.close()
         await routes.close()

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from stepline_store.sealing import Sealer, parse_keys
 
 # Our names in kopf's storage on the resources: the finalizer and the prefix of kopf's annotations.
 FINALIZER = "stepline.dev/finalizer"
@@ -42,6 +43,15 @@ class OperatorSettings(BaseSettings):
         default=30.0, description="seconds between retries of a Function whose Service is missing"
     )
     pool_size: int = Field(default=4, description="Postgres connections of the operator")
+    secrets_key: str | None = Field(
+        default=None,
+        repr=False,
+        description="comma-separated keys that seal webhook secrets in Postgres (the first seals)",
+    )
+    secret_refresh_s: float = Field(
+        default=60.0,
+        description="seconds between reads of each Webhook's Secret, to pick up a changed secret",
+    )
 
     @field_validator("namespaces", mode="before")
     @classmethod
@@ -59,12 +69,23 @@ class OperatorSettings(BaseSettings):
                 raise ValueError(f"liveness must be host:port, e.g. 0.0.0.0:8080, not {value!r}")
         return value
 
-    @field_validator("service_retry_s")
+    @field_validator("service_retry_s", "secret_refresh_s")
     @classmethod
-    def _positive(cls, value: float) -> float:
+    def _positive(cls, value: float, info: ValidationInfo) -> float:
         if value <= 0:
-            raise ValueError("service_retry_s must be positive")
+            raise ValueError(f"{info.field_name} must be positive")
         return value
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _keys_parse(cls, value: str | None) -> str | None:
+        if value:
+            parse_keys(value)
+        return value
+
+    def sealer(self) -> Sealer | None:
+        """What seals the secrets of Webhooks; None without a key (only ``none`` webhooks are published)."""
+        return Sealer.from_setting(self.secrets_key) if self.secrets_key else None
 
     @property
     def clusterwide(self) -> bool:

@@ -1,9 +1,9 @@
-"""The ``Function`` CustomResourceDefinition, generated from the API models in ``stepline.manifest``.
+"""The CustomResourceDefinitions, generated from the API models (``stepline.manifest``, ``stepline.webhook``).
 
-``function_crd()`` turns the pydantic JSON schemas of ``FunctionSpec`` and ``FunctionStatus`` into a
+``function_crd()`` and ``webhook_crd()`` turn the pydantic JSON schemas of a spec and a status model into a
 structural OpenAPI v3 schema (references inlined, optional fields as plain properties, int-or-string ports,
-defaults and bounds kept, CEL rules carried over) and wraps it in the CRD with its printer columns.
-``stepline crds`` prints it; ``crds/`` and the Helm chart hold that output, checked for drift by a test.
+defaults and bounds kept, CEL rules carried over) and wrap it in the CRD with its printer columns.
+``stepline crds`` prints them; ``crds/`` and the Helm chart hold that output, checked for drift by a test.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from pydantic import BaseModel
+
+from stepline import webhook
 from stepline.manifest import API_GROUP, API_VERSION, KIND, FunctionSpec, FunctionStatus
 
 PLURAL = "functions"
@@ -18,6 +21,10 @@ SINGULAR = "function"
 SHORT_NAMES = ["fn"]
 CATEGORIES = ["stepline"]
 CRD_NAME = f"{PLURAL}.{API_GROUP}"
+WEBHOOK_PLURAL = "webhooks"
+WEBHOOK_SINGULAR = "webhook"
+WEBHOOK_SHORT_NAMES = ["wh"]
+WEBHOOK_CRD_NAME = f"{WEBHOOK_PLURAL}.{API_GROUP}"
 
 # Keywords a structural schema accepts (anything else pydantic writes, e.g. "title", is dropped).
 _KEPT = {
@@ -73,6 +80,35 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
+WEBHOOK_PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {
+        "name": "URL",
+        "type": "string",
+        "jsonPath": ".status.url",
+        "description": "The gateway's path that receives the provider's requests",
+    },
+    {
+        "name": "Verify",
+        "type": "string",
+        "jsonPath": ".status.verify",
+        "description": "How requests are checked",
+    },
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        "description": "Published with its secret",
+    },
+    {
+        "name": "Reason",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        "description": "Why it is (not) ready",
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
 
 def _structural(node: Any, defs: dict[str, Any]) -> Any:
     """One pydantic JSON-schema node as a structural schema node."""
@@ -111,27 +147,37 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
-def _schema_of(model: type[FunctionSpec] | type[FunctionStatus]) -> dict[str, Any]:
+def _schema_of(model: type[BaseModel]) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     schema: dict[str, Any] = _structural(raw, raw.get("$defs", {}))
     return schema
 
 
-def function_crd() -> dict[str, Any]:
-    """The CRD of ``Function`` (``apiextensions.k8s.io/v1``) as a plain dict, ready to dump as YAML."""
+def _crd(
+    *,
+    kind: str,
+    plural: str,
+    singular: str,
+    short_names: list[str],
+    columns: list[dict[str, Any]],
+    description: str,
+    spec: type[BaseModel],
+    status: type[BaseModel],
+) -> dict[str, Any]:
+    """One namespaced CRD (``apiextensions.k8s.io/v1``) of our group, as a plain dict ready to dump."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": CRD_NAME, "labels": {"app.kubernetes.io/part-of": "stepline"}},
+        "metadata": {"name": f"{plural}.{API_GROUP}", "labels": {"app.kubernetes.io/part-of": "stepline"}},
         "spec": {
             "group": API_GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": SHORT_NAMES,
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": singular,
+                "shortNames": short_names,
                 "categories": CATEGORIES,
             },
             "versions": [
@@ -140,19 +186,18 @@ def function_crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": copy.deepcopy(PRINTER_COLUMNS),
+                    "additionalPrinterColumns": copy.deepcopy(columns),
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
-                            "description": "A durable function: where its app serves it and what starts "
-                            "its runs. The Stepline operator routes it to the gateways.",
+                            "description": description,
                             "required": ["spec"],
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},
                                 "metadata": {"type": "object"},
-                                "spec": _schema_of(FunctionSpec),
-                                "status": _schema_of(FunctionStatus),
+                                "spec": _schema_of(spec),
+                                "status": _schema_of(status),
                             },
                         }
                     },
@@ -160,3 +205,38 @@ def function_crd() -> dict[str, Any]:
             ],
         },
     }
+
+
+def function_crd() -> dict[str, Any]:
+    """The CRD of ``Function``."""
+    return _crd(
+        kind=KIND,
+        plural=PLURAL,
+        singular=SINGULAR,
+        short_names=SHORT_NAMES,
+        columns=PRINTER_COLUMNS,
+        description="A durable function: where its app serves it and what starts its runs. The Stepline "
+        "operator routes it to the gateways.",
+        spec=FunctionSpec,
+        status=FunctionStatus,
+    )
+
+
+def webhook_crd() -> dict[str, Any]:
+    """The CRD of ``Webhook``."""
+    return _crd(
+        kind=webhook.KIND,
+        plural=WEBHOOK_PLURAL,
+        singular=WEBHOOK_SINGULAR,
+        short_names=WEBHOOK_SHORT_NAMES,
+        columns=WEBHOOK_PRINTER_COLUMNS,
+        description="A provider's webhook: how the gateway checks its signed requests and turns them into "
+        "events. The Stepline operator publishes it, with its secret, to the gateways.",
+        spec=webhook.WebhookSpec,
+        status=webhook.WebhookStatus,
+    )
+
+
+def all_crds() -> list[dict[str, Any]]:
+    """Every CRD of Stepline, in the order ``stepline crds`` prints them."""
+    return [function_crd(), webhook_crd()]

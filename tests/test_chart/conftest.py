@@ -89,6 +89,13 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "extraEnv": [{"name": "STEPLINE_SERVICE_RETRY_S", "value": "10"}],
             "nodeSelector": {"kubernetes.io/os": "linux"},
         },
+        "webhookIngress": {
+            "enabled": True,
+            "className": "nginx",
+            "host": "hooks.example.com",
+            "annotations": {"example.com/limit": "10r/s"},
+            "tls": {"secretName": "hooks-tls"},
+        },
         "serviceAccount": {
             "annotations": {"example.com/role": "stepline"},
             "gatewayName": "gw",

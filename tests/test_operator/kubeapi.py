@@ -3,15 +3,17 @@
 kmock 0.8 keeps objects, serves list and watch, merges patches and honours finalizers. kopf and kubectl also
 rely on: uid/creationTimestamp/resourceVersion (bumped on every write, inside the same write, so that kopf's
 consistency checks see it)/generation (bumped when the spec changes); ``generateName``; 422 for a failed
-JSON-patch ``test``; the status subresource's split (writes to the object ignore ``status``, and the
-reverse); defaults from the CRD's schema; ``kind``/``apiVersion`` on lists; a watch that neither loses nor
-repeats what its list gave; a JSON content type on watch streams; ``v1`` (not ``/v1``) as the core group's
-version; and server-side tables from a CRD's printer columns, which ``kubectl get`` asks for.
+JSON-patch ``test``; the status subresource's split (writes to the object ignore ``status``, and the reverse);
+defaults from the CRD's schema; a Secret's ``stringData`` written into its ``data``, base64;
+``kind``/``apiVersion`` on lists; a watch that neither loses nor repeats what its list gave; a JSON content
+type on watch streams; ``v1`` (not ``/v1``) as the core group's version; and server-side tables from a CRD's
+printer columns, which ``kubectl get`` asks for.
 CEL rules are not enforced here (tests/test_operator/test_crd.py evaluates them on their own).
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime
 import itertools
@@ -81,6 +83,15 @@ def human_age(timestamp: str) -> str:
     return f"{minutes // 60}h"
 
 
+def _string_data_into_data(body: Any) -> None:
+    """A Secret's ``stringData`` is write-only: the API server stores it base64-encoded in ``data``."""
+    if isinstance(body, dict) and isinstance(body.get("stringData"), dict):
+        data = body.get("data") or {}
+        for key, value in body.pop("stringData").items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
+        body["data"] = data
+
+
 @attrs.define(kw_only=True)
 class KubeAPI(kmock.KubernetesEmulator):
     """kmock's emulator with the API server behaviour listed in the module docstring."""
@@ -135,6 +146,8 @@ class KubeAPI(kmock.KubernetesEmulator):
         return copy.deepcopy(self.objects[key].raw)  # type: ignore[index]
 
     async def _handle(self, request: rendering.Request) -> Any:
+        if request.resource is not None and request.resource.plural == "secrets":
+            _string_data_into_data(request.data)
         if request.resource is not None:
             if request.action == kmock.action.CREATE and isinstance(request.data, dict):
                 self._stamp(request.data)

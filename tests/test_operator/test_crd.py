@@ -20,7 +20,7 @@ import pytest
 import yaml
 from stepline.crd import function_crd
 from stepline.manifest import parse_function
-from stepline_cli.kube import crds_yaml
+from stepline_cli.kube import crd_files, crds_yaml
 from stepline_cli.main import main
 from stepline_operator.checks import check_function
 from stepline_operator.errors import InvalidSpec
@@ -87,13 +87,23 @@ def variant(**spec: Any) -> dict[str, Any]:
     return document
 
 
-def test_the_checked_in_crd_is_what_the_models_generate() -> None:
-    assert CRD_FILE.read_text() == crds_yaml(), "crds/ drifted from the models: run scripts/generate-crds"
+def test_the_checked_in_crds_are_what_the_models_generate() -> None:
+    files = crd_files()
+    assert sorted(files) == sorted(p.name for p in CRD_FILE.parent.iterdir())
+    for name, text in files.items():
+        assert (CRD_FILE.parent / name).read_text() == text, f"crds/{name} drifted: run scripts/generate-crds"
 
 
-def test_stepline_crds_prints_it(capsys: pytest.CaptureFixture[str]) -> None:
+def test_stepline_crds_prints_them(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     main(["crds"])
-    assert capsys.readouterr().out == CRD_FILE.read_text()
+    printed = capsys.readouterr().out
+    assert printed == crds_yaml()
+    assert [d["metadata"]["name"] for d in yaml.safe_load_all(printed)] == [
+        "functions.stepline.dev",
+        "webhooks.stepline.dev",
+    ]
+    main(["crds", "--out-dir", str(tmp_path)])
+    assert (tmp_path / "functions.stepline.dev.yaml").read_text() == CRD_FILE.read_text()
 
 
 def test_the_crd_declares_names_status_and_printer_columns() -> None:

@@ -72,6 +72,19 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (include "stepline.fullname" .) .Values.auth.existingSecret }}
 {{- end }}
 
+{{/* The key that seals webhook secrets: the gateway opens them, the operator seals them. In an existing
+Secret it may be missing (Webhooks with a secret then say so in their status). */}}
+{{- define "stepline.secretsKeyEnv" -}}
+- name: STEPLINE_SECRETS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "stepline.authSecret" . }}
+      key: secrets-key
+      {{- if .Values.auth.existingSecret }}
+      optional: true
+      {{- end }}
+{{- end }}
+
 {{- define "stepline.databaseEnv" -}}
 - name: STEPLINE_DATABASE_URL
   valueFrom:
@@ -141,8 +154,8 @@ Checks of what the schema cannot say, failing the render with what to change.
 {{- if lt (int .Values.gateway.autoscaling.maxReplicas) (int .Values.gateway.autoscaling.minReplicas) }}
 {{- fail "gateway.autoscaling.maxReplicas must be at least gateway.autoscaling.minReplicas" }}
 {{- end }}
-{{- if and .Values.auth.existingSecret (or .Values.auth.eventKeys .Values.auth.signingKey .Values.auth.signingKeyFallback .Values.auth.apiToken) }}
-{{- fail "auth.existingSecret holds the keys: leave auth.eventKeys, signingKey, signingKeyFallback and apiToken empty" }}
+{{- if and .Values.auth.existingSecret (or .Values.auth.eventKeys .Values.auth.signingKey .Values.auth.signingKeyFallback .Values.auth.apiToken .Values.auth.secretsKey) }}
+{{- fail "auth.existingSecret holds the keys: leave auth.eventKeys, signingKey, signingKeyFallback, apiToken and secretsKey empty" }}
 {{- end }}
 {{- end }}
 

@@ -536,3 +536,73 @@ WHERE ($1::timestamptz IS NULL OR (received_at, id) < ($1, $2::text))
   AND name NOT LIKE 'inngest/%'
 ORDER BY received_at DESC, id DESC
 LIMIT $3;
+
+-- Webhooks: the published webhooks (sealed secrets), their reload NOTIFY, and the log of recent deliveries.
+
+-- name: load_webhooks
+SELECT namespace, name, scheme, options, secrets, transform, source, fingerprint, updated_at
+FROM webhooks ORDER BY namespace, name;
+
+-- name: lock_webhooks
+-- Serialises publishers (the operator, gateways loading manifests): a publish checks, then writes.
+SELECT pg_advisory_xact_lock(hashtextextended('stepline.webhooks', 0));
+
+-- name: webhooks_of_keys_or_source
+-- What a publish would replace: the rows of the given (namespace, name) pairs ($1, $2) and those of source $3
+SELECT w.namespace, w.name, w.source, w.fingerprint
+FROM webhooks w
+WHERE w.source = $3::text
+   OR (w.namespace, w.name) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+ORDER BY w.namespace, w.name;
+
+-- name: upsert_webhooks
+-- $1 namespaces, $2 names, $3 schemes, $4 options (JSON text), $5 sealed secrets (JSON text), $6 transforms,
+-- $7 sources, $8 fingerprints. A row whose fingerprint and source are unchanged is not written; answers the
+-- rows written.
+INSERT INTO webhooks (namespace, name, scheme, options, secrets, transform, source, fingerprint, updated_at)
+SELECT w.namespace, w.name, w.scheme, w.options::jsonb, w.secrets::jsonb, w.transform, w.source, w.fingerprint,
+       now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+     AS w (namespace, name, scheme, options, secrets, transform, source, fingerprint)
+ON CONFLICT (namespace, name) DO UPDATE SET
+    scheme = EXCLUDED.scheme, options = EXCLUDED.options, secrets = EXCLUDED.secrets,
+    transform = EXCLUDED.transform, source = EXCLUDED.source, fingerprint = EXCLUDED.fingerprint,
+    updated_at = now()
+WHERE webhooks.fingerprint IS DISTINCT FROM EXCLUDED.fingerprint OR webhooks.source <> EXCLUDED.source
+RETURNING namespace, name;
+
+-- name: delete_webhooks_of_source_except
+-- $1 source, $2/$3 the (namespace, name) pairs to keep; answers the rows deleted
+DELETE FROM webhooks w
+WHERE w.source = $1::text
+  AND (w.namespace, w.name) NOT IN (SELECT * FROM unnest($2::text[], $3::text[]))
+RETURNING namespace, name;
+
+-- name: notify_webhooks
+SELECT pg_notify('stepline_webhooks', '');
+
+-- name: record_webhook_delivery
+-- $1 namespace, $2 name, $3 received at, $4 accepted, $5 HTTP status, $6 reason, $7 event ids
+INSERT INTO webhook_deliveries (namespace, name, received_at, accepted, status, reason, event_ids)
+VALUES ($1, $2, $3, $4, $5, $6, $7::text[]);
+
+-- name: list_webhook_deliveries
+-- The newest $1 deliveries of every webhook
+SELECT id, namespace, name, received_at, accepted, status, reason, event_ids
+FROM webhook_deliveries ORDER BY received_at DESC, id DESC LIMIT $1::int;
+
+-- name: list_deliveries_of_webhook
+-- The newest $3 deliveries of webhook $1/$2
+SELECT id, namespace, name, received_at, accepted, status, reason, event_ids
+FROM webhook_deliveries WHERE namespace = $1 AND name = $2
+ORDER BY received_at DESC, id DESC LIMIT $3::int;
+
+-- name: prune_webhook_deliveries
+-- Deletes the deliveries received before $1, and those beyond the newest $2 of each webhook
+DELETE FROM webhook_deliveries WHERE received_at < $1::timestamptz OR id IN (
+    SELECT id FROM (
+        SELECT id, row_number() OVER (PARTITION BY namespace, name ORDER BY received_at DESC, id DESC) AS n
+        FROM webhook_deliveries
+    ) AS ranked
+    WHERE ranked.n > $2::int
+);

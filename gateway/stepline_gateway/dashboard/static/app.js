@@ -1,6 +1,6 @@
 // Stepline dashboard: a small single-page app over the gateway's REST API (docs/api.md), no build step.
-// Views: #/runs (list), #/runs/<id> (detail), #/events, #/events/<id>, #/functions. Live views refresh the
-// first page every few seconds while the tab is visible; nothing is built from HTML strings.
+// Views: #/runs (list), #/runs/<id> (detail), #/events, #/events/<id>, #/functions, #/webhooks. Live views
+// refresh the first page every few seconds while the tab is visible; nothing is built from HTML strings.
 "use strict";
 
 const PAGE_SIZE = 50;
@@ -1269,6 +1269,154 @@ async function functionsView(view) {
   every(view, 10000, load);
 }
 
+// ---- Webhooks ----------------------------------------------------------------------------------------
+
+function verifyText(webhook) {
+  const o = webhook.options || {};
+  if (webhook.verify === "hmac") return `HMAC-${o.algorithm.toUpperCase()} (${o.encoding}) in ${o.header}`;
+  if (webhook.verify === "token") return `token in ${o.header}`;
+  if (o.tolerance_s) return `${webhook.verify}, timestamps within ${o.tolerance_s} s`;
+  return webhook.verify === "none" ? "none: requests are not checked" : webhook.verify;
+}
+
+function webhookRow(webhook) {
+  const key = `${webhook.namespace}/${webhook.name}`;
+  const secrets =
+    webhook.secrets > 1 ? "current + previous (rotating)" : webhook.secrets === 1 ? "1 secret" : "none";
+  return h(
+    "tr",
+    { "data-webhook": key },
+    h(
+      "td",
+      {},
+      h("a", { href: `#/webhooks?webhook=${encodeURIComponent(key)}` }, key),
+      h("div", { class: "muted small" }, `from ${webhook.source}`),
+    ),
+    h("td", {}, h("code", { class: "url" }, webhook.url)),
+    h("td", {}, verifyText(webhook), h("div", { class: "muted small" }, secrets)),
+    h(
+      "td",
+      {},
+      webhook.transform
+        ? h("code", { class: "transform" }, webhook.transform)
+        : h("span", { class: "muted" }, `default: webhook/${webhook.namespace}.${webhook.name}`),
+    ),
+    h(
+      "td",
+      {},
+      webhook.ready
+        ? badge("Ready")
+        : [badge("Unavailable"), h("div", { class: "err small" }, webhook.problem)],
+    ),
+  );
+}
+
+function deliveryRow(delivery) {
+  const key = `${delivery.namespace}/${delivery.name}`;
+  const events = delivery.event_ids.length
+    ? h(
+        "ul",
+        { class: "event-ids" },
+        delivery.event_ids.map((id) =>
+          h("li", {}, h("a", { href: `#/events/${encodeURIComponent(id)}`, class: "mono small" }, id)),
+        ),
+      )
+    : h("span", { class: "muted" }, "none");
+  return h(
+    "tr",
+    { "data-delivery": String(delivery.id), "data-accepted": String(delivery.accepted) },
+    h("td", {}, timeAgo(delivery.received_at)),
+    h("td", {}, h("a", { href: `#/webhooks?webhook=${encodeURIComponent(key)}` }, key)),
+    h(
+      "td",
+      {},
+      badge(delivery.accepted ? "Accepted" : "Refused"),
+      h("span", { class: "muted small status" }, ` ${delivery.status}`),
+    ),
+    h("td", { class: delivery.accepted ? "reason" : "reason err" }, delivery.reason),
+    h("td", {}, events),
+  );
+}
+
+async function webhooksView(view, params) {
+  const main = $("#view");
+  const state = { webhook: params.get("webhook") || "", shown: "" };
+  const endpoints = h("tbody");
+  const log = h("tbody");
+  const updated = h("span", { class: "updated muted" });
+  const select = h("select", { id: "filter-webhook" }, h("option", { value: "" }, "All webhooks"));
+  select.addEventListener("change", () => {
+    state.webhook = select.value;
+    history.replaceState(
+      null,
+      "",
+      state.webhook ? `#/webhooks?webhook=${encodeURIComponent(state.webhook)}` : "#/webhooks",
+    );
+    load().catch((err) => fill(log, h("tr", {}, h("td", { colspan: 5 }, problem(err)))));
+  });
+  fill(
+    main,
+    h("div", { class: "page-head" }, h("h1", {}, "Webhooks"), updated),
+    h(
+      "p",
+      { class: "muted" },
+      "Providers post to the URL of each webhook; a request is checked, turned into events and stored, or " +
+        "refused. Secrets are never shown.",
+    ),
+    dataTable("Webhooks", ["Webhook", "URL", "Verify", "Transform", "Status"], endpoints),
+    h("h2", {}, "Recent deliveries"),
+    h("div", { class: "filters" }, field("Webhook", select)),
+    dataTable("Deliveries", ["Received", "Webhook", "Outcome", "Reason", "Events"], log),
+  );
+  async function load() {
+    const query = new URLSearchParams({ limit: "50" });
+    if (state.webhook) query.set("webhook", state.webhook);
+    const [webhooks, deliveries] = await Promise.all([
+      api("/v1/webhooks"),
+      api(`/v1/webhooks/deliveries?${query}`),
+    ]);
+    if (view.closed) return;
+    stamp(updated, true);
+    const key = JSON.stringify([webhooks, deliveries, state.webhook]);
+    if (key === state.shown) {
+      refreshTimes();
+      return;
+    }
+    state.shown = key;
+    const names = webhooks.data.map((w) => `${w.namespace}/${w.name}`);
+    if (state.webhook && !names.includes(state.webhook)) names.push(state.webhook);
+    fill(
+      select,
+      h("option", { value: "" }, "All webhooks"),
+      names.map((name) => h("option", { value: name, selected: name === state.webhook }, name)),
+    );
+    fill(
+      endpoints,
+      ...(webhooks.data.length
+        ? webhooks.data.map(webhookRow)
+        : [
+            h(
+              "tr",
+              {},
+              h(
+                "td",
+                { colspan: 5, class: "empty" },
+                "No webhooks: apply a Webhook resource, or give one to stepline dev -f.",
+              ),
+            ),
+          ]),
+    );
+    fill(
+      log,
+      ...(deliveries.data.length
+        ? deliveries.data.map(deliveryRow)
+        : [h("tr", {}, h("td", { colspan: 5, class: "empty" }, "No deliveries yet."))]),
+    );
+  }
+  every(view, 3000, load);
+  await load();
+}
+
 // ---- Router ------------------------------------------------------------------------------------------
 
 function route(moveFocus) {
@@ -1276,12 +1424,12 @@ function route(moveFocus) {
   const [path, query] = raw.split("?");
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   const params = new URLSearchParams(query || "");
-  const section = ["runs", "events", "functions"].includes(parts[0]) ? parts[0] : "runs";
+  const section = ["runs", "events", "functions", "webhooks"].includes(parts[0]) ? parts[0] : "runs";
   for (const link of document.querySelectorAll(".top nav a")) {
     if (link.dataset.section === section) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  const titles = { runs: "Runs", events: "Events", functions: "Functions" };
+  const titles = { runs: "Runs", events: "Events", functions: "Functions", webhooks: "Webhooks" };
   document.title = `${titles[section]} · Stepline`;
   const view = newView();
   let shown;
@@ -1289,6 +1437,7 @@ function route(moveFocus) {
   else if (section === "events" && parts[1]) shown = eventView(view, parts[1]);
   else if (section === "events") shown = eventsView(view, params);
   else if (section === "functions") shown = functionsView(view);
+  else if (section === "webhooks") shown = webhooksView(view, params);
   else shown = runsView(view, params);
   shown.catch((err) => {
     if (!view.closed) fill($("#view"), problem(err));
