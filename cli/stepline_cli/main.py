@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -133,7 +134,11 @@ def cmd_gateway(args: argparse.Namespace) -> None:
     _check_port_free(settings.host, settings.port)
     asyncio.run(_check_database(settings.database_url, migrate=args.migrate))
     _configure_logging()
-    gateway = Gateway(settings, manifests=manifests)
+    # A task that cannot come back stops the server the way a signal does (calls in flight get their grace),
+    # and the command then exits non-zero: the pod's restart policy starts it afresh.
+    gateway = Gateway(
+        settings, manifests=manifests, on_unrecoverable=lambda _: signal.raise_signal(signal.SIGTERM)
+    )
     logging.getLogger("stepline").info(
         "Stepline gateway on http://%s:%d (API under /v1, events to /e/{key})", settings.host, settings.port
     )
@@ -144,6 +149,8 @@ def cmd_gateway(args: argparse.Namespace) -> None:
         log_level="warning",
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 1,
     )
+    if gateway.unrecoverable:
+        raise CommandError(f"the gateway stopped: {gateway.unrecoverable}")
 
 
 def cmd_send(args: argparse.Namespace) -> None:

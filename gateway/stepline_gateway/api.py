@@ -72,8 +72,7 @@ async def _ingest(request: Request) -> Response:
     gateway = _gateway(request)
     settings = gateway.settings
     body = await _read_body(request, settings.max_body_bytes)
-    now_ms = int(gateway.clock.now().timestamp() * 1000)
-    events = parse_events(body, now_ms=now_ms, max_event_bytes=settings.max_event_bytes)
+    events = parse_events(body, max_event_bytes=settings.max_event_bytes)
     result = await gateway.ingestor.ingest(events)
     gateway.metrics.events.inc(len(result.new_ids))
     gateway.metrics.runs_started.inc(result.runs_created)
@@ -190,7 +189,7 @@ async def replay_run(request: Request) -> Response:
     current = gateway.routes.functions.get(old["function"]["id"])
     new_id = await queries.replay(
         run_id,
-        gateway.clock.now(),
+        gateway.clock.offset(),
         url=current.url if current else None,
         max_attempts=current.max_attempts if current else None,
     )
@@ -236,17 +235,13 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    """Ready when the database and the listener answer, the routes are loaded and no task is failing."""
     gateway = _gateway(request)
-    problems = []
-    try:
-        await gateway.store.fetchval("ping")
-    except (OSError, ConnectionError, RuntimeError) as err:
-        problems.append(f"database unreachable: {err}")
-    if not gateway.routes_loaded:
-        problems.append("routing table not loaded yet")
+    problems = await gateway.readiness()
+    tasks = {name: health.state for name, health in gateway.supervisor.health.items()}
     if problems:
-        return JSONResponse({"status": "unready", "problems": problems}, status_code=503)
-    return JSONResponse({"status": "ready", "functions": len(gateway.routes)})
+        return JSONResponse({"status": "unready", "problems": problems, "tasks": tasks}, status_code=503)
+    return JSONResponse({"status": "ready", "functions": len(gateway.routes), "tasks": tasks})
 
 
 async def metrics(request: Request) -> Response:

@@ -24,14 +24,18 @@ write.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import functools
 import logging
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
 from stepline.protocol import DISCOVERY_STEP_ID, RAN_OPCODES, Opcode, data_memo
+from stepline_store.errors import is_transient
 from stepline_store.pool import Queryable, Store
 
 from stepline_gateway.backoff import Backoff
@@ -41,10 +45,13 @@ from stepline_gateway.ingest import Ingestor
 from stepline_gateway.metrics import Metrics
 from stepline_gateway.outcomes import Claim, Outcomes, op_error, record_steps, step_name
 from stepline_gateway.routing import RoutingTable
+from stepline_gateway.supervision import RetryDelay, describe
 
 log = logging.getLogger(__name__)
 
 _PARKING = frozenset({Opcode.SLEEP, Opcode.WAIT_FOR_EVENT, Opcode.INVOKE})
+# How long an answer is kept and its recording tried again while the database is away.
+_RECORD_PATIENCE_S = 600.0
 
 
 class Executor:
@@ -66,6 +73,7 @@ class Executor:
         self._clock = clock
         self._metrics = metrics
         self._wake = wake
+        self._retry_delay = RetryDelay()
         self._outcomes = Outcomes(
             store=store,
             ingestor=ingestor,
@@ -81,15 +89,39 @@ class Executor:
         """Make the claimed call and the calls that follow it while the lease is held."""
         current: Claim | None = claim
         if claim.resolves is not None:
-            current = await self._outcomes.resume(claim)
+            current = await self._recorded(claim, functools.partial(self._outcomes.resume, claim))
         while current is not None:
-            started = self._clock.now()
+            started = time.monotonic()
             with self._metrics.call_seconds.time():
                 answer = await self._caller.call(current.call)
-            current = await self.settle(current, answer, started)
+            current = await self._recorded(current, functools.partial(self.settle, current, answer, started))
 
-    async def settle(self, claim: Claim, answer: Answer, started: datetime.datetime) -> Claim | None:
-        """Record an answer; return the claim to go on with in this task, if any."""
+    async def _recorded(self, claim: Claim, record: Callable[[], Awaitable[Claim | None]]) -> Claim | None:
+        """Record an outcome, trying again while the database is away (a restart, a failover, a terminated
+        connection): the answer is kept rather than lost, so the step it carries does not run again. Every
+        statement checks the lease token, so a try that committed unbeknown to us makes the next one a no-op.
+        After ``_RECORD_PATIENCE_S`` of failures the answer is given up; the call is made again once its lease
+        lapses (at least once, as for a replica that dies)."""
+        failures = 0
+        deadline = time.monotonic() + _RECORD_PATIENCE_S
+        while True:
+            try:
+                return await record()
+            except Exception as err:
+                if not is_transient(err) or time.monotonic() >= deadline:
+                    raise
+                failures += 1
+                if failures == 1:
+                    log.warning(
+                        "run %s: cannot record the answer yet (%s); trying again while the database is away",
+                        claim.call.run_id,
+                        describe(err),
+                    )
+                await asyncio.sleep(self._retry_delay.after(failures))
+
+    async def settle(self, claim: Claim, answer: Answer, started: float) -> Claim | None:
+        """Record an answer (to a call made at ``started``, a monotonic time); return the claim to go on with
+        in this task, if any."""
         call = claim.call
         if answer.completed:
             self._metrics.calls.labels("completed").inc()
@@ -109,7 +141,7 @@ class Executor:
         return await self.settle_ops(claim, answer.ops, answer, started)
 
     async def settle_ops(
-        self, claim: Claim, ops: list[dict[str, Any]], answer: Answer, started: datetime.datetime
+        self, claim: Claim, ops: list[dict[str, Any]], answer: Answer, started: float
     ) -> Claim | None:
         """Record the operations of a 206 answer, in order: the steps that ran, then what ends the answer."""
         ran = [op for op in ops if op.get("op") in RAN_OPCODES]
@@ -127,7 +159,7 @@ class Executor:
                 lease_token=claim.lease_token,
                 run_id=uuid.UUID(call.run_id),
                 ops=ran,
-                now=self._clock.now(),
+                offset=self._clock.offset(),
                 checkpointed=False,
                 on=conn,
             )
@@ -137,7 +169,7 @@ class Executor:
             # The call made progress: what follows counts its attempts afresh (record_steps reset the row),
             # and began after the steps before it.
             progressed = replace(claim, call=replace(call, attempt=0))
-            following = await self._settle_final(progressed, rest, answer, self._clock.now(), on=conn)
+            following = await self._settle_final(progressed, rest, answer, time.monotonic(), on=conn)
         self._wake()
         return following
 
@@ -146,7 +178,7 @@ class Executor:
         claim: Claim,
         ops: list[dict[str, Any]],
         answer: Answer,
-        started: datetime.datetime,
+        started: float,
         *,
         on: Queryable = None,
     ) -> Claim | None:

@@ -49,6 +49,20 @@ class Settings:
     retention_h: float = field(
         default=168.0, metadata={"help": "hours of event and run history kept (at least 24)"}
     )
+    unrecoverable_exit_s: float = field(
+        default=300.0,
+        metadata={
+            "help": "exit (so that Kubernetes restarts the pod) when a background task fails this long with "
+            "errors other than database or network ones; 0: never"
+        },
+    )
+    clock_offset_s: float = field(
+        default=0.0,
+        metadata={
+            "help": "testing aid: seconds added to the database's clock when this gateway judges due times "
+            "(sleeps, retries, cron); leases ignore it; keep 0 in production"
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.retention_h < 24:

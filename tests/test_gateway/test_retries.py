@@ -25,13 +25,6 @@ def test_backoff_grows_exponentially_with_jitter_up_to_the_cap() -> None:
         assert max(delays) - min(delays) > ceiling / 4, "jitter spreads the delays"
 
 
-def test_retry_after_wins_when_later_than_the_backoff() -> None:
-    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
-    later = now + datetime.timedelta(minutes=5)
-    assert Backoff(base_s=10).next_attempt_at(0, now, not_before=later) == later
-    assert Backoff(base_s=10).next_attempt_at(0, now, not_before=now) > now
-
-
 async def due_in(database_url: str, clock: ManualClock) -> float | None:
     conn = await asyncpg.connect(database_url)
     try:
