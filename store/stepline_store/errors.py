@@ -27,6 +27,9 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     TimeoutError,  # connect and command timeouts
     asyncpg.PostgresConnectionError,  # ConnectionDoesNotExistError, ConnectionFailureError, ...
     asyncpg.InterfaceError,  # "the connection is closed" and its kin, on a connection that just died
+    # "cannot switch to state ...; another operation is in progress": the protocol's state after the server
+    # ended the connection in the middle of a transaction (seen on pg_terminate_backend).
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,  # the server is starting up or shutting down
     asyncpg.AdminShutdownError,  # pg_terminate_backend, a fast shutdown
     asyncpg.CrashShutdownError,  # another backend crashed and the server restarts
@@ -35,6 +38,15 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 )
 # InterfaceErrors that say something about the statement or its values, not about the connection.
 _PERMANENT: tuple[type[BaseException], ...] = (ValueError, UnsupportedClientFeatureError)
+
+
+# The base classes of everything a database call can raise (for handlers that sort them with is_transient).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 def is_transient(error: BaseException) -> bool:
