@@ -13,7 +13,6 @@ import dataclasses
 import json
 import logging
 import os
-import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -136,21 +135,27 @@ def cmd_gateway(args: argparse.Namespace) -> None:
     _configure_logging()
     # A task that cannot come back stops the server the way a signal does (calls in flight get their grace),
     # and the command then exits non-zero: the pod's restart policy starts it afresh.
-    gateway = Gateway(
-        settings, manifests=manifests, on_unrecoverable=lambda _: signal.raise_signal(signal.SIGTERM)
-    )
-    logging.getLogger("stepline").info(
-        "Stepline gateway on http://%s:%d (API under /v1, events to /e/{key})", settings.host, settings.port
-    )
-    uvicorn.run(
+    gateway = Gateway(settings, manifests=manifests, on_unrecoverable=lambda _: _stop(server))
+    config = uvicorn.Config(
         create_app(gateway),
         host=settings.host,
         port=settings.port,
         log_level="warning",
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 1,
     )
+    server = uvicorn.Server(config)
+    logging.getLogger("stepline").info(
+        "Stepline gateway on http://%s:%d (API under /v1, events to /e/{key})", settings.host, settings.port
+    )
+    server.run()
     if gateway.unrecoverable:
         raise CommandError(f"the gateway stopped: {gateway.unrecoverable}")
+    if not server.started:
+        raise CommandError("the gateway did not start: see the error above")
+
+
+def _stop(server: Any) -> None:
+    server.should_exit = True
 
 
 def cmd_send(args: argparse.Namespace) -> None:

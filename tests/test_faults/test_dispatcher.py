@@ -4,6 +4,7 @@ knowing are released at once rather than after their lease."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import asyncpg
@@ -74,3 +75,32 @@ async def _waiting_claim(admin: asyncpg.Connection) -> int | None:
         " AND wait_event_type = 'Lock' AND query LIKE '%lapsed AS%'"
     )
     return pid
+
+
+async def test_a_task_that_keeps_failing_with_no_database_outage_stops_the_process(
+    postgres: RestartablePostgres, tmp_path: Path
+) -> None:
+    database_url = await postgres.new_database()
+    gateways = GatewayProcesses(database_url, tmp_path)
+    gateways.manifest.write_text(MANIFEST.format(url="http://127.0.0.1:9"))
+    try:
+        process, url = gateways.start("--unrecoverable-exit-s", "1")
+        await wait_ready(url)
+        admin = await asyncpg.connect(database_url)
+        try:
+            # Not an outage that waiting cures: the queue's table is gone from under the gateway.
+            await admin.execute("ALTER TABLE work RENAME TO work_away")
+            await admin.execute("SELECT pg_notify('stepline_work', '')")
+            await eventually(lambda: _exited(process), timeout=30)
+        finally:
+            await admin.close()
+        assert process.returncode == 1
+        logs = gateways.logs()
+        assert "dispatcher kept failing for 1 s with errors that are not database or network ones" in logs
+        assert "stepline: error: the gateway stopped: dispatcher kept failing" in logs
+    finally:
+        gateways.stop_all()
+
+
+async def _exited(process: subprocess.Popen[bytes]) -> bool:
+    return process.poll() is not None

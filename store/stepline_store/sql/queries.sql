@@ -141,12 +141,14 @@ WITH lapsed AS (
     FOR UPDATE SKIP LOCKED
 ), due AS (
     SELECT id FROM work WHERE lease_token IS NULL AND available_at <= statement_timestamp() + $1::interval
-    ORDER BY available_at LIMIT greatest($2::int - (SELECT count(*) FROM lapsed), 0)
+    ORDER BY available_at LIMIT $2::int
     FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT id FROM lapsed UNION ALL SELECT id FROM due LIMIT $2::int
 ), claimed AS (
     UPDATE work w SET lease_owner = $3::text, lease_token = gen_random_uuid(),
                       lease_expires_at = statement_timestamp() + $4::interval
-    FROM (SELECT id FROM lapsed UNION ALL SELECT id FROM due) AS picked WHERE w.id = picked.id
+    FROM picked WHERE w.id = picked.id
     RETURNING w.id, w.run_id, w.step_id, w.attempt, w.lease_token, w.resolves, w.resolves_op, w.resolves_name,
               w.resolution
 ), starting AS (
