@@ -201,15 +201,17 @@ class Gateway:
         listener's connection (a round trip on it), the routing table and every supervised task."""
         if self._store is None or self._listener is None:
             return ["the gateway is not started"]
+        # Both round trips at once: the probe answers within one ping timeout.
+        database, listener = await asyncio.gather(
+            self.store.ping(within_s=_PING_TIMEOUT_S),
+            self._listener.ping(within_s=_PING_TIMEOUT_S),
+            return_exceptions=True,
+        )
         problems = []
-        try:
-            await self.store.ping(within_s=_PING_TIMEOUT_S)
-        except Exception as err:
-            problems.append(f"database unreachable: {describe(err)}")
-        try:
-            await self._listener.ping(within_s=_PING_TIMEOUT_S)
-        except Exception as err:
-            problems.append(f"listener: {describe(err)}")
+        if isinstance(database, BaseException):
+            problems.append(f"database unreachable: {describe(database)}")
+        if isinstance(listener, BaseException):
+            problems.append(f"listener: {describe(listener)}")
         if not self.routes_loaded:
             problems.append("routing table not loaded yet")
         problems.extend(self.supervisor.problems())

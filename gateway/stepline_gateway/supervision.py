@@ -35,10 +35,13 @@ Body = Callable[["Health"], Awaitable[None]]
 
 @dataclass(frozen=True)
 class RetryDelay:
-    """Capped exponential backoff with jitter: ``base_s * 2**n``, at most ``max_s``, times 0.5 to 1."""
+    """Capped exponential backoff with jitter: ``base_s * 2**n``, at most ``max_s``, times 0.5 to 1.
+
+    The cap is short: a loop waiting for the database is back within a second of it, and an attempt a
+    second per task is nothing for a server that is up."""
 
     base_s: float = 0.05
-    max_s: float = 2.0
+    max_s: float = 1.0
 
     def after(self, failures: int, rng: random.Random | None = None) -> float:
         ceiling = min(self.max_s, self.base_s * float(2 ** min(failures - 1, 30)))

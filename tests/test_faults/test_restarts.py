@@ -22,7 +22,7 @@ from tests.test_faults.load import (
 from tests.test_faults.postgres import RestartablePostgres
 
 FLAGS = ("--lease-s", "5", "--retry-base-s", "0.05", "--retry-max-s", "0.5", "--concurrency", "16")
-PER_PHASE = 30
+PER_PHASE = 20
 
 
 async def test_terminated_connections_and_a_restart_lose_no_run_and_rerun_no_recorded_step(
