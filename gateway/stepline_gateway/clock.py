@@ -6,7 +6,8 @@ added to ``now()`` wherever a *due time* is written or compared (backoff, sleeps
 events, cron), zero in production. Tests use ``ManualClock`` to jump that offset forward, so that an hour of
 sleep passes at once; leases stay on the database's own clock, so no jump makes a call in flight look
 abandoned. Waiting for due work is local and monotonic: the dispatcher and the scheduler ask the database
-how long until the next due moment and wait that long (``wait``), woken early by events.
+how long until the next due moment and wait that long (``wait``), woken early by their events, which the
+clock sets too when it jumps (``watch``).
 """
 
 from __future__ import annotations
@@ -25,9 +26,16 @@ class Clock(Protocol):
         """This machine's estimate of the gateway's time (wall clock plus the offset): for what decides
         nothing (log lines, defaults of display filters), never for leases or due times."""
 
-    async def wait(self, wake: asyncio.Event, delay: float | None) -> None:
-        """Return when ``wake`` is set or ``delay`` seconds have passed (never, when None); a manual clock
-        also returns when it is moved, so that the caller asks the database again."""
+    def watch(self, wake: asyncio.Event) -> None:
+        """Have ``wake`` set whenever the clock jumps, so that a loop that computed a delay from the database
+        asks again (a manual clock jumps; the real one never does)."""
+
+
+async def wait(wake: asyncio.Event, delay: float | None) -> None:
+    """Return when ``wake`` is set or ``delay`` seconds have passed (never, when None): a monotonic timer."""
+    timeout = None if delay is None else max(0.0, delay)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(wake.wait(), timeout)
 
 
 class SystemClock:
@@ -40,23 +48,22 @@ class SystemClock:
     def now(self) -> datetime.datetime:
         return datetime.datetime.now(datetime.UTC) + self._offset
 
-    async def wait(self, wake: asyncio.Event, delay: float | None) -> None:
-        timeout = None if delay is None else max(0.0, delay)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout)
+    def watch(self, wake: asyncio.Event) -> None:
+        """Nothing to do: this clock never jumps."""
 
 
 class ManualClock:
-    """The database's clock plus an offset that ``advance`` moves forward; waiters wake up when it moves.
+    """The database's clock plus an offset that ``advance`` moves forward.
 
     Real time still passes (the database's clock runs); the offset is what a test controls. ``start`` sets
-    the initial offset so that the gateway's time begins there.
+    the initial offset so that the gateway's time begins there. Every watched event is set when the clock
+    moves, even while its loop is busy asking the database, so no jump is missed.
     """
 
     def __init__(self, start: datetime.datetime | None = None) -> None:
         wall = datetime.datetime.now(datetime.UTC)
         self._offset = (start - wall) if start is not None else datetime.timedelta(0)
-        self._moved = asyncio.Event()
+        self._watched: list[asyncio.Event] = []
 
     def offset(self) -> datetime.timedelta:
         return self._offset
@@ -64,18 +71,10 @@ class ManualClock:
     def now(self) -> datetime.datetime:
         return datetime.datetime.now(datetime.UTC) + self._offset
 
+    def watch(self, wake: asyncio.Event) -> None:
+        self._watched.append(wake)
+
     def advance(self, seconds: float) -> None:
         self._offset += datetime.timedelta(seconds=seconds)
-        moved, self._moved = self._moved, asyncio.Event()
-        moved.set()
-
-    async def wait(self, wake: asyncio.Event, delay: float | None) -> None:
-        if wake.is_set() or (delay is not None and delay <= 0):
-            return
-        waiters = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(self._moved.wait())}
-        try:
-            await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in waiters:
-                task.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+        for wake in self._watched:
+            wake.set()

@@ -19,7 +19,7 @@ from typing import Any
 from stepline_store.pool import Record, Store
 
 from stepline_gateway.calls import Call, queue_item_ref
-from stepline_gateway.clock import Clock
+from stepline_gateway.clock import Clock, wait
 from stepline_gateway.executor import Executor
 from stepline_gateway.metrics import Metrics
 from stepline_gateway.outcomes import Claim
@@ -83,6 +83,7 @@ class Dispatcher:
         # Names this replica in work.lease_owner (and nothing else: a restarted process is a new owner).
         self.owner = f"gateway-{uuid.uuid4().hex[:12]}"
         self._wake = asyncio.Event()
+        clock.watch(self._wake)
         self._inflight: dict[asyncio.Task[None], tuple[int, uuid.UUID]] = {}
         self._orphans_possible = False
         self._stopping = False
@@ -107,7 +108,7 @@ class Dispatcher:
                 delay = await self._next_due()
             else:
                 health.ok()
-            await self._clock.wait(self._wake, delay)
+            await wait(self._wake, delay)
 
     async def _claim(self, limit: int) -> int:
         try:

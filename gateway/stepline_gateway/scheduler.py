@@ -21,7 +21,7 @@ from croniter import croniter
 from stepline.protocol import CRON_EVENT
 from stepline_store.pool import Store
 
-from stepline_gateway.clock import Clock
+from stepline_gateway.clock import Clock, wait
 from stepline_gateway.events import Event
 from stepline_gateway.ingest import Ingestor, PlannedRun
 from stepline_gateway.routing import Function, RoutingTable
@@ -116,6 +116,7 @@ class Scheduler:
         self._clock = clock
         self._catch_up_within = catch_up_within
         self._changed = asyncio.Event()
+        clock.watch(self._changed)
         self._caught_up: set[str] = set()
         # The moment up to which ticks were handled; kept across restarts of the loop, so that a tick that
         # fell while the database was away is fired once it is back.
@@ -160,7 +161,7 @@ class Scheduler:
             health.ok()
             until = min((s.next_after(last) for s in schedules(self._routes())), default=None)
             delay = None if until is None else (until - await self.now()).total_seconds()
-            await self._clock.wait(self._changed, delay)
+            await wait(self._changed, delay)
             now = await self.now()
             # The schedules of now: a function published meanwhile counts from ``last`` too.
             for schedule in schedules(self._routes()):

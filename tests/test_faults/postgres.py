@@ -28,6 +28,7 @@ _COMMAND_TIMEOUT_S = 60
 
 class RestartablePostgres:
     def __init__(self, folder: Path) -> None:
+        self.folder = folder
         self.data = folder / "data"
         self.log = folder / "postgres.log"
         self.port = free_port()
