@@ -18,6 +18,8 @@ API (checkpoint.py), which records them for the call's work item and restarts it
 executor reads those back before the next call and before counting a failed attempt.
 
 A failed run emits ``inngest/function.failed`` and ``inngest/function.finished`` in the same transaction.
+An answer whose recording fails because the database is away is kept and recorded once it is back
+(``_recorded``): the call is not made again for a restart or a failover.
 Sequential steps go on in the same task while the call's lease is held, so a step costs one call and one
 write.
 """
@@ -94,6 +96,8 @@ class Executor:
             started = time.monotonic()
             with self._metrics.call_seconds.time():
                 answer = await self._caller.call(current.call)
+            # Counted here, once per answer, however many times its recording is tried.
+            self._metrics.calls.labels(_outcome(answer)).inc()
             current = await self._recorded(current, functools.partial(self.settle, current, answer, started))
 
     async def _recorded(self, claim: Claim, record: Callable[[], Awaitable[Claim | None]]) -> Claim | None:
@@ -124,11 +128,9 @@ class Executor:
         in this task, if any."""
         call = claim.call
         if answer.completed:
-            self._metrics.calls.labels("completed").inc()
             await self._outcomes.finish(claim, "Completed", output=answer.output, error=None)
             return None
         if answer.error is not None:
-            self._metrics.calls.labels("error").inc()
             current = await self._current_attempt(claim)
             if current is None:
                 return None
@@ -137,7 +139,6 @@ class Executor:
                 current, answer.error, answer.retriable, answer.retry_at, target, target
             )
             return None
-        self._metrics.calls.labels("steps").inc()
         return await self.settle_ops(claim, answer.ops, answer, started)
 
     async def settle_ops(
@@ -242,3 +243,10 @@ class Executor:
         if attempt == claim.call.attempt:
             return claim
         return replace(claim, call=replace(claim.call, attempt=attempt))
+
+
+def _outcome(answer: Answer) -> str:
+    """The label of an answer in the calls metric."""
+    if answer.completed:
+        return "completed"
+    return "error" if answer.error is not None else "steps"

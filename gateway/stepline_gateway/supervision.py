@@ -1,19 +1,19 @@
 """Supervision of the gateway's long-lived tasks: each one fails, backs off, and comes back by itself.
 
 Every background loop of the gateway (dispatcher, heartbeat, NOTIFY listener, cron, route refresh, pruning)
-runs as a ``Supervisor`` task. A task's body loops forever and calls ``Health.ok()`` after each unit of work
-that succeeded. Any exception but cancellation ends the body; the supervisor logs it once per failure
-streak (what failed, and the traceback when the error is not a database or network one), waits a capped
-exponential backoff with jitter, and runs the body again. A body that returns is run again too: a loop
-that stops by itself is a fault like any other. ``wake()`` cuts every backoff short: the listener calls it
-when the database is back, so that no loop waits out its timer after a restart.
+runs as a ``Supervisor`` task. A task's body loops forever, starts with its unit of work (so that a retry
+does it again at once) and calls ``Health.ok()`` after each unit that succeeded. Any exception but
+cancellation ends the body; the supervisor logs it once per failure streak (what failed, with the traceback
+when the error is not a database or network one), waits a capped exponential backoff with jitter, and runs
+the body again. A body that returns is run again too: a loop that stops by itself is a fault like any other.
+``wake()`` cuts every backoff short: the gateway calls it when the listener is back, so that no loop waits
+out its timer after a database restart.
 
-Each task's ``Health`` feeds ``GET /readyz`` (``problems()``): a task failing or stopped makes the gateway
-unready with the reason. A body starts with its unit of work (a retry does it again at once) and reports
-``ok()`` after it. A task whose failures are not database or network errors (a bug, not an
-outage: restarting the process may help, and waiting will not) for ``exit_after_s`` on end makes the
-supervisor call ``on_unrecoverable``; ``stepline gateway`` then stops with a non-zero exit, and Kubernetes
-restarts the pod. An outage of the database never does: every replica would only crash-loop while it lasts.
+Each task's ``Health`` feeds ``GET /readyz`` (``problems()``): a task failing makes the gateway unready, with
+the reason. A task that fails for ``exit_after_s`` on end with errors that are not database or network ones
+(a bug, a schema changed under the gateway: restarting the process may help, waiting does not) makes the
+supervisor call ``on_unrecoverable``; ``stepline gateway`` then stops and exits 1, and Kubernetes restarts the
+pod. An outage of the database never does: every replica shares it, and restarts would only crash-loop.
 """
 
 from __future__ import annotations
@@ -70,14 +70,19 @@ class Health:
         self.state, self.error, self.failures = "running", None, 0
         self.failing_since = self.broken_since = None
 
-    def failed(self, error: BaseException) -> None:
+    def failed(self, error: BaseException) -> bool:
+        """Count a failure; answer whether it is news (the streak's first, or its first that is not a database
+        or network error), which is logged."""
         now = time.monotonic()
+        news = self.failures == 0
         self.failures += 1
         self.state, self.error = "failing", describe(error)
         if self.failing_since is None:
             self.failing_since = now
         if not is_transient(error) and self.broken_since is None:
             self.broken_since = now
+            news = True
+        return news
 
     def problem(self) -> str | None:
         """Why this task makes the gateway unready, or None."""
@@ -136,9 +141,7 @@ class Supervisor:
             except Exception as err:
                 if self._stopping:
                     return
-                first = health.failures == 0
-                health.failed(err)
-                if first:
+                if health.failed(err):
                     self._log_failure(health, err)
                 else:
                     log.debug("%s failed again: %s", health.name, health.error)
