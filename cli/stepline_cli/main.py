@@ -147,17 +147,29 @@ def cmd_gateway(args: argparse.Namespace) -> None:
     _check_port_free(settings.host, settings.port)
     asyncio.run(_check_database(settings.database_url, migrate=args.migrate))
     _configure_logging()
-    gateway = Gateway(settings, manifests=manifests)
-    logging.getLogger("stepline").info(
-        "Stepline gateway on http://%s:%d (API under /v1, events to /e/{key})", settings.host, settings.port
-    )
-    uvicorn.run(
+    # A task that cannot come back stops the server the way a signal does (calls in flight get their grace),
+    # and the command then exits non-zero: the pod's restart policy starts it afresh.
+    gateway = Gateway(settings, manifests=manifests, on_unrecoverable=lambda _: _stop(server))
+    config = uvicorn.Config(
         create_app(gateway),
         host=settings.host,
         port=settings.port,
         log_level="warning",
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 1,
     )
+    server = uvicorn.Server(config)
+    logging.getLogger("stepline").info(
+        "Stepline gateway on http://%s:%d (API under /v1, events to /e/{key})", settings.host, settings.port
+    )
+    server.run()
+    if gateway.unrecoverable:
+        raise CommandError(f"the gateway stopped: {gateway.unrecoverable}")
+    if not server.started:
+        raise CommandError("the gateway did not start: see the error above")
+
+
+def _stop(server: Any) -> None:
+    server.should_exit = True
 
 
 def cmd_send(args: argparse.Namespace) -> None:

@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from stepline import signing
 from stepline.protocol import Header
+from stepline_store.errors import DATABASE_ERRORS, is_transient
 
 from stepline_gateway import checkpoint, dashboard, ingest, registry, webhooks
 from stepline_gateway.errors import BadRequest, NotFound, Unauthorized
@@ -72,8 +73,7 @@ async def _ingest(request: Request) -> Response:
     gateway = _gateway(request)
     settings = gateway.settings
     body = await _read_body(request, settings.max_body_bytes)
-    now_ms = int(gateway.clock.now().timestamp() * 1000)
-    events = parse_events(body, now_ms=now_ms, max_event_bytes=settings.max_event_bytes)
+    events = parse_events(body, max_event_bytes=settings.max_event_bytes)
     result = await gateway.ingestor.ingest(events)
     gateway.metrics.events.inc(len(result.new_ids))
     gateway.metrics.runs_started.inc(result.runs_created)
@@ -191,7 +191,7 @@ async def replay_run(request: Request) -> Response:
     current = gateway.routes.functions.get(old["function"]["id"])
     new_id = await queries.replay(
         run_id,
-        gateway.clock.now(),
+        gateway.clock.offset(),
         url=current.url if current else None,
         max_attempts=current.max_attempts if current else None,
     )
@@ -241,17 +241,17 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    """Ready when the database and the listener answer, the routes are loaded and no task is failing."""
     gateway = _gateway(request)
-    problems = []
-    try:
-        await gateway.store.fetchval("ping")
-    except (OSError, ConnectionError, RuntimeError) as err:
-        problems.append(f"database unreachable: {err}")
-    if not gateway.routes_loaded:
-        problems.append("routing table not loaded yet")
+    problems = await gateway.readiness()
+    # The replica's name is the lease_owner of the calls it holds.
+    body: dict[str, Any] = {
+        "replica": gateway.dispatcher.owner if gateway.routes_loaded else None,
+        "tasks": {name: health.state for name, health in gateway.supervisor.health.items()},
+    }
     if problems:
-        return JSONResponse({"status": "unready", "problems": problems}, status_code=503)
-    return JSONResponse({"status": "ready", "functions": len(gateway.routes)})
+        return JSONResponse({"status": "unready", "problems": problems, **body}, status_code=503)
+    return JSONResponse({"status": "ready", "functions": len(gateway.routes), **body})
 
 
 async def metrics(request: Request) -> Response:
@@ -265,6 +265,14 @@ async def _error_response(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=404)
     if isinstance(exc, Unauthorized):
         return JSONResponse({"error": str(exc)}, status_code=401)
+    if is_transient(exc):
+        # Nothing was stored (the transaction did not commit): the client may send the same request again.
+        log.warning("%s %s: the database is unavailable (%s)", request.method, request.url.path, exc)
+        return JSONResponse(
+            {"error": "the database is unavailable (restarting or failing over): try again in a moment"},
+            status_code=503,
+            headers={"retry-after": "1"},
+        )
     log.exception("unexpected error answering %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"error": "internal error: see the gateway's log"}, status_code=500)
 
@@ -305,6 +313,9 @@ def create_app(gateway: Gateway, *, extra_routes: list[Any] | None = None) -> St
         BadRequest: _error_response,
         NotFound: _error_response,
         Unauthorized: _error_response,
+        # Database errors by class, not only through Exception: Starlette re-raises what the Exception
+        # handler answered (a traceback in the log), and a 503 while the database is away is no crash.
+        **dict.fromkeys(DATABASE_ERRORS, _error_response),
         Exception: _error_response,
     }
     app = Starlette(

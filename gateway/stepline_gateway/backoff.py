@@ -1,12 +1,12 @@
-"""When a failed attempt is tried again: exponential backoff with jitter, capped, honouring retry-after.
+"""When a failed attempt is tried again: exponential backoff with jitter, capped.
 
 Defaults are of Inngest's order of magnitude (seconds, then minutes, capped at an hour); tests and
-``stepline dev`` may shorten them.
+``stepline dev`` may shorten them. The delay is added to the database's clock when the retry is recorded
+(``retry_call``), where a ``retry-after`` instant from the service is the floor.
 """
 
 from __future__ import annotations
 
-import datetime
 import random
 from dataclasses import dataclass
 
@@ -21,13 +21,3 @@ class Backoff:
         ceiling = min(self.max_s, self.base_s * float(2 ** min(attempt, 32)))
         jitter: float = (rng or random).uniform(0, ceiling / 2)
         return ceiling / 2 + jitter
-
-    def next_attempt_at(
-        self,
-        attempt: int,
-        now: datetime.datetime,
-        *,
-        not_before: datetime.datetime | None = None,
-    ) -> datetime.datetime:
-        due = now + datetime.timedelta(seconds=self.delay(attempt))
-        return max(due, not_before) if not_before is not None else due

@@ -89,7 +89,7 @@ async def checkpoint_async(request: Request) -> Response:
             lease_token=lease_token,
             run_id=run_id,
             ops=steps,
-            now=gateway.clock.now(),
+            offset=gateway.clock.offset(),
             checkpointed=True,
         )
     except ValueError as err:

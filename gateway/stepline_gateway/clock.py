@@ -1,7 +1,13 @@
-"""Time as the gateway sees it: the real clock, or a manual one that tests move forward.
+"""Time as the gateway sees it: the database's clock, shifted by an offset that only tests move.
 
-Everything time-dependent (backoff, leases, due calls) asks a Clock, never the system directly, so that
-tests can check a schedule without waiting for it.
+Leases, due times and cron ticks are judged in SQL against Postgres' ``now()`` (queries.sql), never against a
+replica's own clock, so replicas with skewed clocks agree. A Clock only contributes ``offset()``: a shift
+added to ``now()`` wherever a *due time* is written or compared (backoff, sleeps, waits' timeouts, delayed
+events, cron), zero in production. Tests use ``ManualClock`` to jump that offset forward, so that an hour of
+sleep passes at once; leases stay on the database's own clock, so no jump makes a call in flight look
+abandoned. Waiting for due work is local and monotonic: the dispatcher and the scheduler ask the database
+how long until the next due moment and wait that long (``wait``), woken early by their events, which the
+clock sets too when it jumps (``watch``).
 """
 
 from __future__ import annotations
@@ -13,43 +19,62 @@ from typing import Protocol
 
 
 class Clock(Protocol):
-    def now(self) -> datetime.datetime: ...
+    def offset(self) -> datetime.timedelta:
+        """What to add to the database's ``now()`` for due times: zero, except in tests."""
 
-    async def wait(self, wake: asyncio.Event, until: datetime.datetime | None) -> None:
-        """Return when ``wake`` is set or the clock reaches ``until`` (never, when None)."""
+    def now(self) -> datetime.datetime:
+        """This machine's estimate of the gateway's time (wall clock plus the offset): for what decides
+        nothing (log lines, defaults of display filters), never for leases or due times."""
+
+    def watch(self, wake: asyncio.Event) -> None:
+        """Have ``wake`` set whenever the clock jumps, so that a loop that computed a delay from the database
+        asks again (a manual clock jumps; the real one never does)."""
+
+
+async def wait(wake: asyncio.Event, delay: float | None) -> None:
+    """Return when ``wake`` is set or ``delay`` seconds have passed (never, when None): a monotonic timer."""
+    timeout = None if delay is None else max(0.0, delay)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(wake.wait(), timeout)
 
 
 class SystemClock:
-    def now(self) -> datetime.datetime:
-        return datetime.datetime.now(datetime.UTC)
+    def __init__(self, offset: datetime.timedelta | None = None) -> None:
+        self._offset = offset or datetime.timedelta(0)
 
-    async def wait(self, wake: asyncio.Event, until: datetime.datetime | None) -> None:
-        timeout = None if until is None else max(0.0, (until - self.now()).total_seconds())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout)
+    def offset(self) -> datetime.timedelta:
+        return self._offset
+
+    def now(self) -> datetime.datetime:
+        return datetime.datetime.now(datetime.UTC) + self._offset
+
+    def watch(self, wake: asyncio.Event) -> None:
+        """Nothing to do: this clock never jumps."""
 
 
 class ManualClock:
-    """A clock that only moves when ``advance`` is called; waiters due by then wake up."""
+    """The database's clock plus an offset that ``advance`` moves forward.
+
+    Real time still passes (the database's clock runs); the offset is what a test controls. ``start`` sets
+    the initial offset so that the gateway's time begins there. Every watched event is set when the clock
+    moves, even while its loop is busy asking the database, so no jump is missed.
+    """
 
     def __init__(self, start: datetime.datetime | None = None) -> None:
-        self._now = start or datetime.datetime.now(datetime.UTC)
-        self._moved = asyncio.Event()
+        wall = datetime.datetime.now(datetime.UTC)
+        self._offset = (start - wall) if start is not None else datetime.timedelta(0)
+        self._watched: list[asyncio.Event] = []
+
+    def offset(self) -> datetime.timedelta:
+        return self._offset
 
     def now(self) -> datetime.datetime:
-        return self._now
+        return datetime.datetime.now(datetime.UTC) + self._offset
+
+    def watch(self, wake: asyncio.Event) -> None:
+        self._watched.append(wake)
 
     def advance(self, seconds: float) -> None:
-        self._now += datetime.timedelta(seconds=seconds)
-        moved, self._moved = self._moved, asyncio.Event()
-        moved.set()
-
-    async def wait(self, wake: asyncio.Event, until: datetime.datetime | None) -> None:
-        while not wake.is_set() and (until is None or self._now < until):
-            waiters = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(self._moved.wait())}
-            try:
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in waiters:
-                    task.cancel()
-                await asyncio.gather(*waiters, return_exceptions=True)
+        self._offset += datetime.timedelta(seconds=seconds)
+        for wake in self._watched:
+            wake.set()

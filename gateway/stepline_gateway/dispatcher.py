@@ -1,9 +1,11 @@
 """The dispatcher: claims due calls from Postgres and runs them, up to a concurrency limit.
 
 Woken by ``NOTIFY stepline_work`` (new runs anywhere), by the executor (work it scheduled itself) and by
-the time the next call falls due; it never polls in a loop. Claims use ``FOR UPDATE SKIP LOCKED``, so any
-number of replicas share the queue. Leases of calls in flight are extended by a heartbeat; a replica that
-dies stops extending them and its calls fall due again for the others.
+the time the next call falls due, which the database computes from its own clock; it never polls in a
+loop. Claims use ``FOR UPDATE SKIP LOCKED``, so any number of replicas share the queue. Leases of calls in
+flight are extended by a heartbeat, on the database's clock; a replica that dies stops extending them and
+its calls fall due again for the others. The claim loop and the heartbeat are supervised tasks
+(supervision.py): a database error ends them and they come back; calls in flight are not affected.
 """
 
 from __future__ import annotations
@@ -17,15 +19,16 @@ from typing import Any
 from stepline_store.pool import Record, Store
 
 from stepline_gateway.calls import Call, queue_item_ref
-from stepline_gateway.clock import Clock
+from stepline_gateway.clock import Clock, wait
 from stepline_gateway.executor import Executor
 from stepline_gateway.metrics import Metrics
 from stepline_gateway.outcomes import Claim
+from stepline_gateway.supervision import Health
 
 log = logging.getLogger(__name__)
 
 # Safety net only: a replica also looks for due work this often when nothing woke it.
-_IDLE_RECHECK = datetime.timedelta(seconds=30)
+_IDLE_RECHECK_S = 30.0
 
 
 def claim_from_row(row: Record) -> Claim:
@@ -79,41 +82,59 @@ class Dispatcher:
         self._metrics = metrics
         self._concurrency = concurrency
         self._lease = datetime.timedelta(seconds=lease_s)
-        self._owner = f"gateway-{uuid.uuid4().hex[:12]}"
+        # Names this replica in work.lease_owner (and nothing else: a restarted process is a new owner).
+        self.owner = f"gateway-{uuid.uuid4().hex[:12]}"
         self._wake = asyncio.Event()
-        self._inflight: dict[asyncio.Task[None], uuid.UUID] = {}
+        clock.watch(self._wake)
+        self._inflight: dict[asyncio.Task[None], tuple[int, uuid.UUID]] = {}
+        self._orphans_possible = False
         self._stopping = False
 
     def wake(self) -> None:
         self._wake.set()
 
-    async def run(self) -> None:
-        heartbeat = asyncio.create_task(self._heartbeat())
-        try:
-            while not self._stopping:
-                self._wake.clear()
-                free = self._concurrency - len(self._inflight)
-                if free > 0 and await self._claim(free) == free:
+    async def run(self, health: Health) -> None:
+        """The claim loop (supervised): claim due calls while slots are free, then wait for a wake-up or for
+        the next due moment the database names. A database error ends it; the supervisor runs it again."""
+        while not self._stopping:
+            self._wake.clear()
+            if self._orphans_possible:
+                await self._release_orphans()
+            free = self._concurrency - len(self._inflight)
+            delay: float | None = None
+            if free > 0:
+                claimed = await self._claim(free)
+                health.ok()
+                if claimed == free:
                     continue  # there may be more due right now
-                until = await self._next_due() if len(self._inflight) < self._concurrency else None
-                await self._clock.wait(self._wake, until)
-        finally:
-            heartbeat.cancel()
+                delay = await self._next_due()
+            else:
+                health.ok()
+            await wait(self._wake, delay)
 
     async def _claim(self, limit: int) -> int:
-        now = self._clock.now()
         try:
-            rows = await self._store.fetch("claim_work", now, limit, self._owner, now + self._lease)
-        except (OSError, ConnectionError) as err:
-            log.error("cannot claim work: %s", err)
-            return 0
+            rows = await self._store.fetch("claim_work", self._clock.offset(), limit, self.owner, self._lease)
+        except BaseException:
+            # The claim may have committed and its answer been lost with the connection: rows leased to
+            # this replica that it does not know of. They are released before the next claim.
+            self._orphans_possible = True
+            raise
         for row in rows:
             claim = claim_from_row(row)
             task = asyncio.create_task(self._execute(claim))
-            self._inflight[task] = claim.lease_token
+            self._inflight[task] = (claim.work_id, claim.lease_token)
             task.add_done_callback(self._done)
         self._metrics.inflight.set(len(self._inflight))
         return len(rows)
+
+    async def _release_orphans(self) -> None:
+        held = [work_id for work_id, _ in self._inflight.values()]
+        status = await self._store.execute("release_orphaned_leases", self.owner, held)
+        self._orphans_possible = False
+        released = int(status.split()[-1])
+        if released:
+            log.warning("released %d call(s) claimed while the connection to the database broke", released)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
@@ -131,24 +152,26 @@ class Dispatcher:
                 "run %s: unexpected error while executing; the call will be retried", claim.call.run_id
             )
 
-    async def _next_due(self) -> datetime.datetime:
-        fallback = self._clock.now() + _IDLE_RECHECK
-        try:
-            due: datetime.datetime | None = await self._store.fetchval("next_due")
-        except (OSError, ConnectionError):
-            return fallback
-        return fallback if due is None else min(due, fallback)
+    async def _next_due(self) -> float:
+        """Seconds until a claim would find work, from the database's clock (at most the idle recheck)."""
+        delay: float | None = await self._store.fetchval("next_due", self._clock.offset())
+        return _IDLE_RECHECK_S if delay is None else min(delay, _IDLE_RECHECK_S)
 
-    async def _heartbeat(self) -> None:
+    async def heartbeat(self, health: Health) -> None:
+        """Extend the leases of the calls in flight every third of a lease (supervised): by work id and token,
+        on the database's clock. After a failure it extends at once."""
         interval = self._lease.total_seconds() / 3
         while True:
+            held = list(self._inflight.values())
+            if held:
+                await self._store.execute(
+                    "extend_leases",
+                    [work_id for work_id, _ in held],
+                    [token for _, token in held],
+                    self._lease,
+                )
+            health.ok()
             await asyncio.sleep(interval)
-            tokens = list(self._inflight.values())
-            if tokens:
-                try:
-                    await self._store.execute("extend_leases", tokens, self._clock.now() + self._lease)
-                except (OSError, ConnectionError) as err:
-                    log.error("cannot extend leases: %s", err)
 
     async def stop(self, grace_s: float) -> None:
         """Stop claiming; let calls in flight finish for up to ``grace_s`` seconds, then cancel them."""

@@ -23,7 +23,8 @@ class Event:
     id: str
     name: str
     data: dict[str, Any]
-    ts: int
+    # Milliseconds since the epoch; None until stored: the store stamps the database's now.
+    ts: int | None
     user: dict[str, Any] | None = None
     v: str | None = None
 
@@ -52,8 +53,9 @@ def _holds_nul(value: Any) -> bool:
     return False
 
 
-def parse_events(body: bytes, *, now_ms: int, max_event_bytes: int) -> list[Event]:
-    """Parse one event or a JSON array of events; raise BadRequest saying what is wrong."""
+def parse_events(body: bytes, *, max_event_bytes: int) -> list[Event]:
+    """Parse one event or a JSON array of events; raise BadRequest saying what is wrong. An event without a
+    ``ts`` keeps None: the store stamps it with the database's now, not this replica's clock."""
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as err:
@@ -61,10 +63,10 @@ def parse_events(body: bytes, *, now_ms: int, max_event_bytes: int) -> list[Even
     items = document if isinstance(document, list) else [document]
     if not items:
         raise BadRequest("the body is an empty array: send at least one event")
-    return [_parse_one(item, index, now_ms, max_event_bytes) for index, item in enumerate(items)]
+    return [_parse_one(item, index, max_event_bytes) for index, item in enumerate(items)]
 
 
-def _parse_one(item: Any, index: int, now_ms: int, max_event_bytes: int) -> Event:
+def _parse_one(item: Any, index: int, max_event_bytes: int) -> Event:
     where = f"event {index}"
     if not isinstance(item, dict):
         raise BadRequest(f'{where} is not a JSON object: send {{"name": ..., "data": {{...}}}}')
@@ -85,8 +87,8 @@ def _parse_one(item: Any, index: int, now_ms: int, max_event_bytes: int) -> Even
     event_id = item.get("id") or new_event_id()
     if not isinstance(event_id, str) or len(event_id) > MAX_ID_LENGTH:
         raise BadRequest(f"{where}: 'id' must be a string of at most {MAX_ID_LENGTH} characters")
-    ts = item.get("ts") or now_ms
-    if not isinstance(ts, int) or isinstance(ts, bool) or ts < 0:
+    ts = item.get("ts") or None
+    if ts is not None and (not isinstance(ts, int) or isinstance(ts, bool) or ts < 0):
         raise BadRequest(f"{where}: 'ts' must be a timestamp in milliseconds since the epoch")
     user = item.get("user")
     if user is not None and not isinstance(user, dict):

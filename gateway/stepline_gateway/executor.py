@@ -19,20 +19,26 @@ API (checkpoint.py), which records them for the call's work item and restarts it
 executor reads those back before the next call and before counting a failed attempt.
 
 A failed run emits ``inngest/function.failed`` and ``inngest/function.finished`` in the same transaction.
+An answer whose recording fails because the database is away is kept and recorded once it is back
+(``_recorded``): the call is not made again for a restart or a failover.
 Sequential steps go on in the same task while the call's lease is held, so a step costs one call and one
 write.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import functools
 import logging
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
 from stepline.protocol import DISCOVERY_STEP_ID, RAN_OPCODES, Opcode, data_memo
+from stepline_store.errors import is_transient
 from stepline_store.pool import Queryable, Store
 
 from stepline_gateway.backoff import Backoff
@@ -43,10 +49,13 @@ from stepline_gateway.metrics import Metrics
 from stepline_gateway.outcomes import Claim, Outcomes, op_error, record_steps, step_name
 from stepline_gateway.reachability import Reachability
 from stepline_gateway.routing import RoutingTable
+from stepline_gateway.supervision import RetryDelay, describe
 
 log = logging.getLogger(__name__)
 
 _PARKING = frozenset({Opcode.SLEEP, Opcode.WAIT_FOR_EVENT, Opcode.INVOKE})
+# How long an answer is kept and its recording tried again while the database is away.
+_RECORD_PATIENCE_S = 600.0
 
 
 class Executor:
@@ -70,6 +79,7 @@ class Executor:
         self._clock = clock
         self._metrics = metrics
         self._wake = wake
+        self._retry_delay = RetryDelay()
         self._outcomes = Outcomes(
             store=store,
             ingestor=ingestor,
@@ -85,15 +95,41 @@ class Executor:
         """Make the claimed call and the calls that follow it while the lease is held."""
         current: Claim | None = claim
         if claim.resolves is not None:
-            current = await self._outcomes.resume(claim)
+            current = await self._recorded(claim, functools.partial(self._outcomes.resume, claim))
         while current is not None:
-            started = self._clock.now()
+            started = time.monotonic()
             with self._metrics.call_seconds.time():
                 answer = await self._caller.call(current.call)
-            current = await self.settle(current, answer, started)
+            # Counted here, once per answer, however many times its recording is tried.
+            self._metrics.calls.labels(_outcome(answer)).inc()
+            current = await self._recorded(current, functools.partial(self.settle, current, answer, started))
 
-    async def settle(self, claim: Claim, answer: Answer, started: datetime.datetime) -> Claim | None:
-        """Record an answer; return the claim to go on with in this task, if any."""
+    async def _recorded(self, claim: Claim, record: Callable[[], Awaitable[Claim | None]]) -> Claim | None:
+        """Record an outcome, trying again while the database is away (a restart, a failover, a terminated
+        connection): the answer is kept rather than lost, so the step it carries does not run again. Every
+        statement checks the lease token, so a try that committed unbeknown to us makes the next one a no-op.
+        After ``_RECORD_PATIENCE_S`` of failures the answer is given up; the call is made again once its lease
+        lapses (at least once, as for a replica that dies)."""
+        failures = 0
+        deadline = time.monotonic() + _RECORD_PATIENCE_S
+        while True:
+            try:
+                return await record()
+            except Exception as err:
+                if not is_transient(err) or time.monotonic() >= deadline:
+                    raise
+                failures += 1
+                if failures == 1:
+                    log.warning(
+                        "run %s: cannot record the answer yet (%s); trying again while the database is away",
+                        claim.call.run_id,
+                        describe(err),
+                    )
+                await asyncio.sleep(self._retry_delay.after(failures))
+
+    async def settle(self, claim: Claim, answer: Answer, started: float) -> Claim | None:
+        """Record an answer (to a call made at ``started``, a monotonic time); return the claim to go on with
+        in this task, if any."""
         call = claim.call
         if answer.unreachable:
             if self._reachability.waits_for(call.url, self._clock.now()):
@@ -103,11 +139,9 @@ class Executor:
         else:
             self._reachability.reached(call.url)
         if answer.completed:
-            self._metrics.calls.labels("completed").inc()
             await self._outcomes.finish(claim, "Completed", output=answer.output, error=None)
             return None
         if answer.error is not None:
-            self._metrics.calls.labels("error").inc()
             current = await self._current_attempt(claim)
             if current is None:
                 return None
@@ -116,11 +150,10 @@ class Executor:
                 current, answer.error, answer.retriable, answer.retry_at, target, target, started=started
             )
             return None
-        self._metrics.calls.labels("steps").inc()
         return await self.settle_ops(claim, answer.ops, answer, started)
 
     async def settle_ops(
-        self, claim: Claim, ops: list[dict[str, Any]], answer: Answer, started: datetime.datetime
+        self, claim: Claim, ops: list[dict[str, Any]], answer: Answer, started: float
     ) -> Claim | None:
         """Record the operations of a 206 answer, in order: the steps that ran, then what ends the answer."""
         ran = [op for op in ops if op.get("op") in RAN_OPCODES]
@@ -138,7 +171,7 @@ class Executor:
                 lease_token=claim.lease_token,
                 run_id=uuid.UUID(call.run_id),
                 ops=ran,
-                now=self._clock.now(),
+                offset=self._clock.offset(),
                 checkpointed=False,
                 on=conn,
             )
@@ -148,7 +181,7 @@ class Executor:
             # The call made progress: what follows counts its attempts afresh (record_steps reset the row),
             # and began after the steps before it.
             progressed = replace(claim, call=replace(call, attempt=0))
-            following = await self._settle_final(progressed, rest, answer, self._clock.now(), on=conn)
+            following = await self._settle_final(progressed, rest, answer, time.monotonic(), on=conn)
         self._wake()
         return following
 
@@ -157,7 +190,7 @@ class Executor:
         claim: Claim,
         ops: list[dict[str, Any]],
         answer: Answer,
-        started: datetime.datetime,
+        started: float,
         *,
         on: Queryable = None,
     ) -> Claim | None:
@@ -221,3 +254,10 @@ class Executor:
         if attempt == claim.call.attempt:
             return claim
         return replace(claim, call=replace(claim.call, attempt=attempt))
+
+
+def _outcome(answer: Answer) -> str:
+    """The label of an answer in the calls metric."""
+    if answer.completed:
+        return "completed"
+    return "error" if answer.error is not None else "steps"

@@ -5,6 +5,8 @@ matching function (fan-out: each run has its own retry state) and each run's fir
 the event's ``ts`` when that lies in the future; it also answers the open waits for those event names. In
 the same transaction the waits that match are resolved and the ``cancelOn`` rules that match cancel their
 runs (which emits ``inngest/function.cancelled``). Workers are woken by NOTIFY when the transaction commits.
+Every time is the database's (plus the clock's offset in tests): an event sent without a ``ts`` gets the
+database's now as its ``ts``, so a replica whose own clock runs ahead delays nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import functools
 import json
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from stepline.protocol import FUNCTION_CANCELLED_EVENT
@@ -37,11 +39,11 @@ class Ingested:
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """A run to create for an event: chosen by routing, or given (replays, invokes, cron ticks)."""
+    """A run to create for an event: chosen by routing, or given (invokes, cron ticks). Its first call is due
+    at once, or at the event's ``ts`` when that is later."""
 
     function: Function
     event: Event
-    due: datetime.datetime
     parent_run_id: uuid.UUID | None = None
     parent_step: str | None = None
 
@@ -51,15 +53,10 @@ def _condition(expression: str | None) -> Any:
     return wait_expression(expression)
 
 
-def _due(event: Event, now: datetime.datetime) -> datetime.datetime:
-    at = datetime.datetime.fromtimestamp(event.ts / 1000, datetime.UTC)
-    return at if at > now else now
-
-
-def cancelled_event(row: Record, now: datetime.datetime) -> Event:
+def cancelled_event(row: Record) -> Event:
     trigger = {"id": row["event_id"], "name": row["name"], "data": row["data"], "ts": row["ts"]}
     data = {"function_id": row["function_id"], "run_id": str(row["id"]), "event": trigger}
-    return Event(id=new_event_id(), name=FUNCTION_CANCELLED_EVENT, data=data, ts=int(now.timestamp() * 1000))
+    return Event(id=new_event_id(), name=FUNCTION_CANCELLED_EVENT, data=data, ts=None)
 
 
 class Ingestor:
@@ -84,14 +81,13 @@ class Ingestor:
     async def _ingest(
         self, conn: Queryable, events: list[Event], planned: list[PlannedRun] | None, depth: int
     ) -> Ingested:
-        now = self._clock.now()
         unique: dict[str, Event] = {}
         for event in events:
             unique.setdefault(event.id, event)
         if planned is None:
             table = self._routes()
             planned = [
-                PlannedRun(function, event, _due(event, now))
+                PlannedRun(function, event)
                 for event in unique.values()
                 for function in table.match(event.payload())
             ]
@@ -102,34 +98,33 @@ class Ingestor:
             [e.data for e in unique.values()],
             [e.user for e in unique.values()],
             [e.ts for e in unique.values()],
-            [now] * len(unique),
+            self._clock.offset(),
             [uuid.uuid4() for _ in planned],
             [p.event.id for p in planned],
             [p.function.id for p in planned],
             [p.function.name for p in planned],
             [p.function.url for p in planned],
             [p.function.max_attempts for p in planned],
-            [None] * len(planned),
-            [p.due for p in planned],
-            now,
             [p.parent_run_id for p in planned],
             [p.parent_step for p in planned],
             [e.v for e in unique.values()],
             on=conn,
         )
         assert row is not None
-        new_ids = set(row["new_event_ids"] or [])
-        fresh = [event for event in unique.values() if event.id in new_ids]
+        now: datetime.datetime = row["now"]
+        stamped: dict[str, int] = row["new_events"]
+        # The new events as stored: those sent without a ts have the database's.
+        fresh = [replace(event, ts=stamped[event.id]) for event in unique.values() if event.id in stamped]
         if row["waits"]:
-            await self._resolve_waits(conn, row["waits"], fresh, now)
+            await self._resolve_waits(conn, row["waits"], fresh)
         if depth < _MAX_DEPTH:
             await self._apply_cancel_rules(conn, fresh, now, depth)
         return Ingested(
-            ids=[event.id for event in events], new_ids=list(new_ids), runs_created=row["runs_created"]
+            ids=[event.id for event in events], new_ids=list(stamped), runs_created=row["runs_created"]
         )
 
     async def _resolve_waits(
-        self, conn: Queryable, waits: list[dict[str, Any]], fresh: Iterable[Event], now: datetime.datetime
+        self, conn: Queryable, waits: list[dict[str, Any]], fresh: Iterable[Event]
     ) -> None:
         open_waits = list(waits)
         matched: list[tuple[uuid.UUID, str, str]] = []
@@ -144,7 +139,7 @@ class Ingestor:
                     open_waits.remove(wait)
         if matched:
             run_ids, hashes, payloads = (list(column) for column in zip(*matched, strict=True))
-            await self._store.fetchrow("resolve_waits", run_ids, hashes, payloads, now, on=conn)
+            await self._store.fetchrow("resolve_waits", run_ids, hashes, payloads, on=conn)
 
     async def _apply_cancel_rules(
         self, conn: Queryable, fresh: list[Event], now: datetime.datetime, depth: int
@@ -172,10 +167,9 @@ class Ingestor:
             await self._cancel(conn, sorted(doomed), depth)
 
     async def _cancel(self, conn: Queryable, run_ids: list[uuid.UUID], depth: int) -> list[Record]:
-        now = self._clock.now()
-        rows = await self._store.fetch("cancel_runs", run_ids, now, on=conn)
+        rows = await self._store.fetch("cancel_runs", run_ids, self._clock.offset(), on=conn)
         if rows and depth < _MAX_DEPTH:
-            await self._ingest(conn, [cancelled_event(row, now) for row in rows], None, depth + 1)
+            await self._ingest(conn, [cancelled_event(row) for row in rows], None, depth + 1)
         return rows
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -100,13 +101,14 @@ async def record_steps(
     lease_token: uuid.UUID,
     run_id: uuid.UUID,
     ops: list[dict[str, Any]],
-    now: datetime.datetime,
+    offset: datetime.timedelta,
     checkpointed: bool,
     on: Queryable = None,
 ) -> RecordedSteps:
     """Record steps that ran (StepRun operations), in order and each once, for the call holding work
-    ``work_id``; the call's attempt count starts again, since it made progress. ValueError if an output is
-    not JSON the store can keep (NaN, infinities)."""
+    ``work_id``; the call's attempt count starts again, since it made progress. They end at the database's
+    now() plus ``offset`` (the clock's). ValueError if an output is not JSON the store can keep (NaN,
+    infinities)."""
     unique: dict[str, dict[str, Any]] = {}
     for op in ops:
         unique.setdefault(str(op.get("id")), op)
@@ -121,7 +123,7 @@ async def record_steps(
         [Opcode.STEP_RUN.value for _ in unique],
         memos,
         [_duration_ms(op) for op in unique.values()],
-        now,
+        offset,
         checkpointed,
         on=on,
     )
@@ -130,14 +132,25 @@ async def record_steps(
     return RecordedSteps(held=True, recorded=row["recorded"])
 
 
-def _sleep_until(op: dict[str, Any], opts: dict[str, Any], now: datetime.datetime) -> datetime.datetime:
-    """SDKs put the wake-up time in ``name`` (an ISO 8601 time, or a duration) or in ``opts.duration``."""
+_NOW = datetime.timedelta(0)
+
+
+def _sleep_until(
+    op: dict[str, Any], opts: dict[str, Any]
+) -> tuple[datetime.timedelta, datetime.datetime | None]:
+    """When a sleep ends, as (a delay from now, an instant or None): SDKs put the wake-up time in ``name`` (an
+    ISO 8601 time, or a duration) or in ``opts.duration``. The database adds the delay to its own clock."""
     name = str(op.get("name") or "")
     try:
-        return parse_instant(name)
+        return _NOW, parse_instant(name)
     except ValueError:
         pass
-    return now + parse_duration(name if not opts.get("duration") else str(opts["duration"]))
+    return parse_duration(name if not opts.get("duration") else str(opts["duration"])), None
+
+
+def _elapsed_s(started: float) -> float:
+    """Seconds since ``started`` (a monotonic time): how long a step's call took, for its timing."""
+    return max(0.0, time.monotonic() - started)
 
 
 class Outcomes:
@@ -170,7 +183,7 @@ class Outcomes:
         plain = replace(claim, resolves=None, resolves_op=None, resolves_name=None, resolution=None)
         error = memo["error"] if failed else None
         return await self.record(
-            plain, op, memo, "Failed" if failed else "Completed", error, self._clock.now()
+            plain, op, memo, "Failed" if failed else "Completed", error, time.monotonic()
         )
 
     async def record(
@@ -180,14 +193,15 @@ class Outcomes:
         memo: dict[str, Any],
         status: str,
         error: dict[str, Any] | None,
-        started: datetime.datetime,
+        started: float,
         *,
         on: Queryable = None,
     ) -> Claim | None:
-        """Record one step's memo; answer the discovery call that goes on in this task, if any."""
+        """Record one step's memo (its call made at ``started``, a monotonic time); answer the discovery call
+        that goes on in this task, if any."""
         call = claim.call
         step_hash = str(op.get("id"))
-        now = self._clock.now()
+        offset = self._clock.offset()
         common = (step_hash, step_name(op))
         if call.step_id == DISCOVERY_STEP_ID:
             row = await self._store.fetchrow(
@@ -197,14 +211,14 @@ class Outcomes:
                 uuid.UUID(call.run_id),
                 *common,
                 DISCOVERY_STEP_ID,
-                now + self._lease,
+                self._lease,
                 op.get("op"),
                 status,
                 memo,
                 call.attempt + 1,
                 error,
-                started,
-                now,
+                _elapsed_s(started),
+                offset,
                 on=on,
             )
             if row is None or not row["held"]:
@@ -232,9 +246,8 @@ class Outcomes:
                 memo,
                 call.attempt + 1,
                 error,
-                started,
-                now,
-                now,
+                _elapsed_s(started),
+                offset,
                 on=conn,
             )
         self._wake()
@@ -252,7 +265,7 @@ class Outcomes:
             "rediscover",
             claim.work_id,
             claim.lease_token,
-            self._clock.now() + self._lease,
+            self._lease,
             uuid.UUID(call.run_id),
             on=on,
         )
@@ -265,13 +278,13 @@ class Outcomes:
 
     async def park(self, claim: Claim, op: dict[str, Any], *, on: Queryable = None) -> Claim | None:
         """Sleep, WaitForEvent, InvokeFunction: release the call until a time, an event or a child's end."""
-        now = self._clock.now()
+        started = time.monotonic()
         kind = op.get("op")
         opts: dict[str, Any] = op["opts"] if isinstance(op.get("opts"), dict) else {}
         try:
             if kind == Opcode.SLEEP:
-                due = _sleep_until(op, opts, now)
-                await self._park_call(claim, op, "Sleeping", due, None, on=on)
+                delay, until = _sleep_until(op, opts)
+                await self._park_call(claim, op, "Sleeping", delay, None, not_before=until, on=on)
             elif kind == Opcode.WAIT_FOR_EVENT:
                 event_name = str(opts.get("event") or op.get("name") or "")
                 timeout = parse_duration(str(opts.get("timeout") or _NO_TIMEOUT))
@@ -279,13 +292,13 @@ class Outcomes:
                 if expression:
                     compile_expression(expression)
                 await self._park_call(
-                    claim, op, "Waiting", now + timeout, None, wait=(event_name, expression), on=on
+                    claim, op, "Waiting", timeout, None, wait=(event_name, expression), on=on
                 )
             else:
-                return await self._invoke(claim, op, opts, now, on=on)
+                return await self._invoke(claim, op, opts, on=on)
         except (ValueError, ExpressionError) as err:
             error = {"name": "InvalidOperation", "message": f"{kind}: {err}", "stack": None}
-            return await self.record(claim, op, {"error": error}, "Failed", error, now, on=on)
+            return await self.record(claim, op, {"error": error}, "Failed", error, started, on=on)
         self._wake()
         return None
 
@@ -294,12 +307,15 @@ class Outcomes:
         claim: Claim,
         op: dict[str, Any],
         status: str,
-        due: datetime.datetime,
+        delay: datetime.timedelta,
         resolution: Any,
         *,
+        not_before: datetime.datetime | None = None,
         wait: tuple[str, str | None] | None = None,
         on: Queryable = None,
     ) -> None:
+        """Release the held call until ``delay`` from the database's now (plus the clock's offset), and not
+        before ``not_before``."""
         call = claim.call
         event_name, expression = wait if wait else (None, None)
         await self._store.fetchrow(
@@ -311,11 +327,12 @@ class Outcomes:
             step_name(op),
             op.get("op"),
             status,
-            due,
+            delay,
             resolution,
-            self._clock.now(),
+            self._clock.offset(),
             event_name,
             expression,
+            not_before,
             on=on,
         )
 
@@ -324,7 +341,6 @@ class Outcomes:
         claim: Claim,
         op: dict[str, Any],
         opts: dict[str, Any],
-        now: datetime.datetime,
         *,
         on: Queryable,
     ) -> Claim | None:
@@ -336,7 +352,7 @@ class Outcomes:
                 "message": f"no function {function_id!r} is routed",
                 "stack": None,
             }
-            return await self.record(claim, op, {"error": error}, "Failed", error, now, on=on)
+            return await self.record(claim, op, {"error": error}, "Failed", error, time.monotonic(), on=on)
         payload: dict[str, Any] = opts["payload"] if isinstance(opts.get("payload"), dict) else {}
         data: dict[str, Any] = payload["data"] if isinstance(payload.get("data"), dict) else {}
         timeout = parse_duration(str(opts["timeout"])) if opts.get("timeout") else parse_duration(_NO_TIMEOUT)
@@ -345,14 +361,12 @@ class Outcomes:
             "stack": None,
             "message": f"{function_id} did not finish within {opts.get('timeout')}",
         }
-        event = Event(
-            id=new_event_id(), name=FUNCTION_INVOKED_EVENT, data=data, ts=int(now.timestamp() * 1000)
-        )
+        event = Event(id=new_event_id(), name=FUNCTION_INVOKED_EVENT, data=data, ts=None)
         child = PlannedRun(
-            function, event, now, parent_run_id=uuid.UUID(claim.call.run_id), parent_step=str(op.get("id"))
+            function, event, parent_run_id=uuid.UUID(claim.call.run_id), parent_step=str(op.get("id"))
         )
         async with self._store.transaction(on) as conn:
-            await self._park_call(claim, op, "Invoking", now + timeout, {"error": expired}, on=conn)
+            await self._park_call(claim, op, "Invoking", timeout, {"error": expired}, on=conn)
             await self._ingestor.ingest([event], runs=[child], on=conn)
         self._wake()
         return None
@@ -366,7 +380,7 @@ class Outcomes:
             uuid.UUID(call.run_id),
             [str(op.get("id")) for op in planned],
             [step_name(op) for op in planned],
-            self._clock.now(),
+            self._clock.offset(),
             on=on,
         )
         self._wake()
@@ -380,35 +394,37 @@ class Outcomes:
         step_hash: str | None,
         name: str | None,
         *,
-        started: datetime.datetime | None = None,
+        started: float | None = None,
         on: Queryable = None,
     ) -> None:
-        """A failed attempt (begun at ``started``, if known): retried after its backoff, or the run fails."""
+        """A failed attempt (whose call began at ``started``, a monotonic time, if known): retried after its
+        backoff, or the run fails."""
         call = claim.call
         if retriable and call.attempt + 1 < call.max_attempts:
-            now = self._clock.now()
-            due = self._backoff.next_attempt_at(call.attempt, now, not_before=retry_at)
-            log.info(
-                "run %s: attempt %d failed (%s), retrying at %s",
-                call.run_id,
-                call.attempt + 1,
-                describe(error),
-                due.isoformat(),
-            )
-            await self._store.fetchrow(
+            # The backoff runs from the database's clock; a retry-after instant is a floor.
+            row = await self._store.fetchrow(
                 "retry_call",
                 claim.work_id,
                 claim.lease_token,
                 call.attempt + 1,
-                due,
+                datetime.timedelta(seconds=self._backoff.delay(call.attempt)),
                 uuid.UUID(call.run_id),
                 step_hash,
                 name or step_hash,
                 error,
-                now,
-                started,
+                self._clock.offset(),
+                retry_at,
+                None if started is None else time.monotonic() - started,
                 on=on,
             )
+            if row is not None and row["held"]:
+                log.info(
+                    "run %s: attempt %d failed (%s), retrying at %s",
+                    call.run_id,
+                    call.attempt + 1,
+                    describe(error),
+                    row["due"].isoformat(),
+                )
             self._wake()
             return
         await self.finish(claim, "Failed", output=None, error=error, on=on)
@@ -417,19 +433,18 @@ class Outcomes:
         """The app could not be reached and is waited for (reachability.py): the call is tried again on
         the backoff of its current attempt, which it does not spend; the run shows the error meanwhile."""
         call = claim.call
-        now = self._clock.now()
-        due = self._backoff.next_attempt_at(call.attempt, now)
         await self._store.fetchrow(
             "retry_call",
             claim.work_id,
             claim.lease_token,
             call.attempt,
-            due,
+            datetime.timedelta(seconds=self._backoff.delay(call.attempt)),
             uuid.UUID(call.run_id),
             None,
             None,
             error,
-            now,
+            self._clock.offset(),
+            None,
             None,
         )
         self._wake()
@@ -448,8 +463,15 @@ class Outcomes:
         on: Queryable = None,
     ) -> None:
         call = claim.call
-        now = self._clock.now()
-        args = (uuid.UUID(call.run_id), status, output, error, now, claim.work_id, claim.lease_token)
+        args = (
+            uuid.UUID(call.run_id),
+            status,
+            output,
+            error,
+            self._clock.offset(),
+            claim.work_id,
+            claim.lease_token,
+        )
         if status == "Completed":
             # One statement, no explicit transaction: the common end of a run costs one round trip.
             if await self._store.fetchrow("finish_run", *args, on=on) is None:
@@ -466,11 +488,10 @@ class Outcomes:
                 "error": error,
                 "event": call.event,
             }
-            ts = int(now.timestamp() * 1000)
             await self._ingestor.ingest(
                 [
-                    Event(id=new_event_id(), name=FUNCTION_FAILED_EVENT, data=data, ts=ts),
-                    Event(id=new_event_id(), name=FUNCTION_FINISHED_EVENT, data=data, ts=ts),
+                    Event(id=new_event_id(), name=FUNCTION_FAILED_EVENT, data=data, ts=None),
+                    Event(id=new_event_id(), name=FUNCTION_FINISHED_EVENT, data=data, ts=None),
                 ],
                 on=conn,
             )

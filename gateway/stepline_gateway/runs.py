@@ -159,10 +159,11 @@ class RunQueries:
             )
 
     async def replay(
-        self, run_id: uuid.UUID, now: datetime.datetime, *, url: str | None, max_attempts: int | None
+        self, run_id: uuid.UUID, offset: datetime.timedelta, *, url: str | None, max_attempts: int | None
     ) -> uuid.UUID:
+        """A new run of the same function on the same event, due at once; ``offset`` is the clock's."""
         new_id = uuid.uuid4()
-        row = await self._store.fetchrow("replay_run", new_id, run_id, now, url, max_attempts)
+        row = await self._store.fetchrow("replay_run", new_id, run_id, offset, url, max_attempts)
         if row is None or row["id"] is None:
             raise NotFound(f"no run {run_id}")
         return new_id

@@ -3,7 +3,8 @@
 A tick is an event whose id is derived from the function and the tick's time, so the replicas that fire the
 same tick write the same event id and only the first insert starts a run: a unique key, not a leader that
 could split-brain. On start, the latest tick that fell while no gateway ran is fired once (again a no-op
-if it had been fired); earlier missed ticks are not replayed. Paused functions fire nothing.
+if it had been fired); earlier missed ticks are not replayed. Paused functions fire nothing. Ticks are
+judged on the database's clock (plus the test clock's offset), never on a replica's own.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from stepline.protocol import CRON_EVENT
+from stepline_store.pool import Store
 
-from stepline_gateway.clock import Clock
+from stepline_gateway.clock import Clock, wait
 from stepline_gateway.events import Event
 from stepline_gateway.ingest import Ingestor, PlannedRun
 from stepline_gateway.routing import Function, RoutingTable
+from stepline_gateway.supervision import Health
 
 log = logging.getLogger(__name__)
 
@@ -101,26 +104,36 @@ class Scheduler:
     def __init__(
         self,
         *,
+        store: Store,
         ingestor: Ingestor,
         routes: Callable[[], RoutingTable],
         clock: Clock,
         catch_up_within: datetime.timedelta,
     ) -> None:
+        self._store = store
         self._ingestor = ingestor
         self._routes = routes
         self._clock = clock
         self._catch_up_within = catch_up_within
         self._changed = asyncio.Event()
+        clock.watch(self._changed)
         self._caught_up: set[str] = set()
+        # The moment up to which ticks were handled; kept across restarts of the loop, so that a tick that
+        # fell while the database was away is fired once it is back.
+        self._last: datetime.datetime | None = None
 
     def routes_changed(self) -> None:
         self._changed.set()
 
+    async def now(self) -> datetime.datetime:
+        """The gateway's time: the database's clock (plus the clock's offset)."""
+        now: datetime.datetime = await self._store.fetchval("clock_now", self._clock.offset())
+        return now
+
     async def fire(self, schedule: Schedule, tick: datetime.datetime) -> bool:
         """Fire one tick; answer whether this call started its run (False: another replica did)."""
         event = tick_event(schedule, tick)
-        planned = PlannedRun(schedule.function, event, self._clock.now())
-        result = await self._ingestor.ingest([event], runs=[planned])
+        result = await self._ingestor.ingest([event], runs=[PlannedRun(schedule.function, event)])
         if result.new_ids:
             log.info("cron %s fired %s for %s", schedule.expression, tick.isoformat(), schedule.function.id)
         return bool(result.new_ids)
@@ -131,35 +144,34 @@ class Scheduler:
             key = f"{schedule.function.id} {schedule.expression}"
             if key in self._caught_up:
                 continue
-            self._caught_up.add(key)
             tick = schedule.latest_until(now)
             if _existed_at(schedule, tick) and tick >= now - self._catch_up_within:
                 await self.fire(schedule, tick)
+            self._caught_up.add(key)
 
-    async def run(self) -> None:
-        last = self._clock.now()
+    async def run(self, health: Health) -> None:
+        """The cron loop (supervised): sleep until the nearest tick on the database's clock, fire what is due.
+        A database error ends it; run again, it fires the ticks that fell meanwhile (the latest of each)."""
+        if self._last is None:
+            self._last = await self.now()
         while True:
             self._changed.clear()
-            try:
-                await self._catch_up(last)
-            except (OSError, ConnectionError) as err:
-                log.error("cron catch-up failed, retried on the next change: %s", err)
+            last = self._last
+            await self._catch_up(last)
+            health.ok()
             until = min((s.next_after(last) for s in schedules(self._routes())), default=None)
-            await self._clock.wait(self._changed, until)
-            now = self._clock.now()
+            delay = None if until is None else (until - await self.now()).total_seconds()
+            await wait(self._changed, delay)
+            now = await self.now()
             # The schedules of now: a function published meanwhile counts from ``last`` too.
             for schedule in schedules(self._routes()):
                 if schedule.next_after(last) > now:
                     continue
                 # Only the latest tick due is fired: a stall does not replay every tick it missed.
                 latest = schedule.latest_until(now + datetime.timedelta(microseconds=1))
-                if not _existed_at(schedule, latest):
-                    continue
-                try:
+                if _existed_at(schedule, latest):
                     await self.fire(schedule, latest)
-                except (OSError, ConnectionError) as err:
-                    log.error("cron tick %s of %s not fired: %s", latest, schedule.function.id, err)
-            last = now
+            self._last = now
 
 
 def _existed_at(schedule: Schedule, tick: datetime.datetime) -> bool:

@@ -1,7 +1,10 @@
 """The gateway service: wires store, routing, ingest, executor and dispatcher, and owns their lifetime.
 
-``Gateway.start`` connects, verifies (or in dev, applies) the schema, loads the routing table, listens for
-NOTIFY and starts the dispatcher; ``Gateway.stop`` drains it. ``api.create_app`` serves it over HTTP.
+``Gateway.start`` connects, verifies (or in dev, applies) the schema, listens for NOTIFY, loads the routing
+table and starts the background tasks under supervision (supervision.py): the listener, the dispatcher and
+its heartbeat, route refresh, cron and pruning, each of which comes back by itself after a database error.
+``readiness`` says what keeps the replica from serving; ``Gateway.stop`` drains it. ``api.create_app``
+serves it over HTTP.
 """
 
 from __future__ import annotations
@@ -10,13 +13,12 @@ import asyncio
 import contextlib
 import datetime
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from stepline.protocol import ServerKind
 from stepline_store import schema
-from stepline_store.pool import Connection, Store, connect, create_pool
+from stepline_store.pool import Store, connect, create_pool
 
 from stepline_gateway.backoff import Backoff
 from stepline_gateway.calls import Caller
@@ -25,11 +27,13 @@ from stepline_gateway.dispatcher import Dispatcher
 from stepline_gateway.executor import Executor
 from stepline_gateway.ingest import Ingestor
 from stepline_gateway.metrics import Metrics
+from stepline_gateway.notifications import Listener
 from stepline_gateway.reachability import Reachability
 from stepline_gateway.registry import MANIFEST_SOURCE, Registry, load_manifests
 from stepline_gateway.routing import RoutingTable
 from stepline_gateway.scheduler import Scheduler
 from stepline_gateway.settings import Settings
+from stepline_gateway.supervision import Health, Supervisor, describe
 from stepline_gateway.webhook_manifests import load_webhook_manifests
 from stepline_gateway.webhooks import Webhooks
 
@@ -37,6 +41,9 @@ log = logging.getLogger(__name__)
 
 _PRUNE_BATCH = 1000
 _PRUNE_EVERY_S = 600.0
+# The readiness probe waits this long for the database (and for the listener's connection) to answer.
+_PING_TIMEOUT_S = 2.0
+_APPLICATION_NAME = "stepline-gateway"
 
 
 class Gateway:
@@ -47,17 +54,24 @@ class Gateway:
         clock: Clock | None = None,
         migrate: bool = False,
         manifests: list[Path] | None = None,
+        on_unrecoverable: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self._manifests = manifests or []
-        self.clock = clock or SystemClock()
+        self.clock = clock or SystemClock(datetime.timedelta(seconds=settings.clock_offset_s))
         self.metrics = Metrics()
         self.routes = RoutingTable()
         self.routes_loaded = False
         self._migrate = migrate
         self._store: Store | None = None
-        self._listener: Connection | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._listener: Listener | None = None
+        self._routes_changed = asyncio.Event()
+        # Why the gateway gave up (a task that kept failing with errors that waiting does not cure).
+        self.unrecoverable: str | None = None
+        self._on_unrecoverable = on_unrecoverable
+        self.supervisor = Supervisor(
+            exit_after_s=settings.unrecoverable_exit_s, on_unrecoverable=self._give_up
+        )
         self.caller = Caller(
             self.clock,
             signing_key=None if settings.dev else settings.signing_key,
@@ -73,7 +87,7 @@ class Gateway:
 
     async def start(self) -> None:
         settings = self.settings
-        conn = await connect(settings.database_url)
+        conn = await connect(settings.database_url, application_name=_APPLICATION_NAME)
         try:
             if self._migrate:
                 await schema.migrate(conn)
@@ -81,7 +95,11 @@ class Gateway:
                 await schema.verify(conn)
         finally:
             await conn.close()
-        self._store = Store(await create_pool(settings.database_url, max_size=settings.pool_size))
+        self._store = Store(
+            await create_pool(
+                settings.database_url, max_size=settings.pool_size, application_name=_APPLICATION_NAME
+            )
+        )
         self.registry = Registry(self.store)
         self.ingestor = Ingestor(self.store, lambda: self.routes, self.clock)
         self.dispatcher = Dispatcher(
@@ -104,6 +122,7 @@ class Gateway:
             lease_s=settings.lease_s,
         )
         self.scheduler = Scheduler(
+            store=self.store,
             ingestor=self.ingestor,
             routes=lambda: self.routes,
             clock=self.clock,
@@ -117,22 +136,26 @@ class Gateway:
             settings=settings,
             sealer=settings.sealer(),
         )
+        self._listener = Listener(
+            settings.database_url,
+            on_work=self.dispatcher.wake,
+            on_routes=self._routes_changed.set,
+            on_subscribed=self._resubscribed,
+            application_name=f"{_APPLICATION_NAME} listener",
+        )
+        # Subscribed before the routes are loaded: a change published in between is not missed.
+        await self._listener.subscribe()
         if self._manifests:
             await self.load_manifests()
         await self.reload_routes()
         await self.webhooks.reload()
-        self._listener = await connect(settings.database_url)
-        await self._listener.add_listener("stepline_work", lambda *_: self.dispatcher.wake())
-        await self._listener.add_listener("stepline_routes", lambda *_: self._schedule_reload())
-        await self._listener.add_listener(
-            "stepline_webhooks", lambda *_: self._schedule_reload(self.webhooks.reload)
-        )
-        self._tasks = [
-            asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
-            asyncio.create_task(self._refresh_routes_periodically(), name="routes-refresh"),
-            asyncio.create_task(self._prune_periodically(), name="prune"),
-            asyncio.create_task(self.scheduler.run(), name="cron"),
-        ]
+        supervisor = self.supervisor
+        supervisor.start("listener", self._listener.run)
+        supervisor.start("dispatcher", self.dispatcher.run)
+        supervisor.start("heartbeat", self.dispatcher.heartbeat)
+        supervisor.start("routes", self._refresh_routes)
+        supervisor.start("cron", self.scheduler.run)
+        supervisor.start("prune", self._prune_periodically)
 
     async def load_manifests(self) -> None:
         """Publish the Function and Webhook manifests given at start (replacing those published from
@@ -143,10 +166,13 @@ class Gateway:
         await self.webhooks.publish(webhooks, source=MANIFEST_SOURCE)
         log.info("loaded %d function(s) and %d webhook(s) from manifests", len(functions), len(webhooks))
 
-    def _schedule_reload(self, reload: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
-        task = asyncio.create_task((reload or self.reload_routes)())
-        self._tasks.append(task)
-        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+    def _resubscribed(self) -> None:
+        """The listener is back after losing its connection: what was notified meanwhile is lost, so reload
+        the routes and wake every loop now (their backoffs too) instead of waiting for a timer."""
+        self._routes_changed.set()
+        self.dispatcher.wake()
+        self.scheduler.routes_changed()
+        self.supervisor.wake()
 
     async def reload_routes(self) -> None:
         functions = await self.registry.load()
@@ -155,51 +181,73 @@ class Gateway:
         self.scheduler.routes_changed()
         self.metrics.routes.set(len(self.routes))
 
-    async def _refresh_routes_periodically(self) -> None:
+    async def _refresh_routes(self, health: Health) -> None:
+        """Reload the routing table on NOTIFY stepline_routes, and every ``routes_refresh_s`` (supervised).
+        Notifications that come in a burst make one reload."""
         while True:
-            await asyncio.sleep(self.settings.routes_refresh_s)
-            try:
-                await self.reload_routes()
-                await self.webhooks.reload()
-            except (OSError, ConnectionError) as err:
-                log.error("cannot reload the routing table: %s", err)
+            self._routes_changed.clear()
+            await self.reload_routes()
+            await self.webhooks.reload()
+            health.ok()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._routes_changed.wait(), self.settings.routes_refresh_s)
 
     async def prune(self) -> int:
         """Delete history older than the retention period, in batches; answer how many events went."""
-        cutoff = self.clock.now() - datetime.timedelta(hours=self.settings.retention_h)
+        retention = datetime.timedelta(hours=self.settings.retention_h)
         total = 0
         while True:
-            status = await self.store.execute("prune_history", cutoff, _PRUNE_BATCH)
+            status = await self.store.execute("prune_history", self.clock.offset(), retention, _PRUNE_BATCH)
             deleted = int(status.split()[-1])
             total += deleted
             if deleted < _PRUNE_BATCH:
-                await self.webhooks.prune(cutoff)
+                await self.webhooks.prune(retention)
                 return total
 
-    async def _prune_periodically(self) -> None:
+    async def _prune_periodically(self, health: Health) -> None:
         while True:
+            pruned = await self.prune()
+            health.ok()
+            if pruned:
+                log.info(
+                    "pruned %d event(s) older than %s h with their runs", pruned, self.settings.retention_h
+                )
             await asyncio.sleep(_PRUNE_EVERY_S)
-            try:
-                pruned = await self.prune()
-            except (OSError, ConnectionError) as err:
-                log.error("cannot prune old history: %s", err)
-            else:
-                if pruned:
-                    log.info(
-                        "pruned %d event(s) older than %s h with their runs",
-                        pruned,
-                        self.settings.retention_h,
-                    )
+
+    async def readiness(self) -> list[str]:
+        """What keeps this replica from serving, for ``GET /readyz``: the database (a round trip), the
+        listener's connection (a round trip on it), the routing table and every supervised task."""
+        if self._store is None or self._listener is None:
+            return ["the gateway is not started"]
+        # Both round trips at once: the probe answers within one ping timeout.
+        database, listener = await asyncio.gather(
+            self.store.ping(within_s=_PING_TIMEOUT_S),
+            self._listener.ping(within_s=_PING_TIMEOUT_S),
+            return_exceptions=True,
+        )
+        problems = []
+        if isinstance(database, BaseException):
+            problems.append(f"database unreachable: {describe(database)}")
+        if isinstance(listener, BaseException):
+            problems.append(f"listener: {describe(listener)}")
+        if not self.routes_loaded:
+            problems.append("routing table not loaded yet")
+        problems.extend(self.supervisor.problems())
+        if self.unrecoverable:
+            problems.append(f"stopping: {self.unrecoverable}")
+        return problems
+
+    def _give_up(self, reason: str) -> None:
+        self.unrecoverable = reason
+        if self._on_unrecoverable is not None:
+            self._on_unrecoverable(reason)
 
     async def stop(self) -> None:
         if self._store is None:
             return
+        self.supervisor.stopping()
         await self.dispatcher.stop(self.settings.shutdown_grace_s)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.supervisor.stop()
         if self._listener is not None:
             await self._listener.close()
         await self.caller.close()

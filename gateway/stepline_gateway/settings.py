@@ -62,13 +62,23 @@ class Settings(BaseSettings):
     pool_size: int = Field(default=10, description="Postgres connections per gateway")
     retention_h: float = Field(default=168.0, description="hours of event and run history kept (at least 24)")
 
-    _split_keys = field_validator("event_keys", mode="before")(comma_separated)
-
     secrets_key: str | None = Field(
         default=None,
         repr=False,
         description="comma-separated keys that open the secrets the operator seals (the first seals)",
     )
+    unrecoverable_exit_s: float = Field(
+        default=300.0,
+        description="exit (so that Kubernetes restarts the pod) when a background task fails this long with "
+        "errors other than database or network ones; 0: never",
+    )
+    clock_offset_s: float = Field(
+        default=0.0,
+        description="testing aid: seconds added to the database's clock when this gateway judges due times "
+        "(sleeps, retries, cron); leases ignore it; keep 0 in production",
+    )
+
+    _split_keys = field_validator("event_keys", mode="before")(comma_separated)
 
     @field_validator("secrets_key")
     @classmethod

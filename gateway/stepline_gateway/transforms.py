@@ -117,7 +117,7 @@ class Transform:
             first_line = (str(err).splitlines() or [type(err).__name__])[0]
             raise BadRequest(f"the transform failed on this request: {first_line}") from None
 
-    def events(self, incoming: Incoming, *, now_ms: int, max_event_bytes: int) -> list[Event]:
+    def events(self, incoming: Incoming, *, max_event_bytes: int) -> list[Event]:
         """The events of this request (none when the transform gives an empty list); ``BadRequest`` (400,
         or 413 for an event over the size limit) when the transform fails or gives something else."""
         result = self._run(incoming)
@@ -129,7 +129,7 @@ class Transform:
         except (TypeError, ValueError) as err:
             raise BadRequest(f"the transform gave a value that is not JSON: {err}") from None
         try:
-            return parse_events(encoded, now_ms=now_ms, max_event_bytes=max_event_bytes)
+            return parse_events(encoded, max_event_bytes=max_event_bytes)
         except BadRequest as err:
             hint = (
                 ""

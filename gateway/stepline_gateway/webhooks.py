@@ -232,11 +232,7 @@ class Webhooks:
                 endpoint.row.namespace, endpoint.row.name, "accepted"
             ).inc()
             return JSONResponse({"challenge": incoming.body["challenge"]})
-        events = endpoint.transform.events(
-            incoming,
-            now_ms=int(now.timestamp() * 1000),
-            max_event_bytes=self._settings.max_event_bytes,
-        )
+        events = endpoint.transform.events(incoming, max_event_bytes=self._settings.max_event_bytes)
         reason = "accepted" if events else "accepted: the transform gave no event"
         if signed_by == 1:
             reason += (
@@ -318,9 +314,12 @@ class Webhooks:
             for row in rows
         ]
 
-    async def prune(self, cutoff: datetime.datetime) -> int:
-        """Delete deliveries older than ``cutoff``, and those beyond the newest ``KEEP_DELIVERIES`` of one."""
-        status = await self._store.execute("prune_webhook_deliveries", cutoff, KEEP_DELIVERIES)
+    async def prune(self, retention: datetime.timedelta) -> int:
+        """Delete deliveries older than ``retention`` (by the database's clock), and those beyond the newest
+        ``KEEP_DELIVERIES`` of each webhook."""
+        status = await self._store.execute(
+            "prune_webhook_deliveries", self._clock.offset(), retention, KEEP_DELIVERIES
+        )
         return int(status.split()[-1])
 
 

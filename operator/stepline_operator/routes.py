@@ -3,7 +3,9 @@
 Every change is one transaction ending in ``NOTIFY stepline_routes``, on which every gateway replica reloads
 its routing table. Publishing what is already there writes nothing and notifies nobody, so a resumed or
 retried reconcile re-publishes nothing. A function id already published by another resource or by an SDK
-app is refused rather than taken over. The SQL is the shared named queries of ``stepline_store.sql``.
+app is refused rather than taken over. A database that is away (restarting, failing over, a terminated
+connection, a deadlock: what ``stepline_store.errors.is_transient`` names) is ``RoutingUnavailable``, which
+the handlers report and retry. The SQL is the shared named queries of ``stepline_store.sql``.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from stepline_store.errors import is_transient
 from stepline_store.sql import load_queries, migrations
 
 from stepline_operator.errors import FunctionIdTaken, RoutingUnavailable
 
 QUERIES = load_queries()
 
-# What asyncpg raises when Postgres is away or refuses us: reported as a condition and retried.
-_UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, TimeoutError)
+# Names the operator's connections in pg_stat_activity.
+_APPLICATION_NAME = "stepline-operator"
 
 
 def source_of(namespace: str, name: str) -> str:
@@ -78,9 +81,15 @@ class RouteTable:
     async def open(cls, database_url: str, *, size: int) -> RouteTable:
         try:
             pool = await asyncpg.create_pool(
-                database_url, min_size=1, max_size=size, init=_init_connection, timeout=15
+                database_url,
+                min_size=1,
+                max_size=size,
+                init=_init_connection,
+                timeout=15,
+                server_settings={"application_name": _APPLICATION_NAME},
             )
-        except _UNAVAILABLE as err:
+        except Exception as err:
+            _reraise_unless_transient(err)
             raise RoutingUnavailable(f"cannot connect to the database: {err}") from None
         return cls(pool)
 
@@ -122,7 +131,8 @@ class RouteTable:
                 await conn.execute(QUERIES["delete_functions_of_source_except"], route.source, [route.id])
                 await conn.execute(QUERIES["notify_routes"])
                 return True
-        except _UNAVAILABLE as err:
+        except Exception as err:
+            _reraise_unless_transient(err)
             raise RoutingUnavailable(f"cannot reach the database to publish {route.id}: {err}") from None
 
     async def unpublish(self, source: str) -> bool:
@@ -134,7 +144,15 @@ class RouteTable:
                     return False
                 await conn.execute(QUERIES["notify_routes"])
                 return True
-        except _UNAVAILABLE as err:
+        except Exception as err:
+            _reraise_unless_transient(err)
             raise RoutingUnavailable(
                 f"cannot reach the database to remove the routes of {source}: {err}"
             ) from None
+
+
+def _reraise_unless_transient(err: Exception) -> None:
+    """Database and network errors (a restart, a failover, a terminated backend, a deadlock) become
+    ``RoutingUnavailable``, reported as a condition and retried; anything else is raised as it is."""
+    if not is_transient(err):
+        raise err

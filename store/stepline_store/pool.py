@@ -36,7 +36,10 @@ async def _keep_session(conn: Connection) -> None:
     still rolled back by the pool itself."""
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, *, min_size: int = 2, max_size: int = 10, application_name: str = "stepline"
+) -> asyncpg.Pool:
+    """A pool; ``application_name`` names its connections in ``pg_stat_activity`` (who holds what)."""
     pool: asyncpg.Pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
@@ -44,12 +47,15 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
         init=_init_connection,
         reset=_keep_session,
         command_timeout=60,
+        server_settings={"application_name": application_name},
     )
     return pool
 
 
-async def connect(dsn: str) -> Connection:
-    conn: Connection = await asyncpg.connect(dsn)
+async def connect(dsn: str, *, application_name: str = "stepline", within_s: float = 60) -> Connection:
+    conn: Connection = await asyncpg.connect(
+        dsn, timeout=within_s, server_settings={"application_name": application_name}
+    )
     await _init_connection(conn)
     return conn
 
@@ -74,6 +80,10 @@ class Store:
     async def execute(self, name: str, *args: Any, on: Queryable = None) -> str:
         result: str = await (on or self.pool).execute(QUERIES[name], *args)
         return result
+
+    async def ping(self, *, within_s: float) -> None:
+        """Answer when the database does, within ``within_s`` seconds (else TimeoutError or its own error)."""
+        await self.pool.fetchval(QUERIES["ping"], timeout=within_s)
 
     @asynccontextmanager
     async def transaction(self, on: Queryable = None) -> AsyncIterator[Queryable]:

@@ -83,11 +83,20 @@ class Cluster:
         return next((c for c in conditions if c["type"] == type_), {})
 
     async def wait_ready(
-        self, name: str, status: str = "True", timeout: float = 10.0, namespace: str = "shop"
+        self,
+        name: str,
+        status: str = "True",
+        timeout: float = 10.0,
+        namespace: str = "shop",
+        reason: str | None = None,
     ) -> dict[str, Any]:
+        """The Ready condition once it has ``status`` (and ``reason``, when given)."""
+
         async def check() -> dict[str, Any] | None:
             condition = await self.condition(name, namespace=namespace)
-            return condition if condition.get("status") == status else None
+            if condition.get("status") != status or reason not in (None, condition.get("reason")):
+                return None
+            return condition
 
         found: dict[str, Any] = await eventually(check, timeout=timeout, interval=0.05)
         return found

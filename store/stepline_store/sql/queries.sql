@@ -41,38 +41,46 @@ SELECT pg_notify('stepline_routes', '');
 -- name: ingest
 -- Stores events (a known id is skipped) and, for the events that are new, their runs and first calls;
 -- answers the open waits for the new events' names, to be matched by the caller in the same transaction.
--- $1 event ids, $2 names, $3 data, $4 users, $5 ts (ms), $6 received at
+-- Times are the database's: "now" is statement_timestamp() + $6, the clock offset (zero but in tests). A
+-- first call is due at statement_timestamp() itself, which every replica sees as due whatever its offset,
+-- or at the event's ts when that lies ahead; an event sent without a ts gets now as its ts.
+-- $1 event ids, $2 names, $3 data, $4 users, $5 ts (ms; null: now), $6 clock offset,
 -- $7 run ids, $8 their event ids, $9 function ids, $10 function names, $11 urls, $12 max attempts,
--- $13 replay_of (null unless a replay), $14 first call due at (per run), $15 now,
--- $16 parent run ids, $17 parent step hashes (null unless invoked), $18 event versions (null when none)
-WITH new_events AS (
+-- $13 parent run ids, $14 parent step hashes (null unless invoked), $15 event versions (null when none)
+WITH clock AS (
+    SELECT statement_timestamp() + $6::interval AS now
+), new_events AS (
     INSERT INTO events (id, name, data, "user", ts, received_at, v)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[], $5::bigint[], $6::timestamptz[],
-                         $18::text[])
+    SELECT e.id, e.name, e.data, e.usr, coalesce(e.ts, floor(extract(epoch FROM c.now) * 1000)::bigint), c.now,
+           e.v
+    FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[], $5::bigint[], $15::text[])
+         AS e (id, name, data, usr, ts, v)
+    CROSS JOIN clock c
     ON CONFLICT (id) DO NOTHING
-    RETURNING id, name
+    RETURNING id, name, ts
 ), new_runs AS (
-    INSERT INTO runs (id, event_id, function_id, function_name, url, max_attempts, status, replay_of, created_at,
+    INSERT INTO runs (id, event_id, function_id, function_name, url, max_attempts, status, created_at,
                       parent_run_id, parent_step)
-    SELECT r.run_id, r.event_id, r.function_id, r.function_name, r.url, r.max_attempts, 'Queued', r.replay_of,
-           $15::timestamptz, r.parent_run_id, r.parent_step
+    SELECT r.run_id, r.event_id, r.function_id, r.function_name, r.url, r.max_attempts, 'Queued', c.now,
+           r.parent_run_id, r.parent_step
     FROM unnest($7::uuid[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int[], $13::uuid[],
-                $14::timestamptz[], $16::uuid[], $17::text[])
-         AS r (run_id, event_id, function_id, function_name, url, max_attempts, replay_of, available_at,
-               parent_run_id, parent_step)
+                $14::text[])
+         AS r (run_id, event_id, function_id, function_name, url, max_attempts, parent_run_id, parent_step)
     JOIN new_events e ON e.id = r.event_id
-    RETURNING id
+    CROSS JOIN clock c
+    RETURNING id, event_id
 ), new_work AS (
     INSERT INTO work (run_id, step_id, available_at)
-    SELECT r.run_id, 'step', r.available_at
-    FROM unnest($7::uuid[], $14::timestamptz[]) AS r (run_id, available_at)
-    JOIN new_runs n ON n.id = r.run_id
+    SELECT n.id, 'step', CASE WHEN to_timestamp(e.ts / 1000.0) > c.now THEN to_timestamp(e.ts / 1000.0)
+                              ELSE statement_timestamp() END
+    FROM new_runs n JOIN new_events e ON e.id = n.event_id CROSS JOIN clock c
     RETURNING available_at
 )
-SELECT (SELECT array_agg(id) FROM new_events) AS new_event_ids,
+SELECT (SELECT coalesce(jsonb_object_agg(id, ts), '{}'::jsonb) FROM new_events) AS new_events,
        (SELECT count(*) FROM new_work) AS runs_created,
        (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM new_work
-                              WHERE available_at <= $15::timestamptz LIMIT 1) AS n) AS notified,
+                              WHERE available_at <= (SELECT now FROM clock) LIMIT 1) AS n) AS notified,
+       (SELECT now FROM clock) AS now,
        (SELECT coalesce(jsonb_agg(jsonb_build_object(
                 'run_id', w.run_id, 'hash', w.hash, 'event_name', w.event_name, 'expression', w.expression,
                 'event', jsonb_build_object('id', e.id, 'name', e.name, 'data', e.data, 'ts', e.ts))), '[]'::jsonb)
@@ -80,9 +88,9 @@ SELECT (SELECT array_agg(id) FROM new_events) AS new_event_ids,
         WHERE w.event_name IN (SELECT name FROM new_events)) AS waits;
 
 -- name: resolve_waits
--- Events arrived for open waits: each wait is closed and its parked call made due now with the event as
--- the step's memo. A wait closed already (another event was first) is skipped.
--- $1 run ids, $2 step hashes, $3 events (JSON text), $4 now
+-- Events arrived for open waits: each wait is closed and its parked call made due at once (the database's
+-- statement_timestamp()) with the event as the step's memo. A wait closed already (another event was first)
+-- is skipped. $1 run ids, $2 step hashes, $3 events (JSON text)
 WITH matched AS (
     SELECT m.run_id, m.hash, m.event::jsonb AS event
     FROM unnest($1::uuid[], $2::text[], $3::text[]) AS m (run_id, hash, event)
@@ -90,7 +98,7 @@ WITH matched AS (
     DELETE FROM waits w USING matched m WHERE w.run_id = m.run_id AND w.hash = m.hash
     RETURNING w.run_id, w.hash
 ), due AS (
-    UPDATE work SET resolution = m.event, available_at = $4::timestamptz
+    UPDATE work SET resolution = m.event, available_at = statement_timestamp()
     FROM closed c JOIN matched m ON m.run_id = c.run_id AND m.hash = c.hash
     WHERE work.run_id = c.run_id AND work.resolves = c.hash
     RETURNING 1
@@ -105,34 +113,52 @@ FROM runs r JOIN events e ON e.id = r.event_id
 WHERE r.function_id = ANY($1::text[]) AND r.status IN ('Queued', 'Running');
 
 -- name: replay_run
--- A new run of the same function on the same event. $1 new run id, $2 run replayed, $3 now,
--- $4 url, $5 max attempts (from the current route when there is one, else the old run's)
+-- A new run of the same function on the same event, due at once. $1 new run id, $2 run replayed,
+-- $3 clock offset, $4 url, $5 max attempts (from the current route when there is one, else the old run's)
 WITH new_run AS (
     INSERT INTO runs (id, event_id, function_id, function_name, url, max_attempts, status, replay_of, created_at)
     SELECT $1::uuid, event_id, function_id, function_name, coalesce($4::text, url),
-           coalesce($5::int, max_attempts), 'Queued', id, $3::timestamptz
+           coalesce($5::int, max_attempts), 'Queued', id, statement_timestamp() + $3::interval
     FROM runs WHERE id = $2::uuid
-    RETURNING id, created_at
+    RETURNING id
 ), new_work AS (
-    INSERT INTO work (run_id, step_id, available_at) SELECT id, 'step', created_at FROM new_run RETURNING 1
+    INSERT INTO work (run_id, step_id, available_at)
+    SELECT id, 'step', statement_timestamp() FROM new_run RETURNING 1
 )
 SELECT (SELECT id FROM new_run) AS id,
        (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM new_work LIMIT 1) AS n) AS notified;
 
 -- name: claim_work
--- Leases up to $2 due calls to owner $3 until $4, with all a call needs. $1 now. A run calls its function's
--- current URL (an app that moved is followed); one whose function was unpublished keeps the URL it had.
-WITH due AS (
-    SELECT id FROM work WHERE available_at <= $1::timestamptz ORDER BY available_at LIMIT $2::int
+-- Leases up to $2 calls to owner $3 for $4 (an interval of the database's clock), with all a call needs:
+-- first calls whose lease lapsed (judged by statement_timestamp() alone, so that no replica's own clock
+-- decides whether another one's lease is over), then due calls (available_at <= statement_timestamp() + $1,
+-- the clock offset). Each source is a range scan of its partial index. A run calls its function's current
+-- URL (an app that moved is followed); one whose function was unpublished keeps the URL it had.
+-- Lock order: everywhere else a run's row is locked before its work rows. A claim picks work first, so it
+-- never waits: its work rows and the runs it marks Running are both taken with SKIP LOCKED (a Queued run
+-- that is locked is being cancelled, and its work row goes with it).
+WITH lapsed AS (
+    SELECT id FROM work WHERE lease_token IS NOT NULL AND lease_expires_at <= statement_timestamp()
+    ORDER BY lease_expires_at LIMIT $2::int
     FOR UPDATE SKIP LOCKED
+), due AS (
+    SELECT id FROM work WHERE lease_token IS NULL AND available_at <= statement_timestamp() + $1::interval
+    ORDER BY available_at LIMIT $2::int
+    FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT id FROM lapsed UNION ALL SELECT id FROM due LIMIT $2::int
 ), claimed AS (
-    UPDATE work w SET available_at = $4::timestamptz, lease_owner = $3::text, lease_token = gen_random_uuid()
-    FROM due WHERE w.id = due.id
+    UPDATE work w SET lease_owner = $3::text, lease_token = gen_random_uuid(),
+                      lease_expires_at = statement_timestamp() + $4::interval
+    FROM picked WHERE w.id = picked.id
     RETURNING w.id, w.run_id, w.step_id, w.attempt, w.lease_token, w.resolves, w.resolves_op, w.resolves_name,
               w.resolution
+), starting AS (
+    SELECT r.id FROM runs r JOIN claimed c ON c.run_id = r.id WHERE r.status = 'Queued'
+    FOR NO KEY UPDATE OF r SKIP LOCKED
 ), started AS (
-    UPDATE runs r SET status = 'Running', started_at = $1::timestamptz
-    FROM claimed c WHERE r.id = c.run_id AND r.status = 'Queued'
+    UPDATE runs r SET status = 'Running', started_at = statement_timestamp() + $1::interval
+    FROM starting s WHERE r.id = s.id
 )
 SELECT c.id, c.run_id, c.step_id, c.attempt, c.lease_token, c.resolves, c.resolves_op, c.resolves_name,
        c.resolution, r.function_id, coalesce(f.url, r.url) AS url, r.max_attempts,
@@ -146,24 +172,37 @@ FROM claimed c JOIN runs r ON r.id = c.run_id JOIN events e ON e.id = r.event_id
      LEFT JOIN functions f ON f.id = r.function_id;
 
 -- name: next_due
-SELECT min(available_at) FROM work;
+-- Seconds until a claim would find something (negative: already), null when the queue is empty: the next
+-- due call for a replica of clock offset $1, or the next lease to lapse. Two first-row reads of the partial
+-- indexes.
+SELECT extract(epoch FROM least(
+           (SELECT min(available_at) FROM work WHERE lease_token IS NULL)
+               - (statement_timestamp() + $1::interval),
+           (SELECT min(lease_expires_at) FROM work WHERE lease_token IS NOT NULL)
+               - statement_timestamp()))::float8;
 
 -- name: extend_leases
--- $1 tokens held, $2 new lease end
-UPDATE work SET available_at = $2 WHERE lease_token = ANY($1::uuid[]);
+-- The heartbeat: the leases this replica holds, named by work id and token ($1, $2), last $3 more from the
+-- database's statement_timestamp(). Primary key lookups only; a row whose token changed (lost lease,
+-- cancelled run) is left.
+UPDATE work SET lease_expires_at = statement_timestamp() + $3::interval
+FROM unnest($1::bigint[], $2::uuid[]) AS held (id, token)
+WHERE work.id = held.id AND work.lease_token = held.token;
 
 -- name: lock_run
--- Serialises the outcomes of one run's parallel calls. $1 run id
-SELECT status FROM runs WHERE id = $1 FOR UPDATE;
+-- Serialises the outcomes of one run's parallel calls. $1 run id. NO KEY UPDATE: steps inserted meanwhile
+-- (their foreign key takes a KEY SHARE lock on the run) are not held up.
+SELECT status FROM runs WHERE id = $1 FOR NO KEY UPDATE;
 
 -- name: record_step
--- Records a step's memo once (a second record of the same step changes nothing; SQL NULL means JSON null) and turns the held call
--- into the next one: $6 next step id ("step" to discover what follows), due at $7 and still leased.
+-- Records a step's memo once (a second record of the same step changes nothing; SQL NULL means JSON null)
+-- and turns the held call into the next one: $6 next step id ("step" to discover what follows), its lease
+-- renewed for $7 from the database's statement_timestamp().
 -- $1 work id, $2 lease token, $3 run id, $4 step hash, $5 step name, $8 op, $9 status, $10 memo,
--- $11 attempts, $12 error, $13 started at, $14 ended at
+-- $11 attempts, $12 error, $13 seconds the step's call took, $14 clock offset
 WITH held AS (
-    UPDATE work SET step_id = $6::text, attempt = 0, available_at = $7::timestamptz, resolves = NULL,
-                    resolves_op = NULL, resolves_name = NULL, resolution = NULL
+    UPDATE work SET step_id = $6::text, attempt = 0, lease_expires_at = statement_timestamp() + $7::interval,
+                    resolves = NULL, resolves_op = NULL, resolves_name = NULL, resolution = NULL
     WHERE id = $1::bigint AND lease_token = $2::uuid
     RETURNING run_id
 ), closed_wait AS (
@@ -172,8 +211,9 @@ WITH held AS (
     INSERT INTO steps (run_id, hash, name, op, status, attempts, memo, error, started_at, ended_at,
                        attempt_started_at)
     SELECT $3::uuid, $4::text, $5::text, $8::text, $9::text, $11::int, coalesce($10::jsonb, 'null'::jsonb),
-           $12::jsonb,
-           $13::timestamptz, $14::timestamptz, $13::timestamptz
+           $12::jsonb, statement_timestamp() + $14::interval - $13::float8 * interval '1 second',
+           statement_timestamp() + $14::interval,
+           statement_timestamp() + $14::interval - $13::float8 * interval '1 second'
     FROM held
     ON CONFLICT (run_id, hash) DO UPDATE
         SET op = EXCLUDED.op, status = EXCLUDED.status, attempts = EXCLUDED.attempts, memo = EXCLUDED.memo,
@@ -191,7 +231,7 @@ SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT count(*) FROM step) > 0 
 -- holds work $1 with lease token $2, and restarts that call's attempt count: it made progress. In order:
 -- each step ends a microsecond after the one before it, so that the stack (ordered by end) keeps the order.
 -- $3 run id, $4 hashes (no repeats), $5 names, $6 ops, $7 memos (JSON text), $8 durations in ms (null when
--- unknown), $9 now, $10 whether they came through the checkpoint API
+-- unknown), $9 clock offset, $10 whether they came through the checkpoint API
 WITH held AS (
     SELECT id, attempt FROM work WHERE id = $1::bigint AND lease_token = $2::uuid AND run_id = $3::uuid
 ), restarted AS (
@@ -205,7 +245,9 @@ WITH held AS (
            e.ended_at - coalesce(s.ms, 0) * interval '1 millisecond'
     FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::float8[])
          WITH ORDINALITY AS s (hash, name, op, memo, ms, n)
-    CROSS JOIN LATERAL (SELECT $9::timestamptz + (s.n - 1) * interval '1 microsecond' AS ended_at) AS e
+    CROSS JOIN LATERAL (
+        SELECT statement_timestamp() + $9::interval + (s.n - 1) * interval '1 microsecond' AS ended_at
+    ) AS e
     CROSS JOIN held
     ON CONFLICT (run_id, hash) DO UPDATE
         SET op = EXCLUDED.op, status = EXCLUDED.status, attempts = steps.attempts + 1, memo = EXCLUDED.memo,
@@ -229,10 +271,11 @@ SELECT (SELECT coalesce(jsonb_object_agg(s.hash, s.memo), '{}'::jsonb)
         FROM steps s WHERE s.run_id = $1::uuid AND s.memo IS NOT NULL) AS stack;
 
 -- name: rediscover
--- The service asked for a new call (DiscoveryRequest): the held call becomes a discovery call, still leased
--- until $3, with the run's memos and stack. $1 work id, $2 lease token, $4 run id
+-- The service asked for a new call (DiscoveryRequest): the held call becomes a discovery call, its lease
+-- renewed for $3 from the database's clock, with the run's memos and stack.
+-- $1 work id, $2 lease token, $4 run id
 WITH held AS (
-    UPDATE work SET step_id = 'step', attempt = 0, available_at = $3::timestamptz
+    UPDATE work SET step_id = 'step', attempt = 0, lease_expires_at = statement_timestamp() + $3::interval
     WHERE id = $1::bigint AND lease_token = $2::uuid
     RETURNING run_id
 )
@@ -244,15 +287,16 @@ SELECT (SELECT count(*) FROM held) > 0 AS held,
 
 -- name: record_parallel_step
 -- Like record_step for a call that targeted one of several parallel steps (run locked by lock_run): the
--- call is done; the last one of the run to finish becomes the discovery call that goes on. $1 work id,
--- $2 lease token, $3 run id, $4 hash, $5 name, $6 op, $7 status, $8 memo, $9 attempts, $10 error,
--- $11 started at, $12 ended at, $13 due at
+-- call is done; the last one of the run to finish becomes the discovery call that goes on, released and due
+-- at once for any replica. $1 work id, $2 lease token, $3 run id, $4 hash, $5 name, $6 op, $7 status,
+-- $8 memo, $9 attempts, $10 error, $11 seconds the step's call took, $12 clock offset
 WITH step AS (
     INSERT INTO steps (run_id, hash, name, op, status, attempts, memo, error, started_at, ended_at,
                        attempt_started_at)
     SELECT $3::uuid, $4::text, $5::text, $6::text, $7::text, $9::int, coalesce($8::jsonb, 'null'::jsonb),
-           $10::jsonb,
-           $11::timestamptz, $12::timestamptz, $11::timestamptz
+           $10::jsonb, statement_timestamp() + $12::interval - $11::float8 * interval '1 second',
+           statement_timestamp() + $12::interval,
+           statement_timestamp() + $12::interval - $11::float8 * interval '1 second'
     WHERE EXISTS (SELECT 1 FROM work WHERE id = $1::bigint AND lease_token = $2::uuid)
     ON CONFLICT (run_id, hash) DO UPDATE
         SET op = EXCLUDED.op, status = EXCLUDED.status, attempts = EXCLUDED.attempts, memo = EXCLUDED.memo,
@@ -264,8 +308,9 @@ WITH step AS (
 ), done AS (
     DELETE FROM work WHERE id = $1 AND lease_token = $2 AND (SELECT n FROM others) > 0 RETURNING 1
 ), goes_on AS (
-    UPDATE work SET step_id = 'step', attempt = 0, available_at = $13, resolves = NULL, resolves_op = NULL,
-                    resolves_name = NULL, resolution = NULL
+    UPDATE work SET step_id = 'step', attempt = 0, available_at = statement_timestamp(), resolves = NULL,
+                    resolves_op = NULL, resolves_name = NULL, resolution = NULL, lease_owner = NULL,
+                    lease_token = NULL, lease_expires_at = NULL
     WHERE id = $1 AND lease_token = $2 AND (SELECT n FROM others) = 0
     RETURNING 1
 ), closed_wait AS (
@@ -274,20 +319,21 @@ WITH step AS (
 SELECT (SELECT count(*) FROM goes_on) > 0 AS goes_on, (SELECT count(*) FROM done) > 0 AS done;
 
 -- name: plan_steps
--- The held call found parallel steps: one call per step, due now, and the held call is done. Each step
+-- The held call found parallel steps: one call per step, due at once, and the held call is done. Each step
 -- begins a microsecond after the one before it, so that steps listed by start keep the order of the calls.
--- $1 work id, $2 lease token, $3 run id, $4 hashes (in call order), $5 names, $6 now
+-- $1 work id, $2 lease token, $3 run id, $4 hashes (in call order), $5 names, $6 clock offset
 WITH held AS (
     DELETE FROM work WHERE id = $1 AND lease_token = $2 RETURNING run_id
 ), planned AS (
     INSERT INTO steps (run_id, hash, name, op, status, started_at)
-    SELECT $3::uuid, p.hash, p.name, 'StepPlanned', 'Planned', $6::timestamptz + (p.n - 1) * interval '1 microsecond'
+    SELECT $3::uuid, p.hash, p.name, 'StepPlanned', 'Planned',
+           statement_timestamp() + $6::interval + (p.n - 1) * interval '1 microsecond'
     FROM unnest($4::text[], $5::text[]) WITH ORDINALITY AS p (hash, name, n), held
     ON CONFLICT (run_id, hash) DO NOTHING
     RETURNING hash
 ), calls AS (
     INSERT INTO work (run_id, step_id, available_at)
-    SELECT $3::uuid, p.hash, $6::timestamptz FROM unnest($4::text[]) AS p (hash), held
+    SELECT $3::uuid, p.hash, statement_timestamp() FROM unnest($4::text[]) AS p (hash), held
     ON CONFLICT (run_id, step_id) DO NOTHING
     RETURNING 1
 )
@@ -295,21 +341,27 @@ SELECT (SELECT count(*) FROM held) > 0 AS held,
        (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM calls LIMIT 1) AS n) AS notified;
 
 -- name: retry_call
--- An attempt failed and may be tried again at $4: the call is released with its attempt count raised, and a
--- step's failed attempt is kept in its history.
+-- An attempt failed and may be tried again: the call is released with its attempt count raised, due after
+-- $4 (the backoff, from statement_timestamp() + $9, the clock offset) and not before $10 (a retry-after
+-- instant, or null), and a step's failed attempt is kept in its history. The run's row is locked first (the
+-- lock order, see claim_work).
 -- $1 work id, $2 lease token, $3 next attempt, $5 run id, $6 step hash (null for a function-level error),
--- $7 step name, $8 error, $9 now, $10 when the call of the failed attempt began (null: unknown). The attempt
--- began then, or when the last step recorded during that call ended, whichever is later.
-WITH held AS (
-    UPDATE work SET step_id = coalesce($6::text, step_id), attempt = $3::int, available_at = $4::timestamptz,
-                    lease_owner = NULL,
-                    lease_token = NULL
-    WHERE id = $1 AND lease_token = $2
-    RETURNING run_id
+-- $7 step name, $8 error, $11 seconds since the call of the failed attempt began (null: unknown). The
+-- attempt began then, or when the last step recorded during that call ended, whichever is later.
+WITH run AS (
+    SELECT id FROM runs WHERE id = $5::uuid FOR NO KEY UPDATE
+), held AS (
+    UPDATE work SET step_id = coalesce($6::text, step_id), attempt = $3::int,
+                    available_at = greatest(statement_timestamp() + $9::interval + $4::interval,
+                                            $10::timestamptz),
+                    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+    WHERE id = $1 AND lease_token = $2 AND EXISTS (SELECT 1 FROM run)
+    RETURNING run_id, available_at
 ), began AS (
-    SELECT CASE WHEN $10::timestamptz IS NULL THEN $9::timestamptz
-                ELSE greatest($10::timestamptz, (SELECT max(ended_at) FROM steps
-                                                 WHERE run_id = $5::uuid AND memo IS NOT NULL)) END AS at
+    SELECT CASE WHEN $11::float8 IS NULL THEN statement_timestamp() + $9::interval
+                ELSE greatest(statement_timestamp() + $9::interval - $11::float8 * interval '1 second',
+                              (SELECT max(ended_at) FROM steps WHERE run_id = $5::uuid AND memo IS NOT NULL))
+           END AS at
     WHERE $6::text IS NOT NULL
 ), step AS (
     INSERT INTO steps (run_id, hash, name, op, status, attempts, error, started_at)
@@ -320,22 +372,24 @@ WITH held AS (
         WHERE steps.memo IS NULL
 ), history AS (
     INSERT INTO step_attempts (run_id, hash, attempt, error, ended_at, started_at)
-    SELECT $5::uuid, $6::text, $3::int, $8::jsonb, $9::timestamptz,
-           CASE WHEN $10::timestamptz IS NULL THEN NULL ELSE began.at END
+    SELECT $5::uuid, $6::text, $3::int, $8::jsonb, statement_timestamp() + $9::interval,
+           CASE WHEN $11::float8 IS NULL THEN NULL ELSE began.at END
     FROM held, began
     ON CONFLICT (run_id, hash, attempt) DO NOTHING
 ), last_error AS (
     UPDATE runs SET error = $8::jsonb FROM held WHERE runs.id = held.run_id
 )
-SELECT (SELECT count(*) FROM held) > 0 AS held;
+SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT available_at FROM held) AS due;
 
 -- name: finish_run
 -- Ends a run (Completed or Failed), drops its calls and waits, and hands its result to the run that invoked
--- it. $1 run id, $2 status, $3 output, $4 error, $5 now, $6 work id, $7 lease token (held by the caller)
+-- it (its parked call is due at once). $1 run id, $2 status, $3 output, $4 error, $5 clock offset, $6 work
+-- id, $7 lease token (held by the caller). The run's row is locked before its work rows (the lock order).
 WITH held AS (
     SELECT run_id FROM work WHERE id = $6::bigint AND lease_token = $7::uuid
 ), ended AS (
-    UPDATE runs SET status = $2::text, output = $3::jsonb, error = $4::jsonb, ended_at = $5::timestamptz
+    UPDATE runs SET status = $2::text, output = $3::jsonb, error = $4::jsonb,
+                    ended_at = statement_timestamp() + $5::interval
     FROM held WHERE runs.id = held.run_id AND runs.id = $1::uuid AND runs.status IN ('Queued', 'Running')
     RETURNING runs.id, runs.function_id, runs.event_id, runs.parent_run_id, runs.parent_step
 ), dropped AS (
@@ -343,7 +397,7 @@ WITH held AS (
 ), dropped_waits AS (
     DELETE FROM waits WHERE run_id IN (SELECT id FROM ended)
 ), parent AS (
-    UPDATE work SET available_at = $5::timestamptz,
+    UPDATE work SET available_at = statement_timestamp(),
                     resolution = CASE WHEN $2::text = 'Completed' THEN jsonb_build_object('data', $3::jsonb)
                                       ELSE jsonb_build_object('error', $4::jsonb) END
     FROM ended WHERE work.run_id = ended.parent_run_id AND work.resolves = ended.parent_step
@@ -355,17 +409,22 @@ FROM ended;
 
 -- name: park_call
 -- The held call waits: for a time (Sleep), an event (WaitForEvent, with an open wait) or a child run
--- (InvokeFunction). It is released until $8, when it records $9 as the step's memo and goes on.
--- $1 work id, $2 lease token, $3 run id, $4 hash, $5 name, $6 op, $7 step status, $8 due at,
--- $9 resolution at $8, $10 now, $11 event name to wait for (or null), $12 wait expression (or null)
+-- (InvokeFunction). It is released until $8 from statement_timestamp() + $10 (the clock offset), and not
+-- before $13 (an instant, or null); then it records $9 as the step's memo and goes on.
+-- $1 work id, $2 lease token, $3 run id, $4 hash, $5 name, $6 op, $7 step status, $8 delay,
+-- $9 resolution when it falls due, $11 event name to wait for (or null), $12 wait expression (or null)
 WITH held AS (
-    UPDATE work SET available_at = $8::timestamptz, resolves = $4::text, resolves_op = $6::text,
-                    resolves_name = $5::text, resolution = $9::jsonb, lease_owner = NULL, lease_token = NULL
+    UPDATE work SET available_at = greatest(statement_timestamp() + $10::interval + $8::interval,
+                                            $13::timestamptz),
+                    resolves = $4::text, resolves_op = $6::text, resolves_name = $5::text,
+                    resolution = $9::jsonb,
+                    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
     WHERE id = $1::bigint AND lease_token = $2::uuid
     RETURNING run_id
 ), step AS (
     INSERT INTO steps (run_id, hash, name, op, status, attempts, started_at)
-    SELECT $3::uuid, $4::text, $5::text, $6::text, $7::text, 1, $10::timestamptz FROM held
+    SELECT $3::uuid, $4::text, $5::text, $6::text, $7::text, 1, statement_timestamp() + $10::interval
+    FROM held
     ON CONFLICT (run_id, hash) DO UPDATE SET op = EXCLUDED.op, status = EXCLUDED.status
         WHERE steps.memo IS NULL
 ), wait AS (
@@ -376,9 +435,10 @@ WITH held AS (
 SELECT (SELECT count(*) FROM held) > 0 AS held;
 
 -- name: cancel_runs
--- Cancels the runs $1 that have not ended; drops their calls and waits. $2 now
+-- Cancels the runs $1 that have not ended; drops their calls and waits. $2 clock offset. The runs' rows are
+-- locked before their work rows (the lock order: see claim_work).
 WITH cancelled AS (
-    UPDATE runs SET status = 'Cancelled', ended_at = $2::timestamptz
+    UPDATE runs SET status = 'Cancelled', ended_at = statement_timestamp() + $2::interval
     WHERE id = ANY($1::uuid[]) AND status IN ('Queued', 'Running')
     RETURNING id, function_id, event_id
 ), dropped AS (
@@ -507,13 +567,14 @@ SELECT CASE WHEN to_regclass('stepline_migrations') IS NULL THEN 0
 INSERT INTO stepline_migrations (version, name) VALUES ($1, $2);
 
 -- name: prune_history
--- Deletes up to $2 events received before $1 whose runs have all ended, with their runs and steps.
+-- Deletes up to $3 events received more than $2 (an interval) before statement_timestamp() + $1 (the clock
+-- offset) whose runs have all ended, with their runs and steps.
 DELETE FROM events WHERE id IN (
     SELECT e.id FROM events e
-    WHERE e.received_at < $1::timestamptz
+    WHERE e.received_at < statement_timestamp() + $1::interval - $2::interval
       AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.id AND r.status IN ('Queued', 'Running'))
     ORDER BY e.received_at
-    LIMIT $2::int
+    LIMIT $3::int
 );
 
 -- name: lock_function_id
@@ -598,11 +659,26 @@ FROM webhook_deliveries WHERE namespace = $1 AND name = $2
 ORDER BY received_at DESC, id DESC LIMIT $3::int;
 
 -- name: prune_webhook_deliveries
--- Deletes the deliveries received before $1, and those beyond the newest $2 of each webhook
-DELETE FROM webhook_deliveries WHERE received_at < $1::timestamptz OR id IN (
+-- Deletes the deliveries received more than $2 (an interval) before statement_timestamp() + $1 (the clock
+-- offset), and those beyond the newest $3 of each webhook
+DELETE FROM webhook_deliveries WHERE received_at < statement_timestamp() + $1::interval - $2::interval OR id IN (
     SELECT id FROM (
         SELECT id, row_number() OVER (PARTITION BY namespace, name ORDER BY received_at DESC, id DESC) AS n
         FROM webhook_deliveries
     ) AS ranked
-    WHERE ranked.n > $2::int
+    WHERE ranked.n > $3::int
 );
+
+-- Database faults and time from the database --------------------------------------------------------------
+
+-- name: clock_now
+-- The gateway's now: the database's clock plus $1, the clock offset (zero but in tests).
+SELECT statement_timestamp() + $1::interval;
+
+-- name: release_orphaned_leases
+-- After a claim whose answer was lost (the connection died on the way back), the rows it may have leased to
+-- owner $1 without the owner knowing: every row leased to $1 but the ones it holds ($2 work ids) is released,
+-- due at once. Reads the partial index of leased rows (a few per replica).
+UPDATE work SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
+                available_at = statement_timestamp()
+WHERE lease_token IS NOT NULL AND lease_owner = $1::text AND NOT (id = ANY($2::bigint[]));
