@@ -143,7 +143,7 @@ def cmd_gateway(args: argparse.Namespace) -> None:
     except BadRequest as err:
         raise CommandError(str(err)) from None
     _check_port_free(settings.host, settings.port)
-    asyncio.run(_check_database(settings.database_url, migrate=args.migrate))
+    asyncio.run(_check_database(settings.session_url, migrate=args.migrate))
     _configure_logging()
     gateway = Gateway(settings, manifests=manifests)
     logging.getLogger("stepline").info(

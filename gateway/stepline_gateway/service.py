@@ -51,6 +51,7 @@ class Gateway:
         self.routes_loaded = False
         self._migrate = migrate
         self._store: Store | None = None
+        self._read_store: Store | None = None
         self._listener: Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.caller = Caller(
@@ -66,9 +67,14 @@ class Gateway:
             raise RuntimeError("the gateway is not started")
         return self._store
 
+    @property
+    def read_store(self) -> Store:
+        """Where the dashboard and the /v1 list and detail routes read: the replica when one is given."""
+        return self._read_store or self.store
+
     async def start(self) -> None:
         settings = self.settings
-        conn = await connect(settings.database_url)
+        conn = await connect(settings.session_url)
         try:
             if self._migrate:
                 await schema.migrate(conn)
@@ -77,6 +83,10 @@ class Gateway:
         finally:
             await conn.close()
         self._store = Store(await create_pool(settings.database_url, max_size=settings.pool_size))
+        if settings.read_database_url:
+            self._read_store = Store(
+                await create_pool(settings.read_database_url, min_size=1, max_size=settings.pool_size)
+            )
         self.registry = Registry(self.store)
         self.ingestor = Ingestor(self.store, lambda: self.routes, self.clock)
         self.dispatcher = Dispatcher(
@@ -106,7 +116,7 @@ class Gateway:
         if self._manifests:
             await self.load_manifests()
         await self.reload_routes()
-        self._listener = await connect(settings.database_url)
+        self._listener = await connect(settings.session_url)
         await self._listener.add_listener("stepline_work", lambda *_: self.dispatcher.wake())
         await self._listener.add_listener("stepline_routes", lambda *_: self._schedule_reload())
         self._tasks = [
@@ -180,5 +190,8 @@ class Gateway:
         if self._listener is not None:
             await self._listener.close()
         await self.caller.close()
+        if self._read_store is not None:
+            await self._read_store.close()
+            self._read_store = None
         await self.store.close()
         self._store = None
