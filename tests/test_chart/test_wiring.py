@@ -56,7 +56,8 @@ def test_every_secret_key_referenced_is_in_the_secret(
     secrets = {d["metadata"]["name"]: set(d["data"]) for d in of_kind(documents, "Secret")}
     # The Secret CloudNativePG makes for a Cluster's application user (its documented keys).
     for cluster in of_kind(documents, "Cluster"):
-        secrets[f"{cluster['metadata']['name']}-app"] = {"username", "password", "host", "port", "dbname", "uri"}
+        app = f"{cluster['metadata']['name']}-app"
+        secrets[app] = {"username", "password", "host", "port", "dbname", "uri"}
     for workload, spec in pod_specs(documents):
         for container in containers(spec):
             for variable in container.get("env", []):
