@@ -145,7 +145,7 @@ def cmd_gateway(args: argparse.Namespace) -> None:
     except BadRequest as err:
         raise CommandError(str(err)) from None
     _check_port_free(settings.host, settings.port)
-    asyncio.run(_check_database(settings.database_url, migrate=args.migrate))
+    asyncio.run(_check_database(settings.session_url, migrate=args.migrate))
     _configure_logging()
     # A task that cannot come back stops the server the way a signal does (calls in flight get their grace),
     # and the command then exits non-zero: the pod's restart policy starts it afresh.

@@ -146,7 +146,7 @@ def _run_id(request: Request) -> uuid.UUID:
 
 
 async def list_runs(request: Request) -> Response:
-    queries = RunQueries(_gateway(request).store)
+    queries = RunQueries(_gateway(request).read_store)
     status = request.query_params.get("status")
     if status is not None and status not in ("Queued", "Running", "Completed", "Failed", "Cancelled"):
         raise BadRequest("status must be one of Queued, Running, Completed, Failed, Cancelled")
@@ -170,12 +170,12 @@ async def list_runs(request: Request) -> Response:
 async def run_counts(request: Request) -> Response:
     gateway = _gateway(request)
     since = _time_param(request, "since") or gateway.clock.now() - datetime.timedelta(hours=24)
-    counts = await RunQueries(gateway.store).count_recent_runs(since, at_most=RUN_COUNTS_AT_MOST)
+    counts = await RunQueries(gateway.read_store).count_recent_runs(since, at_most=RUN_COUNTS_AT_MOST)
     return JSONResponse({"since": since.isoformat(), "at_most": RUN_COUNTS_AT_MOST, "data": counts})
 
 
 async def get_run(request: Request) -> Response:
-    run = await RunQueries(_gateway(request).store).get_run(_run_id(request))
+    run = await RunQueries(_gateway(request).read_store).get_run(_run_id(request))
     return JSONResponse(run)
 
 
@@ -212,7 +212,7 @@ async def cancel_run(request: Request) -> Response:
 
 
 async def list_events(request: Request) -> Response:
-    queries = RunQueries(_gateway(request).store)
+    queries = RunQueries(_gateway(request).read_store)
     after_at, after_id = _cursor_in(request.query_params.get("cursor"))
     limit = _limit(request)
     internal = request.query_params.get("internal", "true")
@@ -232,7 +232,7 @@ async def list_events(request: Request) -> Response:
 
 
 async def get_event(request: Request) -> Response:
-    event = await RunQueries(_gateway(request).store).get_event(request.path_params["event_id"])
+    event = await RunQueries(_gateway(request).read_store).get_event(request.path_params["event_id"])
     return JSONResponse(event)
 
 

@@ -64,6 +64,7 @@ class Gateway:
         self.routes_loaded = False
         self._migrate = migrate
         self._store: Store | None = None
+        self._read_store: Store | None = None
         self._listener: Listener | None = None
         self._routes_changed = asyncio.Event()
         # Why the gateway gave up (a task that kept failing with errors that waiting does not cure).
@@ -85,9 +86,14 @@ class Gateway:
             raise RuntimeError("the gateway is not started")
         return self._store
 
+    @property
+    def read_store(self) -> Store:
+        """Where the dashboard and the /v1 list and detail routes read: the replica when one is given."""
+        return self._read_store or self.store
+
     async def start(self) -> None:
         settings = self.settings
-        conn = await connect(settings.database_url, application_name=_APPLICATION_NAME)
+        conn = await connect(settings.session_url, application_name=_APPLICATION_NAME)
         try:
             if self._migrate:
                 await schema.migrate(conn)
@@ -100,6 +106,15 @@ class Gateway:
                 settings.database_url, max_size=settings.pool_size, application_name=_APPLICATION_NAME
             )
         )
+        if settings.read_database_url:
+            self._read_store = Store(
+                await create_pool(
+                    settings.read_database_url,
+                    min_size=1,
+                    max_size=settings.pool_size,
+                    application_name=f"{_APPLICATION_NAME} reads",
+                )
+            )
         self.registry = Registry(self.store)
         self.ingestor = Ingestor(self.store, lambda: self.routes, self.clock)
         self.dispatcher = Dispatcher(
@@ -137,7 +152,7 @@ class Gateway:
             sealer=settings.sealer(),
         )
         self._listener = Listener(
-            settings.database_url,
+            settings.session_url,
             on_work=self.dispatcher.wake,
             on_routes=self._routes_changed.set,
             on_subscribed=self._resubscribed,
@@ -216,13 +231,15 @@ class Gateway:
 
     async def readiness(self) -> list[str]:
         """What keeps this replica from serving, for ``GET /readyz``: the database (a round trip), the
-        listener's connection (a round trip on it), the routing table and every supervised task."""
+        listener's connection (a round trip on it), the read replica when one is set, the routing table and
+        every supervised task."""
         if self._store is None or self._listener is None:
             return ["the gateway is not started"]
         # Both round trips at once: the probe answers within one ping timeout.
-        database, listener = await asyncio.gather(
+        database, listener, replica = await asyncio.gather(
             self.store.ping(within_s=_PING_TIMEOUT_S),
             self._listener.ping(within_s=_PING_TIMEOUT_S),
+            self._read_store.ping(within_s=_PING_TIMEOUT_S) if self._read_store else asyncio.sleep(0),
             return_exceptions=True,
         )
         problems = []
@@ -230,6 +247,8 @@ class Gateway:
             problems.append(f"database unreachable: {describe(database)}")
         if isinstance(listener, BaseException):
             problems.append(f"listener: {describe(listener)}")
+        if isinstance(replica, BaseException):
+            problems.append(f"read replica unreachable: {describe(replica)}")
         if not self.routes_loaded:
             problems.append("routing table not loaded yet")
         problems.extend(self.supervisor.problems())
@@ -251,5 +270,8 @@ class Gateway:
         if self._listener is not None:
             await self._listener.close()
         await self.caller.close()
+        if self._read_store is not None:
+            await self._read_store.close()
+            self._read_store = None
         await self.store.close()
         self._store = None

@@ -29,6 +29,18 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default="", repr=False, description="Postgres URL, e.g. postgresql://user:pw@host/db"
     )
+    read_database_url: str | None = Field(
+        default=None,
+        repr=False,
+        description="Postgres URL of a read replica for the dashboard and the /v1 list and detail routes "
+        "(they then lag the primary by the replication delay); none: the primary",
+    )
+    session_database_url: str | None = Field(
+        default=None,
+        repr=False,
+        description="direct (session) connection to the primary for LISTEN and migrations, when "
+        "database_url goes through PgBouncer in transaction mode; none: database_url",
+    )
     host: str = Field(default="0.0.0.0", description="address to listen on")  # noqa: S104
     port: int = Field(default=8288, description="port of the API and dashboard")
     dev: bool = Field(default=False, description="development mode: no event keys or signatures")
@@ -102,6 +114,11 @@ class Settings(BaseSettings):
     def sealer(self) -> Sealer | None:
         """What opens (and, for manifest files, seals) the secrets of webhooks; None without a key."""
         return Sealer.from_setting(self.secrets_key) if self.secrets_key else None
+
+    @property
+    def session_url(self) -> str:
+        """Where connections that hold session state go: LISTEN and the migration lock."""
+        return self.session_database_url or self.database_url
 
     def signing_keys(self) -> list[str]:
         return [key for key in (self.signing_key, self.signing_key_fallback) if key]

@@ -40,6 +40,30 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "gateway": {"autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 12}},
         "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
     },
+    # A CloudNativePG Cluster with a PgBouncer Pooler, read replicas and the Prometheus Operator's monitors.
+    "cnpg": {
+        "cnpg": {
+            "enabled": True,
+            "instances": 3,
+            "imageName": "ghcr.io/cloudnative-pg/postgresql:18",
+            "storage": {"size": "50Gi", "storageClassName": "fast"},
+            "parameters": {"max_connections": "300"},
+            "pooler": {"enabled": True, "instances": 3, "defaultPoolSize": 40},
+            "tolerations": [{"key": "db", "operator": "Exists", "effect": "NoSchedule"}],
+            "affinity": {
+                "podAntiAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "topologyKey": "topology.kubernetes.io/zone",
+                            "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "postgres"}},
+                        }
+                    ]
+                }
+            },
+        },
+        "serviceMonitor": {"enabled": True},
+        "imagePullSecrets": [{"name": "registry"}],
+    },
     # Every other option at once, so that each branch of the templates is rendered and validated.
     "everything": {
         "fullnameOverride": "sl",

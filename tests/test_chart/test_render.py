@@ -30,8 +30,9 @@ from tests.test_chart.conftest import (
 )
 
 KUBERNETES_VALIDATE = Path(sys.executable).with_name("kubernetes-validate")
-# Kinds outside Kubernetes itself, which kubernetes-validate has no schema for.
-FOREIGN_KINDS = {"ServiceMonitor"}
+# Kinds outside Kubernetes itself, which kubernetes-validate has no schema for (test_foreign.py checks them
+# against their own projects' models).
+FOREIGN_KINDS = {"ServiceMonitor", "Cluster", "Pooler"}
 
 
 def chart_yaml() -> dict[str, Any]:
@@ -321,8 +322,19 @@ def test_placement_and_extra_settings_reach_the_pods(renders: dict[str, list[dic
             "maxReplicas must be at least",
         ),
         ({"auth": {"existingSecret": "keys", "apiToken": "t"}}, "auth.existingSecret holds the keys"),
+        (
+            {"cnpg": {"enabled": True}, "database": {"url": "postgresql://db/x"}},
+            "cnpg.enabled creates the database",
+        ),
     ],
-    ids=["two-databases", "no-database", "namespaces-in-cluster-scope", "max-below-min", "keys-twice"],
+    ids=[
+        "two-databases",
+        "no-database",
+        "namespaces-in-cluster-scope",
+        "max-below-min",
+        "keys-twice",
+        "cnpg-and-url",
+    ],
 )
 def test_contradictory_values_fail_with_what_to_change(
     helm: Helm, helm_folder: Path, values: dict[str, Any], message: str
@@ -352,3 +364,57 @@ def test_generated_keys_have_the_shapes_the_gateway_reads(renders: dict[str, lis
     }
     assert data["event-keys"] == "key-one,key-two"
     assert data["api-token"] == "token"
+
+
+def test_cnpg_cluster_with_pooler_and_read_replicas(renders: dict[str, list[dict[str, Any]]]) -> None:
+    documents = renders["cnpg"]
+    cluster = named(documents, "Cluster", "stepline-db")
+    assert cluster["spec"]["instances"] == 3
+    assert cluster["spec"]["bootstrap"] == {"initdb": {"database": "stepline", "owner": "stepline"}}
+    assert cluster["spec"]["storage"] == {"size": "50Gi", "storageClass": "fast"}
+    assert cluster["spec"]["postgresql"]["parameters"] == {"max_connections": "300"}
+    assert cluster["spec"]["affinity"]["additionalPodAntiAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert cluster["spec"]["monitoring"] == {"enablePodMonitor": True}
+    pooler = named(documents, "Pooler", "stepline-db-pooler-rw")
+    assert pooler["spec"]["cluster"] == {"name": "stepline-db"}
+    assert pooler["spec"]["pgbouncer"]["poolMode"] == "transaction"
+    # No bundled Postgres, and no database URL in the release's Secret: the credentials are CNPG's.
+    assert not of_kind(documents, "StatefulSet")
+    assert "database-url" not in named(documents, "Secret", "stepline")["data"]
+    credentials = {
+        "PGUSER": {"secretKeyRef": {"name": "stepline-db-app", "key": "username"}},
+        "PGPASSWORD": {"secretKeyRef": {"name": "stepline-db-app", "key": "password"}},
+    }
+    gateway = named(documents, "Deployment", "stepline-gateway")["spec"]["template"]["spec"]
+    env = env_of(gateway["containers"][0])
+    assert {name: env[name]["valueFrom"] for name in credentials} == credentials
+    # The pool through PgBouncer; LISTEN on a session connection; reads from the replicas.
+    assert env["STEPLINE_DATABASE_URL"]["value"] == "postgresql://stepline-db-pooler-rw:5432/stepline"
+    assert env["STEPLINE_SESSION_DATABASE_URL"]["value"] == "postgresql://stepline-db-rw:5432/stepline"
+    assert env["STEPLINE_READ_DATABASE_URL"]["value"] == "postgresql://stepline-db-ro:5432/stepline"
+    # The operator and the migrations connect to the primary directly, with the same credentials.
+    direct = "postgresql://stepline-db-rw:5432/stepline"
+    for name, spec in pod_specs(documents):
+        for container in containers(spec):
+            env = env_of(container)
+            if "STEPLINE_DATABASE_URL" in env and container["name"] != "gateway":
+                assert env["STEPLINE_DATABASE_URL"]["value"] == direct, f"{name} {container['name']}"
+                assert {n: env[n]["valueFrom"] for n in credentials} == credentials
+    # The Cluster comes with the release: the pods migrate at install, the Job before upgrades.
+    assert hook(named(documents, "Job", "stepline-migrate")) == "pre-upgrade"
+    for name, spec in pod_specs(of_kind(documents, "Deployment")):
+        [init] = spec["initContainers"]
+        assert init["args"] == ["migrate"], name
+
+
+def test_cnpg_without_pooler_or_replica_reads(helm: Helm, helm_folder: Path) -> None:
+    documents = helm.render({"cnpg": {"enabled": True, "readFromReplicas": False}}, helm_folder)
+    assert not of_kind(documents, "Pooler")
+    env = env_of(
+        named(documents, "Deployment", "stepline-gateway")["spec"]["template"]["spec"]["containers"][0]
+    )
+    assert env["STEPLINE_DATABASE_URL"]["value"] == "postgresql://stepline-db-rw:5432/stepline"
+    assert "STEPLINE_SESSION_DATABASE_URL" not in env
+    assert "STEPLINE_READ_DATABASE_URL" not in env

@@ -54,6 +54,10 @@ def test_every_secret_key_referenced_is_in_the_secret(
 ) -> None:
     documents = renders[value_set]
     secrets = {d["metadata"]["name"]: set(d["data"]) for d in of_kind(documents, "Secret")}
+    # The Secret CloudNativePG makes for a Cluster's application user (its documented keys).
+    for cluster in of_kind(documents, "Cluster"):
+        app = f"{cluster['metadata']['name']}-app"
+        secrets[app] = {"username", "password", "host", "port", "dbname", "uri"}
     for workload, spec in pod_specs(documents):
         for container in containers(spec):
             for variable in container.get("env", []):

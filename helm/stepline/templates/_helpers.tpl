@@ -53,9 +53,24 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-operator" (include "stepline.fullname" .)) .Values.serviceAccount.operatorName }}
 {{- end }}
 
-{{/* The bundled Postgres runs only when no external database is given. */}}
+{{/* The bundled Postgres runs only when no external database and no CNPG Cluster is given. */}}
 {{- define "stepline.bundledPostgres" -}}
-{{- if and .Values.postgres.enabled (not .Values.database.url) (not .Values.database.existingSecret) }}true{{ end }}
+{{- if and .Values.postgres.enabled (not .Values.cnpg.enabled) (not .Values.database.url) (not .Values.database.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{/* A CloudNativePG Cluster is the database: cnpg.enabled and no external one. */}}
+{{- define "stepline.cnpg" -}}
+{{- if and .Values.cnpg.enabled (not .Values.database.url) (not .Values.database.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{/* The database is created with the release (bundled or CNPG): the first install migrates in init containers. */}}
+{{- define "stepline.databaseWithRelease" -}}
+{{- if or (include "stepline.bundledPostgres" .) (include "stepline.cnpg" .) }}true{{ end }}
+{{- end }}
+
+{{/* The CNPG Cluster's name; CNPG names its Services <name>-rw / -ro and its app Secret <name>-app. */}}
+{{- define "stepline.cnpgCluster" -}}
+{{- printf "%s-db" (include "stepline.fullname" .) | trunc 50 | trimSuffix "-" }}
 {{- end }}
 
 {{/* The Secret and key holding the database URL. */}}
@@ -85,12 +100,59 @@ Secret it may be missing (Webhooks with a secret then say so in their status). *
       {{- end }}
 {{- end }}
 
+{{/*
+The database of the operator and the migrations: a direct connection to the primary. With CNPG the
+credentials come from the Cluster's app Secret as PGUSER and PGPASSWORD, which the Postgres driver reads
+when the URL has none, so no password is ever written into a URL.
+*/}}
 {{- define "stepline.databaseEnv" -}}
+{{- if include "stepline.cnpg" . }}
+{{- include "stepline.cnpgCredentials" . }}
+- name: STEPLINE_DATABASE_URL
+  value: {{ printf "postgresql://%s-rw:5432/stepline" (include "stepline.cnpgCluster" .) | quote }}
+{{- else }}
 - name: STEPLINE_DATABASE_URL
   valueFrom:
     secretKeyRef:
       name: {{ include "stepline.databaseSecret" . }}
       key: {{ include "stepline.databaseSecretKey" . }}
+{{- end }}
+{{- end }}
+
+{{- define "stepline.cnpgCredentials" -}}
+{{- $secret := printf "%s-app" (include "stepline.cnpgCluster" .) }}
+- name: PGUSER
+  valueFrom:
+    secretKeyRef: {name: {{ $secret }}, key: username}
+- name: PGPASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ $secret }}, key: password}
+{{- end }}
+
+{{/*
+The gateway's database: as the operator's, and with CNPG its pool through the Pooler when there is one
+(the NOTIFY listener then keeps a direct session connection) and its reads from the replicas.
+*/}}
+{{- define "stepline.gatewayDatabaseEnv" -}}
+{{- if include "stepline.cnpg" . }}
+{{- $cluster := include "stepline.cnpgCluster" . }}
+{{- include "stepline.cnpgCredentials" . }}
+{{- if .Values.cnpg.pooler.enabled }}
+- name: STEPLINE_DATABASE_URL
+  value: {{ printf "postgresql://%s-pooler-rw:5432/stepline" $cluster | quote }}
+- name: STEPLINE_SESSION_DATABASE_URL
+  value: {{ printf "postgresql://%s-rw:5432/stepline" $cluster | quote }}
+{{- else }}
+- name: STEPLINE_DATABASE_URL
+  value: {{ printf "postgresql://%s-rw:5432/stepline" $cluster | quote }}
+{{- end }}
+{{- if .Values.cnpg.readFromReplicas }}
+- name: STEPLINE_READ_DATABASE_URL
+  value: {{ printf "postgresql://%s-ro:5432/stepline" $cluster | quote }}
+{{- end }}
+{{- else }}
+{{- include "stepline.databaseEnv" . }}
+{{- end }}
 {{- end }}
 
 {{/* Pod and container security of the restricted Pod Security Standard. */}}
@@ -145,8 +207,11 @@ Checks of what the schema cannot say, failing the render with what to change.
 {{- if and .Values.database.url .Values.database.existingSecret }}
 {{- fail "give one of database.url or database.existingSecret, not both" }}
 {{- end }}
-{{- if and (not .Values.database.url) (not .Values.database.existingSecret) (not .Values.postgres.enabled) }}
-{{- fail "no database: set database.url or database.existingSecret, or postgres.enabled=true for the bundled one" }}
+{{- if and (not .Values.database.url) (not .Values.database.existingSecret) (not .Values.postgres.enabled) (not .Values.cnpg.enabled) }}
+{{- fail "no database: set database.url or database.existingSecret, or cnpg.enabled=true for a CloudNativePG Cluster, or postgres.enabled=true for the bundled one" }}
+{{- end }}
+{{- if and .Values.cnpg.enabled (or .Values.database.url .Values.database.existingSecret) }}
+{{- fail "cnpg.enabled creates the database: leave database.url and database.existingSecret empty, or turn cnpg off" }}
 {{- end }}
 {{- if and (eq .Values.operator.scope "Cluster") .Values.operator.namespaces }}
 {{- fail "operator.namespaces applies to operator.scope=Namespaced only: set that scope too, or leave the namespaces empty to watch the whole cluster" }}
