@@ -1,7 +1,9 @@
 """Events as the gateway accepts them: parsing and validating what ``POST /e/{key}`` receives.
 
 An event is ``{name, data?, id?, ts?, user?, v?}``. Anything else is refused with a message naming the
-event and the field, before anything is stored.
+event and the field, before anything is stored: malformed JSON, unknown fields, wrong types, values Postgres
+cannot store (NUL characters, lone surrogates, NaN and infinities, nesting past ``storable.MAX_DEPTH``), a
+``ts`` outside ``[0, MAX_TS]`` and events over the size limit.
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from stepline_gateway import storable
 from stepline_gateway.errors import BadRequest
 
 MAX_NAME_LENGTH = 256
 MAX_ID_LENGTH = 256
+# The last millisecond of the year 9999 (9999-12-31T23:59:59.999Z): later times have no calendar date the
+# gateway can schedule a run at.
+MAX_TS = 253_402_300_799_999
 _FIELDS = {"name", "data", "id", "ts", "user", "v"}
 
 
@@ -41,8 +47,8 @@ def new_event_id() -> str:
 def parse_events(body: bytes, *, now_ms: int, max_event_bytes: int) -> list[Event]:
     """Parse one event or a JSON array of events; raise BadRequest saying what is wrong."""
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
+        document = storable.parse(body)
+    except storable.InvalidJson as err:
         raise BadRequest(f"the body is not valid JSON: {err}") from None
     items = document if isinstance(document, list) else [document]
     if not items:
@@ -54,6 +60,9 @@ def _parse_one(item: Any, index: int, now_ms: int, max_event_bytes: int) -> Even
     where = f"event {index}"
     if not isinstance(item, dict):
         raise BadRequest(f'{where} is not a JSON object: send {{"name": ..., "data": {{...}}}}')
+    found = storable.problem(item)
+    if found is not None:
+        raise BadRequest(f"{where} contains {found}: Postgres cannot store it")
     unknown = sorted(set(item) - _FIELDS)
     if unknown:
         raise BadRequest(f"{where} has unknown fields {unknown}: an event has name, data, id, ts, user and v")
@@ -72,11 +81,17 @@ def _parse_one(item: Any, index: int, now_ms: int, max_event_bytes: int) -> Even
     if not isinstance(event_id, str) or len(event_id) > MAX_ID_LENGTH:
         raise BadRequest(f"{where}: 'id' must be a string of at most {MAX_ID_LENGTH} characters")
     ts = item.get("ts") or now_ms
-    if not isinstance(ts, int) or isinstance(ts, bool) or ts < 0:
-        raise BadRequest(f"{where}: 'ts' must be a timestamp in milliseconds since the epoch")
+    if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts <= MAX_TS:
+        raise BadRequest(
+            f"{where}: 'ts' must be a timestamp in milliseconds since the epoch, from 0 to {MAX_TS} "
+            "(9999-12-31T23:59:59.999Z)"
+        )
     user = item.get("user")
     if user is not None and not isinstance(user, dict):
         raise BadRequest(f"{where}: 'user' must be a JSON object")
+    version = item.get("v")
+    if version is not None and not isinstance(version, str):
+        raise BadRequest(f"{where}: 'v' must be a string (the event's version)")
     size = len(json.dumps(item, separators=(",", ":")).encode("utf-8"))
     if size > max_event_bytes:
         raise BadRequest(f"{where} is {size} bytes, over the limit of {max_event_bytes} bytes", status=413)

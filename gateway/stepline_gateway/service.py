@@ -16,6 +16,7 @@ from stepline.protocol import ServerKind
 from stepline_store import schema
 from stepline_store.pool import Connection, Store, connect, create_pool
 
+from stepline_gateway.answers import AnswerLimits
 from stepline_gateway.backoff import Backoff
 from stepline_gateway.calls import Caller
 from stepline_gateway.clock import Clock, SystemClock
@@ -53,11 +54,18 @@ class Gateway:
         self._store: Store | None = None
         self._listener: Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.answer_limits = AnswerLimits(
+            max_output_bytes=settings.max_step_output_bytes,
+            max_state_bytes=settings.max_run_state_bytes,
+            max_answer_bytes=settings.max_answer_bytes,
+        )
         self.caller = Caller(
             self.clock,
             signing_key=None if settings.dev else settings.signing_key,
             timeout_s=settings.call_timeout_s,
             server_kind=ServerKind.DEV if settings.dev else ServerKind.CLOUD,
+            max_answer_bytes=settings.max_answer_bytes,
+            retry_after_max_s=settings.retry_after_max_s,
         )
 
     @property
@@ -91,11 +99,14 @@ class Gateway:
                 lease_s=settings.lease_s,
                 wake=lambda: self.dispatcher.wake(),
                 routes=lambda: self.routes,
+                limits=self.answer_limits,
+                max_lost_leases=settings.max_lost_leases,
             ),
             clock=self.clock,
             metrics=self.metrics,
             concurrency=settings.concurrency,
             lease_s=settings.lease_s,
+            endpoint_share=settings.endpoint_share,
         )
         self.scheduler = Scheduler(
             ingestor=self.ingestor,

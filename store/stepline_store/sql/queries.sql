@@ -121,20 +121,31 @@ SELECT (SELECT id FROM new_run) AS id,
 -- name: claim_work
 -- Leases up to $2 due calls to owner $3 until $4, with all a call needs. $1 now. A run calls its function's
 -- current URL (an app that moved is followed); one whose function was unpublished keeps the URL it had.
+-- $5 URLs at their share of the call slots: their work stays queued. lost_leases counts the claims in a row
+-- that found the previous lease lapsed (still set) with no memo recorded since the claim before.
 WITH due AS (
-    SELECT id FROM work WHERE available_at <= $1::timestamptz ORDER BY available_at LIMIT $2::int
-    FOR UPDATE SKIP LOCKED
+    SELECT w.id, (SELECT count(*) FROM steps s WHERE s.run_id = w.run_id AND s.memo IS NOT NULL) AS memos
+    FROM work w
+    WHERE w.available_at <= $1::timestamptz
+      AND (cardinality($5::text[]) = 0 OR NOT EXISTS (
+          SELECT 1 FROM runs r LEFT JOIN functions f ON f.id = r.function_id
+          WHERE r.id = w.run_id AND coalesce(f.url, r.url) = ANY($5::text[])))
+    ORDER BY w.available_at LIMIT $2::int
+    FOR UPDATE OF w SKIP LOCKED
 ), claimed AS (
-    UPDATE work w SET available_at = $4::timestamptz, lease_owner = $3::text, lease_token = gen_random_uuid()
+    UPDATE work w SET available_at = $4::timestamptz, lease_owner = $3::text, lease_token = gen_random_uuid(),
+                      lost_leases = CASE WHEN w.lease_token IS NULL OR due.memos > w.claimed_memos THEN 0
+                                         ELSE w.lost_leases + 1 END,
+                      claimed_memos = due.memos
     FROM due WHERE w.id = due.id
     RETURNING w.id, w.run_id, w.step_id, w.attempt, w.lease_token, w.resolves, w.resolves_op, w.resolves_name,
-              w.resolution
+              w.resolution, w.lost_leases
 ), started AS (
     UPDATE runs r SET status = 'Running', started_at = $1::timestamptz
     FROM claimed c WHERE r.id = c.run_id AND r.status = 'Queued'
 )
 SELECT c.id, c.run_id, c.step_id, c.attempt, c.lease_token, c.resolves, c.resolves_op, c.resolves_name,
-       c.resolution, r.function_id, coalesce(f.url, r.url) AS url, r.max_attempts,
+       c.resolution, c.lost_leases, r.function_id, coalesce(f.url, r.url) AS url, r.max_attempts,
        e.id AS event_id, e.name AS event_name, e.data AS event_data, e."user" AS event_user, e.ts AS event_ts,
        (SELECT coalesce(jsonb_object_agg(s.hash, s.memo), '{}'::jsonb)
         FROM steps s WHERE s.run_id = c.run_id AND s.memo IS NOT NULL) AS memos,
@@ -144,7 +155,13 @@ FROM claimed c JOIN runs r ON r.id = c.run_id JOIN events e ON e.id = r.event_id
      LEFT JOIN functions f ON f.id = r.function_id;
 
 -- name: next_due
-SELECT min(available_at) FROM work;
+-- When the next call the dispatcher may claim falls due: $1 URLs at their share of the call slots are left
+-- out (a slot of theirs that frees wakes the dispatcher instead).
+SELECT w.available_at FROM work w
+WHERE cardinality($1::text[]) = 0 OR NOT EXISTS (
+    SELECT 1 FROM runs r LEFT JOIN functions f ON f.id = r.function_id
+    WHERE r.id = w.run_id AND coalesce(f.url, r.url) = ANY($1::text[]))
+ORDER BY w.available_at LIMIT 1;
 
 -- name: extend_leases
 -- $1 tokens held, $2 new lease end
@@ -506,3 +523,17 @@ SELECT pg_advisory_xact_lock(hashtextextended('stepline.functions:' || $1::text,
 -- What the operator's publish would replace: the row of function $1 and the rows published from source $2
 SELECT id, app_id, name, url, triggers, retries, paused, source, cancel_on
 FROM functions WHERE id = $1::text OR source = $2::text ORDER BY id FOR UPDATE;
+
+-- Input limits and poison answers.
+
+-- name: fail_step
+-- A step's last attempt failed and its run ends with that error: the step shows it too, Failed. $1 work id,
+-- $2 lease token (held by the caller), $3 run id, $4 step hash, $5 step name, $6 attempts, $7 error, $8 now
+INSERT INTO steps (run_id, hash, name, op, status, attempts, error, started_at, ended_at)
+SELECT $3::uuid, $4::text, $5::text, 'StepError', 'Failed', $6::int, $7::jsonb, $8::timestamptz,
+       $8::timestamptz
+WHERE EXISTS (SELECT 1 FROM work WHERE id = $1::bigint AND lease_token = $2::uuid)
+ON CONFLICT (run_id, hash) DO UPDATE
+    SET status = 'Failed', op = 'StepError', attempts = EXCLUDED.attempts, error = EXCLUDED.error,
+        ended_at = EXCLUDED.ended_at
+    WHERE steps.memo IS NULL;
