@@ -71,7 +71,7 @@ def problem(value: Any, *, depth: int = MAX_DEPTH) -> str | None:
         if isinstance(item, str):
             found = text_problem(item)
         elif isinstance(item, float):
-            found = None if math.isfinite(item) else f"the number {item}, which JSON cannot hold"
+            found = None if math.isfinite(item) else f"a number JSON cannot hold ({item})"
         elif isinstance(item, dict | list):
             if level >= depth:
                 return f"nesting deeper than {depth} levels at {format_path(path)}"

@@ -136,11 +136,15 @@ class Cancel(_Model):
     match: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     timeout: Duration | None = None
 
+    @model_validator(mode="after")
+    def _match_compiles(self) -> Self:
+        if self.if_ is None and self.match is not None:
+            _expression(match_expression(self.match))
+        return self
+
     def rule(self) -> dict[str, Any]:
         """The rule as the routing table stores it: ``{"event", "if"?, "timeout"?}``."""
         expression = self.if_ or (match_expression(self.match) if self.match else None)
-        if expression is not None:
-            _expression(expression)
         rule: dict[str, Any] = {"event": self.event}
         if expression:
             rule["if"] = expression
@@ -266,7 +270,7 @@ class SyncPayload(_Model):
 
     @model_validator(mode="after")
     def _one_app(self) -> Self:
-        if self.app_id is None:
+        if not self.app_id:
             raise ValueError("the sync names no app: send 'appname' (or 'appName') as the Inngest SDKs do")
         seen: set[str] = set()
         for function in self.functions:
@@ -276,9 +280,9 @@ class SyncPayload(_Model):
         return self
 
     @property
-    def app_id(self) -> str | None:
+    def app_id(self) -> str:
         # The Python SDKs write "appname", the TypeScript SDK "appName".
-        return self.appname or self.app_name
+        return self.appname or self.app_name or ""
 
 
 def _describe(err: pydantic.ValidationError, payload: Any) -> str:
@@ -312,6 +316,4 @@ def read_sync(payload: Any) -> tuple[str, list[Function]]:
         sync = SyncPayload.model_validate(payload)
     except pydantic.ValidationError as err:
         raise BadRequest(f"the sync is refused: {_describe(err, payload)}") from None
-    app_id = sync.app_id
-    assert app_id is not None
-    return app_id, [function.function(app_id) for function in sync.functions]
+    return sync.app_id, [function.function(sync.app_id) for function in sync.functions]
