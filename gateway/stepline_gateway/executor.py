@@ -200,9 +200,9 @@ class Executor:
             if not recorded.held:
                 log.info("run %s: lease lost or run cancelled; dropping the answer", call.run_id)
                 return None
-            # The call made progress: what follows counts its attempts afresh (record_steps reset the row),
-            # and began after the steps before it.
-            progressed = replace(claim, call=replace(call, attempt=0))
+            # What follows began after the steps before it. Steps recorded already are no progress: an
+            # answer that repeats them goes on counting its attempts, or it would be retried without end.
+            progressed = await self._after_steps(claim, recorded.recorded, on=conn)
             following = await self._settle_final(progressed, rest, answer, self._clock.now(), on=conn)
         self._wake()
         return following
@@ -236,7 +236,7 @@ class Executor:
             if not recorded.held:
                 log.info("run %s: lease lost or run cancelled; dropping the answer", call.run_id)
                 return
-            progressed = replace(claim, call=replace(call, attempt=0))
+            progressed = await self._after_steps(claim, recorded.recorded, on=conn)
             await self._outcomes.failed_attempt(
                 progressed, problem.error(), True, None, target, name, on=conn
             )
@@ -296,7 +296,14 @@ class Executor:
         )
         return None
 
-    async def _current_attempt(self, claim: Claim) -> Claim | None:
+    async def _after_steps(self, claim: Claim, recorded: int, *, on: Queryable) -> Claim:
+        """The claim to go on with once the steps at the head of an answer are recorded, ``recorded`` of
+        them new: a call that made progress counts what follows afresh (record_steps reset its row)."""
+        if recorded:
+            return replace(claim, call=replace(claim.call, attempt=0))
+        return await self._current_attempt(claim, on=on) or claim
+
+    async def _current_attempt(self, claim: Claim, *, on: Queryable = None) -> Claim | None:
         """The claim with the attempt count its row has now (None when its lease is lost).
 
         A discovery call's count restarts when steps are checkpointed during it: a failure after them is
@@ -304,7 +311,7 @@ class Executor:
         """
         if claim.call.step_id != DISCOVERY_STEP_ID or claim.call.attempt == 0:
             return claim
-        attempt = await self._store.fetchval("held_attempt", claim.work_id, claim.lease_token)
+        attempt = await self._store.fetchval("held_attempt", claim.work_id, claim.lease_token, on=on)
         if attempt is None:
             log.info("run %s: lease lost or run cancelled; dropping the answer", claim.call.run_id)
             return None

@@ -202,15 +202,13 @@ SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT count(*) FROM step) > 0 
 
 -- name: record_steps
 -- Records steps that ran (StepRun), each once (a step recorded already keeps its memo), for the call that
--- holds work $1 with lease token $2, and restarts that call's attempt count: it made progress. In order:
+-- holds work $1 with lease token $2, and restarts that call's attempt count when one was new: it made
+-- progress (steps recorded before change nothing, or sending them again would retry without end). In order:
 -- each step ends a microsecond after the one before it, so that the stack (ordered by end) keeps the order.
 -- $3 run id, $4 hashes (no repeats), $5 names, $6 ops, $7 memos (JSON text), $8 durations in ms (null when
 -- unknown), $9 now, $10 whether they came through the checkpoint API
 WITH held AS (
     SELECT id, attempt FROM work WHERE id = $1::bigint AND lease_token = $2::uuid AND run_id = $3::uuid
-), restarted AS (
-    -- Written only when there is something to restart: most calls that checkpoint are first attempts.
-    UPDATE work SET attempt = 0 FROM held WHERE work.id = held.id AND held.attempt <> 0
 ), step AS (
     INSERT INTO steps (run_id, hash, name, op, status, attempts, memo, started_at, ended_at, checkpointed)
     SELECT $3::uuid, s.hash, s.name, s.op, 'Completed', 1, s.memo::jsonb,
@@ -224,6 +222,10 @@ WITH held AS (
             error = NULL, ended_at = EXCLUDED.ended_at, checkpointed = EXCLUDED.checkpointed
         WHERE steps.memo IS NULL
     RETURNING 1
+), restarted AS (
+    -- Written only when there is something to restart: most calls that checkpoint are first attempts.
+    UPDATE work SET attempt = 0 FROM held
+    WHERE work.id = held.id AND held.attempt <> 0 AND EXISTS (SELECT 1 FROM step)
 )
 SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT count(*) FROM step) AS recorded;
 
