@@ -47,8 +47,13 @@ class AnswerLimits:
     max_state_bytes: int = 32 * MIB
     max_answer_bytes: int = 8 * MIB
 
-    def output_problem(self, value: Any, *, what: str = "output") -> Problem | None:
-        """A step's or a run's output: storable, and at most ``max_output_bytes`` as JSON."""
+    def output_problem(
+        self, value: Any, *, what: str = "output", document: storable.Document | None = None
+    ) -> Problem | None:
+        """A step's or a run's output: storable, and at most ``max_output_bytes`` as JSON. ``document``,
+        the body it came in, may show it clean and small enough without looking at the value itself."""
+        if document is not None and document.clean and document.size <= self.max_output_bytes:
+            return None
         return self._output(value, what=what, path=None)[0]
 
     def _output(self, value: Any, *, what: str, path: str | None) -> tuple[Problem | None, int]:
@@ -64,11 +69,14 @@ class AnswerLimits:
             return Problem(message, too_large=True), size
         return None, size
 
-    def op_problem(self, op: dict[str, Any]) -> Problem | None:
+    def op_problem(self, op: dict[str, Any], *, document: storable.Document | None = None) -> Problem | None:
         """One operation of a 206 answer or of a checkpoint: its id, name, options and output."""
-        return self._op(op)[0]
+        quick = document is not None and document.clean and document.size <= self.max_output_bytes
+        return self._op(op, quick=quick)[0]
 
-    def _op(self, op: dict[str, Any]) -> tuple[Problem | None, int]:
+    def _op(self, op: dict[str, Any], *, quick: bool) -> tuple[Problem | None, int]:
+        """The problem of one operation and the size of its output; ``quick`` when its body is known clean
+        and no larger than an output may be, so that only the id and names need a look."""
         step_id = op.get("id")
         if step_id is not None and (
             not isinstance(step_id, str) or len(step_id) > MAX_STEP_ID or storable.text_problem(step_id)
@@ -80,6 +88,8 @@ class AnswerLimits:
             if value is not None and (not isinstance(value, str) or len(value) > MAX_STEP_NAME):
                 message = f"the step's {field} must be a string of {MAX_STEP_NAME} characters at most"
                 return Problem(message), 0
+        if quick:
+            return None, 0
         rest = {key: value for key, value in op.items() if key not in _REPORTED_ELSEWHERE}
         found = storable.problem(rest)
         if found is not None:
@@ -88,12 +98,22 @@ class AnswerLimits:
             return None, 0
         return self._output(op["data"], what="output", path="data")
 
-    def first_problem(self, ops: list[dict[str, Any]], *, state_bytes: int) -> tuple[int, Problem] | None:
+    def first_problem(
+        self, ops: list[dict[str, Any]], *, state_bytes: int, document: storable.Document | None = None
+    ) -> tuple[int, Problem] | None:
         """The first operation of an answer that cannot be recorded, with why; the outputs of the steps
-        that ran count towards the run's state, which holds ``state_bytes`` already."""
+        that ran count towards the run's state, which holds ``state_bytes`` already. ``document``, the body
+        of the answer: when it is clean and so small that all its outputs together stay within both limits,
+        the outputs need no look of their own (the common case: a scan of the body's bytes, no walk)."""
+        quick = (
+            document is not None
+            and document.clean
+            and document.size <= self.max_output_bytes
+            and state_bytes + document.size <= self.max_state_bytes
+        )
         for index, op in enumerate(ops):
-            problem, size = self._op(op)
-            if problem is None and op.get("op") in RAN_OPCODES:
+            problem, size = self._op(op, quick=quick)
+            if problem is None and not quick and op.get("op") in RAN_OPCODES:
                 state_bytes += size
                 problem = self.state_problem(state_bytes)
             if problem is not None:

@@ -72,7 +72,7 @@ async def register_app(request: Request) -> Response:
         request.headers.get(Header.AUTHORIZATION), settings.signing_keys()
     ):
         raise Unauthorized("sync refused: the bearer token does not match the gateway's signing key")
-    payload = await bodies.read_json(request, settings.max_body_bytes)
+    payload = (await bodies.read_json(request, settings.max_body_bytes)).value
     app_id, functions = sync.read_sync(payload)
     await gateway.registry.publish(functions, replace_app=app_id, replace_source=registry.SDK_SOURCE)
     await gateway.reload_routes()

@@ -6,8 +6,6 @@ with 413 before it is all read; one that is not JSON, or nested too deeply, with
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import ClientDisconnect, Request
 
 from stepline_gateway import storable
@@ -31,9 +29,9 @@ async def read(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The body as a JSON value (values Postgres refuses still need ``storable.problem``)."""
+async def read_json(request: Request, limit: int) -> storable.Document:
+    """The body as a JSON document (values Postgres refuses still need ``storable.problem``)."""
     try:
-        return storable.parse(await read(request, limit))
+        return storable.parse_document(await read(request, limit))
     except storable.InvalidJson as err:
         raise BadRequest(f"the body is not valid JSON: {err}") from None

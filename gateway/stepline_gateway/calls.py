@@ -104,6 +104,8 @@ class Answer:
     error: dict[str, Any] | None = None
     retriable: bool = True
     retry_at: datetime.datetime | None = None
+    # The body as parsed, with its size and whether its bytes show it clean (answers.AnswerLimits).
+    document: storable.Document | None = field(default=None, compare=False)
 
     @property
     def completed(self) -> bool:
@@ -252,8 +254,10 @@ class Caller:
         return b"".join(chunks)
 
     def _read(self, status: int, headers: Any, raw: bytes, url: str) -> Answer:
+        document = None
         try:
-            body = storable.parse(raw) if raw else None
+            document = storable.parse_document(raw) if raw else None
+            body = document.value if document is not None else None
         except storable.TooDeep as err:
             message = f"{url} answered {status} with JSON that cannot be stored: {err}"
             return Answer(status=status, error=error_json("UnstorableAnswer", message, None))
@@ -265,12 +269,14 @@ class Caller:
             headers.get(Header.RETRY_AFTER), self._clock.now(), at_most_s=self._retry_after_max_s
         )
         if status == 200:
-            return Answer(status=200, output=body)
+            return Answer(status=200, output=body, document=document)
         if status == 206:
             items: list[Any] = body if isinstance(body, list) else [body]
             ops = [op for op in items if isinstance(op, dict) and isinstance(op.get("op"), str)]
             if ops and len(ops) == len(items):
-                return Answer(status=206, ops=ops, retriable=not no_retry, retry_at=retry_at)
+                return Answer(
+                    status=206, ops=ops, retriable=not no_retry, retry_at=retry_at, document=document
+                )
             return Answer(
                 status=206, error=_error_of(None, f"{url} answered 206 without a list of operations")
             )

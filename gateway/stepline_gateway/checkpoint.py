@@ -21,7 +21,7 @@ from starlette.routing import Route
 from stepline import signing
 from stepline.protocol import RAN_OPCODES, Header
 
-from stepline_gateway import bodies
+from stepline_gateway import bodies, storable
 from stepline_gateway.answers import AnswerLimits
 from stepline_gateway.calls import parse_queue_item_ref
 from stepline_gateway.errors import BadRequest, NotFound, Unauthorized
@@ -31,7 +31,9 @@ from stepline_gateway.service import Gateway
 log = logging.getLogger(__name__)
 
 
-def _steps(payload: dict[str, Any], limits: AnswerLimits) -> list[dict[str, Any]]:
+def _steps(
+    payload: dict[str, Any], limits: AnswerLimits, document: storable.Document
+) -> list[dict[str, Any]]:
     steps = payload.get("steps")
     if not isinstance(steps, list) or not all(
         isinstance(op, dict) and isinstance(op.get("op"), str) and isinstance(op.get("id"), str)
@@ -45,7 +47,7 @@ def _steps(payload: dict[str, Any], limits: AnswerLimits) -> list[dict[str, Any]
             "only steps that ran (StepRun); return the others in the 206 answer to the call"
         )
     for index, op in enumerate(steps):
-        problem = limits.op_problem(op)
+        problem = limits.op_problem(op, document=document)
         if problem is not None:
             status = 413 if problem.too_large else 400
             raise BadRequest(f"steps[{index}] cannot be recorded: {problem.message}", status=status)
@@ -63,12 +65,13 @@ async def checkpoint_async(request: Request) -> Response:
         run_id = uuid.UUID(request.path_params["run_id"])
     except ValueError:
         raise NotFound(f"no run {request.path_params['run_id']!r}: run ids are UUIDs") from None
-    payload = await bodies.read_json(request, settings.max_body_bytes)
+    document = await bodies.read_json(request, settings.max_body_bytes)
+    payload = document.value
     if not isinstance(payload, dict):
         raise BadRequest("the body must be an object: {run_id, fn_id, qi_id, steps}")
     if payload.get("run_id") not in (None, "", str(run_id)):
         raise BadRequest(f"the body's run_id {payload['run_id']!r} is not the run of the path, {run_id}")
-    steps = _steps(payload, gateway.answer_limits)
+    steps = _steps(payload, gateway.answer_limits, document)
     try:
         work_id, lease_token = parse_queue_item_ref(str(payload.get("qi_id") or ""))
     except ValueError:

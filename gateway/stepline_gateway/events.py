@@ -47,20 +47,24 @@ def new_event_id() -> str:
 def parse_events(body: bytes, *, now_ms: int, max_event_bytes: int) -> list[Event]:
     """Parse one event or a JSON array of events; raise BadRequest saying what is wrong."""
     try:
-        document = storable.parse(body)
+        document = storable.parse_document(body)
     except storable.InvalidJson as err:
         raise BadRequest(f"the body is not valid JSON: {err}") from None
-    items = document if isinstance(document, list) else [document]
+    value = document.value
+    items = value if isinstance(value, list) else [value]
     if not items:
         raise BadRequest("the body is an empty array: send at least one event")
-    return [_parse_one(item, index, now_ms, max_event_bytes) for index, item in enumerate(items)]
+    return [
+        _parse_one(item, index, now_ms, max_event_bytes, clean=document.clean)
+        for index, item in enumerate(items)
+    ]
 
 
-def _parse_one(item: Any, index: int, now_ms: int, max_event_bytes: int) -> Event:
+def _parse_one(item: Any, index: int, now_ms: int, max_event_bytes: int, *, clean: bool) -> Event:
     where = f"event {index}"
     if not isinstance(item, dict):
         raise BadRequest(f'{where} is not a JSON object: send {{"name": ..., "data": {{...}}}}')
-    found = storable.problem(item)
+    found = None if clean else storable.problem(item)
     if found is not None:
         raise BadRequest(f"{where} contains {found}: Postgres cannot store it")
     unknown = sorted(set(item) - _FIELDS)

@@ -147,7 +147,7 @@ class Executor:
         """Record an answer; return the claim to go on with in this task, if any."""
         call = claim.call
         if answer.completed:
-            problem = self._limits.output_problem(answer.output)
+            problem = self._limits.output_problem(answer.output, document=answer.document)
             if problem is not None:
                 self._metrics.calls.labels("error").inc()
                 await self._refuse(claim, [], None, problem)
@@ -172,7 +172,7 @@ class Executor:
         self, claim: Claim, ops: list[dict[str, Any]], answer: Answer, started: datetime.datetime
     ) -> Claim | None:
         """Record the operations of a 206 answer, in order: the steps that ran, then what ends the answer."""
-        bad = self._limits.first_problem(ops, state_bytes=claim.call.state_bytes)
+        bad = self._limits.first_problem(ops, state_bytes=claim.call.state_bytes, document=answer.document)
         if bad is not None:
             index, problem = bad
             before = [op for op in ops[:index] if op.get("op") in RAN_OPCODES]

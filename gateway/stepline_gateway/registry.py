@@ -46,9 +46,11 @@ def _check_triggers(triggers: list[dict[str, Any]]) -> None:
                 raise BadRequest(f"spec.triggers[{index}].if: {err}") from None
         if trigger.get("cron"):
             try:
-                parse_schedule(_PROBE, trigger)
+                parse_schedule(_PROBE, trigger).next_after(datetime.datetime.now(datetime.UTC))
             except CronError as err:
                 raise BadRequest(f"spec.triggers[{index}].cron: {err}") from None
+            except (ValueError, KeyError, OverflowError):
+                raise BadRequest(f"spec.triggers[{index}].cron: {trigger['cron']!r} never fires") from None
 
 
 def _cancel_rules(function_id: str, raw: Any) -> list[dict[str, Any]]:
