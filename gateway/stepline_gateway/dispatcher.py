@@ -167,8 +167,12 @@ class Dispatcher:
 
     async def _next_due(self) -> datetime.datetime:
         fallback = self._clock.now() + _IDLE_RECHECK
+        at_cap = self._at_cap()
         try:
-            due: datetime.datetime | None = await self._store.fetchval("next_due", self._at_cap())
+            if at_cap:
+                due: datetime.datetime | None = await self._store.fetchval("next_due_except", at_cap)
+            else:
+                due = await self._store.fetchval("next_due")
         except (OSError, ConnectionError):
             return fallback
         return fallback if due is None else min(due, fallback)

@@ -19,14 +19,12 @@ from typing import Any
 # Levels of nesting accepted in any JSON document (an object or array counts one level).
 MAX_DEPTH = 100
 
-# Bytes that may stand for a value Postgres refuses. A NUL or a lone surrogate can only be written as an
+# Bytes that may stand for a string Postgres refuses: a NUL or a lone surrogate can only be written as an
 # escape (raw control characters are not JSON) or, for a surrogate, as its raw UTF-8 bytes (Python decodes
-# them with "surrogatepass"); a non-finite number only as NaN, Infinity, an exponent of three digits or
-# more, or a run of 200 digits (an integer part that long, times 10^99 at most, overflows a double). A body
-# with none of them holds nothing ``problem`` finds (nesting aside), so it need not be walked: the common
-# case costs one scan of its bytes.
-_ESCAPES = re.compile(rb"\\u0000|\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
-_NON_FINITE = re.compile(rb"NaN|Infinity|[0-9][eE]\+?[0-9]{3,}(?![0-9A-Za-z])|[0-9]{200}")
+# them with "surrogatepass"). Non-finite numbers are seen while parsing (``_NumberWatch``). A body with
+# neither holds nothing ``problem`` finds (nesting aside), so it need not be walked: the common case costs
+# a search for two byte strings.
+_ESCAPES = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])|\xed[\xa0-\xbf]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _NUL = "\x00"
 
@@ -49,31 +47,50 @@ class Document:
     clean: bool
 
 
+class _NumberWatch:
+    """Sees, while a body is parsed, whether it holds a number JSON cannot hold (NaN, an infinity, or a
+    literal too large for a double, such as 1e400). One for the module: parsing never awaits, so no two
+    parses overlap."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def number(self, text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            self.seen = True
+        return value
+
+    def constant(self, text: str) -> float:
+        self.seen = True
+        return float(text)
+
+
+_WATCH = _NumberWatch()
+_DECODER = json.JSONDecoder(parse_float=_WATCH.number, parse_constant=_WATCH.constant)
+
+
 def parse_document(raw: bytes) -> Document:
-    """Parse a JSON document (UTF-8), and tell whether its bytes show it clean (``may_hold_problems``);
-    InvalidJson saying why when it is not one, or when it is nested far too deeply. The values may still be
-    ones Postgres refuses: ask ``problem`` before storing them, unless the document is clean."""
-    if json.detect_encoding(raw) not in ("utf-8", "utf-8-sig"):
+    """Parse a JSON document (UTF-8), and tell whether it is known clean; InvalidJson saying why when it is
+    not one, or when it is nested far too deeply. The values may still be ones Postgres refuses: ask
+    ``problem`` before storing them, unless the document is clean."""
+    encoding = json.detect_encoding(raw)
+    if encoding not in ("utf-8", "utf-8-sig"):
         # JSON between systems is UTF-8 (RFC 8259); other encodings would also hide escapes from the scan.
         raise InvalidJson("it is not UTF-8")
+    _WATCH.seen = False
     try:
-        value = json.loads(raw)
+        value = _DECODER.decode(raw.decode(encoding, "surrogatepass"))
     except RecursionError:
         # Python's parser recurses once per level and stops cleanly at its recursion limit; documents
         # between MAX_DEPTH and that limit parse, and ``problem`` refuses them.
         raise TooDeep(f"it is nested more than {MAX_DEPTH} levels deep") from None
     except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, and ints of more than 4300 digits
         raise InvalidJson(str(err).splitlines()[0]) from None
-    return Document(value, len(raw), not may_hold_problems(raw))
-
-
-def may_hold_problems(raw: bytes) -> bool:
-    """False when ``raw`` certainly parses to a document ``problem`` finds nothing in (a quick byte scan)."""
-    return (
-        raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
-        or _ESCAPES.search(raw) is not None
-        or _NON_FINITE.search(raw) is not None
-    )
+    clean = not _WATCH.seen and raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH
+    if clean and (b"\\u" in raw or b"\xed" in raw):
+        clean = _ESCAPES.search(raw) is None
+    return Document(value, len(raw), clean)
 
 
 def text_problem(value: str) -> str | None:

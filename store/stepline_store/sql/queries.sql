@@ -155,13 +155,7 @@ FROM claimed c JOIN runs r ON r.id = c.run_id JOIN events e ON e.id = r.event_id
      LEFT JOIN functions f ON f.id = r.function_id;
 
 -- name: next_due
--- When the next call the dispatcher may claim falls due: $1 URLs at their share of the call slots are left
--- out (a slot of theirs that frees wakes the dispatcher instead).
-SELECT w.available_at FROM work w
-WHERE cardinality($1::text[]) = 0 OR NOT EXISTS (
-    SELECT 1 FROM runs r LEFT JOIN functions f ON f.id = r.function_id
-    WHERE r.id = w.run_id AND coalesce(f.url, r.url) = ANY($1::text[]))
-ORDER BY w.available_at LIMIT 1;
+SELECT min(available_at) FROM work;
 
 -- name: extend_leases
 -- $1 tokens held, $2 new lease end
@@ -539,3 +533,12 @@ ON CONFLICT (run_id, hash) DO UPDATE
     SET status = 'Failed', op = 'StepError', attempts = EXCLUDED.attempts, error = EXCLUDED.error,
         ended_at = EXCLUDED.ended_at
     WHERE steps.memo IS NULL;
+
+-- name: next_due_except
+-- Like next_due, leaving out the work of $1, URLs at their share of the call slots (a slot of theirs that
+-- frees wakes the dispatcher instead). Only asked while some URL is at its share.
+SELECT w.available_at FROM work w
+WHERE NOT EXISTS (
+    SELECT 1 FROM runs r LEFT JOIN functions f ON f.id = r.function_id
+    WHERE r.id = w.run_id AND coalesce(f.url, r.url) = ANY($1::text[]))
+ORDER BY w.available_at LIMIT 1;
