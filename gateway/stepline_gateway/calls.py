@@ -109,7 +109,7 @@ class Answer:
 
     @property
     def completed(self) -> bool:
-        return self.status == 200
+        return self.status == 200 and self.error is None
 
 
 def parse_retry_after(

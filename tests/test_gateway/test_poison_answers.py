@@ -86,13 +86,25 @@ async def test_an_output_of_the_run_that_cannot_be_stored_fails_it(database_url:
     assert run["output"] is None
 
 
-async def test_an_answer_over_its_limit_is_not_read_and_fails_the_run(database_url: str) -> None:
+@pytest.mark.parametrize("status", [200, 206])
+async def test_an_answer_over_its_limit_is_not_read_and_fails_the_run(database_url: str, status: int) -> None:
     big = json.dumps([{"op": "StepRun", "id": step_hash("a"), "name": "a", "data": "x" * 50_000}]).encode()
-    service = RawService({"raw-big": lambda body: raw(206, big)})
+    service = RawService({"raw-big": lambda body: raw(status, big)})
     async with service.serving() as url, running_gateway(database_url, max_answer_bytes=10_000) as gw:
         run = await failed_run(gw, url, "raw-big")
     assert service.calls["raw-big"] == RETRIES + 1
     assert "answered with more than 10000 bytes (the limit of an answer)" in run["error"]["message"]
+
+
+async def test_an_answer_nested_too_deep_to_parse_fails_the_run(database_url: str) -> None:
+    service = RawService({"raw-deep": lambda body: raw(200, b"[" * 5000 + b"]" * 5000)})
+    async with service.serving() as url, running_gateway(database_url) as gw:
+        run = await failed_run(gw, url, "raw-deep")
+    assert service.calls["raw-deep"] == RETRIES + 1
+    assert (
+        "answered 200 with JSON that cannot be stored: it is nested more than 100 levels deep"
+        in (run["error"]["message"])
+    )
 
 
 async def test_a_run_state_over_its_limit_fails_the_step_that_grows_it(database_url: str) -> None:
