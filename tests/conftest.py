@@ -48,9 +48,7 @@ def postgres_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.cleanup()
 
 
-@pytest.fixture
-async def database_url(postgres_uri: str) -> AsyncIterator[str]:
-    """A database of its own for each test, already migrated."""
+async def _fresh_database(postgres_uri: str) -> AsyncIterator[str]:
     name = f"t_{uuid.uuid4().hex[:16]}"
     admin = await asyncpg.connect(postgres_uri)
     try:
@@ -63,3 +61,18 @@ async def database_url(postgres_uri: str) -> AsyncIterator[str]:
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def database_url(postgres_uri: str) -> AsyncIterator[str]:
+    """A database of its own for each test, already migrated."""
+    async for url in _fresh_database(postgres_uri):
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def module_database_url(postgres_uri: str) -> AsyncIterator[str]:
+    """A database shared by the tests of one module, already migrated: for tests that store nothing (or
+    only what they check for themselves), so that hundreds of cases need not each create a database."""
+    async for url in _fresh_database(postgres_uri):
+        yield url

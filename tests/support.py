@@ -130,10 +130,7 @@ class RunningGateway:
 API_TOKEN = "test-api-token"
 
 
-@contextlib.asynccontextmanager
-async def running_gateway(
-    database_url: str, *, clock: Clock | None = None, **overrides: Any
-) -> AsyncIterator[RunningGateway]:
+def gateway_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url,
         "dev": True,
@@ -144,7 +141,14 @@ async def running_gateway(
         "shutdown_grace_s": 2.0,
         **overrides,
     }
-    settings = Settings(**values)
+    return Settings(**values)
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(
+    database_url: str, *, clock: Clock | None = None, **overrides: Any
+) -> AsyncIterator[RunningGateway]:
+    settings = gateway_settings(database_url, **overrides)
     gateway = Gateway(settings, clock=clock)
     headers = {"authorization": f"Bearer {settings.api_token}"} if settings.api_token else {}
     async with (
@@ -152,3 +156,23 @@ async def running_gateway(
         httpx.AsyncClient(base_url=url, timeout=10, headers=headers) as http,
     ):
         yield RunningGateway(url=url, gateway=gateway, http=http)
+
+
+@contextlib.asynccontextmanager
+async def in_process_gateway(
+    database_url: str, *, clock: Clock | None = None, **overrides: Any
+) -> AsyncIterator[RunningGateway]:
+    """A started gateway served in this process through ``httpx.ASGITransport``: no sockets, so that
+    thousands of requests take seconds. An error inside the app answers 500 (it is not raised here)."""
+    settings = gateway_settings(database_url, **overrides)
+    gateway = Gateway(settings, clock=clock)
+    headers = {"authorization": f"Bearer {settings.api_token}"} if settings.api_token else {}
+    await gateway.start()
+    try:
+        transport = httpx.ASGITransport(app=create_app(gateway), raise_app_exceptions=False)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://gateway", timeout=10, headers=headers
+        ) as http:
+            yield RunningGateway(url="http://gateway", gateway=gateway, http=http)
+    finally:
+        await gateway.stop()

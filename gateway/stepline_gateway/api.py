@@ -6,9 +6,7 @@ Handlers only translate between HTTP and the service; errors become ``{"error": 
 
 from __future__ import annotations
 
-import base64
 import datetime
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,7 +21,7 @@ from stepline import signing
 from stepline.protocol import Header
 from stepline_store.errors import DATABASE_ERRORS, is_transient
 
-from stepline_gateway import checkpoint, dashboard, ingest, registry, webhooks
+from stepline_gateway import bodies, checkpoint, dashboard, ingest, query, registry, sync, webhooks
 from stepline_gateway.errors import BadRequest, NotFound, Unauthorized
 from stepline_gateway.events import parse_events
 from stepline_gateway.runs import RunQueries
@@ -39,20 +37,6 @@ RUN_COUNTS_AT_MOST = 1000
 def _gateway(request: Request) -> Gateway:
     gateway: Gateway = request.app.state.gateway
     return gateway
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BadRequest(f"the body is {declared} bytes, over the limit of {limit} bytes", status=413)
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadRequest(f"the body is over the limit of {limit} bytes", status=413)
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def ingest_events(request: Request) -> Response:
@@ -72,7 +56,7 @@ async def send_events(request: Request) -> Response:
 async def _ingest(request: Request) -> Response:
     gateway = _gateway(request)
     settings = gateway.settings
-    body = await _read_body(request, settings.max_body_bytes)
+    body = await bodies.read(request, settings.max_body_bytes)
     events = parse_events(body, max_event_bytes=settings.max_event_bytes)
     result = await gateway.ingestor.ingest(events)
     gateway.metrics.events.inc(len(result.new_ids))
@@ -89,12 +73,8 @@ async def register_app(request: Request) -> Response:
         request.headers.get(Header.AUTHORIZATION), settings.signing_keys()
     ):
         raise Unauthorized("sync refused: the bearer token does not match the gateway's signing key")
-    body = await _read_body(request, settings.max_body_bytes)
-    try:
-        payload = json.loads(body)
-    except ValueError as err:
-        raise BadRequest(f"the body is not valid JSON: {err}") from None
-    app_id, functions = registry.functions_from_sync(payload)
+    payload = (await bodies.read_json(request, settings.max_body_bytes)).value
+    app_id, functions = sync.read_sync(payload)
     await gateway.registry.publish(functions, replace_app=app_id, replace_source=registry.SDK_SOURCE)
     await gateway.reload_routes()
     log.info("synced app %s: %d function(s) from %s", app_id, len(functions), payload.get("url"))
@@ -106,70 +86,35 @@ async def list_functions(request: Request) -> Response:
     return JSONResponse({"data": [f.to_json() for f in routes.functions.values()]})
 
 
-def _cursor_out(at: datetime.datetime, key: str) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{key}".encode()).decode()
-
-
-def _cursor_in(cursor: str | None) -> tuple[datetime.datetime | None, str | None]:
-    if not cursor:
-        return None, None
-    try:
-        at, _, key = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.datetime.fromisoformat(at), key
-    except ValueError:
-        raise BadRequest("the cursor is not one this API gave out: start again without it") from None
-
-
-def _limit(request: Request) -> int:
-    raw = request.query_params.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 500:
-        raise BadRequest("limit must be a whole number from 1 to 500")
-    return int(raw)
-
-
-def _time_param(request: Request, name: str) -> datetime.datetime | None:
-    raw = request.query_params.get(name)
-    if not raw:
-        return None
-    try:
-        at = datetime.datetime.fromisoformat(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an ISO 8601 time, e.g. 2025-01-31T08:00:00Z") from None
-    return at if at.tzinfo else at.replace(tzinfo=datetime.UTC)
-
-
 def _run_id(request: Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.path_params["run_id"])
-    except ValueError:
-        raise NotFound(f"no run {request.path_params['run_id']!r}: run ids are UUIDs") from None
+    return query.run_id(request.path_params["run_id"])
 
 
 async def list_runs(request: Request) -> Response:
     queries = RunQueries(_gateway(request).read_store)
-    status = request.query_params.get("status")
+    params = request.query_params
+    status = params.get("status")
     if status is not None and status not in ("Queued", "Running", "Completed", "Failed", "Cancelled"):
         raise BadRequest("status must be one of Queued, Running, Completed, Failed, Cancelled")
-    after_at, after_id = _cursor_in(request.query_params.get("cursor"))
-    limit = _limit(request)
+    limit = query.limit(params)
     runs = await queries.list_runs(
-        function_id=request.query_params.get("function"),
+        function_id=query.text(params, "function"),
         status=status,
-        after=(after_at, uuid.UUID(after_id)) if after_at and after_id else None,
+        after=query.run_cursor(params),
         limit=limit,
-        since=_time_param(request, "since"),
-        until=_time_param(request, "until"),
+        since=query.time(params, "since"),
+        until=query.time(params, "until"),
     )
     next_cursor = None
     if len(runs) == limit:
         last = runs[-1]
-        next_cursor = _cursor_out(datetime.datetime.fromisoformat(last["created_at"]), last["id"])
+        next_cursor = query.cursor_out(datetime.datetime.fromisoformat(last["created_at"]), last["id"])
     return JSONResponse({"data": runs, "next_cursor": next_cursor})
 
 
 async def run_counts(request: Request) -> Response:
     gateway = _gateway(request)
-    since = _time_param(request, "since") or gateway.clock.now() - datetime.timedelta(hours=24)
+    since = query.time(request.query_params, "since") or gateway.clock.now() - datetime.timedelta(hours=24)
     counts = await RunQueries(gateway.read_store).count_recent_runs(since, at_most=RUN_COUNTS_AT_MOST)
     return JSONResponse({"since": since.isoformat(), "at_most": RUN_COUNTS_AT_MOST, "data": counts})
 
@@ -213,26 +158,27 @@ async def cancel_run(request: Request) -> Response:
 
 async def list_events(request: Request) -> Response:
     queries = RunQueries(_gateway(request).read_store)
-    after_at, after_id = _cursor_in(request.query_params.get("cursor"))
-    limit = _limit(request)
-    internal = request.query_params.get("internal", "true")
+    params = request.query_params
+    limit = query.limit(params)
+    internal = params.get("internal", "true")
     if internal not in ("true", "false"):
         raise BadRequest("internal must be true or false (false leaves out the inngest/* events)")
     events = await queries.list_events(
-        after=(after_at, after_id) if after_at and after_id else None,
+        after=query.cursor_in(params),
         limit=limit,
-        name=request.query_params.get("name"),
+        name=query.text(params, "name"),
         internal=internal == "true",
     )
     next_cursor = None
     if len(events) == limit:
         last = events[-1]
-        next_cursor = _cursor_out(datetime.datetime.fromisoformat(last["received_at"]), last["id"])
+        next_cursor = query.cursor_out(datetime.datetime.fromisoformat(last["received_at"]), last["id"])
     return JSONResponse({"data": events, "next_cursor": next_cursor})
 
 
 async def get_event(request: Request) -> Response:
-    event = await RunQueries(_gateway(request).read_store).get_event(request.path_params["event_id"])
+    event_id = query.path_id(request.path_params["event_id"], "event")
+    event = await RunQueries(_gateway(request).read_store).get_event(event_id)
     return JSONResponse(event)
 
 

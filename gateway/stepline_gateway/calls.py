@@ -2,7 +2,10 @@
 
 This is the gateway's hottest path, so it uses one pooled keep-alive aiohttp session (measured several
 times faster than httpx's client under concurrency, see docs/performance.md). The answer is turned into
-an ``Answer``: the function's output (200), its operations (206) or an error, retriable or not.
+an ``Answer``: the function's output (200), its operations (206) or an error, retriable or not. Its body is
+read up to ``max_answer_bytes`` (a longer one is a failed attempt), parsed without risk of deep recursion,
+and its error text cleaned of what Postgres cannot store; ``retry-after`` is read as seconds, an HTTP date or
+an ISO 8601 time, ignored when negative or unreadable and cut to ``retry_after_max_s``.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import datetime
 import email.utils
 import json
+import math
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,10 +23,15 @@ import aiohttp
 from stepline import signing
 from stepline.protocol import REQUEST_VERSION, Header, ServerKind
 
+from stepline_gateway import storable
 from stepline_gateway.clock import Clock
 
 _MAX_ERROR_TEXT = 2000
+# Errors are shown, not used: long messages and stacks are cut, so that a step's error stays readable.
+MAX_ERROR_MESSAGE = 16 * 1024
+MAX_ERROR_STACK = 64 * 1024
 _IDLE_KEEPALIVE_S = 4.0
+_WORK_ID = re.compile(r"[0-9]{1,18}")
 
 
 class SyncError(Exception):
@@ -40,6 +50,8 @@ def queue_item_ref(work_id: int, lease_token: uuid.UUID) -> str:
 def parse_queue_item_ref(ref: str) -> tuple[int, uuid.UUID]:
     """The work id and lease token of a ``qi_id``; ValueError if it is not one the gateway gave out."""
     work_id, _, token = ref.partition(":")
+    if not _WORK_ID.fullmatch(work_id):
+        raise ValueError(f"{work_id!r} is not a work id")
     return int(work_id), uuid.UUID(token)
 
 
@@ -58,6 +70,8 @@ class Call:
     stack: list[str]
     # Names the leased work item to the checkpoint API (``ctx.qi_id``): see ``queue_item_ref``.
     qi_id: str = ""
+    # Bytes of ``memos`` as JSON: the run's state, kept within its limit (answers.AnswerLimits).
+    state_bytes: int = 0
 
     def body(self) -> dict[str, Any]:
         return {
@@ -92,39 +106,58 @@ class Answer:
     retry_at: datetime.datetime | None = None
     # The connection could not be made (refused, unknown host): nothing reached the function.
     unreachable: bool = False
+    # The body as parsed, with its size and whether its bytes show it clean (answers.AnswerLimits).
+    document: storable.Document | None = field(default=None, compare=False)
 
     @property
     def completed(self) -> bool:
-        return self.status == 200
+        return self.status == 200 and self.error is None
 
 
-def _retry_at(value: str | None, now: datetime.datetime) -> datetime.datetime | None:
+def parse_retry_after(
+    value: str | None, now: datetime.datetime, *, at_most_s: float
+) -> datetime.datetime | None:
+    """When ``retry-after`` says to try again: seconds, an HTTP date or an ISO 8601 time. None when absent,
+    unreadable, negative, NaN or in the past; a time later than ``at_most_s`` from now (infinity included)
+    is cut to it."""
     if not value:
         return None
+    latest = now + datetime.timedelta(seconds=at_most_s)
     try:
-        return now + datetime.timedelta(seconds=float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        if math.isnan(seconds) or seconds < 0:
+            return None
+        return latest if seconds >= at_most_s else now + datetime.timedelta(seconds=seconds)
     try:
-        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         try:
             parsed = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return min(parsed, latest) if parsed > now else None
+
+
+def error_json(name: Any, message: Any, stack: Any) -> dict[str, Any]:
+    """An error as steps and runs keep it: strings Postgres stores (NUL characters replaced), cut short."""
+    return {
+        "name": storable.clean_text(name or "Error", limit=256),
+        "message": storable.clean_text(message, limit=MAX_ERROR_MESSAGE),
+        "stack": None if stack is None else storable.clean_text(stack, limit=MAX_ERROR_STACK),
+    }
 
 
 def _error_of(body: Any, fallback: str) -> dict[str, Any]:
     if isinstance(body, dict) and ("message" in body or "name" in body):
-        return {
-            "name": str(body.get("name") or "Error"),
-            "message": str(body.get("message") or fallback),
-            "stack": body.get("stack"),
-        }
+        return error_json(body.get("name"), body.get("message") or fallback, body.get("stack"))
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return {"name": "Error", "message": f"{fallback}: {body['error']}", "stack": None}
-    return {"name": "Error", "message": fallback, "stack": None}
+        return error_json("Error", f"{fallback}: {body['error']}", None)
+    return error_json("Error", fallback, None)
 
 
 class Caller:
@@ -136,9 +169,13 @@ class Caller:
         timeout_s: float,
         max_connections: int = 256,
         server_kind: ServerKind = ServerKind.CLOUD,
+        max_answer_bytes: int = 8 * 1024 * 1024,
+        retry_after_max_s: float = 86400.0,
     ) -> None:
         self._clock = clock
         self._signing_key = signing_key
+        self._max_answer_bytes = max_answer_bytes
+        self._retry_after_max_s = retry_after_max_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._max_connections = max_connections
         self._server_kind = server_kind
@@ -172,7 +209,18 @@ class Caller:
         params = {"fnId": call.function_id, "stepId": call.step_id}
         try:
             async with self._client().post(call.url, data=data, headers=headers, params=params) as response:
-                raw = await response.read()
+                raw = await self._body(response)
+                if raw is None:
+                    limit = self._max_answer_bytes
+                    return Answer(
+                        status=response.status,
+                        error=error_json(
+                            "AnswerTooLarge",
+                            f"{call.url} answered with more than {limit} bytes (the limit of an answer): "
+                            "return less from steps (store large results elsewhere and return a reference)",
+                            None,
+                        ),
+                    )
                 return self._read(response.status, response.headers, raw, call.url)
         except TimeoutError:
             return Answer(
@@ -194,20 +242,44 @@ class Caller:
                 unreachable=isinstance(err, aiohttp.ClientConnectorError),
             )
 
+    async def _body(self, response: aiohttp.ClientResponse) -> bytes | None:
+        """The answer's body, or None when it is longer than ``max_answer_bytes`` (it is not read further)."""
+        limit = self._max_answer_bytes
+        if response.content_length is not None and response.content_length > limit:
+            return None
+        chunks = []
+        size = 0
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     def _read(self, status: int, headers: Any, raw: bytes, url: str) -> Answer:
+        document = None
         try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw[:_MAX_ERROR_TEXT].decode("utf-8", "replace")
+            document = storable.parse_document(raw) if raw else None
+            body = document.value if document is not None else None
+        except storable.TooDeep as err:
+            message = f"{url} answered {status} with JSON that cannot be stored: {err}"
+            return Answer(status=status, error=error_json("UnstorableAnswer", message, None))
+        except storable.InvalidJson:
+            text = raw[:_MAX_ERROR_TEXT].decode("utf-8", "replace")
+            body = storable.clean_text(text, limit=_MAX_ERROR_TEXT)
         no_retry = headers.get(Header.NO_RETRY, "").lower() == "true"
-        retry_at = _retry_at(headers.get(Header.RETRY_AFTER), self._clock.now())
+        retry_at = parse_retry_after(
+            headers.get(Header.RETRY_AFTER), self._clock.now(), at_most_s=self._retry_after_max_s
+        )
         if status == 200:
-            return Answer(status=200, output=body)
+            return Answer(status=200, output=body, document=document)
         if status == 206:
             items: list[Any] = body if isinstance(body, list) else [body]
             ops = [op for op in items if isinstance(op, dict) and isinstance(op.get("op"), str)]
             if ops and len(ops) == len(items):
-                return Answer(status=206, ops=ops, retriable=not no_retry, retry_at=retry_at)
+                return Answer(
+                    status=206, ops=ops, retriable=not no_retry, retry_at=retry_at, document=document
+                )
             return Answer(
                 status=206, error=_error_of(None, f"{url} answered 206 without a list of operations")
             )

@@ -11,7 +11,6 @@ or has ended) is answered 409, and the SDK stops. Auth: the bearer token that ``
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from typing import Any
@@ -22,6 +21,8 @@ from starlette.routing import Route
 from stepline import signing
 from stepline.protocol import RAN_OPCODES, Header
 
+from stepline_gateway import bodies, storable
+from stepline_gateway.answers import AnswerLimits
 from stepline_gateway.calls import parse_queue_item_ref
 from stepline_gateway.errors import BadRequest, NotFound, Unauthorized
 from stepline_gateway.outcomes import record_steps
@@ -30,19 +31,9 @@ from stepline_gateway.service import Gateway
 log = logging.getLogger(__name__)
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BadRequest(f"the body is {declared} bytes, over the limit of {limit} bytes", status=413)
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise BadRequest(f"the body is over the limit of {limit} bytes", status=413)
-    return body
-
-
-def _steps(payload: dict[str, Any]) -> list[dict[str, Any]]:
+def _steps(
+    payload: dict[str, Any], limits: AnswerLimits, document: storable.Document
+) -> list[dict[str, Any]]:
     steps = payload.get("steps")
     if not isinstance(steps, list) or not all(
         isinstance(op, dict) and isinstance(op.get("op"), str) and isinstance(op.get("id"), str)
@@ -55,6 +46,11 @@ def _steps(payload: dict[str, Any]) -> list[dict[str, Any]]:
             f"async operations cannot be checkpointed ({', '.join(others)}): the checkpoint API records "
             "only steps that ran (StepRun); return the others in the 206 answer to the call"
         )
+    for index, op in enumerate(steps):
+        problem = limits.op_problem(op, document=document)
+        if problem is not None:
+            status = 413 if problem.too_large else 400
+            raise BadRequest(f"steps[{index}] cannot be recorded: {problem.message}", status=status)
     return steps
 
 
@@ -69,15 +65,13 @@ async def checkpoint_async(request: Request) -> Response:
         run_id = uuid.UUID(request.path_params["run_id"])
     except ValueError:
         raise NotFound(f"no run {request.path_params['run_id']!r}: run ids are UUIDs") from None
-    try:
-        payload = json.loads(await _body(request, settings.max_body_bytes))
-    except ValueError as err:
-        raise BadRequest(f"the body is not valid JSON: {err}") from None
+    document = await bodies.read_json(request, settings.max_body_bytes)
+    payload = document.value
     if not isinstance(payload, dict):
         raise BadRequest("the body must be an object: {run_id, fn_id, qi_id, steps}")
     if payload.get("run_id") not in (None, "", str(run_id)):
         raise BadRequest(f"the body's run_id {payload['run_id']!r} is not the run of the path, {run_id}")
-    steps = _steps(payload)
+    steps = _steps(payload, gateway.answer_limits, document)
     try:
         work_id, lease_token = parse_queue_item_ref(str(payload.get("qi_id") or ""))
     except ValueError:

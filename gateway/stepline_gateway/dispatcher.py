@@ -6,18 +6,26 @@ loop. Claims use ``FOR UPDATE SKIP LOCKED``, so any number of replicas share the
 flight are extended by a heartbeat, on the database's clock; a replica that dies stops extending them and
 its calls fall due again for the others. The claim loop and the heartbeat are supervised tasks
 (supervision.py): a database error ends them and they come back; calls in flight are not affected.
+
+Calls to one endpoint (an app's URL) hold at most ``endpoint_share`` of the call slots, so that a slow or
+hung service cannot starve the others: the URLs at their share are passed to ``claim_work``, which leaves
+their work in the queue, and a claim takes no more calls than any endpoint has room for. A slot that frees
+wakes the dispatcher.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 import logging
+import math
 import uuid
 from typing import Any
 
 from stepline_store.pool import Record, Store
 
+from stepline_gateway import storable
 from stepline_gateway.calls import Call, queue_item_ref
 from stepline_gateway.clock import Clock, wait
 from stepline_gateway.executor import Executor
@@ -53,6 +61,7 @@ def claim_from_row(row: Record) -> Claim:
         memos=row["memos"],
         stack=list(row["stack"]),
         qi_id=queue_item_ref(row["id"], row["lease_token"]),
+        state_bytes=storable.size(row["memos"]),
     )
     return Claim(
         work_id=row["id"],
@@ -62,7 +71,13 @@ def claim_from_row(row: Record) -> Claim:
         resolves_op=row["resolves_op"],
         resolves_name=row["resolves_name"],
         resolution=row["resolution"],
+        lost_leases=row["lost_leases"],
     )
+
+
+def endpoint_cap(concurrency: int, share: float) -> int:
+    """Calls one endpoint may have in flight: its share of the slots, at least one."""
+    return max(1, math.floor(concurrency * share))
 
 
 class Dispatcher:
@@ -75,12 +90,17 @@ class Dispatcher:
         metrics: Metrics,
         concurrency: int,
         lease_s: float,
+        endpoint_share: float = 1.0,
     ) -> None:
         self._store = store
         self._executor = executor
         self._clock = clock
         self._metrics = metrics
         self._concurrency = concurrency
+        self._endpoint_cap = endpoint_cap(concurrency, endpoint_share)
+        # Calls in flight per endpoint URL, and the URL of each task.
+        self._by_url: collections.Counter[str] = collections.Counter()
+        self._urls: dict[asyncio.Task[None], str] = {}
         self._lease = datetime.timedelta(seconds=lease_s)
         # Names this replica in work.lease_owner (and nothing else: a restarted process is a new owner).
         self.owner = f"gateway-{uuid.uuid4().hex[:12]}"
@@ -103,18 +123,29 @@ class Dispatcher:
             free = self._concurrency - len(self._inflight)
             delay: float | None = None
             if free > 0:
-                claimed = await self._claim(free)
+                full = await self._claim(free)
                 health.ok()
-                if claimed == free:
+                if full:
                     continue  # there may be more due right now
                 delay = await self._next_due()
             else:
                 health.ok()
             await wait(self._wake, delay)
 
-    async def _claim(self, limit: int) -> int:
+    def _at_cap(self) -> list[str]:
+        """The endpoints whose calls hold their whole share of the slots."""
+        return [url for url, calls in self._by_url.items() if calls >= self._endpoint_cap]
+
+    async def _claim(self, free: int) -> bool:
+        """Claim what may start now; answer whether the claim was full (more may be due at once)."""
+        at_cap = self._at_cap()
+        # No endpoint may pass its share through this claim, whichever endpoints its rows belong to.
+        busiest = max((n for n in self._by_url.values() if n < self._endpoint_cap), default=0)
+        limit = min(free, self._endpoint_cap - busiest)
         try:
-            rows = await self._store.fetch("claim_work", self._clock.offset(), limit, self.owner, self._lease)
+            rows = await self._store.fetch(
+                "claim_work", self._clock.offset(), limit, self.owner, self._lease, at_cap
+            )
         except BaseException:
             # The claim may have committed and its answer been lost with the connection: rows leased to
             # this replica that it does not know of. They are released before the next claim.
@@ -124,9 +155,11 @@ class Dispatcher:
             claim = claim_from_row(row)
             task = asyncio.create_task(self._execute(claim))
             self._inflight[task] = (claim.work_id, claim.lease_token)
+            self._urls[task] = claim.call.url
+            self._by_url[claim.call.url] += 1
             task.add_done_callback(self._done)
         self._metrics.inflight.set(len(self._inflight))
-        return len(rows)
+        return len(rows) == limit
 
     async def _release_orphans(self) -> None:
         held = [work_id for work_id, _ in self._inflight.values()]
@@ -138,6 +171,11 @@ class Dispatcher:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
+        url = self._urls.pop(task, None)
+        if url is not None:
+            self._by_url[url] -= 1
+            if self._by_url[url] <= 0:
+                del self._by_url[url]
         self._metrics.inflight.set(len(self._inflight))
         self._wake.set()
 
@@ -153,8 +191,14 @@ class Dispatcher:
             )
 
     async def _next_due(self) -> float:
-        """Seconds until a claim would find work, from the database's clock (at most the idle recheck)."""
-        delay: float | None = await self._store.fetchval("next_due", self._clock.offset())
+        """Seconds until a claim would find work, from the database's clock (at most the idle recheck);
+        the work of endpoints at their share is left out: a slot of theirs that frees wakes the loop."""
+        at_cap = self._at_cap()
+        delay: float | None
+        if at_cap:
+            delay = await self._store.fetchval("next_due_except", self._clock.offset(), at_cap)
+        else:
+            delay = await self._store.fetchval("next_due", self._clock.offset())
         return _IDLE_RECHECK_S if delay is None else min(delay, _IDLE_RECHECK_S)
 
     async def heartbeat(self, health: Health) -> None:

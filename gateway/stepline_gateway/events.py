@@ -1,7 +1,9 @@
 """Events as the gateway accepts them: parsing and validating what ``POST /e/{key}`` receives.
 
 An event is ``{name, data?, id?, ts?, user?, v?}``. Anything else is refused with a message naming the
-event and the field, before anything is stored.
+event and the field, before anything is stored: malformed JSON, unknown fields, wrong types, values Postgres
+cannot store (NUL characters, lone surrogates, NaN and infinities, nesting past ``storable.MAX_DEPTH``), a
+``ts`` outside ``[0, MAX_TS]`` and events over the size limit.
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from stepline_gateway import storable
 from stepline_gateway.errors import BadRequest
 
 MAX_NAME_LENGTH = 256
 MAX_ID_LENGTH = 256
+# The last millisecond of the year 9999 (9999-12-31T23:59:59.999Z): later times have no calendar date the
+# gateway can schedule a run at.
+MAX_TS = 253_402_300_799_999
 _FIELDS = {"name", "data", "id", "ts", "user", "v"}
 
 
@@ -42,34 +48,29 @@ def new_event_id() -> str:
     return uuid.uuid4().hex
 
 
-def _holds_nul(value: Any) -> bool:
-    """Whether a string in ``value`` (a key too) has U+0000, which Postgres's JSON refuses to store."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(v) for v in value)
-    return False
-
-
 def parse_events(body: bytes, *, max_event_bytes: int) -> list[Event]:
     """Parse one event or a JSON array of events; raise BadRequest saying what is wrong. An event without a
     ``ts`` keeps None: the store stamps it with the database's now, not this replica's clock."""
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
+        document = storable.parse_document(body)
+    except storable.InvalidJson as err:
         raise BadRequest(f"the body is not valid JSON: {err}") from None
-    items = document if isinstance(document, list) else [document]
+    value = document.value
+    items = value if isinstance(value, list) else [value]
     if not items:
         raise BadRequest("the body is an empty array: send at least one event")
-    return [_parse_one(item, index, max_event_bytes) for index, item in enumerate(items)]
+    return [
+        _parse_one(item, index, max_event_bytes, clean=document.clean) for index, item in enumerate(items)
+    ]
 
 
-def _parse_one(item: Any, index: int, max_event_bytes: int) -> Event:
+def _parse_one(item: Any, index: int, max_event_bytes: int, *, clean: bool) -> Event:
     where = f"event {index}"
     if not isinstance(item, dict):
         raise BadRequest(f'{where} is not a JSON object: send {{"name": ..., "data": {{...}}}}')
+    found = None if clean else storable.problem(item)
+    if found is not None:
+        raise BadRequest(f"{where} contains {found}: Postgres cannot store it")
     unknown = sorted(set(item) - _FIELDS)
     if unknown:
         raise BadRequest(f"{where} has unknown fields {unknown}: an event has name, data, id, ts, user and v")
@@ -88,8 +89,11 @@ def _parse_one(item: Any, index: int, max_event_bytes: int) -> Event:
     if not isinstance(event_id, str) or len(event_id) > MAX_ID_LENGTH:
         raise BadRequest(f"{where}: 'id' must be a string of at most {MAX_ID_LENGTH} characters")
     ts = item.get("ts") or None
-    if ts is not None and (not isinstance(ts, int) or isinstance(ts, bool) or ts < 0):
-        raise BadRequest(f"{where}: 'ts' must be a timestamp in milliseconds since the epoch")
+    if ts is not None and (not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts <= MAX_TS):
+        raise BadRequest(
+            f"{where}: 'ts' must be a timestamp in milliseconds since the epoch, from 0 to {MAX_TS} "
+            "(9999-12-31T23:59:59.999Z)"
+        )
     user = item.get("user")
     if user is not None and not isinstance(user, dict):
         raise BadRequest(f"{where}: 'user' must be a JSON object")
@@ -99,6 +103,4 @@ def _parse_one(item: Any, index: int, max_event_bytes: int) -> Event:
     size = len(json.dumps(item, separators=(",", ":")).encode("utf-8"))
     if size > max_event_bytes:
         raise BadRequest(f"{where} is {size} bytes, over the limit of {max_event_bytes} bytes", status=413)
-    if _holds_nul(item):
-        raise BadRequest(f"{where} holds a NUL character (\\u0000), which cannot be stored: remove it")
     return Event(id=event_id, name=name, data=data, ts=ts, user=user, v=version)

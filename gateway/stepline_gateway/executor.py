@@ -23,6 +23,13 @@ An answer whose recording fails because the database is away is kept and recorde
 (``_recorded``): the call is not made again for a restart or a failover.
 Sequential steps go on in the same task while the call's lease is held, so a step costs one call and one
 write.
+
+No answer is retried without bound. One that cannot be recorded (answers.py: an output Postgres refuses or
+over its limit, a run's state over its limit) is a failed attempt of its step, with the reason as its error,
+after the steps before it in the answer are recorded; any other error while recording an answer is a failed
+attempt too, written in a fresh transaction. A call whose lease lapsed ``max_lost_leases`` times in a row
+with no step recorded meanwhile (a gateway that crashes on its answer) fails its run instead of being made
+again, and so does a run whose state is over its limit when it is claimed.
 """
 
 from __future__ import annotations
@@ -41,8 +48,9 @@ from stepline.protocol import DISCOVERY_STEP_ID, RAN_OPCODES, Opcode, data_memo
 from stepline_store.errors import is_transient
 from stepline_store.pool import Queryable, Store
 
+from stepline_gateway.answers import AnswerLimits, Problem
 from stepline_gateway.backoff import Backoff
-from stepline_gateway.calls import Answer, Caller
+from stepline_gateway.calls import Answer, Caller, error_json
 from stepline_gateway.clock import Clock
 from stepline_gateway.ingest import Ingestor
 from stepline_gateway.metrics import Metrics
@@ -56,6 +64,9 @@ log = logging.getLogger(__name__)
 _PARKING = frozenset({Opcode.SLEEP, Opcode.WAIT_FOR_EVENT, Opcode.INVOKE})
 # How long an answer is kept and its recording tried again while the database is away.
 _RECORD_PATIENCE_S = 600.0
+# Operations whose id names a step that a retry targets (``stepId=<hash>``); for the others, the call that
+# failed is made again as it was.
+_STEP_OPS = frozenset({*RAN_OPCODES, Opcode.STEP_ERROR, Opcode.STEP_FAILED})
 
 
 class Executor:
@@ -72,6 +83,8 @@ class Executor:
         wake: Callable[[], None],
         routes: Callable[[], RoutingTable],
         reachability: Reachability | None = None,
+        limits: AnswerLimits | None = None,
+        max_lost_leases: int = 5,
     ) -> None:
         self._store = store
         self._reachability = reachability or Reachability(datetime.timedelta(0))
@@ -80,6 +93,8 @@ class Executor:
         self._metrics = metrics
         self._wake = wake
         self._retry_delay = RetryDelay()
+        self._limits = limits or AnswerLimits()
+        self._max_lost_leases = max_lost_leases
         self._outcomes = Outcomes(
             store=store,
             ingestor=ingestor,
@@ -93,6 +108,10 @@ class Executor:
 
     async def run(self, claim: Claim) -> None:
         """Make the claimed call and the calls that follow it while the lease is held."""
+        refusal = self._refusal(claim)
+        if refusal is not None:
+            await self._outcomes.finish(claim, "Failed", output=None, error=refusal)
+            return
         current: Claim | None = claim
         if claim.resolves is not None:
             current = await self._recorded(claim, functools.partial(self._outcomes.resume, claim))
@@ -102,7 +121,44 @@ class Executor:
                 answer = await self._caller.call(current.call)
             # Counted here, once per answer, however many times its recording is tried.
             self._metrics.calls.labels(_outcome(answer)).inc()
-            current = await self._recorded(current, functools.partial(self.settle, current, answer, started))
+            made = current
+            try:
+                current = await self._recorded(made, functools.partial(self.settle, made, answer, started))
+            except Exception as err:
+                # Whatever went wrong (a database away for longer than the recording's patience aside, which
+                # ends in a lapsed lease), it counts an attempt: no answer may be retried without end.
+                await self._settling_failed(made, err)
+                current = None
+
+    def _refusal(self, claim: Claim) -> dict[str, Any] | None:
+        """Why a claimed call is not made at all but fails its run, if it is not to be made."""
+        if claim.lost_leases >= self._max_lost_leases:
+            return error_json(
+                "LeaseLost",
+                f"the call to {claim.call.url} was cut off {claim.lost_leases} times in a row before its "
+                "answer was recorded (the gateway making it stopped, crashed or lost its lease each time): "
+                "the run fails rather than making it again without end",
+                None,
+            )
+        problem = self._limits.state_problem(claim.call.state_bytes)
+        return None if problem is None else problem.error()
+
+    async def _settling_failed(self, claim: Claim, err: Exception) -> None:
+        """An answer could not be recorded for a reason of the gateway's: count a failed attempt, in a
+        transaction of its own (the one that failed has been rolled back)."""
+        call = claim.call
+        log.exception("run %s: the answer of %s could not be recorded", call.run_id, call.url, exc_info=err)
+        error = error_json(
+            "GatewayError",
+            f"the gateway could not record the answer of {call.url} ({type(err).__name__}: {err}); "
+            "see the gateway's log",
+            None,
+        )
+        current = await self._current_attempt(claim)
+        if current is None:
+            return
+        target = None if call.step_id == DISCOVERY_STEP_ID else call.step_id
+        await self._outcomes.failed_attempt(current, error, True, None, target, target)
 
     async def _recorded(self, claim: Claim, record: Callable[[], Awaitable[Claim | None]]) -> Claim | None:
         """Record an outcome, trying again while the database is away (a restart, a failover, a terminated
@@ -139,6 +195,10 @@ class Executor:
         else:
             self._reachability.reached(call.url)
         if answer.completed:
+            problem = self._limits.output_problem(answer.output, document=answer.document)
+            if problem is not None:
+                await self._refuse(claim, [], None, problem)
+                return None
             await self._outcomes.finish(claim, "Completed", output=answer.output, error=None)
             return None
         if answer.error is not None:
@@ -156,6 +216,12 @@ class Executor:
         self, claim: Claim, ops: list[dict[str, Any]], answer: Answer, started: float
     ) -> Claim | None:
         """Record the operations of a 206 answer, in order: the steps that ran, then what ends the answer."""
+        bad = self._limits.first_problem(ops, state_bytes=claim.call.state_bytes, document=answer.document)
+        if bad is not None:
+            index, problem = bad
+            before = [op for op in ops[:index] if op.get("op") in RAN_OPCODES]
+            await self._refuse(claim, before, ops[index], problem)
+            return None
         ran = [op for op in ops if op.get("op") in RAN_OPCODES]
         rest = [op for op in ops if op.get("op") not in RAN_OPCODES]
         if not rest:
@@ -178,12 +244,47 @@ class Executor:
             if not recorded.held:
                 log.info("run %s: lease lost or run cancelled; dropping the answer", call.run_id)
                 return None
-            # The call made progress: what follows counts its attempts afresh (record_steps reset the row),
-            # and began after the steps before it.
-            progressed = replace(claim, call=replace(call, attempt=0))
+            # What follows began after the steps before it. Steps recorded already are no progress: an
+            # answer that repeats them goes on counting its attempts, or it would be retried without end.
+            progressed = await self._after_steps(claim, recorded.recorded, on=conn)
             following = await self._settle_final(progressed, rest, answer, time.monotonic(), on=conn)
         self._wake()
         return following
+
+    async def _refuse(
+        self, claim: Claim, before: list[dict[str, Any]], op: dict[str, Any] | None, problem: Problem
+    ) -> None:
+        """An answer that cannot be recorded as it is: the steps ``before`` the operation at fault are
+        recorded, then that operation (None: the run's output) is a failed attempt with the problem as its
+        error, so that it spends the retry budget."""
+        call = claim.call
+        log.warning("run %s: the answer of %s is refused: %s", call.run_id, call.url, problem.message)
+        target = str(op.get("id")) if op is not None and op.get("op") in _STEP_OPS else None
+        name = step_name(op) if op is not None and target is not None else None
+        if not before:
+            current = await self._current_attempt(claim)
+            if current is not None:
+                await self._outcomes.failed_attempt(current, problem.error(), True, None, target, name)
+            return
+        async with self._store.transaction() as conn:
+            recorded = await record_steps(
+                self._store,
+                work_id=claim.work_id,
+                lease_token=claim.lease_token,
+                run_id=uuid.UUID(call.run_id),
+                ops=before,
+                offset=self._clock.offset(),
+                checkpointed=False,
+                on=conn,
+            )
+            if not recorded.held:
+                log.info("run %s: lease lost or run cancelled; dropping the answer", call.run_id)
+                return
+            progressed = await self._after_steps(claim, recorded.recorded, on=conn)
+            await self._outcomes.failed_attempt(
+                progressed, problem.error(), True, None, target, name, on=conn
+            )
+        self._wake()
 
     async def _settle_final(
         self,
@@ -239,7 +340,14 @@ class Executor:
         )
         return None
 
-    async def _current_attempt(self, claim: Claim) -> Claim | None:
+    async def _after_steps(self, claim: Claim, recorded: int, *, on: Queryable) -> Claim:
+        """The claim to go on with once the steps at the head of an answer are recorded, ``recorded`` of
+        them new: a call that made progress counts what follows afresh (record_steps reset its row)."""
+        if recorded:
+            return replace(claim, call=replace(claim.call, attempt=0))
+        return await self._current_attempt(claim, on=on) or claim
+
+    async def _current_attempt(self, claim: Claim, *, on: Queryable = None) -> Claim | None:
         """The claim with the attempt count its row has now (None when its lease is lost).
 
         A discovery call's count restarts when steps are checkpointed during it: a failure after them is
@@ -247,7 +355,7 @@ class Executor:
         """
         if claim.call.step_id != DISCOVERY_STEP_ID or claim.call.attempt == 0:
             return claim
-        attempt = await self._store.fetchval("held_attempt", claim.work_id, claim.lease_token)
+        attempt = await self._store.fetchval("held_attempt", claim.work_id, claim.lease_token, on=on)
         if attempt is None:
             log.info("run %s: lease lost or run cancelled; dropping the answer", claim.call.run_id)
             return None

@@ -28,8 +28,9 @@ from stepline.protocol import (
 )
 from stepline_store.pool import Queryable, Store
 
+from stepline_gateway import storable
 from stepline_gateway.backoff import Backoff
-from stepline_gateway.calls import Call
+from stepline_gateway.calls import Call, error_json
 from stepline_gateway.clock import Clock
 from stepline_gateway.durations import parse_duration, parse_instant
 from stepline_gateway.events import Event, new_event_id
@@ -55,6 +56,8 @@ class Claim:
     resolves_op: str | None = None
     resolves_name: str | None = None
     resolution: Any = None
+    # Times in a row the call's lease lapsed (its gateway stopped or crashed) with no step recorded since.
+    lost_leases: int = 0
 
 
 @dataclass(frozen=True)
@@ -72,12 +75,8 @@ def step_name(op: dict[str, Any]) -> str:
 def op_error(op: dict[str, Any]) -> dict[str, Any]:
     error = op.get("error")
     if isinstance(error, dict):
-        return {
-            "name": str(error.get("name") or "Error"),
-            "message": str(error.get("message") or ""),
-            "stack": error.get("stack"),
-        }
-    return {"name": "Error", "message": str(error or "the step failed"), "stack": None}
+        return error_json(error.get("name"), error.get("message") or "", error.get("stack"))
+    return error_json("Error", error or "the step failed", None)
 
 
 def describe(error: dict[str, Any]) -> str:
@@ -230,7 +229,8 @@ class Outcomes:
             # When the step had been recorded already, the stored memo stays; the next call may carry ours.
             memos = {**call.memos, step_hash: memo}
             stack = call.stack if step_hash in call.stack else [*call.stack, step_hash]
-            return replace(claim, call=replace(call, memos=memos, stack=stack, attempt=0))
+            state = call.state_bytes + (0 if step_hash in call.memos else storable.size(memo))
+            return replace(claim, call=replace(call, memos=memos, stack=stack, attempt=0, state_bytes=state))
         async with self._store.transaction(on) as conn:
             status_now = await self._store.fetchval("lock_run", uuid.UUID(call.run_id), on=conn)
             if status_now not in ("Queued", "Running"):
@@ -256,7 +256,7 @@ class Outcomes:
     async def _with_run_memos(self, call: Call, *, on: Queryable) -> Call:
         row = await self._store.fetchrow("run_memos", uuid.UUID(call.run_id), on=on)
         memos, stack = (row["memos"], list(row["stack"])) if row is not None else ({}, [])
-        return replace(call, memos=memos, stack=stack, attempt=0)
+        return replace(call, memos=memos, stack=stack, attempt=0, state_bytes=storable.size(memos))
 
     async def rediscover(self, claim: Claim, *, on: Queryable = None) -> Claim | None:
         """DiscoveryRequest: the held call becomes a new discovery call, made at once in this task."""
@@ -272,7 +272,12 @@ class Outcomes:
         if row is None or not row["held"]:
             return None
         next_call = replace(
-            call, step_id=DISCOVERY_STEP_ID, attempt=0, memos=row["memos"], stack=list(row["stack"])
+            call,
+            step_id=DISCOVERY_STEP_ID,
+            attempt=0,
+            memos=row["memos"],
+            stack=list(row["stack"]),
+            state_bytes=storable.size(row["memos"]),
         )
         return replace(claim, call=next_call)
 
@@ -296,8 +301,9 @@ class Outcomes:
                 )
             else:
                 return await self._invoke(claim, op, opts, on=on)
-        except (ValueError, ExpressionError) as err:
-            error = {"name": "InvalidOperation", "message": f"{kind}: {err}", "stack": None}
+        except (ValueError, OverflowError, ExpressionError) as err:
+            # OverflowError: a wake-up time past what a timestamp can hold.
+            error = error_json("InvalidOperation", f"{kind}: {err}", None)
             return await self.record(claim, op, {"error": error}, "Failed", error, started, on=on)
         self._wake()
         return None
@@ -427,7 +433,24 @@ class Outcomes:
                 )
             self._wake()
             return
-        await self.finish(claim, "Failed", output=None, error=error, on=on)
+        if step_hash is None:
+            await self.finish(claim, "Failed", output=None, error=error, on=on)
+            return
+        async with self._store.transaction(on) as conn:
+            # The step's last attempt: it shows the error that ended the run, not the one before.
+            await self._store.execute(
+                "fail_step",
+                claim.work_id,
+                claim.lease_token,
+                uuid.UUID(call.run_id),
+                step_hash,
+                name or step_hash,
+                call.attempt + 1,
+                error,
+                self._clock.offset(),
+                on=conn,
+            )
+            await self.finish(claim, "Failed", output=None, error=error, on=conn)
 
     async def wait_for_app(self, claim: Claim, error: dict[str, Any]) -> None:
         """The app could not be reached and is waited for (reachability.py): the call is tried again on
@@ -450,7 +473,7 @@ class Outcomes:
         self._wake()
 
     async def protocol_error(self, claim: Claim, message: str, *, on: Queryable = None) -> None:
-        error = {"name": "ProtocolError", "message": message, "stack": None}
+        error = error_json("ProtocolError", message, None)
         await self.finish(claim, "Failed", output=None, error=error, on=on)
 
     async def finish(

@@ -1,21 +1,24 @@
 """Publishing functions into the routing table: from SDK syncs and from Function manifest files.
 
-An SDK app's sync (``POST /fn/register``) replaces that app's functions; a set of manifests replaces every
-function published from manifests. Either way the change is one transaction followed by a NOTIFY, so every
-gateway replica reloads its routing table.
+An SDK app's sync (``POST /fn/register``, read by sync.py) replaces that app's functions; a set of manifests
+replaces every function published from manifests. Either way the change is one transaction followed by a
+NOTIFY, so every gateway replica reloads its routing table. ``Registry.load`` reads the table back: a row
+it cannot route (written by another version, or by hand) is left out with one error log, so that no stored
+row ever stops a gateway from starting or reloading.
 """
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import json
 import logging
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import Annotated, Any, Self
 
 import pydantic
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from stepline.manifest import FunctionResource, describe_error, parse_function
 from stepline.protocol import match_expression
 from stepline_store.pool import Store
@@ -29,8 +32,6 @@ log = logging.getLogger(__name__)
 
 SDK_SOURCE = "sdk"
 MANIFEST_SOURCE = "manifest"
-DEFAULT_RETRIES = 4
-MAX_RETRIES = 20
 
 # The kinds `stepline dev -f` reads; a document of another kind is skipped (kubectl manifests may share the
 # folder), with a warning when it looks like a mistyped Stepline kind.
@@ -38,11 +39,6 @@ KNOWN_KINDS = ("Function", "Webhook", "Secret")
 
 # Stands in for the function whose cron triggers are checked before it exists.
 _PROBE = Function(id="", app_id="", name="", url="", triggers=[], retries=0, paused=True, source="")
-
-
-def _strip_query(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 def _check_triggers(triggers: list[dict[str, Any]]) -> None:
@@ -55,9 +51,11 @@ def _check_triggers(triggers: list[dict[str, Any]]) -> None:
                 raise BadRequest(f"spec.triggers[{index}].if: {err}") from None
         if trigger.get("cron"):
             try:
-                parse_schedule(_PROBE, trigger)
+                parse_schedule(_PROBE, trigger).next_after(datetime.datetime.now(datetime.UTC))
             except CronError as err:
                 raise BadRequest(f"spec.triggers[{index}].cron: {err}") from None
+            except (ValueError, KeyError, OverflowError):
+                raise BadRequest(f"spec.triggers[{index}].cron: {trigger['cron']!r} never fires") from None
 
 
 def _cancel_rules(function_id: str, raw: Any) -> list[dict[str, Any]]:
@@ -81,80 +79,6 @@ def _cancel_rules(function_id: str, raw: Any) -> list[dict[str, Any]]:
             clean["timeout"] = str(rule["timeout"])
         rules.append(clean)
     return rules
-
-
-def _checkpoint_settings(function_id: str, raw: Any) -> dict[str, Any] | None:
-    """The sync's ``checkpoint`` object: ``batch_steps`` (a count), ``batch_interval`` and ``max_runtime``
-    (durations such as ``3s``), each optional; kept as sent, once checked."""
-    if raw is None:
-        return None
-    if not isinstance(raw, dict):
-        message = "checkpoint must be an object of batch_steps, batch_interval and max_runtime"
-        raise BadRequest(f"function {function_id}: {message}")
-    steps = raw.get("batch_steps")
-    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 0):
-        raise BadRequest(f"function {function_id}: checkpoint.batch_steps must be a whole number, 0 or more")
-    settings: dict[str, Any] = {} if steps is None else {"batch_steps": steps}
-    for key in ("batch_interval", "max_runtime"):
-        if raw.get(key) is not None:
-            try:
-                parse_duration(str(raw[key]))
-            except ValueError as err:
-                raise BadRequest(f"function {function_id}: checkpoint.{key}: {err}") from None
-            settings[key] = str(raw[key])
-    return settings
-
-
-def functions_from_sync(payload: Any) -> tuple[str, list[Function]]:
-    """Read the official SDKs' sync payload; answer (app id, functions)."""
-    # The Python SDK writes "appname", the TypeScript SDK "appName" (the Inngest server reads keys
-    # case-insensitively).
-    app_id = payload.get("appname") or payload.get("appName") if isinstance(payload, dict) else None
-    if not isinstance(app_id, str):
-        raise BadRequest("the sync payload needs 'appname' and 'functions' (as the Inngest SDKs send)")
-    functions = []
-    for index, raw in enumerate(payload.get("functions") or []):
-        try:
-            function_id = raw["id"]
-            step = raw["steps"]["step"]
-            url = _strip_query(step["runtime"]["url"])
-        except (KeyError, TypeError):
-            raise BadRequest(
-                f"function {index} of app {app_id} lacks an id or steps.step.runtime.url"
-            ) from None
-        retries = (step.get("retries") or {}).get("attempts", DEFAULT_RETRIES)
-        if not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
-            raise BadRequest(f"function {function_id}: retries must be between 0 and {MAX_RETRIES}")
-        triggers = []
-        for trigger in raw.get("triggers") or []:
-            if trigger.get("event"):
-                triggers.append(
-                    {
-                        "event": trigger["event"],
-                        **({"if": trigger["expression"]} if trigger.get("expression") else {}),
-                    }
-                )
-            elif trigger.get("cron"):
-                triggers.append({"cron": trigger["cron"]})
-        try:
-            _check_triggers(triggers)
-        except BadRequest as err:
-            raise BadRequest(f"function {function_id}: {err}") from None
-        functions.append(
-            Function(
-                id=function_id,
-                app_id=app_id,
-                name=raw.get("name") or function_id,
-                url=url,
-                triggers=triggers,
-                retries=retries,
-                paused=False,
-                source=SDK_SOURCE,
-                cancel_on=_cancel_rules(function_id, raw.get("cancel")),
-                checkpoint=_checkpoint_settings(function_id, raw.get("checkpoint")),
-            )
-        )
-    return app_id, functions
 
 
 def function_from_resource(resource: FunctionResource, url: str, source: str) -> Function:
@@ -246,9 +170,75 @@ def _warn_unknown_kind(file: Path, document: object) -> None:
     log.warning("%s: skipped the document %s of unknown kind %r%s", file, name, kind, hint)
 
 
+class _Stored(BaseModel):
+    # Fields a later version may add are ignored: a gateway rolled back still routes what it understands.
+    model_config = ConfigDict(strict=True, extra="ignore", populate_by_name=True)
+
+
+class StoredTrigger(_Stored):
+    event: Annotated[str, Field(min_length=1)] | None = None
+    if_: str | None = Field(default=None, alias="if")
+    cron: Annotated[str, Field(min_length=1)] | None = None
+    timezone: str | None = None
+
+    @model_validator(mode="after")
+    def _schedulable(self) -> Self:
+        if (self.event is None) == (self.cron is None):
+            raise ValueError("a trigger needs exactly one of event or cron")
+        if self.cron is not None:
+            trigger = {"cron": self.cron, **({"timezone": self.timezone} if self.timezone else {})}
+            try:
+                parse_schedule(_PROBE, trigger).next_after(datetime.datetime.now(datetime.UTC))
+            except (ValueError, KeyError, OverflowError) as err:
+                raise ValueError(f"cron {self.cron!r} cannot be scheduled: {err}") from None
+        return self
+
+
+class StoredCancelRule(_Stored):
+    event: Annotated[str, Field(min_length=1)]
+    if_: str | None = Field(default=None, alias="if")
+    timeout: str | None = None
+
+
+class StoredFunction(_Stored):
+    """A row of ``functions`` as the routing table needs it."""
+
+    id: str
+    app_id: str
+    name: str
+    url: str
+    triggers: list[StoredTrigger]
+    retries: Annotated[int, Field(ge=0)]
+    paused: bool
+    source: str
+    cancel_on: list[StoredCancelRule]
+    checkpoint: dict[str, Any] | None
+    created_at: datetime.datetime | None = None
+
+
+def function_from_row(row: Any) -> Function:
+    """The routed function of a ``functions`` row; ValueError when the row holds what cannot be routed."""
+    stored = StoredFunction.model_validate(dict(row))
+    return Function(
+        id=stored.id,
+        app_id=stored.app_id,
+        name=stored.name,
+        url=stored.url,
+        triggers=row["triggers"],
+        retries=stored.retries,
+        paused=stored.paused,
+        source=stored.source,
+        cancel_on=row["cancel_on"],
+        checkpoint=stored.checkpoint,
+        created_at=stored.created_at,
+    )
+
+
 class Registry:
     def __init__(self, store: Store) -> None:
         self._store = store
+        # (function id, updated_at) of the rows reported as unroutable: each is logged once, not per reload.
+        self._reported: set[tuple[str, Any]] = set()
 
     async def publish(
         self, functions: list[Function], *, replace_app: str | None = None, replace_source: str
@@ -287,20 +277,19 @@ class Registry:
             await self._store.execute("notify_routes", on=conn)
 
     async def load(self) -> list[Function]:
-        rows = await self._store.fetch("load_functions")
-        return [
-            Function(
-                id=row["id"],
-                app_id=row["app_id"],
-                name=row["name"],
-                url=row["url"],
-                triggers=row["triggers"],
-                retries=row["retries"],
-                paused=row["paused"],
-                source=row["source"],
-                cancel_on=row["cancel_on"],
-                checkpoint=row["checkpoint"],
-                created_at=row["created_at"],
-            )
-            for row in rows
-        ]
+        """The routed functions; rows that cannot be routed are left out, each logged once as an error."""
+        functions = []
+        for row in await self._store.fetch("load_functions"):
+            try:
+                functions.append(function_from_row(row))
+            except ValueError as err:  # pydantic's ValidationError is one
+                key = (str(row["id"]), row["updated_at"])
+                if key not in self._reported:
+                    self._reported.add(key)
+                    reason = describe_error(err) if isinstance(err, pydantic.ValidationError) else str(err)
+                    log.error(
+                        "function %s is not routed: its stored row cannot be read (%s); publish it again",
+                        row["id"],
+                        reason,
+                    )
+        return functions

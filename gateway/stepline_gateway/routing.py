@@ -114,7 +114,25 @@ class RoutingTable:
             self._add(function)
 
     def _add(self, function: Function) -> None:
+        try:
+            rules, exact, prefixes = self._compile(function)
+        except Exception:
+            # Rows are checked when they are loaded (registry.py); whatever still slips through leaves out
+            # this one function, never the table: nothing stored may stop a gateway from routing.
+            log.exception("function %s is not routed: its routes cannot be built", function.id)
+            return
         self.functions[function.id] = function
+        for rule in rules:
+            self.cancel_rules.setdefault(rule.event, []).append(rule)
+        for name, route in exact:
+            self._exact.setdefault(name, []).append(route)
+        self._prefixes += prefixes
+
+    @staticmethod
+    def _compile(
+        function: Function,
+    ) -> tuple[list[CancelRule], list[tuple[str, Route]], list[tuple[str, Route]]]:
+        rules: list[CancelRule] = []
         for rule in function.cancel_on:
             try:
                 timeout = parse_duration(rule["timeout"]) if rule.get("timeout") else None
@@ -122,9 +140,9 @@ class RoutingTable:
             except (ValueError, ExpressionError) as err:
                 log.error("function %s: cancel rule on %s ignored: %s", function.id, rule.get("event"), err)
                 continue
-            self.cancel_rules.setdefault(rule["event"], []).append(
-                CancelRule(function, rule["event"], condition, timeout)
-            )
+            rules.append(CancelRule(function, rule["event"], condition, timeout))
+        exact: list[tuple[str, Route]] = []
+        prefixes: list[tuple[str, Route]] = []
         for trigger in function.triggers:
             name = trigger.get("event")
             if not name:
@@ -137,9 +155,10 @@ class RoutingTable:
                 continue
             route = Route(function, condition)
             if name.endswith("*"):
-                self._prefixes.append((name[:-1], route))
+                prefixes.append((name[:-1], route))
             else:
-                self._exact.setdefault(name, []).append(route)
+                exact.append((name, route))
+        return rules, exact, prefixes
 
     def match(self, event: Mapping[str, Any]) -> list[Function]:
         """The unpaused functions this event starts, each once."""

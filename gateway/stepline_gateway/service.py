@@ -20,6 +20,7 @@ from stepline.protocol import ServerKind
 from stepline_store import schema
 from stepline_store.pool import Store, connect, create_pool
 
+from stepline_gateway.answers import AnswerLimits
 from stepline_gateway.backoff import Backoff
 from stepline_gateway.calls import Caller
 from stepline_gateway.clock import Clock, SystemClock
@@ -73,11 +74,18 @@ class Gateway:
         self.supervisor = Supervisor(
             exit_after_s=settings.unrecoverable_exit_s, on_unrecoverable=self._give_up
         )
+        self.answer_limits = AnswerLimits(
+            max_output_bytes=settings.max_step_output_bytes,
+            max_state_bytes=settings.max_run_state_bytes,
+            max_answer_bytes=settings.max_answer_bytes,
+        )
         self.caller = Caller(
             self.clock,
             signing_key=None if settings.dev else settings.signing_key,
             timeout_s=settings.call_timeout_s,
             server_kind=ServerKind.DEV if settings.dev else ServerKind.CLOUD,
+            max_answer_bytes=settings.max_answer_bytes,
+            retry_after_max_s=settings.retry_after_max_s,
         )
 
     @property
@@ -130,11 +138,14 @@ class Gateway:
                 wake=lambda: self.dispatcher.wake(),
                 routes=lambda: self.routes,
                 reachability=Reachability(datetime.timedelta(seconds=settings.unreachable_patience_s)),
+                limits=self.answer_limits,
+                max_lost_leases=settings.max_lost_leases,
             ),
             clock=self.clock,
             metrics=self.metrics,
             concurrency=settings.concurrency,
             lease_s=settings.lease_s,
+            endpoint_share=settings.endpoint_share,
         )
         self.scheduler = Scheduler(
             store=self.store,

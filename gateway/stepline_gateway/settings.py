@@ -59,16 +59,38 @@ class Settings(BaseSettings):
         description="serve the dashboard and the /v1 API without a token: only behind your own auth",
     )
     concurrency: int = Field(default=128, description="calls in flight at once per gateway")
+    endpoint_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="largest share of the call slots that calls to one endpoint (app URL) may hold",
+    )
     lease_s: float = Field(default=30.0, description="seconds before a dead gateway's call is retried")
-    call_timeout_s: float = Field(default=300.0, description="seconds a service may take to answer")
+    max_lost_leases: int = Field(
+        default=5, ge=1, description="times in a row a call's lease may lapse before its run fails"
+    )
+    call_timeout_s: float = Field(default=120.0, description="seconds a service may take to answer")
     retry_base_s: float = Field(default=10.0, description="backoff after a first failed attempt")
     retry_max_s: float = Field(default=3600.0, description="longest backoff between attempts")
     unreachable_patience_s: float = Field(
         default=0.0,
         description="seconds an app that refuses connections is waited for without spending attempts",
     )
+    retry_after_max_s: float = Field(
+        default=86400.0,
+        gt=0,
+        le=366 * 86400,
+        description="longest retry-after honoured; later ones are cut to it",
+    )
     max_body_bytes: int = Field(default=3 * 1024 * 1024, description="largest request body accepted")
     max_event_bytes: int = Field(default=512 * 1024, description="largest single event accepted")
+    max_step_output_bytes: int = Field(
+        default=4 * 1024 * 1024, description="largest output of a step or a run, as JSON"
+    )
+    max_run_state_bytes: int = Field(
+        default=32 * 1024 * 1024, description="largest state of a run: the outputs of its steps, together"
+    )
+    max_answer_bytes: int = Field(default=8 * 1024 * 1024, description="largest answer read from a service")
     routes_refresh_s: float = Field(default=60.0, description="routing table reload period")
     shutdown_grace_s: float = Field(default=10.0, description="seconds to finish calls on shutdown")
     pool_size: int = Field(default=10, description="Postgres connections per gateway")

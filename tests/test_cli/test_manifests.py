@@ -16,7 +16,8 @@ import jsonschema
 import pytest
 import yaml
 from stepline.manifest import FunctionResource
-from stepline_gateway.registry import functions_from_sync, load_manifests
+from stepline_gateway.registry import load_manifests
+from stepline_gateway.sync import read_sync
 
 from tests.test_cli.test_dev import STEPLINE, clean_env
 from tests.test_operator.test_crd import cel_failures
@@ -136,7 +137,7 @@ def test_the_resources_route_what_a_sync_of_the_app_routes(tmp_path: Path) -> No
     finally:
         sys.path.remove(str(tmp_path))
     payload = app.client.sync_payload(app.app.handler.functions, url, framework="asgi")
-    _, from_sync = functions_from_sync(payload)
+    _, from_sync = read_sync(payload)
     assert sorted(from_manifests) == sorted(f.id for f in from_sync)
     for synced in from_sync:
         routed = from_manifests[synced.id]

@@ -72,7 +72,7 @@ async def test_a_claim_cut_off_by_a_terminated_connection_leaves_no_zombie(
 async def _waiting_claim(admin: asyncpg.Connection) -> int | None:
     pid: int | None = await admin.fetchval(
         "SELECT pid FROM pg_stat_activity WHERE application_name = 'stepline-gateway'"
-        " AND wait_event_type = 'Lock' AND query LIKE '%lapsed AS%'"
+        " AND wait_event_type = 'Lock' AND query LIKE '%Leases up to%'"
     )
     return pid
 

@@ -102,7 +102,7 @@ async def test_claim_and_cancel_statements_on_the_same_runs_never_deadlock(datab
             while True:
                 try:
                     rows = await store.fetch(
-                        "claim_work", offset, random.randint(1, 8), f"claimer-{n}", lease
+                        "claim_work", offset, random.randint(1, 8), f"claimer-{n}", lease, []
                     )
                 except asyncpg.DeadlockDetectedError:
                     deadlocks += 1

@@ -28,13 +28,20 @@ SELECT id, 'step', now() + (random() - 0.5) * interval '1 day',
 FROM (SELECT id, row_number() OVER () AS n FROM r) AS numbered
 """
 
-# Each statement with literal values (for the generic plan of a prepared statement) and the same as arguments.
+# Each statement with literal values (for the generic plan of a prepared statement) and the same as arguments;
+# a name after "/" runs the statement of the first part with other values.
 STATEMENTS = {
     "claim_work": (
-        "'0 s', 16, 'me', '30 s'",
-        (datetime.timedelta(0), 16, "me", datetime.timedelta(seconds=30)),
+        "'0 s', 16, 'me', '30 s', '{}'",
+        (datetime.timedelta(0), 16, "me", datetime.timedelta(seconds=30), []),
+    ),
+    # An endpoint at its share of the call slots: its rows are skipped, each by a primary key lookup.
+    "claim_work/capped": (
+        "'0 s', 16, 'me', '30 s', '{http://127.0.0.1:9}'",
+        (datetime.timedelta(0), 16, "me", datetime.timedelta(seconds=30), ["http://127.0.0.1:9"]),
     ),
     "next_due": ("'0 s'", (datetime.timedelta(0),)),
+    "next_due_except": ("'0 s', '{http://hung/api}'", (datetime.timedelta(0), ["http://hung/api"])),
     "extend_leases": (
         "'{1,2}', '{00000000-0000-0000-0000-000000000001,00000000-0000-0000-0000-000000000002}', '30 s'",
         (
@@ -50,12 +57,13 @@ STATEMENTS = {
 @pytest.mark.parametrize("name", sorted(STATEMENTS))
 async def test_queue_statements_never_scan_the_queue(database_url: str, name: str) -> None:
     literals, args = STATEMENTS[name]
+    query = QUERIES[name.partition("/")[0]]
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute(QUEUE)
         await conn.execute("ANALYZE")
-        custom = "\n".join(row[0] for row in await conn.fetch(f"EXPLAIN {QUERIES[name]}", *args))
-        await conn.execute(f"PREPARE statement AS {QUERIES[name]}")
+        custom = "\n".join(row[0] for row in await conn.fetch(f"EXPLAIN {query}", *args))
+        await conn.execute(f"PREPARE statement AS {query}")
         await conn.execute("SET plan_cache_mode = force_generic_plan")
         generic = "\n".join(row[0] for row in await conn.fetch(f"EXPLAIN EXECUTE statement({literals})"))
     finally:
@@ -64,7 +72,7 @@ async def test_queue_statements_never_scan_the_queue(database_url: str, name: st
         assert "Seq Scan on work" not in plan, plan
         assert "Seq Scan on runs" not in plan, plan
         assert "Bitmap Heap Scan on work" not in plan, plan
-    if name == "claim_work":
+    if name.startswith("claim_work"):
         for plan in (custom, generic):
             assert "Index Scan using work_due on work" in plan, plan
             assert "Index Scan using work_leased on work" in plan, plan

@@ -134,25 +134,42 @@ SELECT (SELECT id FROM new_run) AS id,
 -- decides whether another one's lease is over), then due calls (available_at <= statement_timestamp() + $1,
 -- the clock offset). Each source is a range scan of its partial index. A run calls its function's current
 -- URL (an app that moved is followed); one whose function was unpublished keeps the URL it had.
+-- $5 URLs at their share of the call slots: their work stays where it is (the URL of a row is looked up
+-- only when $5 is not empty, one primary key read per row scanned: the usual claim reads only the queue).
+-- lost_leases counts the claims in a row that found the previous lease lapsed (still set) with no memo
+-- recorded since the claim before.
 -- Lock order: everywhere else a run's row is locked before its work rows. A claim picks work first, so it
 -- never waits: its work rows and the runs it marks Running are both taken with SKIP LOCKED (a Queued run
 -- that is locked is being cancelled, and its work row goes with it).
 WITH lapsed AS (
-    SELECT id FROM work WHERE lease_token IS NOT NULL AND lease_expires_at <= statement_timestamp()
-    ORDER BY lease_expires_at LIMIT $2::int
-    FOR UPDATE SKIP LOCKED
+    SELECT w.id FROM work w
+    WHERE w.lease_token IS NOT NULL AND w.lease_expires_at <= statement_timestamp()
+      AND (cardinality($5::text[]) = 0 OR (
+          SELECT coalesce(f.url, r.url) FROM runs r LEFT JOIN functions f ON f.id = r.function_id
+          WHERE r.id = w.run_id) <> ALL ($5::text[]))
+    ORDER BY w.lease_expires_at LIMIT $2::int
+    FOR UPDATE OF w SKIP LOCKED
 ), due AS (
-    SELECT id FROM work WHERE lease_token IS NULL AND available_at <= statement_timestamp() + $1::interval
-    ORDER BY available_at LIMIT $2::int
-    FOR UPDATE SKIP LOCKED
+    SELECT w.id FROM work w
+    WHERE w.lease_token IS NULL AND w.available_at <= statement_timestamp() + $1::interval
+      AND (cardinality($5::text[]) = 0 OR (
+          SELECT coalesce(f.url, r.url) FROM runs r LEFT JOIN functions f ON f.id = r.function_id
+          WHERE r.id = w.run_id) <> ALL ($5::text[]))
+    ORDER BY w.available_at LIMIT $2::int
+    FOR UPDATE OF w SKIP LOCKED
 ), picked AS (
-    SELECT id FROM lapsed UNION ALL SELECT id FROM due LIMIT $2::int
+    SELECT p.id, (SELECT count(*) FROM steps s JOIN work w ON w.id = p.id
+                  WHERE s.run_id = w.run_id AND s.memo IS NOT NULL) AS memos
+    FROM (SELECT id FROM lapsed UNION ALL SELECT id FROM due LIMIT $2::int) AS p
 ), claimed AS (
     UPDATE work w SET lease_owner = $3::text, lease_token = gen_random_uuid(),
-                      lease_expires_at = statement_timestamp() + $4::interval
+                      lease_expires_at = statement_timestamp() + $4::interval,
+                      lost_leases = CASE WHEN w.lease_token IS NULL OR picked.memos > w.claimed_memos THEN 0
+                                         ELSE w.lost_leases + 1 END,
+                      claimed_memos = picked.memos
     FROM picked WHERE w.id = picked.id
     RETURNING w.id, w.run_id, w.step_id, w.attempt, w.lease_token, w.resolves, w.resolves_op, w.resolves_name,
-              w.resolution
+              w.resolution, w.lost_leases
 ), starting AS (
     SELECT r.id FROM runs r JOIN claimed c ON c.run_id = r.id WHERE r.status = 'Queued'
     FOR NO KEY UPDATE OF r SKIP LOCKED
@@ -161,7 +178,7 @@ WITH lapsed AS (
     FROM starting s WHERE r.id = s.id
 )
 SELECT c.id, c.run_id, c.step_id, c.attempt, c.lease_token, c.resolves, c.resolves_op, c.resolves_name,
-       c.resolution, r.function_id, coalesce(f.url, r.url) AS url, r.max_attempts,
+       c.resolution, c.lost_leases, r.function_id, coalesce(f.url, r.url) AS url, r.max_attempts,
        e.id AS event_id, e.name AS event_name, e.data AS event_data, e."user" AS event_user, e.ts AS event_ts,
        e.v AS event_v,
        (SELECT coalesce(jsonb_object_agg(s.hash, s.memo), '{}'::jsonb)
@@ -228,15 +245,13 @@ SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT count(*) FROM step) > 0 
 
 -- name: record_steps
 -- Records steps that ran (StepRun), each once (a step recorded already keeps its memo), for the call that
--- holds work $1 with lease token $2, and restarts that call's attempt count: it made progress. In order:
+-- holds work $1 with lease token $2, and restarts that call's attempt count when one was new: it made
+-- progress (steps recorded before change nothing, or sending them again would retry without end). In order:
 -- each step ends a microsecond after the one before it, so that the stack (ordered by end) keeps the order.
 -- $3 run id, $4 hashes (no repeats), $5 names, $6 ops, $7 memos (JSON text), $8 durations in ms (null when
 -- unknown), $9 clock offset, $10 whether they came through the checkpoint API
 WITH held AS (
     SELECT id, attempt FROM work WHERE id = $1::bigint AND lease_token = $2::uuid AND run_id = $3::uuid
-), restarted AS (
-    -- Written only when there is something to restart: most calls that checkpoint are first attempts.
-    UPDATE work SET attempt = 0 FROM held WHERE work.id = held.id AND held.attempt <> 0
 ), step AS (
     INSERT INTO steps (run_id, hash, name, op, status, attempts, memo, started_at, ended_at, checkpointed,
                        attempt_started_at)
@@ -255,6 +270,10 @@ WITH held AS (
             attempt_started_at = EXCLUDED.attempt_started_at
         WHERE steps.memo IS NULL
     RETURNING 1
+), restarted AS (
+    -- Written only when there is something to restart: most calls that checkpoint are first attempts.
+    UPDATE work SET attempt = 0 FROM held
+    WHERE work.id = held.id AND held.attempt <> 0 AND EXISTS (SELECT 1 FROM step)
 )
 SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT count(*) FROM step) AS recorded;
 
@@ -682,3 +701,36 @@ SELECT statement_timestamp() + $1::interval;
 UPDATE work SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
                 available_at = statement_timestamp()
 WHERE lease_token IS NOT NULL AND lease_owner = $1::text AND NOT (id = ANY($2::bigint[]));
+
+-- Input limits and poison answers.
+
+-- name: fail_step
+-- A step's last attempt failed and its run ends with that error: the step shows it too, Failed. $1 work id,
+-- $2 lease token (held by the caller), $3 run id, $4 step hash, $5 step name, $6 attempts, $7 error,
+-- $8 clock offset
+INSERT INTO steps (run_id, hash, name, op, status, attempts, error, started_at, ended_at)
+SELECT $3::uuid, $4::text, $5::text, 'StepError', 'Failed', $6::int, $7::jsonb,
+       statement_timestamp() + $8::interval, statement_timestamp() + $8::interval
+WHERE EXISTS (SELECT 1 FROM work WHERE id = $1::bigint AND lease_token = $2::uuid)
+ON CONFLICT (run_id, hash) DO UPDATE
+    SET status = 'Failed', op = 'StepError', attempts = EXCLUDED.attempts, error = EXCLUDED.error,
+        ended_at = EXCLUDED.ended_at
+    WHERE steps.memo IS NULL;
+
+-- name: next_due_except
+-- Like next_due, leaving out the work of $2, URLs at their share of the call slots (a slot of theirs that
+-- frees wakes the dispatcher instead). Only asked while some URL is at its share: each read walks its
+-- partial index in order, looking up the URL of each row until one is not capped. $1 clock offset
+SELECT extract(epoch FROM least(
+           (SELECT w.available_at FROM work w
+            WHERE w.lease_token IS NULL AND (
+                SELECT coalesce(f.url, r.url) FROM runs r LEFT JOIN functions f ON f.id = r.function_id
+                WHERE r.id = w.run_id) <> ALL ($2::text[])
+            ORDER BY w.available_at LIMIT 1)
+               - (statement_timestamp() + $1::interval),
+           (SELECT w.lease_expires_at FROM work w
+            WHERE w.lease_token IS NOT NULL AND (
+                SELECT coalesce(f.url, r.url) FROM runs r LEFT JOIN functions f ON f.id = r.function_id
+                WHERE r.id = w.run_id) <> ALL ($2::text[])
+            ORDER BY w.lease_expires_at LIMIT 1)
+               - statement_timestamp()))::float8;
