@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from stepline.durations import parse_duration, parse_instant
 from stepline.protocol import (
     DISCOVERY_STEP_ID,
     FUNCTION_FAILED_EVENT,
@@ -32,7 +33,6 @@ from stepline_gateway import storable
 from stepline_gateway.backoff import Backoff
 from stepline_gateway.calls import Call, error_json
 from stepline_gateway.clock import Clock
-from stepline_gateway.durations import parse_duration, parse_instant
 from stepline_gateway.events import Event, new_event_id
 from stepline_gateway.ingest import Ingestor, PlannedRun
 from stepline_gateway.metrics import Metrics

@@ -19,11 +19,11 @@ from typing import Annotated, Any, Self
 import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from stepline.durations import parse_duration
 from stepline.manifest import FunctionResource, describe_error, parse_function
 from stepline.protocol import match_expression
 from stepline_store.pool import Store
 
-from stepline_gateway.durations import parse_duration
 from stepline_gateway.errors import BadRequest
 from stepline_gateway.routing import ExpressionError, Function, compile_expression
 from stepline_gateway.scheduler import CronError, parse_schedule

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import cel
-
-from stepline_gateway.durations import parse_duration
+from stepline.durations import parse_duration
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pydantic
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from stepline.durations import parse_duration
 from stepline.protocol import DISCOVERY_STEP_ID, match_expression
 
 from stepline_gateway import storable
-from stepline_gateway.durations import parse_duration
 from stepline_gateway.errors import BadRequest
 from stepline_gateway.routing import ExpressionError, Function, compile_expression
 from stepline_gateway.scheduler import CronError, parse_schedule

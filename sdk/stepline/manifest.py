@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Self
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from stepline.flow import FlowControl, RetryPolicy
 from stepline.protocol import DEFAULT_SERVE_PATH, full_function_id
 
 API_GROUP = "stepline.dev"
@@ -171,8 +172,9 @@ class CancelOn(_Model):
         return self
 
 
-class FunctionSpec(_Model):
-    """The desired state of a Function: which app serves it, where, and what starts its runs."""
+class FunctionSpec(FlowControl):
+    """The desired state of a Function: which app serves it, where, what starts its runs, how they are
+    retried and (``FlowControl``'s fields) how their flow is controlled."""
 
     app: Annotated[
         str, Field(min_length=1, max_length=128, description="The SDK client's app id, e.g. shop.")
@@ -193,6 +195,11 @@ class FunctionSpec(_Model):
     retries: Annotated[
         int, Field(ge=0, le=20, description="Retries of a failing step (0 to 20): retries + 1 attempts.")
     ] = 4
+    retry_policy: RetryPolicy | None = Field(
+        default=None,
+        alias="retryPolicy",
+        description="When failed attempts are tried again, and how long one call may take.",
+    )
     paused: bool = Field(default=False, description="True stops new runs; runs already started finish.")
     cancel_on: Annotated[
         list[CancelOn],
@@ -224,6 +231,11 @@ class FunctionResource(_Model):
     @property
     def full_id(self) -> str:
         return full_function_id(self.spec.app, self.function_id)
+
+    @property
+    def flow(self) -> FlowControl:
+        """The spec's flow-control settings alone."""
+        return FlowControl.model_validate(self.spec.model_dump(include=set(FlowControl.model_fields)))
 
 
 class Condition(_Model):

@@ -206,6 +206,10 @@ EXACTLY_ONE_TRIGGER = "each trigger needs exactly one of event or cron"
             {"cancelOn": [{"event": "order/cancelled", "if": "true", "match": "data.id"}]},
             [".spec.cancelOn[0]: give at most one of 'if' or 'match'"],
         ),
+        (
+            {"concurrency": [{"limit": 5, "scope": "account"}]},
+            [".spec.concurrency[0]: a concurrency limit of scope env or account needs a key"],
+        ),
     ],
     ids=[
         "both-endpoints",
@@ -215,6 +219,7 @@ EXACTLY_ONE_TRIGGER = "each trigger needs exactly one of event or cron"
         "if-on-cron",
         "tz-on-event",
         "if-and-match",
+        "shared-scope-without-key",
     ],
 )
 def test_each_rule_refuses_with_its_message_as_the_model_does(
@@ -247,8 +252,29 @@ def test_the_cron_rule_refuses_what_is_not_a_cron_line_and_the_operator_too() ->
         ({"endpoint": {"serviceRef": {"name": "Shop_API", "port": 80}}}, "does not match"),
         ({"endpoint": {"url": "ftp://x"}}, "does not match '^https?://'"),
         ({"app": ""}, "should be non-empty"),
+        ({"concurrency": [{"limit": 1}, {"limit": 2}, {"limit": 3}]}, "is too long"),
+        ({"throttle": {"limit": 0, "period": "1s"}}, "0 is less than the minimum of 1"),
+        ({"rateLimit": {"limit": 1, "period": "an hour"}}, "does not match"),
+        ({"batchEvents": {"maxSize": 101, "timeout": "5s"}}, "101 is greater than the maximum of 100"),
+        ({"singleton": {"mode": "replace"}}, "'replace' is not one of ['skip', 'cancel']"),
+        ({"retryPolicy": {"backoff": "Fibonacci"}}, "is not one of ['Exponential', 'Linear', 'Constant']"),
+        ({"retryPolicy": {"jitterPercent": 150}}, "150 is greater than the maximum of 100"),
     ],
-    ids=["retries", "no-trigger", "eleven-triggers", "service-name", "url-scheme", "empty-app"],
+    ids=[
+        "retries",
+        "no-trigger",
+        "eleven-triggers",
+        "service-name",
+        "url-scheme",
+        "empty-app",
+        "three-concurrency-limits",
+        "throttle-limit",
+        "rate-limit-period",
+        "batch-size",
+        "singleton-mode",
+        "backoff",
+        "jitter",
+    ],
 )
 def test_the_schema_refuses_what_is_out_of_bounds(spec: dict[str, Any], error: str) -> None:
     errors = structure_errors(variant(**spec))
@@ -256,3 +282,59 @@ def test_the_schema_refuses_what_is_out_of_bounds(spec: dict[str, Any], error: s
     assert error in errors[0], errors
     with pytest.raises(pydantic.ValidationError):
         parse_function(variant(**spec))
+
+
+FLOW = {
+    "concurrency": [{"limit": 2, "key": "event.data.account_id", "scope": "env"}, {"limit": 10}],
+    "throttle": {"limit": 10, "period": "1m", "burst": 2, "key": "event.data.account_id"},
+    "rateLimit": {"limit": 1, "period": "1h", "key": "event.data.user_id"},
+    "debounce": {"period": "10s", "timeout": "1m"},
+    "priority": {"run": "event.data.plan == 'enterprise' ? 120 : 0"},
+    "idempotency": "event.data.order_id",
+    "singleton": {"key": "event.data.user_id", "mode": "cancel"},
+    "timeouts": {"start": "10m", "finish": "1h"},
+    "retryPolicy": {
+        "backoff": "Linear",
+        "initialDelay": "5s",
+        "maxDelay": "5m",
+        "jitterPercent": 10,
+        "timeout": "30s",
+    },
+}
+
+
+def test_flow_control_and_retry_policy_pass_the_schema_the_rules_and_the_model() -> None:
+    document = variant(**FLOW)
+    assert structure_errors(document) == []
+    assert cel_failures(schema(), document) == []
+    resource = parse_function(document)
+    assert resource.flow.to_json() == {k: v for k, v in FLOW.items() if k != "retryPolicy"}
+    assert resource.spec.retry_policy is not None
+    assert resource.spec.retry_policy.backoff == "Linear"
+    batched = variant(batchEvents={"maxSize": 50, "timeout": "5s", "key": "event.data.a", "if": "true"})
+    assert structure_errors(batched) == []
+    assert parse_function(batched).flow.batch_events is not None
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"throttle": {"limit": 1, "period": "30d"}}, "throttle.period must be at most 7d, not 30d"),
+        ({"rateLimit": {"limit": 1, "period": "500ms"}}, "rateLimit.period must be at least 1s"),
+        ({"debounce": {"period": "1m", "timeout": "10s"}}, "debounce.timeout must be at least 1m"),
+        ({"batchEvents": {"maxSize": 5, "timeout": "5m"}}, "batchEvents.timeout must be at most 60s"),
+        (
+            {"retryPolicy": {"initialDelay": "1m", "maxDelay": "10s"}},
+            "retryPolicy.maxDelay must be at least 1m",
+        ),
+    ],
+    ids=["throttle-period", "rate-limit-period", "debounce-timeout", "batch-timeout", "max-below-initial"],
+)
+def test_bounds_the_schema_cannot_say_are_refused_by_the_model_and_the_operator(
+    spec: dict[str, Any], message: str
+) -> None:
+    document = variant(**spec)
+    assert structure_errors(document) == []
+    with pytest.raises(InvalidSpec) as refused:
+        check_function(document)
+    assert message in refused.value.message
