@@ -83,6 +83,26 @@ class RestartablePostgres:
     def restart(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-w", "-l", str(self.log), "-m", "fast", "restart")
 
+    def standby(self, folder: Path) -> RestartablePostgres:
+        """A streaming-replication standby of this running server, started: ``pg_basebackup -R`` copies the
+        cluster and writes ``standby.signal`` and ``primary_conninfo``; the standby then replays the primary's
+        WAL as it comes (hot standby: read-only queries)."""
+        replica = RestartablePostgres(folder)
+        if replica._user is not None:
+            ensure_user_exists(replica._user)
+        replica.log.touch()
+        if replica._user is not None:
+            shutil.chown(replica.log, replica._user, replica._user)
+            shutil.chown(folder, replica._user, replica._user)
+        replica._run(
+            "pg_basebackup",
+            "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+            "-D", str(replica.data), "-R", "-X", "stream", "-c", "fast",
+        )  # fmt: skip
+        replica.data.chmod(0o700)
+        replica.start()
+        return replica
+
     def cleanup(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
             self.stop()
