@@ -754,7 +754,8 @@ SELECT q.function_id, q.reason, count(DISTINCT q.run_id) AS runs, count(*) FILTE
        extract(epoch FROM statement_timestamp() + $1::interval - min(q.due_at) FILTER (WHERE q.due))::float8
            AS oldest_due_s
 FROM (
-    SELECT w.run_id, r.function_id,
+    -- A subquery per row rather than a join: a join may read the whole run history to hash it.
+    SELECT w.run_id, (SELECT r.function_id FROM runs r WHERE r.id = w.run_id) AS function_id,
            CASE WHEN w.lease_token IS NULL THEN w.available_at ELSE w.lease_expires_at END AS due_at,
            CASE WHEN w.lease_token IS NULL THEN w.available_at <= statement_timestamp() + $1::interval
                 ELSE w.lease_expires_at <= statement_timestamp() END AS due,
@@ -766,7 +767,7 @@ FROM (
                 WHEN w.resolves_op = 'InvokeFunction' THEN 'invoking'
                 WHEN w.attempt > 0 THEN 'retrying'
                 ELSE 'scheduled' END AS reason
-    FROM work w CROSS JOIN LATERAL (SELECT function_id FROM runs WHERE id = w.run_id) AS r
+    FROM work w
 ) AS q
 GROUP BY q.function_id, q.reason;
 
