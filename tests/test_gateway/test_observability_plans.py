@@ -57,9 +57,8 @@ async def test_the_queue_gauges_read_the_queue_once_and_runs_by_primary_key(data
 
 
 async def test_the_live_counts_read_runs_through_their_indexes(database_url: str) -> None:
-    sources = [f"kubernetes:shop/f{n}" for n in range(1, 51)]
     for plan in await explain(
-        database_url, "function_stats", "'{" + ",".join(sources) + "}', 10000", (sources, 10000)
+        database_url, "function_stats", "'{kubernetes:%}', 10000", (["kubernetes:%"], 10000)
     ):
         assert "Seq Scan on runs" not in plan, plan
         assert "runs_function_created" in plan, plan

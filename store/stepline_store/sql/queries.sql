@@ -772,12 +772,13 @@ FROM (
 GROUP BY q.function_id, q.reason;
 
 -- name: function_stats
--- The live counts of the functions published from sources $1 (the operator's Function resources), for
+-- The live counts of the functions whose source is LIKE one of $1 (the operator's Function resources:
+-- 'kubernetes:%', or 'kubernetes:<namespace>/%' for each namespace it watches), for
 -- status.stats: runs Running and Queued now, Completed and Failed in the last hour and day (by creation, at
 -- most the newest $2 of each function in the day, so that a tick's cost stays bounded however busy), and
 -- when the newest run was created. Times are the database's.
 WITH watched AS (
-    SELECT id, source FROM functions WHERE source = ANY($1::text[])
+    SELECT id, source FROM functions WHERE source LIKE ANY($1::text[])
 ), active AS (
     SELECT r.function_id, count(*) FILTER (WHERE r.status = 'Running') AS running,
            count(*) FILTER (WHERE r.status = 'Queued') AS queued
