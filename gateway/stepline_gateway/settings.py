@@ -108,8 +108,8 @@ class Settings(BaseSettings):
     )
     no_metrics: bool = Field(
         default=False,
-        description="keep no Prometheus series and answer GET /metrics with 404 (the queue is still served "
-        "at GET /v1/queue)",
+        description="count nothing per call or run and answer GET /metrics with 404 (the queue is still "
+        "served at GET /v1/queue)",
     )
     log_format: Literal["text", "json"] = Field(
         default="text",

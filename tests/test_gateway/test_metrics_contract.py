@@ -6,11 +6,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import asyncpg
 import stepline
 import stepline.asgi
 from prometheus_client.parser import text_string_to_metric_families
+from stepline_gateway.queue import QueueGauges
 
-from tests.support import route, running_gateway, serve
+from tests.support import RunningGateway, in_process_gateway, route, running_gateway, serve
 
 DOC = Path(__file__).parents[2] / "docs" / "metrics.md"
 _ROW = re.compile(r"^\| `(stepline_[a-z_]+)` \| (counter|gauge|histogram) \|([^|]*)\|")
@@ -96,3 +98,41 @@ async def test_no_metrics_keeps_nothing_and_answers_404(database_url: str) -> No
         assert "--no-metrics" in response.json()["error"]
         # The queue is still there for autoscalers.
         assert (await gw.http.get("/v1/queue")).json()["calls_due"] == 0
+
+
+async def test_metrics_answer_without_the_queue_while_it_cannot_be_read(database_url: str) -> None:
+    async with in_process_gateway(database_url) as gw:
+        gw.gateway.queue = QueueGauges(gw.gateway.store, gw.gateway.clock, max_age_s=0)
+        before = _errors(await _text(gw))
+        conn = await asyncpg.connect(database_url)
+        try:
+            # The queue's table gone: its statement fails with an error that is not the database away.
+            await conn.execute("ALTER TABLE work RENAME TO work_elsewhere")
+            try:
+                text = await _text(gw)
+                assert "# HELP stepline_calls_due " in text
+                assert not any(line.startswith("stepline_calls_due{") for line in text.splitlines())
+                assert _errors(text) > before
+                assert (await gw.http.get("/v1/queue")).status_code == 500
+            finally:
+                await conn.execute("ALTER TABLE work_elsewhere RENAME TO work")
+        finally:
+            await conn.close()
+        assert (await gw.http.get("/v1/queue")).json()["calls_due"] == 0
+
+
+async def _text(gw: RunningGateway) -> str:
+    response = await gw.http.get("/metrics")
+    assert response.status_code == 200
+    return response.text
+
+
+def _errors(text: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "stepline_db_errors_total" and sample.labels == {
+                "pool": "primary",
+                "kind": "permanent",
+            }:
+                return sample.value
+    raise AssertionError("no stepline_db_errors_total{pool=primary, kind=permanent}")
