@@ -194,7 +194,7 @@ class Metrics:
         """Report the connections of ``store``'s pool and its statement errors as pool ``name``."""
         self._state.pools[name] = store
 
-    def render(self, queue: QueueSnapshot | None) -> bytes:
+    def render(self, queue: QueueSnapshot | None = None) -> bytes:
         """The Prometheus text of every series, with the queue as ``queue`` shows it (None: not known)."""
         self._state.queue = queue
         self._state.labels = self._labels
