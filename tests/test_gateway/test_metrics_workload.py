@@ -165,6 +165,16 @@ async def test_a_known_workload_reads_back_exactly(database_url: str) -> None:
         for function in ("obs-sleepy", "obs-waiter", "obs-flaky"):
             assert metrics.value("stepline_calls_due", **default(function)) == 0
         assert metrics.of("stepline_runs_waiting", "obs-ok") == {}
+        # The same snapshot as JSON, for autoscalers.
+        stuck = (await gw.http.get("/v1/queue", params={"function": "obs-stuck"})).json()
+        assert (stuck["calls_due"], stuck["runs_waiting"], stuck["waiting"]) == (2, 2, {"queued": 2})
+        assert 60 <= stuck["oldest_due_s"] < 120
+        assert [entry["function"] for entry in stuck["functions"]] == ["obs-stuck"]
+        everything = (await gw.http.get("/v1/queue")).json()
+        assert everything["waiting"] == {"queued": 2, "sleeping": 1, "waiting": 1, "retrying": 1}
+        assert everything["calls_due"] == 2
+        assert (await gw.http.get("/v1/queue", params={"namespace": "shop"})).json()["runs_waiting"] == 0
+        assert (await gw.http.get("/v1/queue", params={"function": "nobody"})).json()["calls_due"] == 0
 
         # What happened so far: three runs of two steps each (a call per step, then the one that returns).
         assert metrics.value("stepline_runs_started_total", **shop) == 3
