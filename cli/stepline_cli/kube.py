@@ -101,6 +101,19 @@ def add_operator_arguments(parser: argparse.ArgumentParser) -> None:
         "(env STEPLINE_SECRET_REFRESH_S, default 60); the keys that seal the secrets come from the "
         "environment only: STEPLINE_SECRETS_KEY",
     )
+    parser.add_argument(
+        "--stats-interval-s",
+        type=float,
+        metavar="SECONDS",
+        help="how often the live counts of status.stats are written on each Function "
+        "(env STEPLINE_STATS_INTERVAL_S, default 30)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="log lines as plain text or as JSON objects, one per line "
+        "(env STEPLINE_LOG_FORMAT, default text)",
+    )
 
 
 def run_operator(args: argparse.Namespace) -> None:
@@ -115,12 +128,14 @@ def run_operator(args: argparse.Namespace) -> None:
             liveness=args.liveness,
             service_retry_s=args.service_retry_s,
             secret_refresh_s=args.secret_refresh_s,
+            stats_interval_s=args.stats_interval_s,
+            log_format=args.log_format,
         )
     except ValueError as err:
         raise CommandError(f"a setting has a wrong value: {setting_error(err)}") from None
     if not settings.database_url:
         raise CommandError("no database: give --database-url or set STEPLINE_DATABASE_URL")
-    _configure_logging()
+    _configure_logging(settings.log_format)
     logging.getLogger("stepline").info(
         "Stepline operator watching %s",
         "the whole cluster" if settings.clusterwide else "namespaces " + ", ".join(settings.namespaces),

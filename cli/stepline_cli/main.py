@@ -89,11 +89,13 @@ def _check_port_free(host: str, port: int) -> None:
             ) from None
 
 
-def _configure_logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("STEPLINE_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
+def _configure_logging(log_format: str = "text") -> None:
+    from stepline_cli import logs
+
+    logs.configure(
+        os.environ.get("STEPLINE_LOG_LEVEL", "INFO").upper(),
+        log_format,
+        text="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
 
 
@@ -146,7 +148,7 @@ def cmd_gateway(args: argparse.Namespace) -> None:
         raise CommandError(str(err)) from None
     _check_port_free(settings.host, settings.port)
     asyncio.run(_check_database(settings.session_url, migrate=args.migrate))
-    _configure_logging()
+    _configure_logging(settings.log_format)
     # A task that cannot come back stops the server the way a signal does (calls in flight get their grace),
     # and the command then exits non-zero: the pod's restart policy starts it afresh.
     gateway = Gateway(settings, manifests=manifests, on_unrecoverable=lambda _: _stop(server))

@@ -59,8 +59,7 @@ async def _ingest(request: Request) -> Response:
     body = await bodies.read(request, settings.max_body_bytes)
     events = parse_events(body, max_event_bytes=settings.max_event_bytes)
     result = await gateway.ingestor.ingest(events)
-    gateway.metrics.events.inc(len(result.new_ids))
-    gateway.metrics.runs_started.inc(result.runs_created)
+    gateway.metrics.events_ingested(len(result.new_ids))
     log.info("received %s, started %d run(s)", ingest.describe(events), result.runs_created)
     # ``runs_started`` beside Inngest's shape: how many runs these events started (0 when no trigger matched).
     return JSONResponse({"ids": result.ids, "status": 200, "runs_started": result.runs_created})
@@ -140,6 +139,7 @@ async def replay_run(request: Request) -> Response:
         url=current.url if current else None,
         max_attempts=current.max_attempts if current else None,
     )
+    gateway.metrics.runs_created([old["function"]["id"]])
     log.info("replaying run %s as %s", run_id, new_id)
     return JSONResponse({"id": str(new_id), "replay_of": str(run_id)}, status_code=201)
 
@@ -201,7 +201,38 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(_gateway(request).metrics.render(), media_type="text/plain; version=0.0.4")
+    gateway = _gateway(request)
+    if not gateway.metrics.enabled:
+        raise NotFound("metrics are off on this gateway (--no-metrics / STEPLINE_NO_METRICS)")
+    return Response(await gateway.render_metrics(), media_type="text/plain; version=0.0.4")
+
+
+async def queue_depth(request: Request) -> Response:
+    """``GET /v1/queue``: the queue's depth and age, of every function or of those named; for autoscalers
+    (KEDA's metrics-api scaler reads a field of it, e.g. ``calls_due``)."""
+    gateway = _gateway(request)
+    function = query.text(request.query_params, "function")
+    namespace = query.text(request.query_params, "namespace")
+
+    def chosen(function_id: str) -> bool:
+        return (function is None or function_id == function) and (
+            namespace is None or gateway.labels.namespace(function_id) == namespace
+        )
+
+    snapshot = await gateway.queue.snapshot()
+    total = snapshot.total(chosen)
+    entries = [
+        e.json(gateway.labels.namespace(e.function_id)) for e in snapshot.functions if chosen(e.function_id)
+    ]
+    return JSONResponse(
+        {
+            "runs_waiting": total.runs_waiting,
+            "calls_due": total.calls_due,
+            "oldest_due_s": round(total.oldest_due_s, 3),
+            "waiting": dict(sorted(total.waiting.items())),
+            "functions": entries,
+        }
+    )
 
 
 async def _error_response(request: Request, exc: Exception) -> Response:
@@ -238,6 +269,7 @@ def routes() -> list[Route]:
         Route("/v1/runs/{run_id}", get_run, methods=["GET"]),
         Route("/v1/runs/{run_id}/replay", replay_run, methods=["POST"]),
         Route("/v1/runs/{run_id}/cancel", cancel_run, methods=["POST"]),
+        Route("/v1/queue", queue_depth, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

@@ -194,13 +194,16 @@ class Caller:
             await self._session.close()
             self._session = None
 
-    async def call(self, call: Call) -> Answer:
+    async def call(self, call: Call, *, traceparent: str | None = None) -> Answer:
+        """Make ``call``; ``traceparent`` (W3C) names the call's span to the service when tracing is on."""
         payload = call.body()
         headers = {
             "content-type": "application/json",
             Header.REQUEST_VERSION: REQUEST_VERSION,
             Header.SERVER_KIND: self._server_kind,
         }
+        if traceparent:
+            headers["traceparent"] = traceparent
         if self._signing_key:
             data = signing.canonical_dumps(payload)
             headers[Header.SIGNATURE] = signing.sign(data, self._signing_key)

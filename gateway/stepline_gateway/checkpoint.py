@@ -23,8 +23,9 @@ from stepline.protocol import RAN_OPCODES, Header
 
 from stepline_gateway import bodies, storable
 from stepline_gateway.answers import AnswerLimits
-from stepline_gateway.calls import parse_queue_item_ref
+from stepline_gateway.calls import parse_queue_item_ref, queue_item_ref
 from stepline_gateway.errors import BadRequest, NotFound, Unauthorized
+from stepline_gateway.log_context import about_run
 from stepline_gateway.outcomes import record_steps
 from stepline_gateway.service import Gateway
 
@@ -65,17 +66,12 @@ async def checkpoint_async(request: Request) -> Response:
         run_id = uuid.UUID(request.path_params["run_id"])
     except ValueError:
         raise NotFound(f"no run {request.path_params['run_id']!r}: run ids are UUIDs") from None
-    document = await bodies.read_json(request, settings.max_body_bytes)
-    payload = document.value
-    if not isinstance(payload, dict):
-        raise BadRequest("the body must be an object: {run_id, fn_id, qi_id, steps}")
-    if payload.get("run_id") not in (None, "", str(run_id)):
-        raise BadRequest(f"the body's run_id {payload['run_id']!r} is not the run of the path, {run_id}")
-    steps = _steps(payload, gateway.answer_limits, document)
+    about_run(str(run_id), None, None)
     try:
-        work_id, lease_token = parse_queue_item_ref(str(payload.get("qi_id") or ""))
-    except ValueError:
-        raise BadRequest("'qi_id' must be the ctx.qi_id of the call that ran the steps") from None
+        work_id, lease_token, steps = await _read(request, gateway, run_id)
+    except BadRequest:
+        gateway.metrics.checkpoint_posted("refused")
+        raise
     try:
         result = await record_steps(
             gateway.store,
@@ -87,15 +83,39 @@ async def checkpoint_async(request: Request) -> Response:
             checkpointed=True,
         )
     except ValueError as err:
+        gateway.metrics.checkpoint_posted("refused")
         raise BadRequest(f"a step's output cannot be stored: {err}") from None
     if not result.held:
+        gateway.metrics.checkpoint_posted("lease_lost")
         raise BadRequest(
             f"the call of run {run_id} no longer holds its work item (its lease ran out, or the run was "
             "cancelled or has ended): stop running steps; the gateway drops the call's answer",
             status=409,
         )
-    gateway.metrics.checkpointed_steps.inc(result.recorded)
+    gateway.metrics.checkpoint_posted("recorded", result.recorded)
+    if result.function_id is not None:
+        gateway.metrics.steps_recorded(result.function_id, "completed", result.recorded)
+    gateway.tracing.checkpointed(str(run_id), queue_item_ref(work_id, lease_token), steps)
     return JSONResponse({"run_id": str(run_id), "steps": len(steps), "recorded": result.recorded})
+
+
+async def _read(
+    request: Request, gateway: Gateway, run_id: uuid.UUID
+) -> tuple[int, uuid.UUID, list[dict[str, Any]]]:
+    """The work item and the steps of a checkpoint post; BadRequest when they cannot be."""
+    settings = gateway.settings
+    document = await bodies.read_json(request, settings.max_body_bytes)
+    payload = document.value
+    if not isinstance(payload, dict):
+        raise BadRequest("the body must be an object: {run_id, fn_id, qi_id, steps}")
+    if payload.get("run_id") not in (None, "", str(run_id)):
+        raise BadRequest(f"the body's run_id {payload['run_id']!r} is not the run of the path, {run_id}")
+    steps = _steps(payload, gateway.answer_limits, document)
+    try:
+        work_id, lease_token = parse_queue_item_ref(str(payload.get("qi_id") or ""))
+    except ValueError:
+        raise BadRequest("'qi_id' must be the ctx.qi_id of the call that ran the steps") from None
+    return work_id, lease_token, steps
 
 
 def routes() -> list[Route]:

@@ -152,6 +152,7 @@ class Dispatcher:
             self._orphans_possible = True
             raise
         for row in rows:
+            self._metrics.first_call(row["function_id"], row["queued_s"])
             claim = claim_from_row(row)
             task = asyncio.create_task(self._execute(claim))
             self._inflight[task] = (claim.work_id, claim.lease_token)

@@ -53,11 +53,14 @@ from stepline_gateway.backoff import Backoff
 from stepline_gateway.calls import Answer, Caller, error_json
 from stepline_gateway.clock import Clock
 from stepline_gateway.ingest import Ingestor
+from stepline_gateway.labels import FunctionLabels
+from stepline_gateway.log_context import about_run
 from stepline_gateway.metrics import Metrics
 from stepline_gateway.outcomes import Claim, Outcomes, op_error, record_steps, step_name
 from stepline_gateway.reachability import Reachability
 from stepline_gateway.routing import RoutingTable
 from stepline_gateway.supervision import RetryDelay, describe
+from stepline_gateway.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +88,12 @@ class Executor:
         reachability: Reachability | None = None,
         limits: AnswerLimits | None = None,
         max_lost_leases: int = 5,
+        tracing: Tracing | None = None,
+        labels: FunctionLabels | None = None,
     ) -> None:
         self._store = store
+        self._tracing = tracing or Tracing()
+        self._labels = labels or FunctionLabels(routes)
         self._reachability = reachability or Reachability(datetime.timedelta(0))
         self._caller = caller
         self._clock = clock
@@ -104,10 +111,14 @@ class Executor:
             lease=datetime.timedelta(seconds=lease_s),
             wake=wake,
             routes=routes,
+            tracing=self._tracing,
+            labels=self._labels,
         )
 
     async def run(self, claim: Claim) -> None:
         """Make the claimed call and the calls that follow it while the lease is held."""
+        namespace = self._labels.namespace(claim.call.function_id)
+        about_run(claim.call.run_id, claim.call.function_id, namespace)
         refusal = self._refusal(claim)
         if refusal is not None:
             await self._outcomes.finish(claim, "Failed", output=None, error=refusal)
@@ -117,10 +128,16 @@ class Executor:
             current = await self._recorded(claim, functools.partial(self._outcomes.resume, claim))
         while current is not None:
             started = time.monotonic()
-            with self._metrics.call_seconds.time():
-                answer = await self._caller.call(current.call)
+            span = self._tracing.call(current.call, namespace)
+            answer = await self._caller.call(
+                current.call, traceparent=None if span is None else span.traceparent
+            )
             # Counted here, once per answer, however many times its recording is tried.
-            self._metrics.calls.labels(_outcome(answer)).inc()
+            self._metrics.answered(
+                current.call.function_id, answer.status, _outcome(answer), time.monotonic() - started
+            )
+            if span is not None:
+                span.end(answer)
             made = current
             try:
                 current = await self._recorded(made, functools.partial(self.settle, made, answer, started))
@@ -189,7 +206,6 @@ class Executor:
         call = claim.call
         if answer.unreachable:
             if self._reachability.waits_for(call.url, self._clock.now()):
-                self._metrics.calls.labels("error").inc()
                 await self._outcomes.wait_for_app(claim, answer.error or {})
                 return None
         else:
@@ -244,6 +260,7 @@ class Executor:
             if not recorded.held:
                 log.info("run %s: lease lost or run cancelled; dropping the answer", call.run_id)
                 return None
+            self._metrics.steps_recorded(call.function_id, "completed", recorded.recorded)
             # What follows began after the steps before it. Steps recorded already are no progress: an
             # answer that repeats them goes on counting its attempts, or it would be retried without end.
             progressed = await self._after_steps(claim, recorded.recorded, on=conn)
@@ -280,6 +297,7 @@ class Executor:
             if not recorded.held:
                 log.info("run %s: lease lost or run cancelled; dropping the answer", call.run_id)
                 return
+            self._metrics.steps_recorded(call.function_id, "completed", recorded.recorded)
             progressed = await self._after_steps(claim, recorded.recorded, on=conn)
             await self._outcomes.failed_attempt(
                 progressed, problem.error(), True, None, target, name, on=conn

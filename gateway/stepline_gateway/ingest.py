@@ -24,6 +24,7 @@ from stepline_store.pool import Queryable, Record, Store
 
 from stepline_gateway.clock import Clock
 from stepline_gateway.events import Event, new_event_id
+from stepline_gateway.metrics import Metrics
 from stepline_gateway.routing import Function, RoutingTable, evaluate, wait_expression
 
 # Events emitted while ingesting (cancellations) are ingested in turn, down to this depth.
@@ -60,10 +61,18 @@ def cancelled_event(row: Record) -> Event:
 
 
 class Ingestor:
-    def __init__(self, store: Store, routes: Callable[[], RoutingTable], clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        routes: Callable[[], RoutingTable],
+        clock: Clock,
+        *,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._store = store
         self._routes = routes
         self._clock = clock
+        self._metrics = metrics
 
     async def ingest(
         self, events: list[Event], *, on: Queryable = None, runs: list[PlannedRun] | None = None
@@ -115,6 +124,10 @@ class Ingestor:
         stamped: dict[str, int] = row["new_events"]
         # The new events as stored: those sent without a ts have the database's.
         fresh = [replace(event, ts=stamped[event.id]) for event in unique.values() if event.id in stamped]
+        if self._metrics is not None:
+            # Counted when the statement succeeds (a transaction rolled back after it is rare: an error
+            # while recording an answer).
+            self._metrics.runs_created(p.function.id for p in planned if p.event.id in stamped)
         if row["waits"]:
             await self._resolve_waits(conn, row["waits"], fresh)
         if depth < _MAX_DEPTH:
@@ -168,9 +181,20 @@ class Ingestor:
 
     async def _cancel(self, conn: Queryable, run_ids: list[uuid.UUID], depth: int) -> list[Record]:
         rows = await self._store.fetch("cancel_runs", run_ids, self._clock.offset(), on=conn)
+        if self._metrics is not None:
+            for row in rows:
+                self._metrics.run_ended(row["function_id"], "Cancelled", _seconds(row))
         if rows and depth < _MAX_DEPTH:
             await self._ingest(conn, [cancelled_event(row) for row in rows], None, depth + 1)
         return rows
+
+
+def _seconds(row: Record) -> float | None:
+    """How long a run lasted, from the row that ended it."""
+    if row["created_at"] is None or row["ended_at"] is None:
+        return None
+    seconds: float = (row["ended_at"] - row["created_at"]).total_seconds()
+    return seconds
 
 
 def describe(events: list[Event]) -> str:

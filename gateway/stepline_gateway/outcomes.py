@@ -35,8 +35,10 @@ from stepline_gateway.calls import Call, error_json
 from stepline_gateway.clock import Clock
 from stepline_gateway.events import Event, new_event_id
 from stepline_gateway.ingest import Ingestor, PlannedRun
+from stepline_gateway.labels import FunctionLabels
 from stepline_gateway.metrics import Metrics
 from stepline_gateway.routing import ExpressionError, RoutingTable, compile_expression
+from stepline_gateway.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,8 @@ class RecordedSteps:
 
     held: bool
     recorded: int
+    # The function of the run (None when the lease was lost).
+    function_id: str | None = None
 
 
 def step_name(op: dict[str, Any]) -> str:
@@ -128,7 +132,7 @@ async def record_steps(
     )
     if row is None or not row["held"]:
         return RecordedSteps(held=False, recorded=0)
-    return RecordedSteps(held=True, recorded=row["recorded"])
+    return RecordedSteps(held=True, recorded=row["recorded"], function_id=row["function_id"])
 
 
 _NOW = datetime.timedelta(0)
@@ -145,6 +149,11 @@ def _sleep_until(
     except ValueError:
         pass
     return parse_duration(name if not opts.get("duration") else str(opts["duration"])), None
+
+
+def _step_outcome(status: str) -> str:
+    """The outcome label of a step recorded with ``status``."""
+    return "completed" if status == "Completed" else "failed"
 
 
 def _elapsed_s(started: float) -> float:
@@ -164,8 +173,12 @@ class Outcomes:
         lease: datetime.timedelta,
         wake: Callable[[], None],
         routes: Callable[[], RoutingTable],
+        tracing: Tracing | None = None,
+        labels: FunctionLabels | None = None,
     ) -> None:
         self._store = store
+        self._tracing = tracing or Tracing()
+        self._labels = labels or FunctionLabels(routes)
         self._ingestor = ingestor
         self._clock = clock
         self._backoff = backoff
@@ -223,6 +236,8 @@ class Outcomes:
             if row is None or not row["held"]:
                 log.info("run %s: lease lost or run cancelled; dropping the answer", call.run_id)
                 return None
+            if row["recorded"]:
+                self._metrics.steps_recorded(call.function_id, _step_outcome(status))
             if row["memos_before"] > len(call.memos):
                 # Steps came in through the checkpoint API during the call: the next call carries them too.
                 return replace(claim, call=await self._with_run_memos(call, on=on))
@@ -235,7 +250,7 @@ class Outcomes:
             status_now = await self._store.fetchval("lock_run", uuid.UUID(call.run_id), on=conn)
             if status_now not in ("Queued", "Running"):
                 return None
-            await self._store.fetchrow(
+            parallel = await self._store.fetchrow(
                 "record_parallel_step",
                 claim.work_id,
                 claim.lease_token,
@@ -250,6 +265,8 @@ class Outcomes:
                 offset,
                 on=conn,
             )
+        if parallel is not None and (parallel["goes_on"] or parallel["done"]):
+            self._metrics.steps_recorded(call.function_id, _step_outcome(status))
         self._wake()
         return None
 
@@ -424,6 +441,7 @@ class Outcomes:
                 on=on,
             )
             if row is not None and row["held"]:
+                self._metrics.retried(call.function_id)
                 log.info(
                     "run %s: attempt %d failed (%s), retrying at %s",
                     call.run_id,
@@ -438,7 +456,7 @@ class Outcomes:
             return
         async with self._store.transaction(on) as conn:
             # The step's last attempt: it shows the error that ended the run, not the one before.
-            await self._store.execute(
+            failed = await self._store.execute(
                 "fail_step",
                 claim.work_id,
                 claim.lease_token,
@@ -450,6 +468,8 @@ class Outcomes:
                 self._clock.offset(),
                 on=conn,
             )
+            if failed != "INSERT 0 0":
+                self._metrics.steps_recorded(call.function_id, "failed")
             await self.finish(claim, "Failed", output=None, error=error, on=conn)
 
     async def wait_for_app(self, claim: Claim, error: dict[str, Any]) -> None:
@@ -497,13 +517,15 @@ class Outcomes:
         )
         if status == "Completed":
             # One statement, no explicit transaction: the common end of a run costs one round trip.
-            if await self._store.fetchrow("finish_run", *args, on=on) is None:
+            ended = await self._store.fetchrow("finish_run", *args, on=on)
+            if ended is None:
                 return
-            self._metrics.runs_finished.labels(status).inc()
+            self._ended(call, status, ended, error)
             log.info("run %s of %s completed", call.run_id, call.function_id)
             return
         async with self._store.transaction(on) as conn:
-            if await self._store.fetchrow("finish_run", *args, on=conn) is None:
+            ended = await self._store.fetchrow("finish_run", *args, on=conn)
+            if ended is None:
                 return
             data = {
                 "function_id": call.function_id,
@@ -518,5 +540,21 @@ class Outcomes:
                 ],
                 on=conn,
             )
-        self._metrics.runs_finished.labels(status).inc()
+        self._ended(call, status, ended, error)
         log.warning("run %s of %s failed: %s", call.run_id, call.function_id, describe(error or {}))
+
+    def _ended(self, call: Call, status: str, ended: Any, error: dict[str, Any] | None) -> None:
+        """The run ended (``ended``: the row of finish_run): its metrics and its trace's root span."""
+        created_at, ended_at = ended["created_at"], ended["ended_at"]
+        seconds = (ended_at - created_at).total_seconds() if created_at and ended_at else None
+        self._metrics.run_ended(call.function_id, status, seconds)
+        if self._tracing.enabled:
+            self._tracing.run_ended(
+                run_id=call.run_id,
+                function_id=call.function_id,
+                namespace=self._labels.namespace(call.function_id),
+                status=status,
+                created_at=created_at,
+                ended_at=ended_at,
+                error=error,
+            )

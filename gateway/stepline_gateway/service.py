@@ -27,14 +27,18 @@ from stepline_gateway.clock import Clock, SystemClock
 from stepline_gateway.dispatcher import Dispatcher
 from stepline_gateway.executor import Executor
 from stepline_gateway.ingest import Ingestor
+from stepline_gateway.labels import FunctionLabels
 from stepline_gateway.metrics import Metrics
 from stepline_gateway.notifications import Listener
+from stepline_gateway.queue import QueueGauges, QueueSnapshot
 from stepline_gateway.reachability import Reachability
 from stepline_gateway.registry import MANIFEST_SOURCE, Registry, load_manifests
 from stepline_gateway.routing import RoutingTable
 from stepline_gateway.scheduler import Scheduler
 from stepline_gateway.settings import Settings
 from stepline_gateway.supervision import Health, Supervisor, describe
+from stepline_gateway.tracing import Tracing
+from stepline_gateway.tracing import from_env as tracing_from_env
 from stepline_gateway.webhook_manifests import load_webhook_manifests
 from stepline_gateway.webhooks import Webhooks
 
@@ -56,11 +60,15 @@ class Gateway:
         migrate: bool = False,
         manifests: list[Path] | None = None,
         on_unrecoverable: Callable[[str], None] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self._manifests = manifests or []
         self.clock = clock or SystemClock(datetime.timedelta(seconds=settings.clock_offset_s))
-        self.metrics = Metrics()
+        self.labels = FunctionLabels(lambda: self.routes)
+        self.metrics = Metrics(self.labels, enabled=not settings.no_metrics)
+        # Traces only when the OTEL_* variables ask for them (tracing.py).
+        self.tracing = tracing if tracing is not None else tracing_from_env()
         self.routes = RoutingTable()
         self.routes_loaded = False
         self._migrate = migrate
@@ -123,8 +131,12 @@ class Gateway:
                     application_name=f"{_APPLICATION_NAME} reads",
                 )
             )
+        self.metrics.watch_pool("primary", self.store)
+        if self._read_store is not None:
+            self.metrics.watch_pool("replica", self._read_store)
+        self.queue = QueueGauges(self.store, self.clock)
         self.registry = Registry(self.store)
-        self.ingestor = Ingestor(self.store, lambda: self.routes, self.clock)
+        self.ingestor = Ingestor(self.store, lambda: self.routes, self.clock, metrics=self.metrics)
         self.dispatcher = Dispatcher(
             store=self.store,
             executor=Executor(
@@ -134,6 +146,8 @@ class Gateway:
                 clock=self.clock,
                 backoff=Backoff(settings.retry_base_s, settings.retry_max_s),
                 metrics=self.metrics,
+                tracing=self.tracing,
+                labels=self.labels,
                 lease_s=settings.lease_s,
                 wake=lambda: self.dispatcher.wake(),
                 routes=lambda: self.routes,
@@ -195,6 +209,7 @@ class Gateway:
     def _resubscribed(self) -> None:
         """The listener is back after losing its connection: what was notified meanwhile is lost, so reload
         the routes and wake every loop now (their backoffs too) instead of waiting for a timer."""
+        self.metrics.reconnected()
         self._routes_changed.set()
         self.dispatcher.wake()
         self.scheduler.routes_changed()
@@ -217,6 +232,15 @@ class Gateway:
             health.ok()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._routes_changed.wait(), self.settings.routes_refresh_s)
+
+    async def render_metrics(self) -> bytes:
+        """The Prometheus text of ``GET /metrics``; without the queue's series while the database is away."""
+        try:
+            snapshot: QueueSnapshot | None = await self.queue.snapshot()
+        except Exception as err:
+            log.warning("metrics without the queue's gauges: %s", describe(err))
+            snapshot = None
+        return self.metrics.render(snapshot)
 
     async def prune(self) -> int:
         """Delete history older than the retention period, in batches; answer how many events went."""
@@ -281,6 +305,7 @@ class Gateway:
         if self._listener is not None:
             await self._listener.close()
         await self.caller.close()
+        await self.tracing.close()
         if self._read_store is not None:
             await self._read_store.close()
             self._read_store = None

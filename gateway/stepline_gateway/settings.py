@@ -7,7 +7,7 @@ defaults. docs/operations.md lists them (generated from this model).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -105,6 +105,16 @@ class Settings(BaseSettings):
         default=300.0,
         description="exit (so that Kubernetes restarts the pod) when a background task fails this long with "
         "errors other than database or network ones; 0: never",
+    )
+    no_metrics: bool = Field(
+        default=False,
+        description="count nothing per call or run and answer GET /metrics with 404 (the queue is still "
+        "served at GET /v1/queue)",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="log lines as plain text, or as JSON objects (one per line, with the run id, function "
+        "and namespace of lines about a run)",
     )
     clock_offset_s: float = Field(
         default=0.0,

@@ -253,8 +253,7 @@ class Webhooks:
         outcome = "duplicate" if reason.startswith("duplicate") else "accepted"
         self._metrics.webhook_deliveries.labels(endpoint.row.namespace, endpoint.row.name, outcome).inc()
         if result is not None:
-            self._metrics.events.inc(len(result.new_ids))
-            self._metrics.runs_started.inc(result.runs_created)
+            self._metrics.events_ingested(len(result.new_ids))
         log.info(
             "webhook %s: %s, %d event(s), %d run(s) started",
             endpoint.label,

@@ -5,7 +5,8 @@ run several operators). On create, update and resume a Function is checked, its 
 the watched Services, its route published, and its status and Events written. A missing Service is a
 ``kopf.TemporaryError`` retried every ``service_retry_s``; meanwhile a small daemon of that Function waits
 for the Service to appear and reconciles at once, so it turns Ready within moments, not at the next retry.
-The finalizer (ours, not kopf's default) removes the route on delete; runs already started finish.
+The finalizer (ours, not kopf's default) removes the route on delete; runs already started finish. A timer
+per Function writes its live counts (``status.stats``, stats.py).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from stepline_operator.errors import (
 from stepline_operator.routes import Route, RouteTable, source_of
 from stepline_operator.secrets import SecretReader
 from stepline_operator.settings import OperatorSettings
+from stepline_operator.stats import StatsBoard
 
 FUNCTIONS = (API_GROUP, API_VERSION, PLURAL)
 SERVICES = ("", "v1", "services")
@@ -246,6 +248,15 @@ def build_registry(
             logger.info("Service %s appeared: routing now", ref.get("name"))
             await reconciler.reconcile(body, patch, services, logger)
             return
+
+    board = StatsBoard(routes.pool, namespaces=settings.namespaces, max_age_s=settings.stats_interval_s)
+
+    @kopf.timer(*FUNCTIONS, registry=registry, id="stats", interval=settings.stats_interval_s, sharp=False)
+    async def stats(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        source = source_of(body.metadata.namespace or "default", body.metadata.name or "")
+        counts = await board.of(source)
+        if counts is not None and body.status.get("stats") != counts:
+            patch.status["stats"] = counts
 
     @kopf.on.delete(*FUNCTIONS, registry=registry, id="unroute")
     async def unroute(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:

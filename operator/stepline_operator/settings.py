@@ -7,7 +7,7 @@ environment overrides the defaults. docs/operator.md lists them.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -53,6 +53,14 @@ class OperatorSettings(BaseSettings):
         description="seconds between reads of each Webhook's Secret, to pick up a changed secret",
     )
 
+    stats_interval_s: float = Field(
+        default=30.0,
+        description="seconds between writes of the live counts (status.stats) on each Function",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="log lines as plain text or as JSON objects, one per line"
+    )
+
     @field_validator("namespaces", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
@@ -69,7 +77,7 @@ class OperatorSettings(BaseSettings):
                 raise ValueError(f"liveness must be host:port, e.g. 0.0.0.0:8080, not {value!r}")
         return value
 
-    @field_validator("service_retry_s", "secret_refresh_s")
+    @field_validator("service_retry_s", "secret_refresh_s", "stats_interval_s")
     @classmethod
     def _positive(cls, value: float, info: ValidationInfo) -> float:
         if value <= 0:

@@ -70,6 +70,24 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "Routed and reachable",
     },
     {
+        "name": "Running",
+        "type": "integer",
+        "jsonPath": ".status.stats.running",
+        "description": "Runs started and not ended",
+    },
+    {
+        "name": "Queued",
+        "type": "integer",
+        "jsonPath": ".status.stats.queued",
+        "description": "Runs waiting for their first call",
+    },
+    {
+        "name": "Failed",
+        "type": "integer",
+        "jsonPath": ".status.stats.failedLastHour",
+        "description": "Runs failed in the last hour",
+    },
+    {
         "name": "Reason",
         "type": "string",
         "priority": 1,

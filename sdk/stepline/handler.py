@@ -34,6 +34,7 @@ from stepline.protocol import (
     iso_utc,
 )
 from stepline.signing import SignatureError, sign, verify_request
+from stepline.tracing import continued
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +98,8 @@ class Handler:
                 return self._answer(401, {"error": f"request refused: {err}"}, key=answer_key)
         if method == "PUT":
             return await self._sync(url, headers, key=answer_key)
-        return await self._call(url, body, key=answer_key)
+        with continued(headers):
+            return await self._call(url, body, key=answer_key)
 
     def serve_url(self, request_url: str) -> str:
         """The URL the gateway calls: the request's, without its query, under ``serve_origin`` if set."""

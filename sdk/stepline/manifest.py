@@ -274,6 +274,29 @@ class Condition(_Model):
     message: Annotated[str, Field(max_length=32768, description="What to know or do, in words.")]
 
 
+class FunctionStats(_Model):
+    """Live counts of a Function's runs, written by the operator on a slow timer from Postgres."""
+
+    running: Annotated[int, Field(ge=0, description="Runs started and not ended (sleeping ones too).")] = 0
+    queued: Annotated[int, Field(ge=0, description="Runs created whose first call has not been made.")] = 0
+    completed_last_hour: Annotated[
+        int,
+        Field(alias="completedLastHour", ge=0, description="Runs created in the last hour that completed."),
+    ] = 0
+    failed_last_hour: Annotated[
+        int, Field(alias="failedLastHour", ge=0, description="Runs created in the last hour that failed.")
+    ] = 0
+    completed_last_day: Annotated[
+        int, Field(alias="completedLastDay", ge=0, description="Runs created in the last day that completed.")
+    ] = 0
+    failed_last_day: Annotated[
+        int, Field(alias="failedLastDay", ge=0, description="Runs created in the last day that failed.")
+    ] = 0
+    last_run_time: datetime.datetime | None = Field(
+        default=None, alias="lastRunTime", description="When the newest run was created."
+    )
+
+
 class FunctionStatus(_Model):
     """The observed state of a Function, written by the operator."""
 
@@ -285,6 +308,11 @@ class FunctionStatus(_Model):
         default=None, alias="endpointURL", description="The serve URL the gateway calls."
     )
     triggers: str | None = Field(default=None, description="The triggers in one line, for kubectl get.")
+    stats: FunctionStats | None = Field(
+        default=None,
+        description="Live counts of the Function's runs (running, queued, completed and failed in the last "
+        "hour and day), refreshed every 30 s by default.",
+    )
     conditions: Annotated[
         list[Condition],
         Field(

@@ -2,6 +2,8 @@
 
 No other module holds SQL. Callers get asyncpg records back and give plain Python values; JSON columns
 are encoded and decoded here. ``schema`` applies migrations; serving processes only verify the version.
+A ``Store`` counts the statements that failed, transient or not (``errors.is_transient``), and says how
+many of its pool's connections are in use: the gateway's metrics read both.
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
+from stepline_store.errors import is_transient
 from stepline_store.sql import load_queries
 
 Record = asyncpg.Record
@@ -60,30 +64,68 @@ async def connect(dsn: str, *, application_name: str = "stepline", within_s: flo
     return conn
 
 
+@dataclass(frozen=True)
+class PoolUsage:
+    """The connections of a pool now: in use, idle (open, not lent out), and the most it opens."""
+
+    in_use: int
+    idle: int
+    max_size: int
+
+
 class Store:
     """Runs named queries on a pool; ``transaction()`` yields a connection for several in one go."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        # Statements that raised, by kind: "transient" (the database away or busy) or "permanent".
+        self.errors = {"transient": 0, "permanent": 0}
+
+    def _failed(self, error: Exception) -> None:
+        self.errors["transient" if is_transient(error) else "permanent"] += 1
+
+    def usage(self) -> PoolUsage:
+        size, idle = self.pool.get_size(), self.pool.get_idle_size()
+        return PoolUsage(in_use=max(0, size - idle), idle=idle, max_size=self.pool.get_max_size())
 
     async def fetch(self, name: str, *args: Any, on: Queryable = None) -> list[Record]:
-        result: list[Record] = await (on or self.pool).fetch(QUERIES[name], *args)
+        try:
+            result: list[Record] = await (on or self.pool).fetch(QUERIES[name], *args)
+        except Exception as err:
+            self._failed(err)
+            raise
         return result
 
     async def fetchrow(self, name: str, *args: Any, on: Queryable = None) -> Record | None:
-        result: Record | None = await (on or self.pool).fetchrow(QUERIES[name], *args)
+        try:
+            result: Record | None = await (on or self.pool).fetchrow(QUERIES[name], *args)
+        except Exception as err:
+            self._failed(err)
+            raise
         return result
 
     async def fetchval(self, name: str, *args: Any, on: Queryable = None) -> Any:
-        return await (on or self.pool).fetchval(QUERIES[name], *args)
+        try:
+            return await (on or self.pool).fetchval(QUERIES[name], *args)
+        except Exception as err:
+            self._failed(err)
+            raise
 
     async def execute(self, name: str, *args: Any, on: Queryable = None) -> str:
-        result: str = await (on or self.pool).execute(QUERIES[name], *args)
+        try:
+            result: str = await (on or self.pool).execute(QUERIES[name], *args)
+        except Exception as err:
+            self._failed(err)
+            raise
         return result
 
     async def ping(self, *, within_s: float) -> None:
         """Answer when the database does, within ``within_s`` seconds (else TimeoutError or its own error)."""
-        await self.pool.fetchval(QUERIES["ping"], timeout=within_s)
+        try:
+            await self.pool.fetchval(QUERIES["ping"], timeout=within_s)
+        except Exception as err:
+            self._failed(err)
+            raise
 
     @asynccontextmanager
     async def transaction(self, on: Queryable = None) -> AsyncIterator[Queryable]:

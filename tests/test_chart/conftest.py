@@ -64,6 +64,14 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "serviceMonitor": {"enabled": True},
         "imagePullSecrets": [{"name": "registry"}],
     },
+    # Monitoring and autoscaling: KEDA scales the gateway on its queue, alerts and a Grafana dashboard.
+    "observability": {
+        "database": {"url": "postgresql://stepline:secret@db.example.com:5432/stepline"},
+        "gateway": {"keda": {"enabled": True, "minReplicas": 2, "maxReplicas": 8, "callsDuePerReplica": 50}},
+        "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+        "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}, "queueAgeSeconds": 120},
+        "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Stepline"}},
+    },
     # Every other option at once, so that each branch of the templates is rendered and validated.
     "everything": {
         "fullnameOverride": "sl",

@@ -1,7 +1,9 @@
 """The custom resources the chart renders for other operators are valid for those operators.
 
-CloudNativePG's ``Cluster`` and ``Pooler`` and the Prometheus Operator's ``ServiceMonitor`` are checked with
-the npm packages ``@kubernetes-models/cloudnative-pg`` and ``@kubernetes-models/prometheus-operator``
+CloudNativePG's ``Cluster`` and ``Pooler``, the Prometheus Operator's ``ServiceMonitor`` and
+``PrometheusRule`` and KEDA's ``ScaledObject`` and ``TriggerAuthentication`` are checked with the npm
+packages ``@kubernetes-models/cloudnative-pg``, ``@kubernetes-models/prometheus-operator`` and
+``@kubernetes-models/keda``
 (generated from those projects' CRDs and Go types): values against their JSON schemas, field names against
 their TypeScript declarations (tests/test_chart/foreign_schemas/validate.js).
 """

@@ -32,7 +32,14 @@ from tests.test_chart.conftest import (
 KUBERNETES_VALIDATE = Path(sys.executable).with_name("kubernetes-validate")
 # Kinds outside Kubernetes itself, which kubernetes-validate has no schema for (test_foreign.py checks them
 # against their own projects' models).
-FOREIGN_KINDS = {"ServiceMonitor", "Cluster", "Pooler"}
+FOREIGN_KINDS = {
+    "ServiceMonitor",
+    "Cluster",
+    "Pooler",
+    "PrometheusRule",
+    "ScaledObject",
+    "TriggerAuthentication",
+}
 
 
 def chart_yaml() -> dict[str, Any]:
@@ -263,7 +270,9 @@ def test_ha_gateway_scales_with_an_autoscaler_and_a_disruption_budget(
     assert pdb["spec"]["selector"]["matchLabels"] == gateway["spec"]["selector"]["matchLabels"]
     monitor = named(documents, "ServiceMonitor", "stepline-gateway")
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
-    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "http", "path": "/metrics", "interval": "30s", "honorLabels": True}
+    ]
     service = named(documents, "Service", "stepline-gateway")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     # The operator stays one replica whatever the gateway does.

@@ -117,9 +117,18 @@ def test_the_crd_declares_names_status_and_printer_columns() -> None:
     assert version["name"] == "v1alpha1"
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
-    assert columns == ["App", "Endpoint", "Triggers", "Ready", "Age"]
+    assert columns == ["App", "Endpoint", "Triggers", "Ready", "Running", "Queued", "Failed", "Age"]
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
-    assert {"observedGeneration", "endpointURL", "conditions"} <= set(status)
+    assert {"observedGeneration", "endpointURL", "conditions", "stats"} <= set(status)
+    assert set(status["stats"]["properties"]) == {
+        "running",
+        "queued",
+        "completedLastHour",
+        "failedLastHour",
+        "completedLastDay",
+        "failedLastDay",
+        "lastRunTime",
+    }
     assert status["conditions"]["x-kubernetes-list-type"] == "map"
     assert status["conditions"]["x-kubernetes-list-map-keys"] == ["type"]
     condition = status["conditions"]["items"]

@@ -130,6 +130,9 @@ async def test_applied_function_is_ready_routed_and_runs_on_the_service(
             "ENDPOINT",
             "TRIGGERS",
             "READY",
+            "RUNNING",
+            "QUEUED",
+            "FAILED",
             "AGE",
         ]
         assert rows["process-new-order"]["APP"] == "shop"

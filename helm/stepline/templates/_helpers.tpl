@@ -219,6 +219,12 @@ Checks of what the schema cannot say, failing the render with what to change.
 {{- if lt (int .Values.gateway.autoscaling.maxReplicas) (int .Values.gateway.autoscaling.minReplicas) }}
 {{- fail "gateway.autoscaling.maxReplicas must be at least gateway.autoscaling.minReplicas" }}
 {{- end }}
+{{- if and .Values.gateway.keda.enabled .Values.gateway.autoscaling.enabled }}
+{{- fail "gateway.keda and gateway.autoscaling both scale the gateway (KEDA makes a HorizontalPodAutoscaler of its own): enable one of them" }}
+{{- end }}
+{{- if lt (int .Values.gateway.keda.maxReplicas) (int .Values.gateway.keda.minReplicas) }}
+{{- fail "gateway.keda.maxReplicas must be at least gateway.keda.minReplicas" }}
+{{- end }}
 {{- if and .Values.auth.existingSecret (or .Values.auth.eventKeys .Values.auth.signingKey .Values.auth.signingKeyFallback .Values.auth.apiToken .Values.auth.secretsKey) }}
 {{- fail "auth.existingSecret holds the keys: leave auth.eventKeys, signingKey, signingKeyFallback, apiToken and secretsKey empty" }}
 {{- end }}

@@ -181,6 +181,10 @@ SELECT c.id, c.run_id, c.step_id, c.attempt, c.lease_token, c.resolves, c.resolv
        c.resolution, c.lost_leases, r.function_id, coalesce(f.url, r.url) AS url, r.max_attempts,
        e.id AS event_id, e.name AS event_name, e.data AS event_data, e."user" AS event_user, e.ts AS event_ts,
        e.v AS event_v,
+       -- A run this claim starts (its status before the claim): how long its first call waited since it
+       -- fell due, for the schedule-to-start metric; null for every other call.
+       CASE WHEN r.status = 'Queued' THEN extract(epoch FROM statement_timestamp() + $1::interval
+                 - greatest(r.created_at, to_timestamp(e.ts / 1000.0)))::float8 END AS queued_s,
        (SELECT coalesce(jsonb_object_agg(s.hash, s.memo), '{}'::jsonb)
         FROM steps s WHERE s.run_id = c.run_id AND s.memo IS NOT NULL) AS memos,
        (SELECT coalesce(array_agg(s.hash ORDER BY s.ended_at, s.hash), '{}')
@@ -275,7 +279,8 @@ WITH held AS (
     UPDATE work SET attempt = 0 FROM held
     WHERE work.id = held.id AND held.attempt <> 0 AND EXISTS (SELECT 1 FROM step)
 )
-SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT count(*) FROM step) AS recorded;
+SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT count(*) FROM step) AS recorded,
+       (SELECT function_id FROM runs WHERE id = $3::uuid) AS function_id;
 
 -- name: held_attempt
 -- The attempt count of the call holding work $1 with lease token $2 (null when the lease is lost): the
@@ -410,7 +415,8 @@ WITH held AS (
     UPDATE runs SET status = $2::text, output = $3::jsonb, error = $4::jsonb,
                     ended_at = statement_timestamp() + $5::interval
     FROM held WHERE runs.id = held.run_id AND runs.id = $1::uuid AND runs.status IN ('Queued', 'Running')
-    RETURNING runs.id, runs.function_id, runs.event_id, runs.parent_run_id, runs.parent_step
+    RETURNING runs.id, runs.function_id, runs.event_id, runs.parent_run_id, runs.parent_step, runs.created_at,
+              runs.ended_at
 ), dropped AS (
     DELETE FROM work WHERE run_id IN (SELECT id FROM ended)
 ), dropped_waits AS (
@@ -422,7 +428,7 @@ WITH held AS (
     FROM ended WHERE work.run_id = ended.parent_run_id AND work.resolves = ended.parent_step
     RETURNING 1
 )
-SELECT id, function_id, event_id,
+SELECT id, function_id, event_id, created_at, ended_at,
        (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM parent LIMIT 1) AS n) AS notified
 FROM ended;
 
@@ -459,13 +465,13 @@ SELECT (SELECT count(*) FROM held) > 0 AS held;
 WITH cancelled AS (
     UPDATE runs SET status = 'Cancelled', ended_at = statement_timestamp() + $2::interval
     WHERE id = ANY($1::uuid[]) AND status IN ('Queued', 'Running')
-    RETURNING id, function_id, event_id
+    RETURNING id, function_id, event_id, created_at, ended_at
 ), dropped AS (
     DELETE FROM work WHERE run_id IN (SELECT id FROM cancelled)
 ), dropped_waits AS (
     DELETE FROM waits WHERE run_id IN (SELECT id FROM cancelled)
 )
-SELECT c.id, c.function_id, e.id AS event_id, e.name, e.data, e.ts
+SELECT c.id, c.function_id, e.id AS event_id, e.name, e.data, e.ts, c.created_at, c.ended_at
 FROM cancelled c JOIN events e ON e.id = c.event_id;
 
 -- name: run_status
@@ -734,3 +740,66 @@ SELECT extract(epoch FROM least(
                 WHERE r.id = w.run_id) <> ALL ($2::text[])
             ORDER BY w.lease_expires_at LIMIT 1)
                - statement_timestamp()))::float8;
+
+-- Observability: the queue as the metrics show it, and the live counts the operator writes on Functions.
+
+-- name: queue_depth
+-- The queue by function and by why each call waits, for the metrics (one read per scrape, shared by
+-- concurrent scrapes): every work row once, its run's function by primary key (never a read of the run
+-- history). A call is "running" while its lease holds; due (a claim would take it now: unleased and due for a
+-- replica of clock offset $1, or its lease lapsed) it is "queued"; otherwise it waits for the end of a sleep,
+-- an event, an invoked run, a retry's backoff, or the event's ts ("scheduled"). Runs are counted once per
+-- reason their calls have; oldest_due_s is how long the oldest due call has been due.
+SELECT q.function_id, q.reason, count(DISTINCT q.run_id) AS runs, count(*) FILTER (WHERE q.due) AS calls_due,
+       extract(epoch FROM statement_timestamp() + $1::interval - min(q.due_at) FILTER (WHERE q.due))::float8
+           AS oldest_due_s
+FROM (
+    -- A subquery per row rather than a join: a join may read the whole run history to hash it.
+    SELECT w.run_id, (SELECT r.function_id FROM runs r WHERE r.id = w.run_id) AS function_id,
+           CASE WHEN w.lease_token IS NULL THEN w.available_at ELSE w.lease_expires_at END AS due_at,
+           CASE WHEN w.lease_token IS NULL THEN w.available_at <= statement_timestamp() + $1::interval
+                ELSE w.lease_expires_at <= statement_timestamp() END AS due,
+           CASE WHEN w.lease_token IS NOT NULL AND w.lease_expires_at > statement_timestamp() THEN 'running'
+                WHEN w.lease_token IS NOT NULL OR w.available_at <= statement_timestamp() + $1::interval
+                    THEN 'queued'
+                WHEN w.resolves_op = 'Sleep' THEN 'sleeping'
+                WHEN w.resolves_op = 'WaitForEvent' THEN 'waiting'
+                WHEN w.resolves_op = 'InvokeFunction' THEN 'invoking'
+                WHEN w.attempt > 0 THEN 'retrying'
+                ELSE 'scheduled' END AS reason
+    FROM work w
+) AS q
+GROUP BY q.function_id, q.reason;
+
+-- name: function_stats
+-- The live counts of the functions whose source is LIKE one of $1 (the operator's Function resources:
+-- 'kubernetes:%', or 'kubernetes:<namespace>/%' for each namespace it watches), for
+-- status.stats: runs Running and Queued now, Completed and Failed in the last hour and day (by creation, at
+-- most the newest $2 of each function in the day, so that a tick's cost stays bounded however busy), and
+-- when the newest run was created. Times are the database's.
+WITH watched AS (
+    SELECT id, source FROM functions WHERE source LIKE ANY($1::text[])
+), active AS (
+    SELECT r.function_id, count(*) FILTER (WHERE r.status = 'Running') AS running,
+           count(*) FILTER (WHERE r.status = 'Queued') AS queued
+    FROM runs r
+    WHERE r.status IN ('Queued', 'Running') AND r.function_id IN (SELECT id FROM watched)
+    GROUP BY r.function_id
+)
+SELECT w.source, w.id AS function_id, coalesce(a.running, 0) AS running, coalesce(a.queued, 0) AS queued,
+       d.completed_hour, d.failed_hour, d.completed_day, d.failed_day,
+       (SELECT max(created_at) FROM runs WHERE function_id = w.id) AS last_run_at
+FROM watched w
+LEFT JOIN active a ON a.function_id = w.id
+CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE x.status = 'Completed' AND x.created_at >= statement_timestamp() - interval '1 hour')
+               AS completed_hour,
+           count(*) FILTER (WHERE x.status = 'Failed' AND x.created_at >= statement_timestamp() - interval '1 hour')
+               AS failed_hour,
+           count(*) FILTER (WHERE x.status = 'Completed') AS completed_day,
+           count(*) FILTER (WHERE x.status = 'Failed') AS failed_day
+    FROM (SELECT status, created_at FROM runs
+          WHERE function_id = w.id AND created_at >= statement_timestamp() - interval '1 day'
+          ORDER BY created_at DESC, id DESC LIMIT $2::int) AS x
+) AS d
+ORDER BY w.source, w.id;

@@ -1,4 +1,4 @@
-// Checks custom resources of other operators (CloudNativePG, Prometheus Operator) against their published
+// Checks custom resources of other operators (CloudNativePG, Prometheus Operator, KEDA) against their published
 // models: each object's values against the JSON schema (types, enums, required fields), and its field names
 // against the TypeScript declarations (a misspelt field fails tsc's excess-property check, which the schemas
 // alone would let through). Reads a JSON array of objects on stdin; prints one line per problem; exits 1 if any.
@@ -13,6 +13,7 @@ import {
   PrometheusRule,
   ServiceMonitor,
 } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1";
+import { ScaledObject, TriggerAuthentication } from "@kubernetes-models/keda/keda.sh/v1alpha1";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 // apiVersion + kind -> the model class and the module declaring its interface.
@@ -30,6 +31,11 @@ const MODELS = {
   "monitoring.coreos.com/v1 PrometheusRule": [
     PrometheusRule,
     "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule",
+  ],
+  "keda.sh/v1alpha1 ScaledObject": [ScaledObject, "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject"],
+  "keda.sh/v1alpha1 TriggerAuthentication": [
+    TriggerAuthentication,
+    "@kubernetes-models/keda/keda.sh/v1alpha1/TriggerAuthentication",
   ],
 };
 
