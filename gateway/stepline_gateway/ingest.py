@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from stepline.protocol import FUNCTION_CANCELLED_EVENT
+from stepline_store.ids import new_run_id
 from stepline_store.pool import Queryable, Record, Store
 
 from stepline_gateway.clock import Clock
@@ -108,7 +109,7 @@ class Ingestor:
             [e.user for e in unique.values()],
             [e.ts for e in unique.values()],
             self._clock.offset(),
-            [uuid.uuid4() for _ in planned],
+            [new_run_id(self._clock.now()) for _ in planned],
             [p.event.id for p in planned],
             [p.function.id for p in planned],
             [p.function.name for p in planned],

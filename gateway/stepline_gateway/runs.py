@@ -10,6 +10,7 @@ import datetime
 import uuid
 from typing import Any
 
+from stepline_store.ids import new_run_id
 from stepline_store.pool import Record, Store
 
 from stepline_gateway.errors import NotFound
@@ -162,7 +163,7 @@ class RunQueries:
         self, run_id: uuid.UUID, offset: datetime.timedelta, *, url: str | None, max_attempts: int | None
     ) -> uuid.UUID:
         """A new run of the same function on the same event, due at once; ``offset`` is the clock's."""
-        new_id = uuid.uuid4()
+        new_id = new_run_id(datetime.datetime.now(datetime.UTC) + offset)
         row = await self._store.fetchrow("replay_run", new_id, run_id, offset, url, max_attempts)
         if row is None or row["id"] is None:
             raise NotFound(f"no run {run_id}")
