@@ -7,7 +7,8 @@ the same server that holds the same queue and no history:
 
 - explains ingest, claim and the dashboard's reads (first page, a deep page, a run with its steps, events)
   with the plan for the values and the generic plan, and lists every sequential scan of a day that holds rows;
-- times each statement (median of ``--repeat`` runs; writes in a transaction rolled back) in both databases;
+- times each statement as the server does (planning and execution, median of ``--repeat`` runs taken in turns
+  with the other database; writes in a transaction rolled back) in both databases;
 - drops the days past a retention period that leaves about half of them, and checks that exactly the days
   ended before the cutoff went and every newer row is still there.
 
@@ -173,28 +174,37 @@ async def whole_reads(conn: asyncpg.Connection, statement: Statement) -> list[st
     return found
 
 
-class _RolledBack(Exception):
-    pass
+async def server_ms(conn: asyncpg.Connection, statement: Statement) -> float:
+    """One run of the statement as the server times it: planning and execution, in milliseconds (EXPLAIN
+    ANALYZE without per-node timing; a write runs in a transaction rolled back). The client's side is left
+    out: on a shared machine it is mostly waiting for a core."""
+    explain = f"EXPLAIN (ANALYZE, TIMING OFF, SUMMARY, FORMAT JSON) {statement.query}"
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        [plan] = _decoded(await conn.fetchval(explain, *statement.args))
+    finally:
+        await transaction.rollback()
+    return float(plan["Planning Time"] + plan["Execution Time"])
 
 
-async def latency_ms(conn: asyncpg.Connection, statement: Statement, repeat: int) -> float:
-    """The median time of the statement, in milliseconds (a write runs in a transaction rolled back)."""
-    prepared = await conn.prepare(statement.query)
-    times = []
+async def latencies(
+    databases: dict[str, asyncpg.Connection], queries: dict[str, str], repeat: int
+) -> dict[str, dict[str, Any]]:
+    """The median server time of each statement in each database, the databases taking turns (so that a
+    busy moment of the machine falls on both)."""
+    found = {name: {s.name: s for s in await statements(conn, queries)} for name, conn in databases.items()}
+    times: dict[str, dict[str, list[float]]] = {}
     for _ in range(repeat):
-        started = time.perf_counter()
-        if statement.writes:
-            try:
-                async with conn.transaction():
-                    await prepared.fetch(*statement.args)
-                    times.append(time.perf_counter() - started)
-                    raise _RolledBack
-            except _RolledBack:
-                pass
-        else:
-            await prepared.fetch(*statement.args)
-            times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times)
+        for name, conn in databases.items():
+            for statement in found[name].values():
+                times.setdefault(statement.name, {}).setdefault(name, []).append(
+                    await server_ms(conn, statement)
+                )
+    return {
+        statement: {f"{name}_ms": statistics.median(values) for name, values in by_database.items()}
+        for statement, by_database in times.items()
+    }
 
 
 async def check_retention(conn: asyncpg.Connection, *, days: int) -> dict[str, Any]:
@@ -296,14 +306,11 @@ async def measure(options: argparse.Namespace) -> dict[str, Any]:
         )
         size = "SELECT pg_size_pretty(pg_database_size('history'))"
         result["size"] = await databases["history"].fetchval(size)
-        rows = {}
-        for name, conn in databases.items():
-            for statement in await statements(conn, QUERIES):
-                rows.setdefault(statement.name, {})[f"{name}_ms"] = await latency_ms(
-                    conn, statement, options.repeat
-                )
-                if name == "history":
-                    rows[statement.name]["whole_reads"] = await whole_reads(conn, statement)
+        rows = await latencies(
+            {"queue_only": databases["queue_only"], "history": databases["history"]}, QUERIES, options.repeat
+        )
+        for statement in await statements(databases["history"], QUERIES):
+            rows[statement.name]["whole_reads"] = await whole_reads(databases["history"], statement)
         for row in rows.values():
             row["factor"] = row["history_ms"] / row["queue_only_ms"] if row["queue_only_ms"] else None
         result["statements"] = rows
