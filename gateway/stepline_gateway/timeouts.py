@@ -10,7 +10,6 @@ which timeout ran out.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 
@@ -47,6 +46,6 @@ async def expire(store: Store, ingestor: Ingestor, routes: RoutingTable, claim: 
         function = routes.functions.get(claim.call.function_id)
         timeouts = function.flow.timeouts if function and function.flow else None
         setting = None if timeouts is None else (timeouts.start if timer == START_TIMER else timeouts.finish)
-        await store.execute("set_run_error", run_id, json.dumps(_timeout_error(timer, setting)), on=conn)
+        await store.execute("set_run_error", run_id, _timeout_error(timer, setting), on=conn)
     log.info("run %s cancelled: %s ran out", run_id, timer.replace("timeout:", "timeouts."))
     return True

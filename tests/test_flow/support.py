@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from stepline.flow import FlowControl
@@ -36,3 +37,12 @@ async def all_ended(
 
     result: list[dict[str, Any]] = await eventually(ended, timeout=timeout)
     return result
+
+
+def holds(predicate: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    """``predicate`` as a check for ``eventually``."""
+
+    async def check() -> bool:
+        return predicate()
+
+    return check
