@@ -3,9 +3,15 @@ per key; the rest wait in order and all complete; a waiting run says why; two re
 
 from __future__ import annotations
 
+import datetime
+
+import stepline
+import stepline.asgi
+from stepline_gateway.clock import ManualClock
+
 from tests.services import OverlapService
-from tests.support import eventually, running_gateway
-from tests.test_flow.support import all_ended, flow_route, runs_of_function
+from tests.support import eventually, running_gateway, serve
+from tests.test_flow.support import all_ended, flow_route, holds, runs_of_function
 
 
 async def test_a_limit_of_two_is_never_exceeded_and_every_run_completes_in_order(database_url: str) -> None:
@@ -88,3 +94,44 @@ def _calls(metrics: str) -> float:
         for line in metrics.splitlines()
         if line.startswith("stepline_calls_total{")
     )
+
+
+async def test_env_and_account_scopes_share_a_key_across_functions(database_url: str) -> None:
+    service = OverlapService(hold_s=0.1, key="acct")
+    async with service.serving() as url, running_gateway(database_url, concurrency=16) as gw:
+        shared = {"limit": 1, "key": "event.data.acct", "scope": "env"}
+        await gw.publish(
+            flow_route("scope-a", url, "scope/go", concurrency=[shared]),
+            flow_route("scope-b", url, "scope/go", concurrency=[{**shared, "scope": "account"}]),
+            flow_route("scope-c", url, "scope/go", concurrency=[shared]),
+        )
+        await gw.send(*({"name": "scope/go", "data": {"n": n, "acct": f"a{n % 2}"}} for n in range(4)))
+        for function_id in ("scope-a", "scope-b", "scope-c"):
+            await all_ended(gw, function_id, 4)
+        # scope-a and scope-c share one slot per account (env); scope-b has its own (account): at most two
+        # calls per account at once, never three.
+        assert {service.most["a0"], service.most["a1"]} == {2}
+        assert service.calls == 12
+
+
+async def test_sleeping_runs_hold_no_slot(database_url: str) -> None:
+    clock = ManualClock()
+    async with running_gateway(database_url, clock=clock) as gw:
+        client = stepline.Client("dozy", gateway_url=gw.url, dev=True)
+        started: list[int] = []
+
+        @client.function(id="nap", trigger="dozy/go", concurrency=1)
+        async def nap(ctx: stepline.Context) -> int:
+            await ctx.step.run("start", lambda: started.append(int(ctx.event.data["n"])))
+            await ctx.step.sleep("nap", datetime.timedelta(hours=1))
+            return int(ctx.event.data["n"])
+
+        async with serve(stepline.asgi.serve_app(client, [nap])) as app_url:
+            await gw.gateway.caller.request_sync(f"{app_url}/api/inngest")
+            await gw.send(*({"name": "dozy/go", "data": {"n": n}} for n in range(3)))
+            # All three start and sleep although one at a time may execute: a sleeping run holds no slot.
+            await eventually(holds(lambda: sorted(started) == [0, 1, 2]))
+            clock.advance(3601)
+            runs = await all_ended(gw, "dozy-nap", 3)
+            assert {run["status"] for run in runs} == {"Completed"}
+            await client.aclose()
