@@ -23,7 +23,7 @@ $$;
 
 -- A UUIDv7 of the millisecond of ``at`` (74 random bits from gen_random_uuid()), for ids made in SQL.
 CREATE FUNCTION stepline_uuid7(at timestamptz) RETURNS uuid
-LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
+LANGUAGE sql VOLATILE PARALLEL RESTRICTED AS $$
     SELECT (lpad(to_hex(floor(extract(epoch FROM at) * 1000)::bigint), 12, '0') || '7'
             || substr(r, 14, 3) || substr(r, 17, 16))::uuid
     FROM (SELECT replace(gen_random_uuid()::text, '-', '') AS r) AS random
@@ -144,6 +144,8 @@ DECLARE
     first_day date;
     today constant date := (now() AT TIME ZONE 'UTC')::date;
 BEGIN
+    -- One process copies: parallel workers cannot write the temporary map of run ids.
+    PERFORM set_config('max_parallel_workers_per_gather', '0', true);
     -- What the four tables have and what refers to them, as SQL to run again on the new tables.
     CREATE TEMP TABLE history_foreign_keys ON COMMIT DROP AS
         SELECT c.conrelid::regclass::text AS tbl, c.conname, pg_get_constraintdef(c.oid) AS def,
