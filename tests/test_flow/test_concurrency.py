@@ -135,3 +135,23 @@ async def test_sleeping_runs_hold_no_slot(database_url: str) -> None:
             runs = await all_ended(gw, "dozy-nap", 3)
             assert {run["status"] for run in runs} == {"Completed"}
             await client.aclose()
+
+
+async def test_a_replayed_run_waits_for_a_slot_too(database_url: str) -> None:
+    service = OverlapService(hold_s=1.0)
+    async with service.serving() as url, running_gateway(database_url) as gw:
+        await gw.publish(flow_route("lim-replay", url, "replay/go", concurrency=1))
+        [first] = await gw.send({"name": "replay/go", "data": {"n": 0}})
+        [done] = await gw.finished_runs(first)
+        await gw.send({"name": "replay/go", "data": {"n": 1}})
+        await eventually(holds(lambda: service.in_flight[""] == 1))
+        replayed = (await gw.http.post(f"/v1/runs/{done['id']}/replay")).json()["id"]
+
+        async def replay_waits() -> bool:
+            run = (await gw.http.get(f"/v1/runs/{replayed}")).json()
+            return run["status"] == "Queued" and (run["waiting"] or {}).get("reason") == "concurrency"
+
+        await eventually(replay_waits)
+        runs = await all_ended(gw, "lim-replay", 3)
+        assert {run["status"] for run in runs} == {"Completed"}
+        assert service.most[""] == 1
