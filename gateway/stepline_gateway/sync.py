@@ -319,7 +319,8 @@ def read_sync(payload: Any) -> tuple[str, list[Function]]:
     if not isinstance(payload, dict):
         raise BadRequest("the sync is refused: the body must be an object with 'appname' and 'functions'")
     try:
-        sync = SyncPayload.model_validate(payload)
+        # Strict all the way down: the flow-control models are lax by their own config (YAML manifests).
+        sync = SyncPayload.model_validate(payload, strict=True)
     except pydantic.ValidationError as err:
         raise BadRequest(f"the sync is refused: {_describe(err, payload)}") from None
     return sync.app_id, [function.function(sync.app_id) for function in sync.functions]

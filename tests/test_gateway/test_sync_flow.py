@@ -123,6 +123,16 @@ BAD_FLOW: list[tuple[dict[str, Any], str]] = [
     ({"retryPolicy": {"backoff": "Fibonacci"}}, "retryPolicy.backoff: Input should be"),
     ({"retryPolicy": {"initialDelay": "1m", "maxDelay": "10s"}}, "retryPolicy.maxDelay must be at least 1m"),
     ({"retryPolicy": {"timeout": "2d"}}, "retryPolicy.timeout must be at most 24h, not 2d"),
+    ({"retryPolicy": {"jitterPercent": "50"}}, "retryPolicy.jitterPercent: Input should be a valid integer"),
+    (
+        {"batchEvents": {"maxSize": True, "timeout": "5s"}},
+        "batchEvents.maxSize: Input should be a valid integer",
+    ),
+    ({"timeouts": {"finish": "99999999999999999999w"}}, "is too long a duration"),
+    (
+        {"concurrency": [{"limit": 10**30}]},
+        "concurrency[0].limit: Input should be less than or equal to 100000",
+    ),
 ]
 
 
