@@ -193,10 +193,18 @@ _KNOWN_FLOW_FIELDS = frozenset(
 
 
 def _concurrency_list(value: Any) -> Any:
-    """The TypeScript SDK sends a number, an object or a list of them; the Python SDK a list."""
+    """The TypeScript SDK sends a number, an object or a list of them; the Python SDK a list. A limit of 0
+    is Inngest's "no limit": the entry is left out."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return [{"limit": value}]
-    return _as_sent([value] if isinstance(value, dict) else value)
+        value = {"limit": value}
+    entries = _as_sent([value] if isinstance(value, dict) else value)
+    if not isinstance(entries, list):
+        return entries
+    return [e for e in entries if not (isinstance(e, dict) and _is_zero(e.get("limit")))]
+
+
+def _is_zero(limit: Any) -> bool:
+    return isinstance(limit, int) and not isinstance(limit, bool) and limit == 0
 
 
 AsSent = BeforeValidator(_as_sent)
