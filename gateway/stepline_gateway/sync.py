@@ -210,6 +210,12 @@ def _is_zero(limit: Any) -> bool:
 AsSent = BeforeValidator(_as_sent)
 
 
+def _priority(value: Any) -> Any:
+    """``priority: {}`` (the TypeScript SDK's ``run`` is optional) sets no priority."""
+    value = _as_sent(value)
+    return None if value == {} else value
+
+
 class FunctionConfig(_Model):
     id: Id
     name: Name | None = None
@@ -224,7 +230,7 @@ class FunctionConfig(_Model):
     rate_limit: Annotated[flow.RateLimit | None, AsSent] = Field(default=None, alias="rateLimit")
     debounce: Annotated[flow.Debounce | None, AsSent] = None
     batch_events: Annotated[flow.BatchEvents | None, AsSent] = Field(default=None, alias="batchEvents")
-    priority: Annotated[flow.Priority | None, AsSent] = None
+    priority: Annotated[flow.Priority | None, BeforeValidator(_priority)] = None
     idempotency: Annotated[str, Field(min_length=1, max_length=flow.MAX_EXPRESSION)] | None = None
     timeouts: Annotated[flow.Timeouts | None, AsSent] = None
     singleton: Annotated[flow.Singleton | None, AsSent] = None

@@ -165,7 +165,8 @@ async def test_a_concurrency_limit_of_zero_is_no_limit_as_on_inngest(
     module_database_url: str, concurrency: Any, kept: dict[str, Any] | None
 ) -> None:
     async with running_gateway(module_database_url, concurrency=0) as gw:
-        payload = sync(functions=[sync_function(concurrency=concurrency)])
+        # ``priority: {}`` too: the TypeScript SDK's ``run`` is optional, and without it there is none.
+        payload = sync(functions=[sync_function(concurrency=concurrency, priority={})])
         assert (await gw.http.post("/fn/register", json=payload)).status_code == 200
         [shown] = (await gw.http.get("/v1/functions")).json()["data"]
     assert shown["flow"] == kept
