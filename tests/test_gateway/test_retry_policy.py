@@ -11,6 +11,9 @@ import asyncio
 import random
 from pathlib import Path
 
+import fastapi
+import inngest
+import inngest.fast_api
 import pytest
 import stepline
 import stepline.asgi
@@ -168,3 +171,40 @@ async def test_without_a_policy_the_gateway_backoff_applies(database_url: str, t
         clock.advance(wait)
         [run] = await gw.finished_runs(event_id)
     assert run["status"] == "Completed"
+
+
+async def test_a_function_of_the_official_python_sdk_gets_its_policy_from_a_manifest(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The Inngest SDKs send no retry policy; a Function manifest gives one to a function they serve."""
+    client = inngest.Inngest(app_id="pypolicy", is_production=False)
+    started: list[int] = []
+
+    @client.create_function(fn_id="slow", trigger=inngest.TriggerEvent(event="policy/pyslow"), retries=2)
+    async def slow(ctx: inngest.Context) -> str:
+        async def work() -> str:
+            started.append(ctx.attempt)
+            if ctx.attempt == 0:
+                await asyncio.sleep(60)
+            return f"attempt {ctx.attempt}"
+
+        return await ctx.step.run("work", work)
+
+    app = fastapi.FastAPI()
+    inngest.fast_api.serve(app, client, [slow])
+    policy = "{backoff: Constant, initialDelay: 100ms, jitterPercent: 0, timeout: 1s}"
+    async with serve(app) as app_url, running_gateway(database_url, call_timeout_s=120) as gw:
+        path = tmp_path / "pyslow.yaml"
+        path.write_text(
+            "apiVersion: stepline.dev/v1alpha1\nkind: Function\nmetadata: {name: slow}\n"
+            f"spec:\n  app: pypolicy\n  endpoint: {{url: '{app_url}/api/inngest'}}\n"
+            f"  triggers: [{{event: policy/pyslow}}]\n  retries: 2\n  retryPolicy: {policy}\n"
+        )
+        await gw.publish(*load_manifests([path]))
+        [event_id] = await gw.send({"name": "policy/pyslow", "data": {}})
+        [run] = await gw.finished_runs(event_id, timeout=20)
+    assert run["status"] == "Completed", run
+    assert run["output"] == "attempt 1"
+    assert started == [0, 1]
+    [step] = run["steps"]
+    assert step["attempts"] == 2
