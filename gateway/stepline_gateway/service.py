@@ -92,6 +92,7 @@ class Gateway:
         self.caller = Caller(
             self.clock,
             signing_key=None if settings.dev else settings.signing_key,
+            verify_keys=[] if settings.dev else settings.signing_keys(),
             timeout_s=settings.call_timeout_s,
             server_kind=ServerKind.DEV if settings.dev else ServerKind.CLOUD,
             max_answer_bytes=settings.max_answer_bytes,
@@ -253,9 +254,12 @@ class Gateway:
         return self.metrics.render(snapshot)
 
     async def prune(self) -> int:
-        """Delete webhook deliveries older than the retention period (and beyond the newest kept of each);
-        answer how many went. History itself goes by whole days (``history``)."""
-        return await self.webhooks.prune(datetime.timedelta(hours=self.settings.retention_h))
+        """Delete webhook deliveries older than the retention period (and beyond the newest kept of each) and
+        expired dashboard sessions; answer how many deliveries went. History itself goes by whole days
+        (``history``)."""
+        pruned = await self.webhooks.prune(datetime.timedelta(hours=self.settings.retention_h))
+        await self.store.execute("prune_sessions")
+        return pruned
 
     async def _prune_periodically(self, health: Health) -> None:
         while True:
