@@ -101,10 +101,12 @@ DECLARE
     suffix text;
     starts timestamptz;
     ends timestamptz;
+    expired date[] := '{}';
     dropped date[] := '{}';
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('stepline.history_partitions', 0));
-    PERFORM set_config('lock_timeout', lock_ms || 'ms', true);
+    -- Which days may go, decided before any of them is detached: a detach locks the whole table until the
+    -- transaction ends, and these reads must not run under that lock.
     FOR day IN SELECT to_date(substr(c.relname, 7), 'YYYYMMDD') AS d
                FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
                WHERE i.inhparent = 'runs'::regclass AND c.relname ~ '^runs_p[0-9]{8}$'
@@ -112,15 +114,21 @@ BEGIN
         starts := day::timestamp AT TIME ZONE 'UTC';
         ends := (day + 1)::timestamp AT TIME ZONE 'UTC';
         EXIT WHEN ends > cutoff;
-        suffix := to_char(day, 'YYYYMMDD');
         CONTINUE WHEN EXISTS (
             SELECT 1 FROM runs
             WHERE id >= stepline_uuid7_floor(starts) AND id < stepline_uuid7_floor(ends)
               AND status IN ('Queued', 'Running'));
+        -- The runs not ended (few, by their status index), each looking for its event in the day.
         CONTINUE WHEN EXISTS (
             SELECT 1 FROM runs r
             WHERE r.status IN ('Queued', 'Running')
-              AND r.event_id IN (SELECT id FROM events WHERE received_at >= starts AND received_at < ends));
+              AND EXISTS (SELECT 1 FROM events e
+                          WHERE e.id = r.event_id AND e.received_at >= starts AND e.received_at < ends));
+        expired := expired || day;
+    END LOOP;
+    PERFORM set_config('lock_timeout', lock_ms || 'ms', true);
+    FOREACH day IN ARRAY expired LOOP
+        suffix := to_char(day, 'YYYYMMDD');
         BEGIN
             EXECUTE format('DROP TABLE %I', 'step_attempts_p' || suffix);
             EXECUTE format('DROP TABLE %I', 'steps_p' || suffix);
