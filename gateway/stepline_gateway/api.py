@@ -135,12 +135,7 @@ async def replay_run(request: Request) -> Response:
             f"run {run_id} is still {old['status']}: cancel it or let it finish first", status=409
         )
     current = gateway.routes.functions.get(old["function"]["id"])
-    new_id = await queries.replay(
-        run_id,
-        gateway.clock.offset(),
-        url=current.url if current else None,
-        max_attempts=current.max_attempts if current else None,
-    )
+    new_id = await queries.replay(run_id, gateway.clock.offset(), function=current, event_id=old["event_id"])
     gateway.metrics.runs_created([old["function"]["id"]])
     log.info("replaying run %s as %s", run_id, new_id)
     return JSONResponse({"id": str(new_id), "replay_of": str(run_id)}, status_code=201)
