@@ -327,6 +327,12 @@ def _describe(err: pydantic.ValidationError, payload: Any) -> str:
 
 def read_sync(payload: Any) -> tuple[str, list[Function]]:
     """The app id and the functions of a sync payload; BadRequest naming each field at fault."""
+    app_id, _, functions = read_sync_from(payload)
+    return app_id, functions
+
+
+def read_sync_from(payload: Any) -> tuple[str, str, list[Function]]:
+    """The app id, its serve URL and its functions; BadRequest naming each field at fault."""
     found = storable.problem(payload)
     if found is not None:
         raise BadRequest(f"the sync is refused: it contains {found}: Postgres cannot store it")
@@ -337,4 +343,6 @@ def read_sync(payload: Any) -> tuple[str, list[Function]]:
         sync = SyncPayload.model_validate(payload, strict=True)
     except pydantic.ValidationError as err:
         raise BadRequest(f"the sync is refused: {_describe(err, payload)}") from None
-    return sync.app_id, [function.function(sync.app_id) for function in sync.functions]
+    functions = [function.function(sync.app_id) for function in sync.functions]
+    url = sync.url or (functions[0].url if functions else "")
+    return sync.app_id, url, functions
