@@ -25,8 +25,10 @@ async def test_a_limit_of_two_is_never_exceeded_and_every_run_completes_in_order
         assert {run["status"] for run in runs} == {"Completed"}
         assert service.most[""] == 2
         assert service.calls == 12
-        # Waiting runs start in the order their events came.
-        assert service.started == sorted(service.started)
+        # Waiting runs start in the order their events came: two calls let through together may reach the
+        # service either way round, no run further out of its place.
+        assert sorted(service.started) == list(range(12))
+        assert all(abs(place - n) <= 1 for place, n in enumerate(service.started)), service.started
 
 
 async def test_each_key_has_its_own_limit(database_url: str) -> None:
