@@ -72,7 +72,7 @@ def python_app(gateway_url: str, watch: Watch) -> fastapi.FastAPI:
     async def limited(ctx: inngest.Context) -> int:
         data = ctx.event.data
         n = await ctx.step.run(
-            "work", lambda: watch.observed("limited", str(data["acct"]), int(str(data["n"])), 0.15)
+            "work", lambda: watch.observed("limited", str(data["acct"]), int(str(data["n"])), 0.3)
         )
         return int(str(n)) + 1
 
