@@ -41,7 +41,16 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 FUNCTION = ("namespace", "function")
 # Why a run waits, as the queue shows it (queue.py); flow control adds its own reasons.
-WAITING_REASONS = ("queued", "scheduled", "sleeping", "waiting", "invoking", "retrying")
+WAITING_REASONS = (
+    "queued",
+    "scheduled",
+    "sleeping",
+    "waiting",
+    "invoking",
+    "retrying",
+    "debounced",
+    "batching",
+)
 
 
 def status_class(status: int) -> str:
@@ -150,6 +159,11 @@ class Metrics:
             for function_id in function_ids:
                 self.runs_started.labels(*self._function(function_id)).inc()
 
+    def event_skipped(self, function_id: str, reason: str) -> None:
+        """An event matched ``function_id`` and started no run of it: rate_limited, idempotency, singleton."""
+        if self.enabled:
+            self.events_skipped.labels(*self._function(function_id), reason).inc()
+
     def run_ended(self, function_id: str, status: str, seconds: float | None) -> None:
         if not self.enabled:
             return
@@ -212,7 +226,8 @@ class _ScrapedState(Collector):
     def collect(self) -> Iterator[Metric]:
         waiting = GaugeMetricFamily(
             "stepline_runs_waiting",
-            "Runs waiting, by function and reason (queued, scheduled, sleeping, waiting, invoking, retrying)",
+            "Runs waiting, by function and reason (queued, scheduled, sleeping, waiting, invoking, retrying, "
+            "debounced, batching)",
             labels=[*FUNCTION, "reason"],
         )
         due = GaugeMetricFamily(

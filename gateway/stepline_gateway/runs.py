@@ -16,6 +16,13 @@ from stepline_gateway.errors import NotFound
 
 _NIL_UUID = uuid.UUID(int=0)
 
+# Why an event started no run of a function it matched (skipped_events.reason), as the dashboard says it.
+SKIP_MESSAGES = {
+    "rate_limited": "rate limited: over the function's rateLimit for this key",
+    "idempotency": "idempotency: a run with the same idempotency key started in the last 24 hours",
+    "singleton": "singleton: another run with the same singleton key had not ended",
+}
+
 
 def _time(value: datetime.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
@@ -79,6 +86,8 @@ class RunQueries:
         if row is None:
             raise NotFound(f"no run {run_id}")
         run = run_json(row)
+        if row["status"] == "Queued":
+            run["waiting"] = await self._flow_wait(run_id)
         if with_steps:
             run["steps"] = [step_json(s) for s in await self._store.fetch("get_steps", run_id)]
             event = await self._store.fetchrow("get_event", row["event_id"])
@@ -151,12 +160,45 @@ class RunQueries:
         by_id = {event["id"]: event for event in events}
         for event in events:
             event["runs"] = []
+            event["skipped"] = []
         if not by_id:
             return
         for row in await self._store.fetch("runs_of_events", list(by_id)):
             by_id[row["event_id"]]["runs"].append(
                 {"id": str(row["id"]), "function_id": row["function_id"], "status": row["status"]}
             )
+        for row in await self._store.fetch("skipped_of_events", list(by_id)):
+            by_id[row["event_id"]]["skipped"].append(
+                {
+                    "function_id": row["function_id"],
+                    "reason": row["reason"],
+                    "message": SKIP_MESSAGES.get(row["reason"], row["reason"]),
+                    "at": _time(row["skipped_at"]),
+                }
+            )
+
+    async def _flow_wait(self, run_id: uuid.UUID) -> dict[str, Any] | None:
+        """Why a Queued run waits at ingest's flow control (debounce, batchEvents), or None."""
+        row = await self._store.fetchrow("run_flow_wait", run_id)
+        if row is None or row["due"] is None:
+            return None
+        until = row["due"].astimezone(datetime.UTC)
+        if row["debounced"]:
+            return {
+                "reason": "debounced",
+                "until": _time(until),
+                "message": f"debounced until {until:%Y-%m-%d %H:%M:%S} UTC",
+            }
+        if row["batch_max"] is not None:
+            return {
+                "reason": "batching",
+                "until": _time(until),
+                "size": row["batch_events"],
+                "max_size": row["batch_max"],
+                "message": f"batch {row['batch_events']} of {row['batch_max']}, "
+                f"starts by {until:%Y-%m-%d %H:%M:%S} UTC",
+            }
+        return None
 
     async def replay(
         self, run_id: uuid.UUID, offset: datetime.timedelta, *, url: str | None, max_attempts: int | None

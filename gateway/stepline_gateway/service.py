@@ -252,6 +252,7 @@ class Gateway:
             total += deleted
             if deleted < _PRUNE_BATCH:
                 await self.webhooks.prune(retention)
+                await self.store.fetchval("prune_flow_state", self.clock.offset())
                 return total
 
     async def _prune_periodically(self, health: Health) -> None:
