@@ -31,12 +31,6 @@ async def skipped(gw: RunningGateway, event_id: str) -> list[str]:
     return [entry["reason"] for entry in response.json()["skipped"]]
 
 
-async def run_ids(gw: RunningGateway, function_id: str) -> list[str]:
-    response = await gw.http.get("/v1/runs", params={"function_id": function_id, "limit": 100})
-    assert response.status_code == 200, response.text
-    return [run["id"] for run in response.json()["data"]]
-
-
 def recorder(seen: list[dict[str, Any]], app: str, trigger: str) -> tuple[stepline.Client, Any]:
     client = stepline.Client(app, dev=True)
 
