@@ -1,28 +1,27 @@
 """Flow control at ingest with a Stepline SDK app: rateLimit, idempotency, singleton, debounce, batchEvents.
 
-Each test publishes a function as a manifest would (the route with its flow settings), sends events to a
-real gateway on loopback and asserts what the service saw: how many runs, with which event or events, and
-what the API says about the events that started nothing and the runs that wait. Time is the test clock.
+Each test declares the setting with ``client.function(...)``, syncs the app with a real gateway on loopback,
+sends events and asserts what the service saw: how many runs, with which event or events, and what the API
+says about the events that started nothing and the runs that wait. Time is the test clock.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import Any
 
 import stepline
 import stepline.asgi
-from stepline.flow import FlowControl
 from stepline_gateway.clock import ManualClock
 
-from tests.support import RunningGateway, eventually, route, running_gateway, serve
+from tests.support import RunningGateway, eventually, running_gateway, serve
 
 
-def flowed(function_id: str, url: str, event: str, **flow: Any) -> Any:
-    return dataclasses.replace(
-        route(function_id, url, {"event": event}), flow=FlowControl.model_validate(flow)
-    )
+async def synced(gw: RunningGateway, client: stepline.Client, functions: list[Any], app_url: str) -> None:
+    """Sync the app with the gateway: the SDK's own sync payload (its functions and their flow control)."""
+    payload = client.sync_payload(functions, f"{app_url}/api/inngest", framework="asgi")
+    response = await gw.http.post("/fn/register", json=payload)
+    assert response.status_code == 200, response.text
 
 
 async def skipped(gw: RunningGateway, event_id: str) -> list[str]:
@@ -31,10 +30,10 @@ async def skipped(gw: RunningGateway, event_id: str) -> list[str]:
     return [entry["reason"] for entry in response.json()["skipped"]]
 
 
-def recorder(seen: list[dict[str, Any]], app: str, trigger: str) -> tuple[stepline.Client, Any]:
+def recorder(seen: list[dict[str, Any]], app: str, trigger: str, **flow: Any) -> tuple[stepline.Client, Any]:
     client = stepline.Client(app, dev=True)
 
-    @client.function(id="fn", trigger=trigger)
+    @client.function(id="fn", trigger=trigger, **flow)
     async def fn(ctx: stepline.Context) -> int:
         seen.append({"event": ctx.event.data, "events": [e.data for e in ctx.events]})
         return len(ctx.events)
@@ -45,13 +44,13 @@ def recorder(seen: list[dict[str, Any]], app: str, trigger: str) -> tuple[stepli
 async def test_rate_limit_skips_events_over_the_limit_per_key(database_url: str) -> None:
     clock = ManualClock()
     seen: list[dict[str, Any]] = []
-    client, fn = recorder(seen, "rl", "rl/go")
+    rate = stepline.RateLimit(limit=2, period="1m", key="event.data.user")
+    client, fn = recorder(seen, "rl", "rl/go", rate_limit=rate)
     async with (
         serve(stepline.asgi.serve_app(client, [fn])) as app_url,
         running_gateway(database_url, clock=clock) as gw,
     ):
-        rate = {"limit": 2, "period": "1m", "key": "event.data.user"}
-        await gw.publish(flowed("rl-fn", f"{app_url}/api/inngest", "rl/go", rateLimit=rate))
+        await synced(gw, client, [fn], app_url)
         ids = await gw.send(*({"name": "rl/go", "data": {"user": "a", "n": n}} for n in range(5)))
         [other] = await gw.send({"name": "rl/go", "data": {"user": "b", "n": 9}})
         await eventually(lambda: _count(seen, 3))
@@ -77,14 +76,12 @@ async def test_rate_limit_skips_events_over_the_limit_per_key(database_url: str)
 async def test_idempotency_starts_one_run_per_key_per_day(database_url: str) -> None:
     clock = ManualClock()
     seen: list[dict[str, Any]] = []
-    client, fn = recorder(seen, "idem", "idem/go")
+    client, fn = recorder(seen, "idem", "idem/go", idempotency="event.data.order")
     async with (
         serve(stepline.asgi.serve_app(client, [fn])) as app_url,
         running_gateway(database_url, clock=clock) as gw,
     ):
-        await gw.publish(
-            flowed("idem-fn", f"{app_url}/api/inngest", "idem/go", idempotency="event.data.order")
-        )
+        await synced(gw, client, [fn], app_url)
         first = await gw.send({"name": "idem/go", "data": {"order": "o-1", "n": 0}})
         await eventually(lambda: _count(seen, 1))
         again = await gw.send(
@@ -108,12 +105,16 @@ async def test_singleton_skip_and_cancel(database_url: str) -> None:
     started: list[tuple[str, int]] = []
     client = stepline.Client("single", dev=True)
 
-    @client.function(id="skip", trigger="single/skip")
+    @client.function(
+        id="skip", trigger="single/skip", singleton=stepline.Singleton(key="event.data.k", mode="skip")
+    )
     async def skip(ctx: stepline.Context) -> None:
         started.append(("skip", ctx.event.data["n"]))
         await release.wait()
 
-    @client.function(id="cancel", trigger="single/cancel")
+    @client.function(
+        id="cancel", trigger="single/cancel", singleton=stepline.Singleton(key="event.data.k", mode="cancel")
+    )
     async def cancel(ctx: stepline.Context) -> None:
         started.append(("cancel", ctx.event.data["n"]))
         await ctx.step.sleep("rest", "1h")
@@ -122,13 +123,7 @@ async def test_singleton_skip_and_cancel(database_url: str) -> None:
         serve(stepline.asgi.serve_app(client, [skip, cancel])) as app_url,
         running_gateway(database_url) as gw,
     ):
-        url = f"{app_url}/api/inngest"
-        await gw.publish(
-            flowed("single-skip", url, "single/skip", singleton={"key": "event.data.k", "mode": "skip"}),
-            flowed(
-                "single-cancel", url, "single/cancel", singleton={"key": "event.data.k", "mode": "cancel"}
-            ),
-        )
+        await synced(gw, client, [skip, cancel], app_url)
         [a] = await gw.send({"name": "single/skip", "data": {"k": "x", "n": 1}})
         await eventually(lambda: _has(started, ("skip", 1)))
         [b, c] = await gw.send(
@@ -158,13 +153,13 @@ async def test_singleton_skip_and_cancel(database_url: str) -> None:
 async def test_debounce_runs_once_with_the_last_event(database_url: str) -> None:
     clock = ManualClock()
     seen: list[dict[str, Any]] = []
-    client, fn = recorder(seen, "deb", "deb/go")
+    debounce = stepline.Debounce(period="10s", key="event.data.user", timeout="25s")
+    client, fn = recorder(seen, "deb", "deb/go", debounce=debounce)
     async with (
         serve(stepline.asgi.serve_app(client, [fn])) as app_url,
         running_gateway(database_url, clock=clock) as gw,
     ):
-        debounce = {"period": "10s", "key": "event.data.user", "timeout": "25s"}
-        await gw.publish(flowed("deb-fn", f"{app_url}/api/inngest", "deb/go", debounce=debounce))
+        await synced(gw, client, [fn], app_url)
         await gw.send({"name": "deb/go", "data": {"user": "a", "n": 1}})
         await gw.send(
             {"name": "deb/go", "data": {"user": "a", "n": 2}},
@@ -200,13 +195,13 @@ async def test_debounce_runs_once_with_the_last_event(database_url: str) -> None
 async def test_batches_of_events(database_url: str) -> None:
     clock = ManualClock()
     seen: list[dict[str, Any]] = []
-    client, fn = recorder(seen, "bat", "bat/go")
+    batch = stepline.BatchEvents(max_size=3, timeout="10s", key="event.data.user")
+    client, fn = recorder(seen, "bat", "bat/go", batch_events=batch)
     async with (
         serve(stepline.asgi.serve_app(client, [fn])) as app_url,
         running_gateway(database_url, clock=clock) as gw,
     ):
-        batch = {"maxSize": 3, "timeout": "10s", "key": "event.data.user"}
-        await gw.publish(flowed("bat-fn", f"{app_url}/api/inngest", "bat/go", batchEvents=batch))
+        await synced(gw, client, [fn], app_url)
         await gw.send(*({"name": "bat/go", "data": {"user": "a", "n": n}} for n in range(2)))
         await gw.send(*({"name": "bat/go", "data": {"user": "a", "n": n}} for n in range(2, 7)))
         [lone] = await gw.send({"name": "bat/go", "data": {"user": "b", "n": 100}})
