@@ -16,8 +16,9 @@ app = stepline.asgi.serve_app(client, [welcome])   # any ASGI server: uvicorn mo
 # or stepline.fastapi.serve(app, client, fns), stepline.flask.serve(app, client, fns),
 #    urlpatterns = [stepline.django.serve(client, fns)], stepline.wsgi.serve_app(client, fns)
 
-Sequential steps run back to back in one call, each result checkpointed to the gateway as it comes
-(``stepline.Checkpoint`` tunes it; ``Client(..., checkpoint=False)`` answers after every step instead).
+Sequential steps run back to back in one call, their results checkpointed to the gateway once their run
+time reaches 100 ms, or with the function's result (``stepline.Checkpoint`` tunes it, ``every_step()`` is
+the strictest; ``Client(..., checkpoint=False)`` answers after every step instead).
 A plain ``def`` function gets a ``stepline.SyncContext`` whose steps block; ``TriggerEvent("x",
 data=Model)`` validates the events' data into a pydantic model; ``stepline.testing.run`` runs a function
 in a unit test without a gateway. ``concurrency=``, ``throttle=``, ``debounce=`` and the other options of

@@ -2,14 +2,18 @@
 
 Without it a call runs one new step and answers; the gateway records the step and calls again. With it
 (the Inngest SDK spec, section 10; on by default) the call goes on to the next step, and the results are
-posted to ``POST {gateway}/v1/checkpoint/{run_id}/async`` as they come: after every step by default, or in
-batches (``buffered_steps``, ``max_interval``). What needs the gateway (a sleep, a wait, an invocation,
+buffered and posted to ``POST {gateway}/v1/checkpoint/{run_id}/async`` by the flush policy of
+``stepline.Checkpoint``: by default once the buffered steps' own run time reaches ``max_at_risk``, and before
+a step known (from its last run in this process) to take that long; after every step in the strictest mode
+(``buffered_steps=1``); steps still buffered at the end come with the function's result, so a short function
+makes one call and no post. What needs the gateway (a sleep, a wait, an invocation,
 parallel steps, a failed attempt) ends the call as before, its 206 answer carrying whatever is still
 buffered. When the checkpoint API fails, the buffered steps go back in the 206 answer instead, so no result
 is lost; a 409 means the gateway no longer counts on this call (its lease was lost), and the call stops.
 
 ``Checkpointer`` holds the buffer of one call (``stepline.Checkpoint`` its settings) and context.py drives
-it; ``Poster`` is the client's pooled HTTP connection to the checkpoint API.
+it; ``StepDurations`` remembers how long each step last ran; ``Poster`` is the client's pooled HTTP
+connection to the checkpoint API.
 """
 
 from __future__ import annotations
@@ -42,6 +46,11 @@ POST_TIMEOUT_S = 10.0
 # The checkpoint connections are closed after this long without a call that checkpoints: a client that is
 # dropped without ``aclose`` then leaves nothing open behind.
 IDLE_CLOSE_S = 2.0
+
+
+# Step ids whose last run time is remembered, per client: a function that makes ids in a loop
+# ("item-1", "item-2", ...) forgets the oldest ones rather than grow without end.
+REMEMBERED_STEPS = 4096
 
 
 class StaleCall(Exception):
@@ -122,6 +131,25 @@ class Poster:
             await client.aclose()
 
 
+class StepDurations:
+    """How long each step (by function and step id) took the last time it ran in this process: what makes
+    a step "known to be long" for the flush policy."""
+
+    def __init__(self, capacity: int = REMEMBERED_STEPS) -> None:
+        self._capacity = capacity
+        self._seconds: dict[tuple[str, str], float] = {}
+
+    def last(self, fn_id: str, step_id: str) -> float | None:
+        return self._seconds.get((fn_id, step_id))
+
+    def record(self, fn_id: str, step_id: str, seconds: float) -> None:
+        key = (fn_id, step_id)
+        self._seconds.pop(key, None)
+        self._seconds[key] = seconds
+        if len(self._seconds) > self._capacity:
+            del self._seconds[next(iter(self._seconds))]
+
+
 class Checkpointer:
     """The steps one call ran and has not reported yet, and the posts that report them."""
 
@@ -134,9 +162,13 @@ class Checkpointer:
         run_id: str,
         fn_id: str,
         qi_id: str,
+        durations: StepDurations | None = None,
     ) -> None:
         self._poster = poster
         poster.hold()
+        self._durations = durations if durations is not None else StepDurations()
+        # The buffered steps' own run time, in seconds: the work a crash before the next flush would redo.
+        self._at_risk = 0.0
         self._config = config
         self._settings = settings
         self._run_id = run_id
@@ -163,14 +195,35 @@ class Checkpointer:
         limit = self._settings.runtime_s
         return limit is not None and self._added > 0 and time.monotonic() - self._started >= limit
 
-    async def add(self, op: dict[str, Any]) -> None:
-        """Buffer a StepRun; post the buffer when it is full (the interval timer posts it otherwise)."""
+    @property
+    def at_risk_s(self) -> float:
+        """The run time of the steps buffered and not posted yet."""
+        return self._at_risk
+
+    async def before_step(self, step_id: str) -> None:
+        """A step is about to run: post what is buffered first if that step is known to be long."""
+        limit = self._settings.at_risk_s
+        if limit is None or not self._buffer:
+            return
+        last = self._durations.last(self._fn_id, step_id)
+        if last is not None and last >= limit:
+            await self.flush()
+
+    async def add(self, op: dict[str, Any], *, step_id: str, seconds: float) -> None:
+        """Buffer a StepRun that took ``seconds``; post the buffer once a limit of the flush policy is
+        reached (the interval timer posts it otherwise)."""
+        self._durations.record(self._fn_id, step_id, seconds)
         self._buffer.append(op)
         self._added += 1
-        if len(self._buffer) >= self._settings.buffered_steps:
+        self._at_risk += seconds
+        settings = self._settings
+        count, at_risk = settings.buffered_steps, settings.at_risk_s
+        if (count is not None and len(self._buffer) >= count) or (
+            at_risk is not None and self._at_risk >= at_risk
+        ):
             await self.flush()
-        elif self._timer is None and self._settings.interval_s is not None:
-            self._timer = asyncio.create_task(self._flush_after(self._settings.interval_s))
+        elif self._timer is None and settings.interval_s is not None:
+            self._timer = asyncio.create_task(self._flush_after(settings.interval_s))
 
     async def flush(self) -> None:
         """Post the buffered steps; on failure keep them (``broken``) for the call's answer."""
@@ -179,6 +232,7 @@ class Checkpointer:
             if not self._buffer or self.broken or self.stale:
                 return
             steps, self._buffer = self._buffer, []
+            at_risk, self._at_risk = self._at_risk, 0.0
             try:
                 await self._post(steps)
             except StaleCall:
@@ -188,6 +242,7 @@ class Checkpointer:
                     "run %s: checkpoint failed, answering with the steps instead: %s", self._run_id, err
                 )
                 self._buffer = steps + self._buffer
+                self._at_risk += at_risk
                 self.broken = True
 
     def close(self) -> None:

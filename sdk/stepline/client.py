@@ -15,7 +15,7 @@ import httpx
 
 from stepline import config as config_
 from stepline.background import LOOP, on_loop
-from stepline.checkpoint import Poster
+from stepline.checkpoint import Poster, StepDurations
 from stepline.errors import SendEventError
 from stepline.flow import (
     BatchEvents,
@@ -96,6 +96,8 @@ class Client:
         self._http: httpx.AsyncClient | None = None
         self._http_loop: asyncio.AbstractEventLoop | None = None
         self._poster: Poster | None = None
+        # How long each step last ran here: the flush policy posts before a step known to be long.
+        self.step_durations = StepDurations()
 
     @property
     def app_id(self) -> str:

@@ -6,8 +6,9 @@ a wait, an invocation), or plans several, then cancels the task and returns a Ca
 that into the HTTP answer. A plain ``def`` function runs the same way in a worker thread of its own pool
 (``FUNCTION_THREADS``), its ``ctx.step`` blocking (``SyncStep``); step bodies run in asyncio's default pool.
 
-In checkpoint mode (checkpoint.py) a step that ran does not end the call: its result is buffered and posted
-to the gateway, the function resumes with it, and the next new step is run the same way. The call ends with
+In checkpoint mode (checkpoint.py) a step that ran does not end the call: its result is buffered (and posted
+to the gateway when the flush policy says so), the function resumes with it, and the next new step is run
+the same way. The call ends with
 the function (200, or a 206 ``RunComplete`` after still-buffered steps), at what needs the gateway (a 206
 with the buffered steps and that operation), or with the buffered steps alone when a checkpoint fails.
 """
@@ -223,7 +224,13 @@ def _checkpointer(
         return None
     fn_id = ctx.fn_id or function.full_id(client.app_id)
     return Checkpointer(
-        client.checkpoint_poster, client.config, settings, run_id=ctx.run_id, fn_id=fn_id, qi_id=ctx.qi_id
+        client.checkpoint_poster,
+        client.config,
+        settings,
+        run_id=ctx.run_id,
+        fn_id=fn_id,
+        qi_id=ctx.qi_id,
+        durations=client.step_durations,
     )
 
 
@@ -244,8 +251,13 @@ async def _checkpointed(
             return CallResult(206, encode_json([*await checkpointer.unreported(), step.op]))
         if checkpointer.runtime_exceeded():
             return CallResult(206, encode_json([*await checkpointer.unreported(), _discovery_request()]))
+        await checkpointer.before_step(step.id)
+        if checkpointer.stale or checkpointer.broken:
+            return _stopped(checkpointer, await checkpointer.unreported())
         started_ns = time.time_ns()
+        started = time.perf_counter()
         outcome = await _run_step(step, final=final)
+        seconds = time.perf_counter() - started
         if not outcome.ran:
             return outcome.result(*await checkpointer.unreported())
         try:
@@ -255,7 +267,9 @@ async def _checkpointed(
             return _unserializable(step, exc).result(*await checkpointer.unreported())
         state.resume(step, value)
         timing = {"a": started_ns, "b": time.time_ns() - started_ns}
-        await checkpointer.add({**outcome.op, "data": value, "timing": timing})
+        await checkpointer.add(
+            {**outcome.op, "data": value, "timing": timing}, step_id=step.id, seconds=seconds
+        )
         if checkpointer.stale or checkpointer.broken:
             return _stopped(checkpointer, await checkpointer.unreported())
 

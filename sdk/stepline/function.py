@@ -178,6 +178,9 @@ def parse_cancel(spec: Sequence[CancelSpec]) -> tuple[Cancel, ...]:
 # The official TypeScript SDK's default: a call ends (DiscoveryRequest) after running steps this long.
 DEFAULT_MAX_RUNTIME = datetime.timedelta(seconds=10)
 
+# The default flush policy's threshold: the step work a crash between two checkpoints may have to redo.
+DEFAULT_MAX_AT_RISK = datetime.timedelta(milliseconds=100)
+
 
 def _seconds(value: Duration | None) -> float | None:
     if value is None:
@@ -192,25 +195,45 @@ def _seconds(value: Duration | None) -> float | None:
 class Checkpoint:
     """How a function's calls checkpoint (``Client(checkpoint=...)``, ``client.function(checkpoint=...)``).
 
-    In checkpoint mode a call runs the function's sequential steps back to back and posts each result to
-    the gateway, instead of answering after every step (checkpoint.py). ``buffered_steps``: post after this
-    many steps (1, the default, posts after every step: the safe setting); ``max_interval``: post buffered
-    steps at the latest this long after the first of them; ``max_runtime``: after running steps this long,
-    end the call and have the gateway make a new one (None: no limit). Durations are seconds or timedeltas.
-    ``checkpoint=True`` means these defaults; ``checkpoint=False`` turns checkpointing off.
+    In checkpoint mode a call runs the function's sequential steps back to back and reports their results
+    to the gateway, instead of answering after every step (checkpoint.py). The steps that ran are buffered
+    and posted to the checkpoint API (a flush) when any of these limits is reached:
+
+    * ``max_at_risk`` (default 100 ms): the buffered steps' own run time, the work a crash before the next
+      flush would run again; also, before a step whose last run in this process took at least this long,
+      what is buffered is posted first, so that a long step never puts earlier steps at risk;
+    * ``buffered_steps``: this many steps are buffered (None, the default: no limit by count; 1 posts after
+      every step, the strictest setting, ``Checkpoint.every_step()``);
+    * ``max_interval``: this long after the first of them was buffered, by the clock (None: no limit).
+
+    Whatever is still buffered when the function ends comes with its result in the call's answer, and
+    what needs the gateway (a sleep, a wait, parallel steps, a failed attempt) ends the call with the
+    buffered steps before it. A crash between flushes loses no recorded output: the unflushed steps run
+    again in the next call. ``max_runtime``: after running steps this long, end the call and have the
+    gateway make a new one (None: no limit). Durations are seconds or timedeltas. ``checkpoint=True``
+    means these defaults; ``checkpoint=False`` turns checkpointing off (one call per step).
     """
 
-    buffered_steps: int = 1
+    buffered_steps: int | None = None
     max_interval: Duration | None = None
     max_runtime: Duration | None = DEFAULT_MAX_RUNTIME
+    max_at_risk: Duration | None = DEFAULT_MAX_AT_RISK
 
     def __post_init__(self) -> None:
-        if isinstance(self.buffered_steps, bool) or not isinstance(self.buffered_steps, int):
-            raise TypeError(f"buffered_steps must be a whole number, not {self.buffered_steps!r}")
-        if self.buffered_steps < 1:
-            raise ValueError(f"buffered_steps must be 1 or more, not {self.buffered_steps}")
+        steps = self.buffered_steps
+        if steps is not None:
+            if isinstance(steps, bool) or not isinstance(steps, int):
+                raise TypeError(f"buffered_steps must be a whole number or None, not {steps!r}")
+            if steps < 1:
+                raise ValueError(f"buffered_steps must be 1 or more (or None: no limit), not {steps}")
         _seconds(self.max_interval)
         _seconds(self.max_runtime)
+        _seconds(self.max_at_risk)
+
+    @classmethod
+    def every_step(cls, *, max_runtime: Duration | None = DEFAULT_MAX_RUNTIME) -> Checkpoint:
+        """The strictest policy: each step's result is posted as soon as it ends, before the next starts."""
+        return cls(buffered_steps=1, max_at_risk=None, max_runtime=max_runtime)
 
     @property
     def interval_s(self) -> float | None:
@@ -220,12 +243,18 @@ class Checkpoint:
     def runtime_s(self) -> float | None:
         return _seconds(self.max_runtime)
 
+    @property
+    def at_risk_s(self) -> float | None:
+        return _seconds(self.max_at_risk)
+
     def config(self) -> dict[str, Any]:
-        """The function's ``checkpoint`` in a sync payload, with the names the spec gives the settings."""
+        """The function's ``checkpoint`` in a sync payload, with the names the spec gives the settings
+        (``batch_steps`` 0: no limit by count), and ``max_at_risk``, Stepline's own."""
         return {
-            "batch_steps": self.buffered_steps,
+            "batch_steps": self.buffered_steps or 0,
             "batch_interval": duration_string(self.interval_s or 0),
             "max_runtime": duration_string(self.runtime_s or 0),
+            "max_at_risk": duration_string(self.at_risk_s or 0),
         }
 
 

@@ -2,8 +2,10 @@
 a test can kill it in the middle of a call.
 
 Run it with ``python -m tests.test_checkpoint.four_steps_app --port PORT --gateway URL --log FILE
-[--hang-at STEP]``: each step appends its name to FILE when it starts; ``--hang-at`` makes that step wait
-forever (until the process is killed).
+[--hang-at STEP] [--slow STEP] [--every-step]``: each step appends its name to FILE when it starts;
+``--hang-at`` makes that step wait forever (until the process is killed), ``--slow`` makes that step take
+``SLOW_S`` (more than the default flush policy's ``max_at_risk``); ``--every-step`` checkpoints after every
+step (the strictest policy) instead of the SDK's default.
 """
 
 from __future__ import annotations
@@ -15,17 +17,23 @@ from pathlib import Path
 import stepline
 import stepline.asgi
 import uvicorn
-from starlette.applications import Starlette
+
+SLOW_S = 0.3
 
 
-def create_app(gateway_url: str, log: Path, hang_at: str | None) -> Starlette:
-    client = stepline.Client("killable", gateway_url=gateway_url, dev=True)
+def create_app(
+    gateway_url: str, log: Path, hang_at: str | None, *, slow: str | None = None, every_step: bool = False
+) -> stepline.asgi.ServeApp:
+    policy = stepline.Checkpoint.every_step() if every_step else stepline.Checkpoint()
+    client = stepline.Client("killable", gateway_url=gateway_url, dev=True, checkpoint=policy)
 
     async def step(name: str) -> str:
         with log.open("a") as out:
             out.write(f"{name}\n")
         if name == hang_at:
             await asyncio.Event().wait()
+        if name == slow:
+            await asyncio.sleep(SLOW_S)
         return name.upper()
 
     @client.function(id="four", trigger="killable/go", retries=10)
@@ -41,8 +49,10 @@ def main() -> None:
     parser.add_argument("--gateway", required=True)
     parser.add_argument("--log", type=Path, required=True)
     parser.add_argument("--hang-at")
+    parser.add_argument("--slow")
+    parser.add_argument("--every-step", action="store_true")
     args = parser.parse_args()
-    app = create_app(args.gateway, args.log, args.hang_at)
+    app = create_app(args.gateway, args.log, args.hang_at, slow=args.slow, every_step=args.every_step)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 

@@ -1,5 +1,6 @@
-"""Stepline's SDK in checkpoint mode (its default) and with it off, on the gateway: the scenarios of the
-TypeScript tests, the settings (buffered steps, interval, runtime), and the fallback when the checkpoint API
+"""Stepline's SDK in checkpoint mode (its default flush policy, and a post after every step) and with it
+off, on the gateway: the scenarios of the TypeScript tests, the settings (buffered steps, interval, runtime,
+step work at risk), and the fallback when the checkpoint API
 cannot be reached. The app counts the calls it receives; the gateway marks the steps that were checkpointed.
 """
 
@@ -177,69 +178,87 @@ def scenarios(svc: Service) -> list[stepline.Function]:
     return [sequential, parallel, hopeless, sleeper, waiter, four]
 
 
-@pytest.fixture(params=[True, False], ids=["checkpoint", "no-checkpoint"])
-def checkpoint(request: pytest.FixtureRequest) -> bool:
-    on: bool = request.param
-    return on
+@dataclass(frozen=True)
+class Mode:
+    """A checkpoint setting of the app, and what it makes of a call's steps run back to back."""
+
+    setting: bool | stepline.Checkpoint
+    # Whether a call runs several steps (checkpoint mode), and whether it posts each as it ends.
+    on: bool
+    posts: bool
 
 
-async def test_four_sequential_steps_take_one_call(database_url: str, checkpoint: bool) -> None:
-    async with service(database_url, scenarios, checkpoint=checkpoint) as svc:
+MODES = {
+    # The strictest policy: a post after every step (the official TypeScript SDK's default).
+    "every-step": Mode(stepline.Checkpoint.every_step(), on=True, posts=True),
+    # The SDK's default: quick steps stay buffered and come with the call's answer.
+    "default": Mode(True, on=True, posts=False),
+    "off": Mode(False, on=False, posts=False),
+}
+
+
+@pytest.fixture(params=list(MODES))
+def mode(request: pytest.FixtureRequest) -> Mode:
+    return MODES[request.param]
+
+
+async def test_four_sequential_steps_take_one_call(database_url: str, mode: Mode) -> None:
+    async with service(database_url, scenarios, checkpoint=mode.setting) as svc:
         run = await svc.finished(await svc.start("app/four"))
     assert run["output"] == [1, 2, 3, 4]
     assert svc.steps == {"s1": 1, "s2": 1, "s3": 1, "s4": 1}
-    assert paths(run) == dict.fromkeys(("s1", "s2", "s3", "s4"), checkpoint)
-    assert svc.calls == {"app-four": 1 if checkpoint else 5}
+    assert paths(run) == dict.fromkeys(("s1", "s2", "s3", "s4"), mode.posts)
+    assert svc.calls == {"app-four": 1 if mode.on else 5}
 
 
-async def test_sequential_steps_with_a_retry(database_url: str, checkpoint: bool) -> None:
-    async with service(database_url, scenarios, checkpoint=checkpoint) as svc:
+async def test_sequential_steps_with_a_retry(database_url: str, mode: Mode) -> None:
+    async with service(database_url, scenarios, checkpoint=mode.setting) as svc:
         run = await svc.finished(await svc.start("app/sequential", {"n": 20}))
     assert run["status"] == "Completed", run
     assert run["output"] == {"a": 21, "b": "ok", "c": 42}
     assert svc.steps == {"first": 1, "flaky": 2, "third": 1}
     assert steps(run)["flaky"]["attempts"] == 2
     # With checkpoints: "first" and the failed "flaky" in call 1, the retry of "flaky" alone, then "third".
-    assert paths(run) == {"first": checkpoint, "flaky": False, "third": checkpoint}
-    assert svc.calls == {"app-sequential": 3 if checkpoint else 5}
+    assert paths(run) == {"first": mode.posts, "flaky": False, "third": mode.posts}
+    assert svc.calls == {"app-sequential": 3 if mode.on else 5}
 
 
-async def test_parallel_steps(database_url: str, checkpoint: bool) -> None:
-    async with service(database_url, scenarios, checkpoint=checkpoint) as svc:
+async def test_parallel_steps(database_url: str, mode: Mode) -> None:
+    async with service(database_url, scenarios, checkpoint=mode.setting) as svc:
         run = await svc.finished(await svc.start("app/parallel"))
     assert run["output"] == {"before": 1, "one": 10, "two": 20, "after": 31}
     assert svc.steps == {"before": 1, "one": 1, "two": 1, "after": 1}
-    assert paths(run) == {"before": checkpoint, "one": False, "two": False, "after": checkpoint}
-    assert svc.calls == {"app-parallel": 4 if checkpoint else 6}
+    assert paths(run) == {"before": mode.posts, "one": False, "two": False, "after": mode.posts}
+    assert svc.calls == {"app-parallel": 4 if mode.on else 6}
 
 
-async def test_a_non_retriable_error_fails_the_run_at_once(database_url: str, checkpoint: bool) -> None:
-    async with service(database_url, scenarios, checkpoint=checkpoint) as svc:
+async def test_a_non_retriable_error_fails_the_run_at_once(database_url: str, mode: Mode) -> None:
+    async with service(database_url, scenarios, checkpoint=mode.setting) as svc:
         run = await svc.finished(await svc.start("app/hopeless"))
     assert run["status"] == "Failed", run
     assert "cannot be processed" in run["error"]["message"]
     assert svc.steps == {"check": 1, "refuse": 1}
     assert steps(run)["refuse"]["status"] == "Failed"
-    assert paths(run) == {"check": checkpoint, "refuse": False}
-    assert svc.calls == {"app-hopeless": 2 if checkpoint else 3}
+    assert paths(run) == {"check": mode.posts, "refuse": False}
+    assert svc.calls == {"app-hopeless": 2 if mode.on else 3}
 
 
-async def test_sleep(database_url: str, checkpoint: bool) -> None:
+async def test_sleep(database_url: str, mode: Mode) -> None:
     clock = ManualClock()
-    async with service(database_url, scenarios, checkpoint=checkpoint, clock=clock) as svc:
+    async with service(database_url, scenarios, checkpoint=mode.setting, clock=clock) as svc:
         event_id = await svc.start("app/sleep")
         assert await eventually(lambda: step_status(svc, event_id, "nap")) == "Sleeping"
         clock.advance(HOUR.total_seconds() + 1)
         run = await svc.finished(event_id)
     assert run["output"] == ["before", "after"]
     assert svc.steps == {"before-nap": 1, "after-nap": 1}
-    assert paths(run) == {"before-nap": checkpoint, "after-nap": checkpoint}
-    assert svc.calls == {"app-sleeper": 2 if checkpoint else 4}
+    assert paths(run) == {"before-nap": mode.posts, "after-nap": mode.posts}
+    assert svc.calls == {"app-sleeper": 2 if mode.on else 4}
 
 
-async def test_wait_for_event(database_url: str, checkpoint: bool) -> None:
+async def test_wait_for_event(database_url: str, mode: Mode) -> None:
     clock = ManualClock()
-    async with service(database_url, scenarios, checkpoint=checkpoint, clock=clock) as svc:
+    async with service(database_url, scenarios, checkpoint=mode.setting, clock=clock) as svc:
         approved = await svc.start("app/order", {"order": 7})
         expired = await svc.start("app/order", {"order": 8})
         for event_id in (approved, expired):
@@ -251,8 +270,8 @@ async def test_wait_for_event(database_url: str, checkpoint: bool) -> None:
     assert run["output"] == {"order": 7, "outcome": "approved by ada"}
     assert timed_out["output"] == {"order": 8, "outcome": "timed out"}
     for each in (run, timed_out):
-        assert paths(each) == {"prepare": checkpoint, "conclude": checkpoint}
-    assert svc.calls == {"app-waiter": 4 if checkpoint else 8}
+        assert paths(each) == {"prepare": mode.posts, "conclude": mode.posts}
+    assert svc.calls == {"app-waiter": 4 if mode.on else 8}
 
 
 def batched(svc: Service) -> list[stepline.Function]:
@@ -280,7 +299,9 @@ def batched(svc: Service) -> list[stepline.Function]:
         waited = await ctx.step.run("t2", once_checkpointed, ctx.run_id, "t1")
         return [first, waited, await ctx.step.run("t3", ran, "t3", 3)]
 
-    @client.function(id="short", trigger="app/short", checkpoint=stepline.Checkpoint(max_runtime=1e-6))
+    @client.function(
+        id="short", trigger="app/short", checkpoint=stepline.Checkpoint.every_step(max_runtime=1e-6)
+    )
     async def short(ctx: stepline.Context) -> list[Any]:
         return [await ctx.step.run(f"r{i}", ran, f"r{i}", i) for i in range(1, 4)]
 
@@ -340,7 +361,8 @@ async def test_when_the_checkpoint_api_cannot_be_reached_the_steps_come_in_the_a
     database_url: str,
 ) -> None:
     nowhere = f"http://127.0.0.1:{free_port()}"
-    async with service(database_url, scenarios, gateway_url=nowhere) as svc:
+    every_step = stepline.Checkpoint.every_step()
+    async with service(database_url, scenarios, checkpoint=every_step, gateway_url=nowhere) as svc:
         run = await svc.finished(await svc.start("app/four"))
     assert run["output"] == [1, 2, 3, 4]
     # No result is lost and none is run twice: each call's answer carries the step it ran.

@@ -40,8 +40,10 @@ def exported(text: str) -> dict[str, tuple[str, set[str] | None]]:
 
 
 def checkpointing_app(gateway_url: str) -> tuple[stepline.Client, list[stepline.Function]]:
-    """Two steps posted to the checkpoint API as they end (the SDK's default)."""
-    client = stepline.Client("contract", dev=True, gateway_url=gateway_url)
+    """Two steps posted to the checkpoint API as they end (the strictest flush policy)."""
+    client = stepline.Client(
+        "contract", dev=True, gateway_url=gateway_url, checkpoint=stepline.Checkpoint.every_step()
+    )
 
     @client.function(id="steps", trigger="contract/go")
     async def steps(ctx: stepline.Context) -> int:

@@ -39,7 +39,9 @@ class Headers:
 def three_steps(
     service_spans: TracerProvider, *, checkpoint: bool, gateway_url: str
 ) -> tuple[stepline.Client, list[stepline.Function]]:
-    client = stepline.Client("traced", dev=True, checkpoint=checkpoint, gateway_url=gateway_url)
+    # Checkpointing on: the strictest policy, each step posted as it ends.
+    setting = stepline.Checkpoint.every_step() if checkpoint else False
+    client = stepline.Client("traced", dev=True, checkpoint=setting, gateway_url=gateway_url)
     tracer = service_spans.get_tracer("shop-service")
 
     @client.function(id="order", trigger="traced/order")

@@ -18,6 +18,10 @@ from .conftest import FALLBACK_KEY, SIGNING_KEY, FakeGateway, call_body, sha1
 
 ran: Counter[str] = Counter()
 
+EVERY_STEP = stepline.Checkpoint.every_step()
+# Longer than the default flush policy's threshold (max_at_risk, 100 ms).
+SLOW_S = 0.15
+
 
 def step(name: str, value: Any = None) -> Any:
     ran[name] += 1
@@ -58,7 +62,23 @@ def functions(client: stepline.Client) -> list[stepline.Function]:
         await ctx.step.run("b", slow)
         return "done"
 
-    return [fn, napper, buffered, breaks, interval]
+    @client.function(id="slow-b", trigger="test/go")
+    async def slow_b(ctx: stepline.Context) -> list[Any]:
+        async def slow() -> str:
+            await asyncio.sleep(SLOW_S)
+            return step("b")
+
+        a = await ctx.step.run("a", step, "a")
+        b = await ctx.step.run("b", slow)
+        return [a, b, await ctx.step.run("c", step, "c")]
+
+    @client.function(
+        id="pairs", trigger="test/go", checkpoint=stepline.Checkpoint(buffered_steps=2, max_at_risk=None)
+    )
+    async def pairs(ctx: stepline.Context) -> list[Any]:
+        return [await ctx.step.run(name, step, name) for name in ("a", "b", "c", "d", "e")]
+
+    return [fn, napper, buffered, breaks, interval, slow_b, pairs]
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +92,7 @@ async def test_each_step_is_posted_as_it_ends_and_the_call_answers_with_the_outp
 ) -> None:
     if transport == "httpx":  # an SDK installed without aiohttp
         monkeypatch.setattr(stepline.checkpoint, "aiohttp", None)
-    client = stepline.Client("app", gateway_url=gateway.url, dev=True)
+    client = stepline.Client("app", gateway_url=gateway.url, dev=True, checkpoint=EVERY_STEP)
     served = await serve(functions(client), client)
     res = await served.call("app-fn", call_body(qi_id="7:lease"))
     assert (res.status_code, res.json()) == (200, ["a", "b", "c"])
@@ -153,7 +173,7 @@ async def test_an_error_after_buffered_steps_posts_them_first(serve: Any, gatewa
 async def test_when_the_checkpoint_api_fails_the_steps_come_in_the_answer(
     serve: Any, gateway: FakeGateway
 ) -> None:
-    client = stepline.Client("app", gateway_url=gateway.url, dev=True)
+    client = stepline.Client("app", gateway_url=gateway.url, dev=True, checkpoint=EVERY_STEP)
     served = await serve(functions(client), client)
     gateway.checkpoint_statuses = [503, 503, 503]
     res = await served.call("app-fn", call_body(qi_id="7:lease"))
@@ -190,7 +210,7 @@ async def test_a_post_of_the_interval_that_fails_while_the_call_ends_leaves_its_
 
 
 async def test_a_409_stops_the_call(serve: Any, gateway: FakeGateway) -> None:
-    client = stepline.Client("app", gateway_url=gateway.url, dev=True)
+    client = stepline.Client("app", gateway_url=gateway.url, dev=True, checkpoint=EVERY_STEP)
     served = await serve(functions(client), client)
     gateway.checkpoint_statuses = [409]
     res = await served.call("app-fn", call_body(qi_id="7:lease"))
@@ -205,7 +225,12 @@ async def test_checkpoints_carry_the_bearer_token_and_fall_back_to_the_old_key(
     serve: Any, gateway: FakeGateway
 ) -> None:
     client = stepline.Client(
-        "app", gateway_url=gateway.url, signing_key=SIGNING_KEY, signing_key_fallback=FALLBACK_KEY, dev=False
+        "app",
+        gateway_url=gateway.url,
+        signing_key=SIGNING_KEY,
+        signing_key_fallback=FALLBACK_KEY,
+        dev=False,
+        checkpoint=EVERY_STEP,
     )
     served = await serve(functions(client), client)
     gateway.accepted_tokens = {signing.bearer_token(FALLBACK_KEY)}
@@ -224,13 +249,100 @@ async def test_checkpoints_carry_the_bearer_token_and_fall_back_to_the_old_key(
     await client.aclose()
 
 
+def posted(gateway: FakeGateway) -> list[list[str]]:
+    """The steps of each checkpoint post, in order."""
+    return [[op["name"] for op in body["steps"]] for body in gateway.checkpoints()]
+
+
+async def test_the_default_policy_posts_nothing_for_quick_steps_they_come_with_the_result(
+    serve: Any, gateway: FakeGateway
+) -> None:
+    client = stepline.Client("app", gateway_url=gateway.url, dev=True)
+    served = await serve(functions(client), client)
+    res = await served.call("app-fn", call_body(qi_id="7:lease"))
+    assert res.status_code == 206
+    assert [(op["op"], op.get("name")) for op in res.json()] == [
+        ("StepRun", "a"),
+        ("StepRun", "b"),
+        ("StepRun", "c"),
+        ("RunComplete", None),
+    ]
+    assert res.json()[-1]["data"] == ["a", "b", "c"]
+    assert gateway.checkpoints() == []
+    await client.aclose()
+
+
+async def test_the_default_policy_posts_once_the_buffered_run_time_passes_its_threshold(
+    serve: Any, gateway: FakeGateway
+) -> None:
+    client = stepline.Client("app", gateway_url=gateway.url, dev=True)
+    served = await serve(functions(client), client)
+    res = await served.call("app-slow-b", call_body(qi_id="7:lease"))
+    # "a" and the slow "b" are posted together when "b" ends; "c" comes with the result.
+    assert posted(gateway) == [["a", "b"]]
+    assert [(op["op"], op.get("name")) for op in res.json()] == [("StepRun", "c"), ("RunComplete", None)]
+    # The strictest policy, for the same function: one post per step.
+    gateway.requests.clear()
+    strict = stepline.Client("app", gateway_url=gateway.url, dev=True, checkpoint=EVERY_STEP)
+    served = await serve(functions(strict), strict)
+    res = await served.call("app-slow-b", call_body(qi_id="7:lease"))
+    assert (res.status_code, res.json()) == (200, ["a", "b", "c"])
+    assert posted(gateway) == [["a"], ["b"], ["c"]]
+    await client.aclose()
+    await strict.aclose()
+
+
+async def test_the_default_policy_posts_before_a_step_known_to_be_long(
+    serve: Any, gateway: FakeGateway
+) -> None:
+    client = stepline.Client("app", gateway_url=gateway.url, dev=True)
+    served = await serve(functions(client), client)
+    await served.call("app-slow-b", call_body(qi_id="7:lease"))
+    assert posted(gateway) == [["a", "b"]]
+    # "b" took longer than the threshold last time: "a" is posted before "b" starts, "b" when it ends.
+    gateway.requests.clear()
+    res = await served.call("app-slow-b", call_body(qi_id="8:lease"))
+    assert posted(gateway) == [["a"], ["b"]]
+    assert [op["op"] for op in res.json()] == ["StepRun", "RunComplete"]
+    assert ran == {"a": 2, "b": 2, "c": 2}
+    await client.aclose()
+
+
+async def test_the_threshold_and_the_count_are_settings(serve: Any, gateway: FakeGateway) -> None:
+    client = stepline.Client("app", gateway_url=gateway.url, dev=True)
+    served = await serve(functions(client), client)
+    res = await served.call("app-pairs", call_body(qi_id="7:lease"))
+    assert posted(gateway) == [["a", "b"], ["c", "d"]]
+    assert [(op["op"], op.get("name")) for op in res.json()] == [("StepRun", "e"), ("RunComplete", None)]
+    # A threshold above the slow step's run time: nothing is posted, all three come with the result.
+    gateway.requests.clear()
+    lax = stepline.Client(
+        "app", gateway_url=gateway.url, dev=True, checkpoint=stepline.Checkpoint(max_at_risk=1)
+    )
+    served = await serve(functions(lax), lax)
+    res = await served.call("app-slow-b", call_body(qi_id="7:lease"))
+    assert posted(gateway) == []
+    assert [op["op"] for op in res.json()] == ["StepRun", "StepRun", "StepRun", "RunComplete"]
+    await client.aclose()
+    await lax.aclose()
+
+
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="buffered_steps"):
         stepline.Checkpoint(buffered_steps=0)
     with pytest.raises(ValueError, match="negative"):
         stepline.Checkpoint(max_interval=-1)
+    with pytest.raises(ValueError, match="negative"):
+        stepline.Checkpoint(max_at_risk=-1)
     assert stepline.Checkpoint(max_interval=3, max_runtime=None).config() == {
-        "batch_steps": 1,
+        "batch_steps": 0,
         "batch_interval": "3s",
         "max_runtime": "0s",
+        "max_at_risk": "100ms",
+    }
+    assert stepline.Checkpoint.every_step().config() == {
+        "batch_steps": 1,
+        "batch_interval": "0s",
+        "max_runtime": "10s",
+        "max_at_risk": "0s",
     }

@@ -86,7 +86,8 @@ def plain_checkpointed(ctx: stepline.SyncContext) -> list[int]:
 
 
 async def test_a_plain_function_checkpoints_its_steps_in_one_call(serve: Any, gateway: FakeGateway) -> None:
-    checkpointing = stepline.Client("app", gateway_url=gateway.url, dev=True)
+    every_step = stepline.Checkpoint.every_step()
+    checkpointing = stepline.Client("app", gateway_url=gateway.url, dev=True, checkpoint=every_step)
     served = await serve([plain_checkpointed], checkpointing)
     res = await served.call("app-plain-checkpointed", call_body(qi_id="7:lease"))
     assert res.status_code == 200

@@ -40,7 +40,7 @@ def expected_payload(serve_url: str, framework: str) -> dict[str, Any]:
         }
 
     # Checkpoint mode is on by default, with the safe settings: report after every step.
-    checkpoint = {"batch_steps": 1, "batch_interval": "0s", "max_runtime": "10s"}
+    checkpoint = {"batch_steps": 0, "batch_interval": "0s", "max_runtime": "10s", "max_at_risk": "100ms"}
     return {
         "appname": "shop",
         "deployType": "ping",
