@@ -227,3 +227,20 @@ async def _count(seen: list[Any], n: int) -> bool:
 
 async def _has(seen: list[Any], item: Any) -> bool:
     return item in seen
+
+
+async def test_a_replayed_batch_run_gets_the_same_events(database_url: str) -> None:
+    seen: list[dict[str, Any]] = []
+    batch = stepline.BatchEvents(max_size=2, timeout="10s")
+    client, fn = recorder(seen, "rbat", "rbat/go", batch_events=batch)
+    async with (
+        serve(stepline.asgi.serve_app(client, [fn])) as app_url,
+        running_gateway(database_url) as gw,
+    ):
+        await synced(gw, client, [fn], app_url)
+        [first, _] = await gw.send(*({"name": "rbat/go", "data": {"n": n}} for n in range(2)))
+        [run] = await gw.finished_runs(first)
+        response = await gw.http.post(f"/v1/runs/{run['id']}/replay")
+        assert response.status_code == 201, response.text
+        await eventually(lambda: _count(seen, 2))
+        assert [[e["n"] for e in s["events"]] for s in seen] == [[0, 1], [0, 1]]

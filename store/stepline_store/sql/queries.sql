@@ -122,17 +122,23 @@ FROM runs r JOIN events e ON e.id = r.event_id
 WHERE r.function_id = ANY($1::text[]) AND r.status IN ('Queued', 'Running');
 
 -- name: replay_run
--- A new run of the same function on the same event, due at once. $1 new run id, $2 run replayed,
--- $3 clock offset, $4 url, $5 max attempts (from the current route when there is one, else the old run's)
+-- A new run of the same function on the same event (a batch run: on the same events), due at once. $1 new
+-- run id, $2 run replayed, $3 clock offset, $4 url, $5 max attempts (from the current route when there is
+-- one, else the old run's)
 WITH new_run AS (
-    INSERT INTO runs (id, event_id, function_id, function_name, url, max_attempts, status, replay_of, created_at)
+    INSERT INTO runs (id, event_id, function_id, function_name, url, max_attempts, status, replay_of, created_at,
+                      batched)
     SELECT $1::uuid, event_id, function_id, function_name, coalesce($4::text, url),
-           coalesce($5::int, max_attempts), 'Queued', id, statement_timestamp() + $3::interval
+           coalesce($5::int, max_attempts), 'Queued', id, statement_timestamp() + $3::interval, batched
     FROM runs WHERE id = $2::uuid
-    RETURNING id
+    RETURNING id, batched
 ), new_work AS (
     INSERT INTO work (run_id, step_id, available_at)
     SELECT id, 'step', statement_timestamp() FROM new_run RETURNING 1
+), batch AS (
+    INSERT INTO batch_events (run_id, position, event_id)
+    SELECT n.id, b.position, b.event_id FROM new_run n JOIN batch_events b ON b.run_id = $2::uuid
+    WHERE n.batched
 )
 SELECT (SELECT id FROM new_run) AS id,
        (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM new_work LIMIT 1) AS n) AS notified;
