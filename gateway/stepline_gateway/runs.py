@@ -87,7 +87,7 @@ class RunQueries:
             raise NotFound(f"no run {run_id}")
         run = run_json(row)
         if row["status"] == "Queued":
-            run["waiting"] = await self._flow_wait(run_id)
+            run["waiting"] = (await self._flow_waits([run_id])).get(run_id)
         if with_steps:
             run["steps"] = [step_json(s) for s in await self._store.fetch("get_steps", run_id)]
             event = await self._store.fetchrow("get_event", row["event_id"])
@@ -177,28 +177,30 @@ class RunQueries:
                 }
             )
 
-    async def _flow_wait(self, run_id: uuid.UUID) -> dict[str, Any] | None:
-        """Why a Queued run waits at ingest's flow control (debounce, batchEvents), or None."""
-        row = await self._store.fetchrow("run_flow_wait", run_id)
-        if row is None or row["due"] is None:
-            return None
-        until = row["due"].astimezone(datetime.UTC)
-        if row["debounced"]:
-            return {
-                "reason": "debounced",
-                "until": _time(until),
-                "message": f"debounced until {until:%Y-%m-%d %H:%M:%S} UTC",
-            }
-        if row["batch_max"] is not None:
-            return {
-                "reason": "batching",
-                "until": _time(until),
-                "size": row["batch_events"],
-                "max_size": row["batch_max"],
-                "message": f"batch {row['batch_events']} of {row['batch_max']}, "
-                f"starts by {until:%Y-%m-%d %H:%M:%S} UTC",
-            }
-        return None
+    async def _flow_waits(self, run_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+        """Why Queued runs wait at ingest's flow control (debounce, batchEvents), for those that do."""
+        found: dict[uuid.UUID, dict[str, Any]] = {}
+        if not run_ids:
+            return found
+        for row in await self._store.fetch("runs_flow_wait", run_ids):
+            until = row["due"].astimezone(datetime.UTC)
+            shown = f"{until:%Y-%m-%d %H:%M:%S} UTC"
+            if row["debounced"]:
+                found[row["run_id"]] = {
+                    "reason": "debounced",
+                    "until": _time(until),
+                    "message": f"debounced until {shown}",
+                }
+            else:
+                size, max_size = row["batch_events"], row["batch_max"]
+                found[row["run_id"]] = {
+                    "reason": "batching",
+                    "until": _time(until),
+                    "size": size,
+                    "max_size": max_size,
+                    "message": f"batch {size} of {max_size}, starts by {shown}",
+                }
+        return found
 
     async def replay(
         self, run_id: uuid.UUID, offset: datetime.timedelta, *, url: str | None, max_attempts: int | None

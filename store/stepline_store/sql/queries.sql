@@ -1039,15 +1039,16 @@ GROUP BY b.run_id;
 SELECT event_id, function_id, reason, skipped_at FROM skipped_events
 WHERE event_id = ANY($1::text[]) ORDER BY skipped_at, function_id;
 
--- name: run_flow_wait
--- Why Queued run $1 waits at ingest's flow control: debounced (until its first call is due) or batching
--- (its open batch's size of max size). Null columns when neither.
-SELECT (SELECT w.available_at FROM work w
-        WHERE w.run_id = $1::uuid AND w.step_id = 'step' AND w.lease_token IS NULL AND w.attempt = 0) AS due,
-       EXISTS (SELECT 1 FROM debounces d WHERE d.run_id = $1::uuid) AS debounced,
-       (SELECT b.size FROM batches b WHERE b.run_id = $1::uuid) AS batch_size,
-       (SELECT b.max_size FROM batches b WHERE b.run_id = $1::uuid) AS batch_max,
-       (SELECT count(*) FROM batch_events b WHERE b.run_id = $1::uuid) AS batch_events;
+-- name: runs_flow_wait
+-- Why the Queued runs $1 wait at ingest's flow control: debounced (until their first call is due) or
+-- batching (the open batch's events of its max size). Only the runs that are either are answered.
+SELECT w.run_id, w.available_at AS due, d.run_id IS NOT NULL AS debounced, b.max_size AS batch_max,
+       (SELECT count(*) FROM batch_events e WHERE e.run_id = w.run_id) AS batch_events
+FROM work w
+LEFT JOIN debounces d ON d.run_id = w.run_id
+LEFT JOIN batches b ON b.run_id = w.run_id
+WHERE w.run_id = ANY($1::uuid[]) AND w.step_id = 'step' AND w.lease_token IS NULL AND w.attempt = 0
+  AND (d.run_id IS NOT NULL OR b.run_id IS NOT NULL);
 
 -- name: prune_flow_state
 -- Flow-control state that decides nothing any more: rate limits whose period has passed, idempotency keys
