@@ -34,6 +34,7 @@ from stepline_store.pool import Queryable, Store
 
 from stepline_gateway.clock import Clock
 from stepline_gateway.events import Event
+from stepline_gateway.flow_claims import ClaimFlow, gate_runs
 from stepline_gateway.metrics import Metrics
 from stepline_gateway.routing import Function, compile_expression
 
@@ -159,6 +160,14 @@ class Admission:
         for run in runs:
             chosen[id(run.candidate)] = run.run_id
         await self._start(conn, runs)
+        # The runs started here obey the function's flow control at claim time too (flow_claims.py).
+        gated = [
+            (run.run_id, flow)
+            for run in runs
+            if (flow := ClaimFlow.of(run.candidate.function, run.candidate.payload)) is not None
+        ]
+        if gated:
+            await gate_runs(self._store, gated, self._clock.offset(), on=conn)
         if holders:
             held = [(key, chosen[id(c)]) for key, c in holders.items() if id(c) in chosen]
             if held:

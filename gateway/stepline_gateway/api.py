@@ -90,7 +90,8 @@ def _run_id(request: Request) -> uuid.UUID:
 
 
 async def list_runs(request: Request) -> Response:
-    queries = RunQueries(_gateway(request).read_store)
+    gateway = _gateway(request)
+    queries = RunQueries(gateway.read_store, offset=gateway.clock.offset())
     params = request.query_params
     status = params.get("status")
     if status is not None and status not in ("Queued", "Running", "Completed", "Failed", "Cancelled"):
@@ -119,7 +120,8 @@ async def run_counts(request: Request) -> Response:
 
 
 async def get_run(request: Request) -> Response:
-    run = await RunQueries(_gateway(request).read_store).get_run(_run_id(request))
+    gateway = _gateway(request)
+    run = await RunQueries(gateway.read_store, offset=gateway.clock.offset()).get_run(_run_id(request))
     return JSONResponse(run)
 
 

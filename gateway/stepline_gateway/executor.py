@@ -29,7 +29,8 @@ over its limit, a run's state over its limit) is a failed attempt of its step, w
 after the steps before it in the answer are recorded; any other error while recording an answer is a failed
 attempt too, written in a fresh transaction. A call whose lease lapsed ``max_lost_leases`` times in a row
 with no step recorded meanwhile (a gateway that crashes on its answer) fails its run instead of being made
-again, and so does a run whose state is over its limit when it is claimed.
+again, and so does a run whose state is over its limit when it is claimed. A claimed timer of
+``timeouts`` is no call: it cancels its run (timeouts.py).
 """
 
 from __future__ import annotations
@@ -48,10 +49,12 @@ from stepline.protocol import DISCOVERY_STEP_ID, RAN_OPCODES, Opcode, data_memo
 from stepline_store.errors import is_transient
 from stepline_store.pool import Queryable, Store
 
+from stepline_gateway import timeouts
 from stepline_gateway.answers import AnswerLimits, Problem
 from stepline_gateway.backoff import Backoff
 from stepline_gateway.calls import Answer, Caller, error_json
 from stepline_gateway.clock import Clock
+from stepline_gateway.flow_claims import TIMERS
 from stepline_gateway.ingest import Ingestor
 from stepline_gateway.labels import FunctionLabels
 from stepline_gateway.log_context import about_run
@@ -99,6 +102,8 @@ class Executor:
         self._clock = clock
         self._metrics = metrics
         self._wake = wake
+        self._ingestor = ingestor
+        self._routes = routes
         self._retry_delay = RetryDelay()
         self._limits = limits or AnswerLimits()
         self._max_lost_leases = max_lost_leases
@@ -119,6 +124,9 @@ class Executor:
         """Make the claimed call and the calls that follow it while the lease is held."""
         namespace = self._labels.namespace(claim.call.function_id)
         about_run(claim.call.run_id, claim.call.function_id, namespace)
+        if claim.call.step_id in TIMERS:
+            await timeouts.expire(self._store, self._ingestor, self._routes(), claim)
+            return
         refusal = self._refusal(claim)
         if refusal is not None:
             await self._outcomes.finish(claim, "Failed", output=None, error=refusal)

@@ -48,6 +48,8 @@ WAITING_REASONS = (
     "waiting",
     "invoking",
     "retrying",
+    "concurrency",
+    "throttled",
     "debounced",
     "batching",
 )
@@ -227,7 +229,7 @@ class _ScrapedState(Collector):
         waiting = GaugeMetricFamily(
             "stepline_runs_waiting",
             "Runs waiting, by function and reason (queued, scheduled, sleeping, waiting, invoking, retrying, "
-            "debounced, batching)",
+            "concurrency, throttled, debounced, batching)",
             labels=[*FUNCTION, "reason"],
         )
         due = GaugeMetricFamily(

@@ -1,7 +1,8 @@
 """Runs and events as the API and the dashboard show them, and the run actions (replay, cancel).
 
 Shapes follow ARCHITECTURE §4: a run with its function, status, event, output or error and its steps,
-each step with its attempts, timing, output or error.
+each step with its attempts, timing, output or error; a run that waits on flow control says why
+(``waiting``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from stepline_store.pool import Record, Store
 
 from stepline_gateway.errors import NotFound
+from stepline_gateway.flow_claims import waiting_of
 
 _NIL_UUID = uuid.UUID(int=0)
 
@@ -78,16 +80,34 @@ def event_json(row: Record) -> dict[str, Any]:
 
 
 class RunQueries:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, offset: datetime.timedelta = datetime.timedelta(0)) -> None:
         self._store = store
+        # The clock's offset (zero but in tests): a throttled run waits until a time on that clock.
+        self._offset = offset
+
+    async def _attach_waiting(self, runs: list[dict[str, Any]]) -> None:
+        """``waiting``: why a run that has not ended waits on flow control (flow_claims.py at claim time, the
+        debounce or batch of admission.py at ingest), else null."""
+        for run in runs:
+            run["waiting"] = None
+        live = {uuid.UUID(run["id"]): run for run in runs if run["status"] in ("Queued", "Running")}
+        if not live:
+            return
+        for run_id, waiting in (await waiting_of(self._store, list(live), self._offset)).items():
+            live[run_id]["waiting"] = waiting
+        # Flow control at ingest holds back first calls: debounced, or a batch still filling.
+        queued = [
+            run_id for run_id, run in live.items() if run["status"] == "Queued" and run["waiting"] is None
+        ]
+        for run_id, waiting in (await self._flow_waits(queued)).items():
+            live[run_id]["waiting"] = waiting
 
     async def get_run(self, run_id: uuid.UUID, *, with_steps: bool = True) -> dict[str, Any]:
         row = await self._store.fetchrow("get_run", run_id)
         if row is None:
             raise NotFound(f"no run {run_id}")
         run = run_json(row)
-        if row["status"] == "Queued":
-            run["waiting"] = (await self._flow_waits([run_id])).get(run_id)
+        await self._attach_waiting([run])
         if with_steps:
             run["steps"] = [step_json(s) for s in await self._store.fetch("get_steps", run_id)]
             event = await self._store.fetchrow("get_event", row["event_id"])
@@ -117,7 +137,9 @@ class RunQueries:
             rows = await self._store.fetch("runs_page_with_status", *page, status)
         else:
             rows = await self._store.fetch("runs_page", *page)
-        return [run_json(row) for row in rows]
+        runs = [run_json(row) for row in rows]
+        await self._attach_waiting(runs)
+        return runs
 
     async def count_recent_runs(self, since: datetime.datetime, *, at_most: int) -> list[dict[str, Any]]:
         """Per routed function, its runs created since ``since`` (the newest ``at_most``) by status."""

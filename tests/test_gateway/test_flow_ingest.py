@@ -244,3 +244,32 @@ async def test_a_replayed_batch_run_gets_the_same_events(database_url: str) -> N
         assert response.status_code == 201, response.text
         await eventually(lambda: _count(seen, 2))
         assert [[e["n"] for e in s["events"]] for s in seen] == [[0, 1], [0, 1]]
+
+
+async def test_runs_started_by_ingest_flow_control_obey_concurrency_too(database_url: str) -> None:
+    running: list[int] = []
+    overlap: list[int] = []
+    client = stepline.Client("both", dev=True)
+
+    @client.function(
+        id="fn",
+        trigger="both/go",
+        idempotency="event.data.order",
+        concurrency=stepline.Concurrency(limit=1),
+    )
+    async def fn(ctx: stepline.Context) -> None:
+        running.append(1)
+        overlap.append(len(running))
+        await asyncio.sleep(0.2)
+        running.pop()
+
+    async with (
+        serve(stepline.asgi.serve_app(client, [fn])) as app_url,
+        running_gateway(database_url) as gw,
+    ):
+        await synced(gw, client, [fn], app_url)
+        ids = await gw.send(*({"name": "both/go", "data": {"order": o}} for o in "aabc"))
+        await eventually(lambda: _count(overlap, 3))
+        assert await skipped(gw, ids[1]) == ["idempotency"]
+        await asyncio.sleep(0.3)
+        assert overlap == [1, 1, 1], "one at a time, and the repeated order started nothing"

@@ -382,7 +382,19 @@ function timeBounds(state) {
   return [span ? new Date(Date.now() - span).toISOString() : "", ""];
 }
 
+// Why a run waits on flow control ("concurrency key `acct-7`: 2 of 2 running", "throttled until 12:00:04",
+// in local time), or null.
+function waitingText(run) {
+  const waiting = run.waiting;
+  if (!waiting) return null;
+  if (waiting.reason === "throttled" && waiting.until)
+    return `throttled until ${new Date(waiting.until).toLocaleTimeString()}`;
+  return waiting.message;
+}
+
 function runResult(run) {
+  const waiting = waitingText(run);
+  if (waiting) return h("span", { class: "muted waiting" }, waiting);
   if (run.error) {
     const failed = run.status === "Failed";
     const text = failed ? errorText(run.error) : `last error: ${errorText(run.error)}`;
@@ -810,6 +822,7 @@ async function runView(view, runId) {
         { class: "page-head" },
         h("h1", {}, run.function.name),
         badge(run.status),
+        waitingText(run) ? h("span", { id: "run-waiting", class: "tag waiting" }, waitingText(run)) : null,
         h(
           "div",
           { class: "actions" },
@@ -853,9 +866,6 @@ async function runView(view, runId) {
             h("dd", {}, timeFull(run.ended_at)),
             h("dt", {}, "Duration"),
             h("dd", {}, formatDuration(elapsed(run.started_at, run.ended_at)) || "—"),
-            run.waiting
-              ? [h("dt", {}, "Waiting"), h("dd", { id: "run-waiting", title: run.waiting.until }, run.waiting.message)]
-              : null,
             run.replay_of
               ? [
                   h("dt", {}, "Replay of"),
