@@ -193,6 +193,9 @@ class Admission:
         started = [run.candidate.function.id for run in runs]
         if self._metrics is not None:
             self._metrics.runs_created(started)
+        # A singleton key's run that took the new event (a debounced run) goes on; any other is cancelled.
+        kept = set(chosen.values())
+        cancel = [run_id for run_id in cancel if run_id not in kept]
         return Admitted(started=started, cancel=cancel, skipped=len(skipped))
 
     async def _rate_limit(
