@@ -1,5 +1,6 @@
 """Flow control at ingest across two gateway processes sharing one database, with the functions declared in
-a Function manifest: events sent to both replicas at once never start more runs than the settings allow."""
+a Function manifest: events sent to both replicas at once never start more runs than the settings allow
+(a burst of events of one debounce key, shorter than its period, starts one run)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,16 @@ spec:
   endpoint: {{url: "{url}"}}
   triggers: [{{event: rep/batched}}]
   batchEvents: {{maxSize: 6, timeout: 60s}}
+---
+apiVersion: stepline.dev/v1alpha1
+kind: Function
+metadata: {{name: debounced}}
+spec:
+  app: rep
+  functionId: debounced
+  endpoint: {{url: "{url}"}}
+  triggers: [{{event: rep/debounced}}]
+  debounce: {{period: 3s, key: event.data.user}}
 """
 
 
@@ -78,11 +89,15 @@ async def test_two_replicas_enforce_the_limits_once(gateway_processes: GatewayPr
         seen["single"] += 1
         await release.wait()
 
+    @client.function(id="debounced", trigger="rep/debounced")
+    async def debounced(ctx: stepline.Context) -> None:
+        seen["debounced"] += 1
+
     @client.function(id="batched", trigger="rep/batched")
     async def batched(ctx: stepline.Context) -> None:
         batches.append([e.data["n"] for e in ctx.events])
 
-    async with serve(stepline.asgi.serve_app(client, [limited, once, single, batched])) as app_url:
+    async with serve(stepline.asgi.serve_app(client, [limited, once, single, batched, debounced])) as app_url:
         gateway_processes.manifest.write_text(MANIFEST.format(url=f"{app_url}/api/inngest"))
         urls = [gateway_processes.start()[1] for _ in range(2)]
         for url in urls:
@@ -100,12 +115,14 @@ async def test_two_replicas_enforce_the_limits_once(gateway_processes: GatewayPr
                 *(send(n, "once", {"order": "o-1"}) for n in range(EVENTS)),
                 *(send(n, "single", {"user": "a"}) for n in range(EVENTS)),
                 *(send(n, "batched", {}) for n in range(EVENTS)),
+                *(send(n, "debounced", {"user": "a"}) for n in range(EVENTS)),
             )
 
-            await eventually(lambda: _at_least(seen, {"limited": 3, "once": 1, "single": 1}), timeout=30)
+            wanted = {"limited": 3, "once": 1, "single": 1, "debounced": 1}
+            await eventually(lambda: _at_least(seen, wanted), timeout=30)
             await eventually(lambda: _batched(batches, EVENTS // 6), timeout=30)
             await asyncio.sleep(1.0)
-            assert seen == {"limited": 3, "once": 1, "single": 1}, gateway_processes.logs()
+            assert seen == wanted, gateway_processes.logs()
             assert len(batches) == EVENTS // 6
             assert all(len(b) == 6 for b in batches)
             assert sorted(n for b in batches for n in b) == list(range(EVENTS)), "each event in one batch"

@@ -173,6 +173,10 @@ async def test_debounce_runs_once_with_the_last_event(database_url: str) -> None
         assert waiting["message"].startswith("debounced until ")
         queue = (await gw.http.get("/v1/queue")).json()
         assert queue["waiting"].get("debounced") == 2
+        metrics = (await gw.http.get("/metrics")).text
+        assert (
+            'stepline_runs_waiting{function="deb-fn",namespace="default",reason="debounced"} 2.0' in metrics
+        )
         await asyncio.sleep(0.3)
         assert seen == [], "nothing runs before the period has passed without a new event"
         clock.advance(6)  # b's period is over, a's is not (its last event came 6 s ago)
