@@ -189,6 +189,9 @@ FLOWS = {
     "none": "",
     "rate-limit": "  rateLimit: {limit: 100000, period: 1s, key: event.id}\n",
     "idempotency": "  idempotency: event.id\n",
+    # Each run under one of 16 concurrency keys, 100 slots each against the gateway's 128 calls: the cost of
+    # the slot accounting at claim time, never a wait.
+    "concurrency": "  concurrency: [{limit: 100, key: 'event.data.i % 16'}]\n",
 }
 
 

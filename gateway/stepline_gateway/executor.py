@@ -95,6 +95,7 @@ class Executor:
         labels: FunctionLabels | None = None,
     ) -> None:
         self._store = store
+        self._routes = routes
         self._tracing = tracing or Tracing()
         self._labels = labels or FunctionLabels(routes)
         self._reachability = reachability or Reachability(datetime.timedelta(0))
@@ -138,7 +139,9 @@ class Executor:
             started = time.monotonic()
             span = self._tracing.call(current.call, namespace)
             answer = await self._caller.call(
-                current.call, traceparent=None if span is None else span.traceparent
+                current.call,
+                traceparent=None if span is None else span.traceparent,
+                timeout_s=self._call_timeout(current.call.function_id),
             )
             # Counted here, once per answer, however many times its recording is tried.
             self._metrics.answered(
@@ -154,6 +157,13 @@ class Executor:
                 # ends in a lapsed lease), it counts an attempt: no answer may be retried without end.
                 await self._settling_failed(made, err)
                 current = None
+
+    def _call_timeout(self, function_id: str) -> float | None:
+        """The function's ``retryPolicy.timeout`` in seconds; None: the gateway's call timeout."""
+        function = self._routes().functions.get(function_id)
+        policy = None if function is None else function.retry_policy
+        timeout = None if policy is None else policy.call_timeout()
+        return None if timeout is None else timeout.total_seconds()
 
     def _refusal(self, claim: Claim) -> dict[str, Any] | None:
         """Why a claimed call is not made at all but fails its run, if it is not to be made."""

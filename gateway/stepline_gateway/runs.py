@@ -14,7 +14,8 @@ from typing import Any
 from stepline_store.pool import Record, Store
 
 from stepline_gateway.errors import NotFound
-from stepline_gateway.flow_claims import waiting_of
+from stepline_gateway.flow_claims import ClaimFlow, gate_runs, waiting_of
+from stepline_gateway.routing import Function
 
 _NIL_UUID = uuid.UUID(int=0)
 
@@ -225,13 +226,27 @@ class RunQueries:
         return found
 
     async def replay(
-        self, run_id: uuid.UUID, offset: datetime.timedelta, *, url: str | None, max_attempts: int | None
+        self,
+        run_id: uuid.UUID,
+        offset: datetime.timedelta,
+        *,
+        function: Function | None,
+        event_id: str,
     ) -> uuid.UUID:
-        """A new run of the same function on the same event, due at once; ``offset`` is the clock's."""
+        """A new run of the same function on the same event, due at once; ``offset`` is the clock's. With the
+        current route (``function``) it calls the function's URL, has its attempts and its flow control."""
         new_id = uuid.uuid4()
-        row = await self._store.fetchrow("replay_run", new_id, run_id, offset, url, max_attempts)
-        if row is None or row["id"] is None:
-            raise NotFound(f"no run {run_id}")
+        url = function.url if function else None
+        max_attempts = function.max_attempts if function else None
+        async with self._store.transaction() as conn:
+            row = await self._store.fetchrow("replay_run", new_id, run_id, offset, url, max_attempts, on=conn)
+            if row is None or row["id"] is None:
+                raise NotFound(f"no run {run_id}")
+            if function is not None and function.flow is not None:
+                event = await self._store.fetchrow("get_event", event_id, on=conn)
+                flow = ClaimFlow.of(function, event_json(event)) if event is not None else None
+                if flow is not None:
+                    await gate_runs(self._store, [(new_id, flow)], offset, on=conn)
         return new_id
 
     async def status(self, run_id: uuid.UUID) -> str:

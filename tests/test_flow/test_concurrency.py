@@ -3,8 +3,10 @@ per key; the rest wait in order and all complete; a waiting run says why; two re
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 
+import asyncpg
 import stepline
 import stepline.asgi
 from stepline_gateway.clock import ManualClock
@@ -135,3 +137,55 @@ async def test_sleeping_runs_hold_no_slot(database_url: str) -> None:
             runs = await all_ended(gw, "dozy-nap", 3)
             assert {run["status"] for run in runs} == {"Completed"}
             await client.aclose()
+
+
+async def test_a_replayed_run_waits_for_a_slot_too(database_url: str) -> None:
+    service = OverlapService(hold_s=1.0)
+    async with service.serving() as url, running_gateway(database_url) as gw:
+        await gw.publish(flow_route("lim-replay", url, "replay/go", concurrency=1))
+        [first] = await gw.send({"name": "replay/go", "data": {"n": 0}})
+        [done] = await gw.finished_runs(first)
+        await gw.send({"name": "replay/go", "data": {"n": 1}})
+        await eventually(holds(lambda: service.in_flight[""] == 1))
+        replayed = (await gw.http.post(f"/v1/runs/{done['id']}/replay")).json()["id"]
+
+        async def replay_waits() -> bool:
+            run = (await gw.http.get(f"/v1/runs/{replayed}")).json()
+            return run["status"] == "Queued" and (run["waiting"] or {}).get("reason") == "concurrency"
+
+        await eventually(replay_waits)
+        runs = await all_ended(gw, "lim-replay", 3)
+        assert {run["status"] for run in runs} == {"Completed"}
+        assert service.most[""] == 1
+
+
+async def test_calls_waiting_for_a_slot_are_not_polled_for(database_url: str) -> None:
+    service = OverlapService(hold_s=4.0)
+    async with service.serving() as url, running_gateway(database_url, concurrency=16) as gw:
+        await gw.publish(flow_route("lim-idle", url, "idle/go", concurrency=1))
+        await gw.send(*({"name": "idle/go", "data": {"n": n}} for n in range(20)))
+
+        async def parked() -> bool:
+            runs = await runs_of_function(gw, "lim-idle")
+            return sum(1 for run in runs if run["waiting"]) == 19
+
+        await eventually(parked)
+        # 19 calls wait while the dispatcher has free call slots: it waits for the slot to free (a trigger's
+        # NOTIFY) rather than claiming again and again. A few commits (heartbeats, API reads), not thousands.
+        before = await _commits(database_url)
+        await asyncio.sleep(2)
+        assert await _commits(database_url) - before < 60
+        assert service.calls == 1
+        await all_ended(gw, "lim-idle", 2, timeout=20)
+        assert service.most[""] == 1
+
+
+async def _commits(database_url: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        value: int = await conn.fetchval(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        )
+        return value
+    finally:
+        await conn.close()

@@ -1,7 +1,8 @@
 """Flow control at claim time as the official Inngest SDKs declare it: the Python SDK (on FastAPI) and the
 TypeScript SDK (v4 on Express, checkpointing on: its default). Concurrency per key: the most steps running
 at once per key, seen by the app, is the limit, and every run completes; throttle: one start per period on
-the test clock; priority: a run of higher priority starts before those queued earlier."""
+the test clock; priority: a run of higher priority starts before those queued earlier; a finish timeout
+cancels a run that sleeps past it."""
 
 from __future__ import annotations
 
@@ -94,8 +95,19 @@ def python_app(gateway_url: str, watch: Watch) -> fastapi.FastAPI:
         n = int(str(ctx.event.data["n"]))
         return int(str(await ctx.step.run("work", lambda: watch.observed("ranked", "ranked", n, 0.2))))
 
+    @client.create_function(
+        fn_id="timed",
+        trigger=inngest.TriggerEvent(event="pyflow/timed"),
+        timeouts=inngest.Timeouts(finish=datetime.timedelta(minutes=1)),
+    )
+    async def timed(ctx: inngest.Context) -> str:
+        n = int(str(ctx.event.data["n"]))
+        await ctx.step.run("work", lambda: watch.observed("timed", "timed", n, 0))
+        await ctx.step.sleep("nap", datetime.timedelta(seconds=int(str(ctx.event.data["nap_s"]))))
+        return "done"
+
     app = fastapi.FastAPI()
-    inngest.fast_api.serve(app, client, [limited, paced, ranked])
+    inngest.fast_api.serve(app, client, [limited, paced, ranked, timed])
     return app
 
 
@@ -216,3 +228,25 @@ async def test_priority_moves_a_run_ahead(sdk_app: App) -> None:
     await all_ended(gw, f"{app}-ranked", 4, timeout=60)
     assert (await observed())["started"]["ranked"] == [0, 3, 1, 2]
     assert (await observed())["most"]["ranked"] == 1
+
+
+async def test_finish_timeout_cancels_a_run_that_sleeps_too_long(sdk_app: App) -> None:
+    gw, app, _, clock = sdk_app
+    [short] = await gw.send({"name": f"{app}/timed", "data": {"n": 0, "nap_s": 30}}, key=EVENT_KEY)
+    [long] = await gw.send({"name": f"{app}/timed", "data": {"n": 1, "nap_s": 3600}}, key=EVENT_KEY)
+
+    async def both_asleep() -> bool:
+        for event_id in (short, long):
+            runs = await gw.runs_of(event_id)
+            if not runs or not any(s["op"] == "Sleep" for s in (await gw.run(runs[0]["id"]))["steps"]):
+                return False
+        return True
+
+    await eventually(both_asleep, timeout=30)
+    clock.advance(31)
+    [done] = await gw.finished_runs(short)
+    assert done["status"] == "Completed"
+    clock.advance(30)
+    [run] = await gw.finished_runs(long)
+    assert run["status"] == "Cancelled"
+    assert run["error"]["name"] == "FunctionTimeoutError"

@@ -714,6 +714,17 @@ DELETE FROM events WHERE id IN (
 -- The operator's publish: serialises two resources that would publish the same function id. $1 function id
 SELECT pg_advisory_xact_lock(hashtextextended('stepline.functions:' || $1::text, 0));
 
+-- name: lock_function_ids
+-- An SDK sync: the same locks as lock_function_id, for each of $1 (sorted, so two syncs never deadlock)
+SELECT count(pg_advisory_xact_lock(hashtextextended('stepline.functions:' || k.id, 0)))
+FROM (SELECT id FROM unnest($1::text[]) AS u (id) ORDER BY id) AS k;
+
+-- name: sync_owners
+-- What an SDK sync of app $2 would replace: the rows of the function ids $1 and the rows app $2 synced
+-- before (source $3)
+SELECT id, app_id, url, source FROM functions
+WHERE id = ANY($1::text[]) OR (app_id = $2::text AND source = $3::text) ORDER BY id;
+
 -- name: functions_of_id_or_source
 -- What the operator's publish would replace: the row of function $1 and the rows published from source $2
 SELECT id, app_id, name, url, triggers, retries, paused, source, cancel_on, flow, retry_policy
@@ -1235,3 +1246,20 @@ WITH rates AS (
 )
 SELECT (SELECT count(*) FROM rates) + (SELECT count(*) FROM keys) + (SELECT count(*) FROM single)
        + (SELECT count(*) FROM debounced) + (SELECT count(*) FROM batched) AS pruned;
+
+-- Dashboard sessions (dashboard/auth.py): a random cookie per sign-in, kept as its sha256
+
+-- name: open_session
+-- $1 sha256 hex of the session cookie, $2 how long it lasts
+INSERT INTO dashboard_sessions (id_sha256, expires_at) VALUES ($1::text, now() + $2::interval);
+
+-- name: session_is_open
+-- $1 sha256 hex of the cookie: a row when the session exists and has not expired (by the database's clock)
+SELECT 1 FROM dashboard_sessions WHERE id_sha256 = $1::text AND expires_at > now();
+
+-- name: close_session
+-- $1 sha256 hex of the cookie
+DELETE FROM dashboard_sessions WHERE id_sha256 = $1::text;
+
+-- name: prune_sessions
+DELETE FROM dashboard_sessions WHERE expires_at <= now();

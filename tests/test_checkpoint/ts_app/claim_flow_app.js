@@ -1,7 +1,7 @@
 // Functions written with the official Inngest TypeScript SDK (npm `inngest` v4, checkpointing on: its
 // default) under the flow control Stepline enforces when calls are claimed, for
 // tests/test_flow/test_official_sdks.py: a concurrency limit per key (a single entry, sent as a bare
-// object), a throttle, and a priority behind a limit of one.
+// object), a throttle, a priority behind a limit of one, and a finish timeout over a sleep.
 //
 // Environment: PORT (where to listen), GATEWAY_URL (the Stepline gateway), INNGEST_SIGNING_KEY (cloud mode).
 // GET /observed answers {"most": {key: most calls in a step at once}, "started": {function: [data.n, ...]}}.
@@ -59,8 +59,17 @@ const ranked = inngest.createFunction(
   async ({ event, step }) => await step.run("work", () => observed("ranked", "ranked", event.data.n, 200)),
 );
 
+const timed = inngest.createFunction(
+  { id: "timed", triggers: [{ event: "tsflow/timed" }], timeouts: { finish: "1m" } },
+  async ({ event, step }) => {
+    await step.run("work", () => observed("timed", "timed", event.data.n, 0));
+    await step.sleep("nap", `${event.data.nap_s}s`);
+    return "done";
+  },
+);
+
 const app = express();
 app.use(express.json());
-app.use("/api/inngest", serve({ client: inngest, functions: [limited, paced, ranked] }));
+app.use("/api/inngest", serve({ client: inngest, functions: [limited, paced, ranked, timed] }));
 app.get("/observed", (_req, res) => res.json({ most, started }));
 app.listen(port, "127.0.0.1");
