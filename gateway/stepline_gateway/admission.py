@@ -15,12 +15,14 @@ for the functions that declare ``rateLimit``, ``idempotency``, ``singleton``, ``
   (its first call's due time) passes; the run's call carries the batch as ``events``.
 
 Skipped events are recorded with their reason (``skipped_events``) and counted in
-``stepline_events_skipped_total``. Keys are CEL over ``event``; a key that fails to evaluate is the empty key.
+``stepline_events_skipped_total``. Keys are CEL over ``event``; a key that fails to evaluate is the empty key,
+one longer than 200 characters is kept by its SHA-256.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import uuid
@@ -46,6 +48,9 @@ IDEMPOTENCY = "idempotency"
 SINGLETON = "singleton"
 
 Key = tuple[str, str]
+
+# Key values longer than this are stored by their SHA-256.
+_MAX_KEY = 200
 
 
 def admits(function: Function) -> bool:
@@ -75,7 +80,9 @@ def key_of(expression: str | None, event: dict[str, Any]) -> str:
     except (ValueError, TypeError, RuntimeError, KeyError) as err:
         log.debug("key %r failed on event %s: %s", expression, event.get("id"), err)
         return ""
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    # A long value is kept by its digest: the state tables' keys stay small enough to index.
+    return text if len(text) <= _MAX_KEY else "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def _condition(expression: str, event: dict[str, Any]) -> bool:

@@ -277,3 +277,19 @@ async def test_runs_started_by_ingest_flow_control_obey_concurrency_too(database
         assert await skipped(gw, ids[1]) == ["idempotency"]
         await asyncio.sleep(0.3)
         assert overlap == [1, 1, 1], "one at a time, and the repeated order started nothing"
+
+
+async def test_a_key_too_long_to_index_is_kept_by_its_digest(database_url: str) -> None:
+    seen: list[dict[str, Any]] = []
+    rate = stepline.RateLimit(limit=1, period="1h", key="event.data.blob")
+    client, fn = recorder(seen, "big", "big/go", rate_limit=rate, idempotency="event.data.blob")
+    async with (
+        serve(stepline.asgi.serve_app(client, [fn])) as app_url,
+        running_gateway(database_url) as gw,
+    ):
+        await synced(gw, client, [fn], app_url)
+        blob = "x" * 50_000
+        ids = await gw.send(*({"name": "big/go", "data": {"blob": blob, "n": n}} for n in range(2)))
+        [other] = await gw.send({"name": "big/go", "data": {"blob": blob + "y", "n": 2}})
+        await eventually(lambda: _count(seen, 2))
+        assert [await skipped(gw, i) for i in [*ids, other]] == [[], ["rate_limited"], []]
