@@ -183,12 +183,12 @@ def stepline_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "stepline_cli"]
 
 
-# --flow: the bench function's flow control at ingest, as spec lines of its manifest. Keys are per event, so
-# that no workflow is skipped: what is measured is the cost of the check.
+# --flow: the bench function's flow control at ingest, as spec lines of its manifest. The key is the event's
+# id, so that no workflow is skipped: what is measured is the cost of the check.
 FLOWS = {
     "none": "",
-    "rate-limit": "  rateLimit: {limit: 100000, period: 1s, key: 'string(event.data.i)'}\n",
-    "idempotency": "  idempotency: 'string(event.data.i)'\n",
+    "rate-limit": "  rateLimit: {limit: 100000, period: 1s, key: event.id}\n",
+    "idempotency": "  idempotency: event.id\n",
     # Each run under one of 16 concurrency keys, 100 slots each against the gateway's 128 calls: the cost of
     # the slot accounting at claim time, never a wait.
     "concurrency": "  concurrency: [{limit: 100, key: 'event.data.i % 16'}]\n",
