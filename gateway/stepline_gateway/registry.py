@@ -20,6 +20,7 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from stepline.durations import parse_duration
+from stepline.flow import FlowControl, RetryPolicy
 from stepline.manifest import FunctionResource, describe_error, parse_function
 from stepline.protocol import match_expression
 from stepline_store.pool import Store
@@ -58,6 +59,15 @@ def _check_triggers(triggers: list[dict[str, Any]]) -> None:
                 raise BadRequest(f"spec.triggers[{index}].cron: {trigger['cron']!r} never fires") from None
 
 
+def check_flow(flow: FlowControl | None, *, prefix: str = "spec.") -> None:
+    """Compile every CEL key and condition of the flow-control settings, so that a bad one is refused."""
+    for path, source in flow.expressions() if flow is not None else ():
+        try:
+            compile_expression(source)
+        except ExpressionError as err:
+            raise BadRequest(f"{prefix}{path}: {err}") from None
+
+
 def _cancel_rules(function_id: str, raw: Any) -> list[dict[str, Any]]:
     rules = []
     for index, rule in enumerate(raw or []):
@@ -87,6 +97,7 @@ def function_from_resource(resource: FunctionResource, url: str, source: str) ->
     cancel_on = _cancel_rules(
         resource.full_id, [r.model_dump(by_alias=True, exclude_none=True) for r in spec.cancel_on]
     )
+    flow = resource.flow
     return Function(
         id=resource.full_id,
         app_id=spec.app,
@@ -97,6 +108,8 @@ def function_from_resource(resource: FunctionResource, url: str, source: str) ->
         paused=spec.paused,
         source=source,
         cancel_on=cancel_on,
+        flow=None if flow.is_empty() else flow,
+        retry_policy=spec.retry_policy,
     )
 
 
@@ -135,6 +148,7 @@ def load_manifests(paths: list[Path]) -> list[Function]:
             function = function_from_resource(resource, url, MANIFEST_SOURCE)
             try:
                 _check_triggers(function.triggers)
+                check_flow(function.flow)
             except BadRequest as err:
                 raise BadRequest(f"{file}: Function {resource.metadata.name}: {err}") from None
             if function.id in defined_in:
@@ -213,12 +227,15 @@ class StoredFunction(_Stored):
     source: str
     cancel_on: list[StoredCancelRule]
     checkpoint: dict[str, Any] | None
+    flow: dict[str, Any] | None = None
+    retry_policy: dict[str, Any] | None = None
     created_at: datetime.datetime | None = None
 
 
 def function_from_row(row: Any) -> Function:
     """The routed function of a ``functions`` row; ValueError when the row holds what cannot be routed."""
     stored = StoredFunction.model_validate(dict(row))
+    flow = None if stored.flow is None else FlowControl.model_validate(stored.flow)
     return Function(
         id=stored.id,
         app_id=stored.app_id,
@@ -230,6 +247,8 @@ def function_from_row(row: Any) -> Function:
         source=stored.source,
         cancel_on=row["cancel_on"],
         checkpoint=stored.checkpoint,
+        flow=flow,
+        retry_policy=None if stored.retry_policy is None else RetryPolicy.model_validate(stored.retry_policy),
         created_at=stored.created_at,
     )
 
@@ -272,6 +291,13 @@ class Registry:
                 "set_checkpoint_settings",
                 ids,
                 [None if f.checkpoint is None else json.dumps(f.checkpoint) for f in functions],
+                on=conn,
+            )
+            await self._store.execute(
+                "set_flow_control",
+                ids,
+                [None if f.flow is None else json.dumps(f.flow.to_json()) for f in functions],
+                [None if f.retry_policy is None else json.dumps(f.retry_policy.to_json()) for f in functions],
                 on=conn,
             )
             await self._store.execute("notify_routes", on=conn)

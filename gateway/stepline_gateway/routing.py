@@ -15,6 +15,7 @@ from typing import Any
 
 import cel
 from stepline.durations import parse_duration
+from stepline.flow import FlowControl, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,11 @@ class Function:
     # Checkpoint settings from the SDK's sync ({"batch_steps", "batch_interval", "max_runtime"}), kept to be
     # shown: checkpointing is the SDK's to do; the gateway records whatever arrives.
     checkpoint: dict[str, Any] | None = None
+    # Flow control (docs/flow-control.md): None when the function declares none, so that paths that do not
+    # use it test one attribute and nothing else.
+    flow: FlowControl | None = None
+    # When failed attempts are retried and how long one call may take; None: the gateway's defaults.
+    retry_policy: RetryPolicy | None = None
     created_at: datetime.datetime | None = field(default=None, compare=False)
 
     @property
@@ -65,6 +71,8 @@ class Function:
             "source": self.source,
             "cancel_on": self.cancel_on,
             "checkpoint": self.checkpoint,
+            "flow": None if self.flow is None else self.flow.to_json(),
+            "retry_policy": None if self.retry_policy is None else self.retry_policy.to_json(),
         }
 
 

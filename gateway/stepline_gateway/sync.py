@@ -5,7 +5,8 @@ camel case) and Stepline's SDK send. Every field the gateway uses is typed and c
 written: ids and names, the serve URL, triggers (exactly one of event or cron, the CEL ``expression``
 compiled, the cron line scheduled once), retries, cancel rules, checkpoint settings. The flow-control
 settings (concurrency, throttle, rate limit, debounce, batching, priority, idempotency, timeouts, singleton)
-are typed as the SDKs send them, though not enforced yet. Fields the gateway does not know are ignored, as
+are read as the SDKs send them into the models of ``stepline.flow`` (keys compiled), and Stepline's own
+``retryPolicy`` beside them. Fields the gateway does not know are ignored, as
 the Inngest server does, so that newer SDKs still sync. ``read_sync`` answers the app and its functions, or
 raises BadRequest naming every field at fault (``function shop-x (functions[0]): triggers[0].event: ...``).
 """
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pydantic
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from stepline import flow
 from stepline.durations import parse_duration
 from stepline.protocol import DISCOVERY_STEP_ID, match_expression
 
@@ -70,7 +72,6 @@ Expression = Annotated[
     str, Field(min_length=1, max_length=MAX_EXPRESSION_LENGTH), AfterValidator(_expression)
 ]
 Duration = Annotated[str, Field(max_length=64), AfterValidator(_duration)]
-Key = Annotated[str, Field(max_length=MAX_EXPRESSION_LENGTH)]
 Count = Annotated[int, Field(ge=0)]
 
 
@@ -162,57 +163,43 @@ class Checkpoint(_Model):
         return self.model_dump(exclude_none=True)
 
 
-class ConcurrencyOption(_Model):
-    limit: Count
-    key: Key | None = None
-    scope: Literal["fn", "env", "account"] | None = None
+def _as_sent(value: Any) -> Any:
+    """A flow-control setting as an SDK sends it, without the nulls the Python SDK writes for what is
+    unset and without the fields Stepline does not know (ignored, as the Inngest server does)."""
+    if isinstance(value, dict):
+        return {k: _as_sent(v) for k, v in value.items() if v is not None and k in _KNOWN_FLOW_FIELDS}
+    if isinstance(value, list):
+        return [_as_sent(item) for item in value]
+    return value
+
+
+_KNOWN_FLOW_FIELDS = frozenset(
+    name
+    for model in (
+        flow.Concurrency,
+        flow.Throttle,
+        flow.RateLimit,
+        flow.Debounce,
+        flow.BatchEvents,
+        flow.Priority,
+        flow.Singleton,
+        flow.Timeouts,
+        flow.RetryPolicy,
+    )
+    for field_name, info in model.model_fields.items()
+    for name in (field_name, info.alias)
+    if name
+)
 
 
 def _concurrency_list(value: Any) -> Any:
     """The TypeScript SDK sends a number, an object or a list of them; the Python SDK a list."""
     if isinstance(value, int) and not isinstance(value, bool):
         return [{"limit": value}]
-    return [value] if isinstance(value, dict) else value
+    return _as_sent([value] if isinstance(value, dict) else value)
 
 
-class Throttle(_Model):
-    limit: Count
-    period: Duration
-    key: Key | None = None
-    burst: Count | None = None
-
-
-class RateLimit(_Model):
-    limit: Count
-    period: Duration
-    key: Key | None = None
-
-
-class Debounce(_Model):
-    period: Duration
-    key: Key | None = None
-    timeout: Duration | None = None
-
-
-class BatchEvents(_Model):
-    max_size: Count = Field(alias="maxSize")
-    timeout: Duration | None = None
-    key: Key | None = None
-    if_: Expression | None = Field(default=None, alias="if")
-
-
-class Priority(_Model):
-    run: Key | None = None
-
-
-class Timeouts(_Model):
-    start: Duration | None = None
-    finish: Duration | None = None
-
-
-class Singleton(_Model):
-    mode: Literal["skip", "cancel"]
-    key: Key | None = None
+AsSent = BeforeValidator(_as_sent)
 
 
 class FunctionConfig(_Model):
@@ -223,16 +210,18 @@ class FunctionConfig(_Model):
     cancel: list[Cancel] | None = None
     checkpoint: Checkpoint | None = None
     concurrency: Annotated[
-        list[ConcurrencyOption] | None, BeforeValidator(_concurrency_list), Field(max_length=2)
+        list[flow.Concurrency] | None, BeforeValidator(_concurrency_list), Field(max_length=2)
     ] = None
-    throttle: Throttle | None = None
-    rate_limit: RateLimit | None = Field(default=None, alias="rateLimit")
-    debounce: Debounce | None = None
-    batch_events: BatchEvents | None = Field(default=None, alias="batchEvents")
-    priority: Priority | None = None
-    idempotency: Key | None = None
-    timeouts: Timeouts | None = None
-    singleton: Singleton | None = None
+    throttle: Annotated[flow.Throttle | None, AsSent] = None
+    rate_limit: Annotated[flow.RateLimit | None, AsSent] = Field(default=None, alias="rateLimit")
+    debounce: Annotated[flow.Debounce | None, AsSent] = None
+    batch_events: Annotated[flow.BatchEvents | None, AsSent] = Field(default=None, alias="batchEvents")
+    priority: Annotated[flow.Priority | None, AsSent] = None
+    idempotency: Annotated[str, Field(min_length=1, max_length=flow.MAX_EXPRESSION)] | None = None
+    timeouts: Annotated[flow.Timeouts | None, AsSent] = None
+    singleton: Annotated[flow.Singleton | None, AsSent] = None
+    # Stepline's own (the Inngest SDKs send none): backoff and per-call timeout, as spec.retryPolicy.
+    retry_policy: Annotated[flow.RetryPolicy | None, AsSent] = Field(default=None, alias="retryPolicy")
 
     @model_validator(mode="after")
     def _has_serve_step(self) -> Self:
@@ -242,9 +231,24 @@ class FunctionConfig(_Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _expressions_compile(self) -> Self:
+        for path, source in self.flow_control().expressions():
+            try:
+                compile_expression(source)
+            except ExpressionError as err:
+                raise ValueError(f"{path}: {err}") from None
+        return self
+
+    def flow_control(self) -> flow.FlowControl:
+        """The flow-control settings, as the CRD spells them."""
+        fields = {name: getattr(self, name) for name in flow.FlowControl.model_fields}
+        return flow.FlowControl.model_validate({**fields, "concurrency": self.concurrency or []})
+
     def function(self, app_id: str) -> Function:
         step = self.steps[DISCOVERY_STEP_ID]
         attempts = step.retries.attempts if step.retries is not None else None
+        settings = self.flow_control()
         return Function(
             id=self.id,
             app_id=app_id,
@@ -256,6 +260,8 @@ class FunctionConfig(_Model):
             source=SDK_SOURCE,
             cancel_on=[rule.rule() for rule in self.cancel or []],
             checkpoint=None if self.checkpoint is None else self.checkpoint.settings(),
+            flow=None if settings.is_empty() else settings,
+            retry_policy=self.retry_policy,
         )
 
 

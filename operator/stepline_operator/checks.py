@@ -30,6 +30,9 @@ class CheckedFunction:
     resource: FunctionResource
     triggers: list[dict[str, Any]]
     cancel_on: list[dict[str, Any]]
+    # As the routing table stores them: None when the spec declares none.
+    flow: dict[str, Any] | None = None
+    retry_policy: dict[str, Any] | None = None
 
     @property
     def summary(self) -> str:
@@ -115,7 +118,17 @@ def check_function(body: Mapping[str, Any]) -> CheckedFunction:
         if rule.timeout:
             stored["timeout"] = rule.timeout
         cancel_on.append(stored)
-    return CheckedFunction(resource=resource, triggers=triggers, cancel_on=cancel_on)
+    flow = resource.flow
+    for path, expression in flow.expressions():
+        _compile(expression, f"spec.{path}")
+    policy = resource.spec.retry_policy
+    return CheckedFunction(
+        resource=resource,
+        triggers=triggers,
+        cancel_on=cancel_on,
+        flow=None if flow.is_empty() else flow.to_json(),
+        retry_policy=None if policy is None else policy.to_json(),
+    )
 
 
 def check_webhook(body: Mapping[str, Any]) -> WebhookResource:

@@ -124,6 +124,8 @@ class Reconciler:
             paused=resource.spec.paused,
             source=source_of(body.metadata.namespace or "default", body.metadata.name or ""),
             cancel_on=checked.cancel_on,
+            flow=checked.flow,
+            retry_policy=checked.retry_policy,
         )
 
     def _write(

@@ -44,6 +44,9 @@ class Route:
     paused: bool
     source: str
     cancel_on: list[dict[str, Any]]
+    # The flow-control settings and the retry policy as the CRD spells them; None when not declared.
+    flow: dict[str, Any] | None = None
+    retry_policy: dict[str, Any] | None = None
 
     def same_as(self, row: asyncpg.Record) -> bool:
         return all(row[column] == getattr(self, column) for column in self.__dataclass_fields__)
@@ -128,6 +131,12 @@ class RouteTable:
                     [route.source],
                 )
                 await conn.execute(QUERIES["set_cancel_rules"], [route.id], [json.dumps(route.cancel_on)])
+                await conn.execute(
+                    QUERIES["set_flow_control"],
+                    [route.id],
+                    [None if route.flow is None else json.dumps(route.flow)],
+                    [None if route.retry_policy is None else json.dumps(route.retry_policy)],
+                )
                 await conn.execute(QUERIES["delete_functions_of_source_except"], route.source, [route.id])
                 await conn.execute(QUERIES["notify_routes"])
                 return True

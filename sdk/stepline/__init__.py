@@ -21,7 +21,9 @@ time reaches 100 ms, or with the function's result (``stepline.Checkpoint`` tune
 the strictest; ``Client(..., checkpoint=False)`` answers after every step instead).
 A plain ``def`` function gets a ``stepline.SyncContext`` whose steps block; ``TriggerEvent("x",
 data=Model)`` validates the events' data into a pydantic model; ``stepline.testing.run`` runs a function
-in a unit test without a gateway.
+in a unit test without a gateway. ``concurrency=``, ``throttle=``, ``debounce=`` and the other options of
+``client.function`` control how runs start (``stepline.Concurrency``...), ``retry_policy=`` how attempts
+are retried (``stepline.RetryPolicy``).
 """
 
 from stepline.client import Client, SyncAnswer
@@ -35,6 +37,17 @@ from stepline.errors import (
     StepError,
     SteplineError,
 )
+from stepline.flow import (
+    BatchEvents,
+    Concurrency,
+    Debounce,
+    Priority,
+    RateLimit,
+    RetryPolicy,
+    Singleton,
+    Throttle,
+    Timeouts,
+)
 from stepline.function import Cancel, Checkpoint, Function, TriggerCron, TriggerEvent
 from stepline.handler import Handler
 from stepline.protocol import Event
@@ -43,23 +56,32 @@ from stepline.steps import Step, SyncStep
 __version__ = SDK_VERSION
 
 __all__ = [
+    "BatchEvents",
     "Cancel",
     "Checkpoint",
     "Client",
+    "Concurrency",
     "ConfigError",
     "Context",
+    "Debounce",
     "Event",
     "Function",
     "Handler",
     "NonRetriableError",
+    "Priority",
+    "RateLimit",
     "RetryAfterError",
+    "RetryPolicy",
     "SendEventError",
+    "Singleton",
     "Step",
     "StepError",
     "SteplineError",
     "SyncAnswer",
     "SyncContext",
     "SyncStep",
+    "Throttle",
+    "Timeouts",
     "TriggerCron",
     "TriggerEvent",
     "__version__",

@@ -17,6 +17,18 @@ from stepline import config as config_
 from stepline.background import LOOP, on_loop
 from stepline.checkpoint import Poster, StepDurations
 from stepline.errors import SendEventError
+from stepline.flow import (
+    BatchEvents,
+    Concurrency,
+    Debounce,
+    FlowControl,
+    Priority,
+    RateLimit,
+    RetryPolicy,
+    Singleton,
+    Throttle,
+    Timeouts,
+)
 from stepline.function import (
     CancelSpec,
     Checkpoint,
@@ -35,6 +47,8 @@ from stepline.signing import bearer_token
 SEND_TIMEOUT_S = 30.0
 
 EventLike: TypeAlias = Event | Mapping[str, Any]
+# ``concurrency=5``, one ``Concurrency`` or up to two of them.
+ConcurrencySpec: TypeAlias = int | Concurrency | Sequence[Concurrency]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +117,16 @@ class Client:
         cancel_on: Sequence[CancelSpec] = (),
         on_failure: FunctionHandler | None = None,
         checkpoint: CheckpointSetting | None = None,
+        concurrency: ConcurrencySpec | None = None,
+        throttle: Throttle | None = None,
+        rate_limit: RateLimit | None = None,
+        debounce: Debounce | None = None,
+        batch_events: BatchEvents | None = None,
+        priority: Priority | None = None,
+        idempotency: str | None = None,
+        singleton: Singleton | None = None,
+        timeouts: Timeouts | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> Callable[[FunctionHandler], Function]:
         """Decorate ``async def fn(ctx: stepline.Context)`` to make it a durable function.
 
@@ -113,9 +137,30 @@ class Client:
         (data: ``function_id``, ``run_id``, ``error`` {name, message, stack}, ``event`` the original event).
         ``checkpoint``: this function's checkpoint mode (``stepline.Checkpoint``, True or False), when it
         should differ from the client's.
+
+        Flow control, with Inngest's semantics (docs/flow-control.md), typed by the models of
+        ``stepline.flow``: ``concurrency`` (a number, a ``Concurrency`` or two), ``throttle``, ``rate_limit``,
+        ``debounce``, ``batch_events``, ``priority``, ``idempotency`` (a CEL key), ``singleton``,
+        ``timeouts``; ``retry_policy``: the backoff between attempts and the longest one call may take.
+        A setting out of bounds raises ``pydantic.ValidationError`` here, at import time.
         """
         triggers = parse_triggers(trigger)
         cancel = parse_cancel(cancel_on)
+        if isinstance(concurrency, Concurrency):
+            concurrency = [concurrency]
+        flow = FlowControl.model_validate(
+            {
+                "concurrency": [] if concurrency is None else concurrency,
+                "throttle": throttle,
+                "rate_limit": rate_limit,
+                "debounce": debounce,
+                "batch_events": batch_events,
+                "priority": priority,
+                "idempotency": idempotency,
+                "singleton": singleton,
+                "timeouts": timeouts,
+            }
+        )
 
         def decorate(handler: FunctionHandler) -> Function:
             return Function(
@@ -127,6 +172,8 @@ class Client:
                 cancel_on=cancel,
                 on_failure=on_failure,
                 checkpoint=checkpoint,
+                flow=flow,
+                retry_policy=retry_policy,
             )
 
         return decorate

@@ -224,6 +224,21 @@ class FlowControl(_Model):
     def is_empty(self) -> bool:
         return self == FlowControl()
 
+    def expressions(self) -> list[tuple[str, str]]:
+        """Every CEL expression of the settings, with its path as the CRD spells it, to be compiled."""
+        found = [(f"concurrency[{i}].key", c.key) for i, c in enumerate(self.concurrency)]
+        found += [
+            ("throttle.key", self.throttle.key if self.throttle else None),
+            ("rateLimit.key", self.rate_limit.key if self.rate_limit else None),
+            ("debounce.key", self.debounce.key if self.debounce else None),
+            ("batchEvents.key", self.batch_events.key if self.batch_events else None),
+            ("batchEvents.if", self.batch_events.if_ if self.batch_events else None),
+            ("priority.run", self.priority.run if self.priority else None),
+            ("idempotency", self.idempotency),
+            ("singleton.key", self.singleton.key if self.singleton else None),
+        ]
+        return [(path, source) for path, source in found if source]
+
     def to_json(self) -> dict[str, Any]:
         """As the CRD and the sync spell it, without the settings left out."""
         return self.model_dump(by_alias=True, exclude_defaults=True, mode="json")
@@ -279,6 +294,10 @@ class RetryPolicy(_Model):
         ceiling = min(seconds, parse_duration(self.max_delay).total_seconds())
         jitter = ceiling * self.jitter_percent / 100
         return datetime.timedelta(seconds=ceiling - jitter + jitter * random_share)
+
+    def to_json(self) -> dict[str, Any]:
+        """As the CRD spells it, every field given (the defaults filled in)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
     def call_timeout(self) -> datetime.timedelta | None:
         return None if self.timeout is None else parse_duration(self.timeout)

@@ -1,4 +1,5 @@
-"""A durable function as the SDK holds it: its id, triggers, retries, cancellation, failure handler.
+"""A durable function as the SDK holds it: its id, triggers, retries, cancellation, failure handler, flow
+control and retry policy (the models of ``stepline.flow``).
 
 ``Client.function`` builds these; the handler looks them up by id to answer calls, and ``config`` renders
 one the way a sync (PUT) reports it to the gateway, exactly as the official SDKs do. ``Checkpoint`` holds
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from stepline.flow import FlowControl, RetryPolicy
 from stepline.protocol import (
     DISCOVERY_STEP_ID,
     FUNCTION_FAILED_EVENT,
@@ -280,6 +282,8 @@ class Function:
         cancel_on: Sequence[Cancel] = (),
         on_failure: FunctionHandler | None = None,
         checkpoint: CheckpointSetting | None = None,
+        flow: FlowControl | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         if not id:
             raise ValueError("a function id must not be empty")
@@ -296,6 +300,8 @@ class Function:
         self.on_failure = on_failure
         # None: the client's setting applies.
         self.checkpoint = checkpoint
+        self.flow = FlowControl() if flow is None else flow
+        self.retry_policy = retry_policy
 
     def __repr__(self) -> str:
         return f"Function(id={self.id!r})"
@@ -351,6 +357,10 @@ class Function:
         }
         if self.cancel_on:
             config["cancel"] = [cancel.config() for cancel in self.cancel_on]
+        # As the official SDKs send them (camelCase, durations as strings); ``retryPolicy`` is Stepline's own.
+        config.update(self.flow.to_json())
+        if self.retry_policy is not None:
+            config["retryPolicy"] = self.retry_policy.to_json()
         if checkpoint is not None:
             config["checkpoint"] = checkpoint.config()
         return config

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from stepline.flow import FlowControl
 from stepline.function import Function, TriggerCron, TriggerEvent, with_failure_functions
 from stepline.manifest import API_GROUP, API_VERSION, KIND, FunctionResource
 from stepline.protocol import DEFAULT_SERVE_PATH, duration_string
@@ -74,12 +75,21 @@ def _cancel_on(function: Function) -> list[dict[str, Any]] | None:
     return rules or None
 
 
+def _flow_field(name: str) -> Callable[[Function], Any]:
+    return lambda function: function.flow.to_json().get(name)
+
+
+def _retry_policy(function: Function) -> dict[str, Any] | None:
+    return None if function.retry_policy is None else function.retry_policy.to_json()
+
+
 # The spec fields taken from a function, in the order they are written: (field, value or None to leave out).
 SPEC_FIELDS: list[tuple[str, Callable[[Function], Any]]] = [
     ("triggers", _triggers),
     ("retries", lambda function: function.retries),
+    ("retryPolicy", _retry_policy),
     ("cancelOn", _cancel_on),
-]
+] + [(info.alias or name, _flow_field(info.alias or name)) for name, info in FlowControl.model_fields.items()]
 
 
 def resource_name(function_id: str) -> str:

@@ -51,12 +51,29 @@ APP = textwrap.dedent(
             {"event": "account/closed", "if": "event.data.account == async.data.account"},
         ],
         on_failure=alert,
+        concurrency=[
+            stepline.Concurrency(limit=1, key="event.data.card"),
+            stepline.Concurrency(limit=20, key='"psp"', scope="account"),
+        ],
+        throttle=stepline.Throttle(limit=10, period="1m", burst=3),
+        rate_limit=stepline.RateLimit(limit=100, period="1h", key="event.data.account"),
+        priority=stepline.Priority(run="event.data.amount > 1000 ? 60 : 0"),
+        idempotency="event.data.invoice_id",
+        singleton=stepline.Singleton(mode="skip", key="event.data.invoice_id"),
+        timeouts=stepline.Timeouts(start="10m", finish="1h"),
+        retry_policy=stepline.RetryPolicy(backoff="Linear", initial_delay="30s", timeout="20s"),
     )
     async def charge_card(ctx: stepline.Context) -> None:
         return None
 
 
-    @client.function(id="Nightly_Report", trigger=stepline.TriggerCron(cron="30 2 * * *"))
+    @client.function(
+        id="Nightly_Report",
+        trigger=stepline.TriggerCron(cron="30 2 * * *"),
+        concurrency=1,
+        debounce=stepline.Debounce(period="5m", timeout="1h"),
+        batch_events=stepline.BatchEvents(max_size=5, timeout="10s", if_="event.data.small"),
+    )
     def nightly_report(ctx: stepline.SyncContext) -> None:
         return None
 
@@ -107,13 +124,37 @@ def test_the_resources_pass_the_crd_schema_and_its_rules(tmp_path: Path) -> None
             {"cron": "0 8 * * *", "timezone": "Europe/Paris"},
         ],
         "retries": 7,
+        "retryPolicy": {
+            "backoff": "Linear",
+            "initialDelay": "30s",
+            "maxDelay": "1h",
+            "jitterPercent": 50,
+            "timeout": "20s",
+        },
         "cancelOn": [
             {"event": "invoice/voided", "match": "data.invoice_id", "timeout": "2h"},
             {"event": "account/closed", "if": "event.data.account == async.data.account"},
         ],
+        "concurrency": [
+            {"limit": 1, "key": "event.data.card"},
+            {"limit": 20, "key": '"psp"', "scope": "account"},
+        ],
+        "throttle": {"limit": 10, "period": "1m", "burst": 3},
+        "rateLimit": {"limit": 100, "period": "1h", "key": "event.data.account"},
+        "priority": {"run": "event.data.amount > 1000 ? 60 : 0"},
+        "idempotency": "event.data.invoice_id",
+        "singleton": {"key": "event.data.invoice_id", "mode": "skip"},
+        "timeouts": {"start": "10m", "finish": "1h"},
     }
     # A function id that is no Kubernetes name keeps its id in spec.functionId.
-    assert by_name["nightly-report"]["spec"]["functionId"] == "Nightly_Report"
+    nightly = by_name["nightly-report"]["spec"]
+    assert nightly["functionId"] == "Nightly_Report"
+    assert (nightly["concurrency"], nightly["debounce"], nightly["batchEvents"]) == (
+        [{"limit": 1}],
+        {"period": "5m", "timeout": "1h"},
+        {"maxSize": 5, "timeout": "10s", "if": "event.data.small"},
+    )
+    assert "retryPolicy" not in nightly
     failure = by_name["charge-card-failure"]["spec"]
     assert failure["triggers"] == [
         {"event": "inngest/function.failed", "if": "event.data.function_id == 'billing-charge-card'"}
@@ -139,10 +180,13 @@ def test_the_resources_route_what_a_sync_of_the_app_routes(tmp_path: Path) -> No
     payload = app.client.sync_payload(app.app.handler.functions, url, framework="asgi")
     _, from_sync = read_sync(payload)
     assert sorted(from_manifests) == sorted(f.id for f in from_sync)
+    assert from_manifests["billing-charge-card"].flow is not None
+    assert from_manifests["billing-charge-card"].retry_policy is not None
     for synced in from_sync:
         routed = from_manifests[synced.id]
         assert (routed.url, routed.retries, routed.app_id) == (synced.url, synced.retries, synced.app_id)
         assert routed.cancel_on == synced.cancel_on
+        assert (routed.flow, routed.retry_policy) == (synced.flow, synced.retry_policy)
         # A cron's time zone is its own field in a manifest, a TZ= prefix in a sync.
         as_synced = [
             {"cron": f"TZ={t['timezone']} {t['cron']}"} if "timezone" in t else t for t in routed.triggers

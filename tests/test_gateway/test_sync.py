@@ -58,13 +58,22 @@ async def test_the_python_sdk_syncs_every_setting(database_url: str) -> None:
                     timeout=datetime.timedelta(hours=1),
                 )
             ],
-            concurrency=[inngest.Concurrency(limit=2, key="event.data.k", scope="fn")],
-            debounce=inngest.Debounce(period=datetime.timedelta(seconds=10)),
-            throttle=inngest.Throttle(limit=3, period=datetime.timedelta(minutes=1)),
-            rate_limit=inngest.RateLimit(limit=5, period=datetime.timedelta(hours=1)),
+            concurrency=[
+                inngest.Concurrency(limit=2, key="event.data.k", scope="fn"),
+                inngest.Concurrency(limit=9, key="event.data.a", scope="env"),
+            ],
+            debounce=inngest.Debounce(
+                period=datetime.timedelta(seconds=10),
+                key="event.data.k",
+                timeout=datetime.timedelta(minutes=1),
+            ),
+            throttle=inngest.Throttle(limit=3, period=datetime.timedelta(minutes=1), key="event.data.k"),
+            rate_limit=inngest.RateLimit(limit=5, period=datetime.timedelta(hours=1), key="event.data.k"),
             priority=inngest.Priority(run="event.data.p"),
             idempotency="event.data.id",
-            timeouts=inngest.Timeouts(start=datetime.timedelta(minutes=5)),
+            timeouts=inngest.Timeouts(
+                start=datetime.timedelta(minutes=5), finish=datetime.timedelta(hours=1)
+            ),
             on_failure=failed,
         )
         async def rich(ctx: inngest.Context) -> int:
@@ -73,8 +82,13 @@ async def test_the_python_sdk_syncs_every_setting(database_url: str) -> None:
         @client.create_function(
             fn_id="batch",
             trigger=inngest.TriggerEvent(event="py/batch"),
-            batch_events=inngest.Batch(max_size=10, timeout=datetime.timedelta(seconds=5)),
-            singleton=inngest.Singleton(mode="skip"),
+            batch_events=inngest.Batch(
+                max_size=10,
+                timeout=datetime.timedelta(seconds=5),
+                key="event.data.k",
+                if_exp="event.data.small",
+            ),
+            singleton=inngest.Singleton(mode="skip", key="event.data.k"),
         )
         async def batch(ctx: inngest.Context) -> int:
             return 1
@@ -95,6 +109,24 @@ async def test_the_python_sdk_syncs_every_setting(database_url: str) -> None:
         {"event": "py/stop", "if": "event.data.id == async.data.id", "timeout": "1h"}
     ]
     assert rich_route["url"] == f"{app_url}/api/inngest"
+    assert rich_route["flow"] == {
+        "concurrency": [
+            {"limit": 2, "key": "event.data.k"},
+            {"limit": 9, "key": "event.data.a", "scope": "env"},
+        ],
+        "throttle": {"limit": 3, "period": "1m", "key": "event.data.k"},
+        "rateLimit": {"limit": 5, "period": "1h", "key": "event.data.k"},
+        "debounce": {"period": "10s", "key": "event.data.k", "timeout": "1m"},
+        "priority": {"run": "event.data.p"},
+        "idempotency": "event.data.id",
+        "timeouts": {"start": "5m", "finish": "1h"},
+    }
+    assert functions["pysettings-batch"]["flow"] == {
+        "batchEvents": {"maxSize": 10, "timeout": "5s", "key": "event.data.k", "if": "event.data.small"},
+        "singleton": {"key": "event.data.k", "mode": "skip"},
+    }
+    assert functions["pysettings-rich-failure"]["flow"] is None
+    assert all(f["retry_policy"] is None for f in functions.values())
 
 
 @pytest.mark.skipif(
@@ -131,6 +163,7 @@ async def test_the_typescript_sdk_syncs_every_setting(database_url: str, tmp_pat
         "tsettings-rich",
         "tsettings-rich-failure",
         "tsettings-batch",
+        "tsettings-keyed",
         "tsettings-invoked-only",
     }, log.read_text()
     rich = functions["tsettings-rich"]
@@ -145,6 +178,32 @@ async def test_the_typescript_sdk_syncs_every_setting(database_url: str, tmp_pat
         {"event": "tsettings/halt", "if": "event.data.id == async.data.id"},
     ]
     assert functions["tsettings-invoked-only"]["triggers"] == []
+    assert rich["flow"] == {
+        "concurrency": [{"limit": 2, "key": "event.data.k"}],
+        "throttle": {"limit": 3, "period": "1m", "burst": 2},
+        "rateLimit": {"limit": 5, "period": "1h"},
+        "debounce": {"period": "10s", "timeout": "1m"},
+        "priority": {"run": "event.data.p"},
+        "idempotency": "event.data.id",
+        "timeouts": {"start": "5m", "finish": "1h"},
+    }
+    # A bare number, as the TypeScript SDK sends `concurrency: 5`.
+    assert functions["tsettings-batch"]["flow"] == {
+        "concurrency": [{"limit": 5}],
+        "batchEvents": {"maxSize": 10, "timeout": "5s", "key": "event.data.k", "if": "event.data.small"},
+        "singleton": {"mode": "skip"},
+    }
+    # A bare object, as the TypeScript SDK sends one concurrency entry, with every key.
+    assert functions["tsettings-keyed"]["flow"] == {
+        "concurrency": [{"limit": 3, "key": "event.data.acct", "scope": "account"}],
+        "throttle": {"limit": 1, "period": "1s", "key": "event.data.acct"},
+        "rateLimit": {"limit": 2, "period": "10s", "key": "event.data.acct"},
+        "debounce": {"period": "5s", "key": "event.data.acct"},
+        "singleton": {"key": "event.data.acct", "mode": "cancel"},
+    }
+    assert functions["tsettings-invoked-only"]["flow"] is None
+    assert functions["tsettings-rich-failure"]["flow"] is None
+    assert all(f["retry_policy"] is None for f in functions.values())
 
 
 async def test_a_poisoned_sync_is_refused_and_a_restart_after_it_starts(database_url: str) -> None:
@@ -176,6 +235,9 @@ BAD_ROWS = {
     "shop-both": ("triggers", '[{"event": "a", "cron": "* * * * *"}]'),
     "shop-cancel-number": ("cancel_on", "[1]"),
     "shop-checkpoint-list": ("checkpoint", "[1, 2]"),
+    "shop-flow-limit": ("flow", '{"concurrency": [{"limit": 0}]}'),
+    "shop-flow-unknown": ("flow", '{"throttle": {"limit": 1, "period": "soon"}}'),
+    "shop-policy-backoff": ("retry_policy", '{"backoff": "Random"}'),
 }
 
 

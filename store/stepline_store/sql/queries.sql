@@ -2,7 +2,8 @@
 -- Parameters are positional ($1...) and documented above each query.
 
 -- name: load_functions
-SELECT id, app_id, name, url, triggers, retries, paused, source, cancel_on, checkpoint, created_at, updated_at
+SELECT id, app_id, name, url, triggers, retries, paused, source, cancel_on, checkpoint, flow, retry_policy,
+       created_at, updated_at
 FROM functions ORDER BY id;
 
 -- name: set_cancel_rules
@@ -16,6 +17,14 @@ WHERE functions.id = c.id AND functions.cancel_on IS DISTINCT FROM c.rules::json
 UPDATE functions SET checkpoint = c.settings::jsonb
 FROM unnest($1::text[], $2::text[]) AS c (id, settings)
 WHERE functions.id = c.id AND functions.checkpoint IS DISTINCT FROM c.settings::jsonb;
+
+-- name: set_flow_control
+-- $1 function ids, $2 their flow-control settings, $3 their retry policies (JSON text each, null when none)
+UPDATE functions SET flow = c.flow::jsonb, retry_policy = c.retry_policy::jsonb
+FROM unnest($1::text[], $2::text[], $3::text[]) AS c (id, flow, retry_policy)
+WHERE functions.id = c.id
+  AND (functions.flow IS DISTINCT FROM c.flow::jsonb
+       OR functions.retry_policy IS DISTINCT FROM c.retry_policy::jsonb);
 
 -- name: upsert_functions
 -- $1 ids, $2 app ids, $3 names, $4 urls, $5 triggers (JSON text), $6 retries, $7 paused, $8 sources
@@ -608,7 +617,7 @@ SELECT pg_advisory_xact_lock(hashtextextended('stepline.functions:' || $1::text,
 
 -- name: functions_of_id_or_source
 -- What the operator's publish would replace: the row of function $1 and the rows published from source $2
-SELECT id, app_id, name, url, triggers, retries, paused, source, cancel_on
+SELECT id, app_id, name, url, triggers, retries, paused, source, cancel_on, flow, retry_policy
 FROM functions WHERE id = $1::text OR source = $2::text ORDER BY id FOR UPDATE;
 
 -- Events without Stepline's own (the dashboard and the API's first look)

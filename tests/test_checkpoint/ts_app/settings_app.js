@@ -37,9 +37,21 @@ const batch = inngest.createFunction(
   {
     id: "batch",
     triggers: [{ event: "tsettings/batch" }],
-    batchEvents: { maxSize: 10, timeout: "5s" },
+    batchEvents: { maxSize: 10, timeout: "5s", key: "event.data.k", if: "event.data.small" },
     singleton: { mode: "skip" },
     concurrency: 5,
+  },
+  async () => 1,
+);
+const keyed = inngest.createFunction(
+  {
+    id: "keyed",
+    triggers: [{ event: "tsettings/keyed" }],
+    concurrency: { limit: 3, key: "event.data.acct", scope: "account" },
+    throttle: { limit: 1, period: "1s", key: "event.data.acct" },
+    rateLimit: { limit: 2, period: "10s", key: "event.data.acct" },
+    debounce: { period: "5s", key: "event.data.acct" },
+    singleton: { mode: "cancel", key: "event.data.acct" },
   },
   async () => 1,
 );
@@ -47,6 +59,6 @@ const invoked = inngest.createFunction({ id: "invoked-only" }, async () => 1);
 
 const app = express();
 app.use(express.json());
-app.use("/api/inngest", serve({ client: inngest, functions: [rich, batch, invoked] }));
+app.use("/api/inngest", serve({ client: inngest, functions: [rich, batch, keyed, invoked] }));
 app.get("/ready", (_req, res) => res.json({ ok: true }));
 app.listen(port, "127.0.0.1");
