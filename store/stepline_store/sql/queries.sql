@@ -260,8 +260,9 @@ SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT count(*) FROM step) > 0 
 -- Records steps that ran (StepRun), each once (a step recorded already keeps its memo), for the call that
 -- holds work $1 with lease token $2, and restarts that call's attempt count when one was new: it made
 -- progress (steps recorded before change nothing, or sending them again would retry without end). In order:
--- each step ends a microsecond after the one before it, so that the stack (ordered by end) keeps the order.
--- $3 run id, $4 hashes (no repeats), $5 names, $6 ops, $7 memos (JSON text), $8 durations in ms (null when
+-- the steps ran one after the other before this statement, so each ends when the ones after it began (their
+-- durations summed back from now), and a microsecond after the one before it at least, so that the stack
+-- (ordered by end) and the step list (ordered by start) keep the order they were sent in. $3 run id, $4 hashes (no repeats), $5 names, $6 ops, $7 memos (JSON text), $8 durations in ms (null when
 -- unknown), $9 clock offset, $10 whether they came through the checkpoint API
 WITH held AS (
     SELECT id, attempt FROM work WHERE id = $1::bigint AND lease_token = $2::uuid AND run_id = $3::uuid
@@ -271,10 +272,15 @@ WITH held AS (
     SELECT $3::uuid, s.hash, s.name, s.op, 'Completed', 1, s.memo::jsonb,
            e.ended_at - coalesce(s.ms, 0) * interval '1 millisecond', e.ended_at, $10::boolean,
            e.ended_at - coalesce(s.ms, 0) * interval '1 millisecond'
-    FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::float8[])
-         WITH ORDINALITY AS s (hash, name, op, memo, ms, n)
+    FROM (
+        SELECT u.*, coalesce(sum(coalesce(u.ms, 0)) OVER (
+                   ORDER BY u.n ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0) AS later_ms
+        FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::float8[])
+             WITH ORDINALITY AS u (hash, name, op, memo, ms, n)
+    ) AS s
     CROSS JOIN LATERAL (
-        SELECT statement_timestamp() + $9::interval + (s.n - 1) * interval '1 microsecond' AS ended_at
+        SELECT statement_timestamp() + $9::interval - s.later_ms * interval '1 millisecond'
+               + (s.n - 1) * interval '1 microsecond' AS ended_at
     ) AS e
     CROSS JOIN held
     ON CONFLICT (run_id, hash) DO UPDATE
