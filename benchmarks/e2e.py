@@ -37,6 +37,11 @@ skips it). ``--variant LABEL=OPTIONS`` (repeatable) compares configurations in o
 runs every variant in turn, each with the base options plus its own (``--variant "main=--code /tmp/main"
 --variant "this="``); ``--code DIR`` measures another checkout's gateway, SDK and store.
 
+``--flow none,rate-limit,idempotency`` does the same for the bench function's flow control at ingest: none,
+a ``rateLimit`` or an ``idempotency`` key per event (never reached, so every workflow runs: the cost of the
+check itself). ``--baseline DIR`` adds a first variant run with the gateway, SDK, store and CLI code of
+another checkout (``PYTHONPATH``), without flow control: an A/B of two versions of the code in one session.
+
 ``--profile`` needs py-spy (``.venv/bin/pip install py-spy``) and permission to trace (root, or
 ``ptrace_scope`` 0); it writes collapsed stacks and prints the functions where the CPU time went.
 """
@@ -196,7 +201,35 @@ def stepline_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "stepline_cli"]
 
 
-def manifest_text(service_port: int) -> str:
+# --flow: the bench function's flow control at ingest, as spec lines of its manifest. Keys are per event, so
+# that no workflow is skipped: what is measured is the cost of the check.
+FLOWS = {
+    "none": "",
+    "rate-limit": "  rateLimit: {limit: 100000, period: 1s, key: 'string(event.data.i)'}\n",
+    "idempotency": "  idempotency: 'string(event.data.i)'\n",
+    # Each run under one of 16 concurrency keys, 100 slots each against the gateway's 128 calls: the cost of
+    # the slot accounting at claim time, never a wait.
+    "concurrency": "  concurrency: [{limit: 100, key: 'event.data.i % 16'}]\n",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One configuration a trial runs: observability mode, flow control, and whose code (None: this one)."""
+
+    mode: str = "metrics"
+    flow: str = "none"
+    code: Path | None = None
+
+    @property
+    def label(self) -> str:
+        parts = (
+            [self.mode] + ([self.flow] if self.flow != "none" else []) + (["baseline"] if self.code else [])
+        )
+        return "/".join(parts)
+
+
+def manifest_text(service_port: int, flow: str = "none") -> str:
     return (
         "apiVersion: stepline.dev/v1alpha1\n"
         "kind: Function\n"
@@ -205,7 +238,7 @@ def manifest_text(service_port: int) -> str:
         f"  app: {bench_service.APP_ID}\n"
         f'  endpoint: {{url: "http://127.0.0.1:{service_port}{bench_service.SERVE_PATH}"}}\n'
         f"  triggers: [{{event: {EVENT_NAME}}}]\n"
-    )
+    ) + FLOWS[flow]
 
 
 def process_tree_cpu(pid: int | None) -> float:
@@ -239,10 +272,18 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 class Stack:
     """Everything one trial runs on; ``close()`` stops it all and removes the temporary folder."""
 
-    def __init__(self, options: argparse.Namespace, mode: str = "metrics") -> None:
+    def __init__(self, options: argparse.Namespace, variant: Variant | None = None) -> None:
         self.options = options
+        variant = variant or Variant()
         # What the gateway observes: "off" (no metrics), "metrics" (its default), "tracing" (and traces).
-        self.mode = mode
+        self.mode = variant.mode
+        self.flow = variant.flow
+        # Another checkout whose code the processes run (PYTHONPATH), or None for this one.
+        self.code_path = (
+            os.pathsep.join(str(variant.code / part) for part in ("gateway", "sdk", "store", "cli"))
+            if variant.code
+            else ""
+        )
         self.folder = Path(tempfile.mkdtemp(prefix="stepline-bench-"))
         # The embedded server runs as an unprivileged user when we are root: it must reach its data folder.
         self.folder.chmod(0o755)
@@ -291,19 +332,17 @@ class Stack:
             [*stepline_command(), "migrate", "--database-url", database_url or self.database_url],
             check=True,
             cwd=REPO_ROOT,
-            env=None if own_code else {**os.environ, **self.code_env()},
+            env=dict(os.environ) if own_code else self._env(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
 
-    def code_env(self) -> dict[str, str]:
-        """PYTHONPATH for what runs Stepline: another checkout's packages first with ``--code``."""
-        paths = [str(REPO_ROOT)]
-        if self.options.code:
-            code = Path(self.options.code).resolve()
-            paths = [str(code / part) for part in ("gateway", "sdk", "cli", "store", "operator")] + paths
-        paths += [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
-        return {"PYTHONPATH": os.pathsep.join(paths)}
+    def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The processes' environment: ours, the other checkout's code first on PYTHONPATH when given."""
+        env = {**os.environ, **(extra or {})}
+        if self.code_path:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (self.code_path, env.get("PYTHONPATH", "")) if p)
+        return env
 
     async def measure_floor(self) -> FloorResult:
         """The raw floor on a database of its own in this trial's Postgres."""
@@ -329,7 +368,7 @@ class Stack:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})},
+                env=self._env(env),
                 start_new_session=True,  # our Ctrl-C does not reach it; close() stops the whole group
             )
 
@@ -339,8 +378,9 @@ class Stack:
         self.gateway_url = f"http://127.0.0.1:{free_port()}"
         argv = [sys.executable, "-m", "benchmarks.service", "--port", str(self.service_port)]
         argv += ["--workers", str(self.options.service_workers), "--app", self.options.service_app]
+        path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
         env = {
-            **self.code_env(),
+            "PYTHONPATH": path,
             "STEPLINE_SIGNING_KEY": self.signing_key or "",
             "STEPLINE_GATEWAY_URL": self.gateway_url,
             "STEPLINE_CHECKPOINT": "true" if self.options.checkpoint == "on" else "false",
@@ -353,7 +393,7 @@ class Stack:
     def start_gateway(self) -> None:
         manifests = self.folder / "manifests"
         manifests.mkdir()
-        (manifests / "bench.yaml").write_text(manifest_text(self.service_port))
+        (manifests / "bench.yaml").write_text(manifest_text(self.service_port, self.flow))
         port = urlsplit(self.gateway_url).port
         argv = [*stepline_command(), "gateway", "--database-url", self.database_url]
         if self.signing_key:
@@ -368,7 +408,7 @@ class Stack:
         argv += self.options.gateway_arg or []
         shown = argv[len(stepline_command()) :]
         self.info["gateway_argv"] = ["<key>" if arg == self.signing_key else arg for arg in shown]
-        env = {"STEPLINE_LOG_LEVEL": self.options.gateway_log_level, **self.code_env()}
+        env = {"STEPLINE_LOG_LEVEL": self.options.gateway_log_level}
         if self.mode == "tracing":
             sink_port = free_port()
             self._spawn("otlp-sink", [sys.executable, "-m", "benchmarks.otlp_sink", "--port", str(sink_port)])
@@ -715,9 +755,10 @@ async def measure(stack: Stack, options: argparse.Namespace, profile_dir: Path |
 
 
 def run_trial(
-    options: argparse.Namespace, index: int, mode: str = "metrics", label: str | None = None
+    options: argparse.Namespace, index: int, variant: Variant | None = None, label: str | None = None
 ) -> tuple[Trial, dict[str, Any]]:
-    stack = Stack(options, mode)
+    variant = variant or Variant()
+    stack = Stack(options, variant)
     try:
         stack.start_postgres()
         asyncio.run(stack.prepare_database())
@@ -729,7 +770,7 @@ def run_trial(
         if options.profile:
             profile_dir = Path(options.profile) / (f"trial-{index + 1}" if options.repeat > 1 else "")
             if label is not None:
-                profile_dir = profile_dir / label
+                profile_dir = profile_dir / label.replace("/", "-")
         trial = asyncio.run(measure(stack, options, profile_dir))
         trial.floor = floor
         return trial, stack.info
@@ -746,7 +787,10 @@ def code_under_test() -> str:
     spec = importlib.util.find_spec("stepline_gateway")
     if spec is None or spec.origin is None:
         return "stepline_gateway not found"
-    root = Path(spec.origin).resolve().parent.parent.parent
+    return _code_at(Path(spec.origin).resolve().parent.parent.parent)
+
+
+def _code_at(root: Path) -> str:
     try:
         git = ["git", "-C", str(root)]
         commit = subprocess.run(
@@ -1021,6 +1065,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="comma-separated modes to compare, each trial run once per mode: off (--no-metrics), metrics "
         "(the default: /metrics scraped every 2 s), tracing (metrics and OTLP traces to a sink)",
     )
+    parser.add_argument(
+        "--flow",
+        default="none",
+        metavar="FLOWS",
+        help=f"comma-separated flow control of the bench function to compare ({', '.join(FLOWS)}), each "
+        "trial run once per setting",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="another checkout: a first variant runs its gateway, SDK, store and CLI code (PYTHONPATH), "
+        "without flow control, so that two versions are compared in one session",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="trials, each on a fresh stack; medians shown")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     parser.add_argument(
@@ -1038,7 +1095,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = [mode for mode in options.observability if mode not in MODES]
     if unknown or not options.observability:
         parser.error(f"--observability takes {', '.join(MODES)} (comma-separated), not {unknown}")
+    options.flow = [flow.strip() for flow in options.flow.split(",") if flow.strip()]
+    if not options.flow or any(flow not in FLOWS for flow in options.flow):
+        parser.error(f"--flow takes {', '.join(FLOWS)} (comma-separated), not {options.flow}")
+    if options.baseline and not (Path(options.baseline) / "gateway" / "stepline_gateway").is_dir():
+        parser.error(f"--baseline {options.baseline} is not a Stepline checkout")
     return options
+
+
+def modes_and_flows(options: argparse.Namespace) -> list[Variant]:
+    """Without --variant: the baseline's code first when given, then each mode and flow (with --code's
+    code, if given)."""
+    code = Path(options.code).resolve() if options.code else None
+    found = []
+    for mode in options.observability:
+        if options.baseline:
+            found.append(Variant(mode=mode, code=Path(options.baseline).resolve()))
+        found += [Variant(mode=mode, flow=flow, code=code) for flow in options.flow]
+    return found
 
 
 @contextlib.contextmanager
@@ -1063,20 +1137,24 @@ def _without_variants(argv: Sequence[str]) -> list[str]:
     return kept
 
 
-def variants(options: argparse.Namespace, argv: Sequence[str]) -> list[tuple[str, argparse.Namespace, str]]:
-    """What each repetition runs in turn: (label, options, observability mode)."""
+def variants(
+    options: argparse.Namespace, argv: Sequence[str]
+) -> list[tuple[str, argparse.Namespace, Variant]]:
+    """What each repetition runs in turn: (label, options, variant). With ``--variant``, each one's own
+    options (one observability mode and one flow each); else the modes and flows of ``modes_and_flows``."""
     if not options.variant:
-        return [(mode, options, mode) for mode in options.observability]
-    if len(options.observability) > 1:
-        raise SystemExit("--variant and several --observability modes do not go together: pick one")
+        return [(variant.label, options, variant) for variant in modes_and_flows(options)]
+    if len(options.observability) > 1 or len(options.flow) > 1 or options.baseline:
+        raise SystemExit("--variant goes with one --observability mode, one --flow and no --baseline")
     base = _without_variants(argv)
-    found: list[tuple[str, argparse.Namespace, str]] = []
+    found: list[tuple[str, argparse.Namespace, Variant]] = []
     for spec in options.variant:
         label, sep, extra = spec.partition("=")
         if not sep or not label.strip():
             raise SystemExit(f"--variant takes LABEL=OPTIONS, not {spec!r}")
         own = parse_args([*base, *shlex.split(extra)])
-        found.append((label.strip(), own, own.observability[0]))
+        code = Path(own.code).resolve() if own.code else None
+        found.append((label.strip(), own, Variant(mode=own.observability[0], flow=own.flow[0], code=code)))
     if len({label for label, _, _ in found}) != len(found):
         raise SystemExit("each --variant needs a label of its own")
     return found
@@ -1092,9 +1170,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         with terminate_on_sigterm():
             for index in range(options.repeat):
                 # The variants in turn within each repetition: a noisy moment of the machine is shared.
-                for label, own, mode in runs:
+                for label, own, variant in runs:
                     print(f"trial {index + 1}/{options.repeat}, {label} ...", file=sys.stderr, flush=True)
-                    trial, stack_info = run_trial(own, index, mode, label if len(runs) > 1 else None)
+                    trial, stack_info = run_trial(own, index, variant, label if len(runs) > 1 else None)
                     by_label[label].append(trial)
                     info.update(stack_info)
     except (KeyboardInterrupt, _Terminate):
@@ -1105,10 +1183,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(1) from None
     for label, own, _ in runs:
         if len(runs) > 1:
-            print(f"\n=== {'variant' if options.variant else 'observability'}: {label}")
+            print(f"\n=== variant: {label}")
         print_report(by_label[label], info, own)
     if len(runs) > 1 or options.floor:
-        print_comparison(by_label, "variant" if options.variant else "observability")
+        print_comparison(by_label, "variant")
     if "otlp_sink" in info:
         print(f"traces sent by the last tracing trial: {info['otlp_sink'].removeprefix('otlp sink: ')}")
     if options.json:
@@ -1116,6 +1194,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "options": {k: v for k, v in vars(options).items() if k not in ("json",)},
             "variants": options.variant,
+            "baseline_code": _code_at(Path(options.baseline)) if options.baseline else None,
             **info,
             "median": {label: summary(trials) for label, trials in by_label.items()},
             "trials": {label: [dataclasses.asdict(t) for t in trials] for label, trials in by_label.items()},

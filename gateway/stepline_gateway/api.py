@@ -21,9 +21,9 @@ from stepline import signing
 from stepline.protocol import Header
 from stepline_store.errors import DATABASE_ERRORS, is_transient
 
-from stepline_gateway import bodies, checkpoint, dashboard, ingest, query, registry, sync, webhooks
+from stepline_gateway import bodies, checkpoint, dashboard, ingest, query, secrets, sync, webhooks
 from stepline_gateway.errors import BadRequest, NotFound, Unauthorized
-from stepline_gateway.events import parse_events
+from stepline_gateway.events import parse_events, refuse_reserved
 from stepline_gateway.runs import RunQueries
 from stepline_gateway.service import Gateway
 
@@ -43,7 +43,7 @@ async def ingest_events(request: Request) -> Response:
     gateway = _gateway(request)
     settings = gateway.settings
     key = request.path_params["event_key"]
-    if not settings.dev and key not in settings.event_keys:
+    if not settings.dev and not secrets.matches_any(key, settings.event_keys):
         raise Unauthorized("unknown event key: use one of the keys in STEPLINE_EVENT_KEYS")
     return await _ingest(request)
 
@@ -58,6 +58,8 @@ async def _ingest(request: Request) -> Response:
     settings = gateway.settings
     body = await bodies.read(request, settings.max_body_bytes)
     events = parse_events(body, max_event_bytes=settings.max_event_bytes)
+    if not settings.dev:
+        refuse_reserved(events)
     result = await gateway.ingestor.ingest(events)
     gateway.metrics.events_ingested(len(result.new_ids))
     log.info("received %s, started %d run(s)", ingest.describe(events), result.runs_created)
@@ -73,11 +75,23 @@ async def register_app(request: Request) -> Response:
     ):
         raise Unauthorized("sync refused: the bearer token does not match the gateway's signing key")
     payload = (await bodies.read_json(request, settings.max_body_bytes)).value
-    app_id, functions = sync.read_sync(payload)
-    await gateway.registry.publish(functions, replace_app=app_id, replace_source=registry.SDK_SOURCE)
+    app_id, url, functions = sync.read_sync_from(payload)
+    await gateway.registry.sync_app(app_id, url, functions)
     await gateway.reload_routes()
     log.info("synced app %s: %d function(s) from %s", app_id, len(functions), payload.get("url"))
     return JSONResponse({"ok": True, "modified": True, "app_id": app_id, "functions": len(functions)})
+
+
+async def remove_app(request: Request) -> Response:
+    """``DELETE /v1/apps/{app_id}``: remove an SDK app's functions, so that it may sync from another URL."""
+    gateway = _gateway(request)
+    app_id = request.path_params["app_id"]
+    removed = await gateway.registry.remove_app(app_id)
+    if not removed:
+        raise NotFound(f"no app {app_id} has synced functions: GET /v1/functions lists them")
+    await gateway.reload_routes()
+    log.info("removed the %d function(s) of app %s", removed, app_id)
+    return JSONResponse({"app_id": app_id, "removed": removed})
 
 
 async def list_functions(request: Request) -> Response:
@@ -90,7 +104,8 @@ def _run_id(request: Request) -> uuid.UUID:
 
 
 async def list_runs(request: Request) -> Response:
-    queries = RunQueries(_gateway(request).read_store)
+    gateway = _gateway(request)
+    queries = RunQueries(gateway.read_store, offset=gateway.clock.offset())
     params = request.query_params
     status = params.get("status")
     if status is not None and status not in ("Queued", "Running", "Completed", "Failed", "Cancelled"):
@@ -119,7 +134,8 @@ async def run_counts(request: Request) -> Response:
 
 
 async def get_run(request: Request) -> Response:
-    run = await RunQueries(_gateway(request).read_store).get_run(_run_id(request))
+    gateway = _gateway(request)
+    run = await RunQueries(gateway.read_store, offset=gateway.clock.offset()).get_run(_run_id(request))
     return JSONResponse(run)
 
 
@@ -133,12 +149,7 @@ async def replay_run(request: Request) -> Response:
             f"run {run_id} is still {old['status']}: cancel it or let it finish first", status=409
         )
     current = gateway.routes.functions.get(old["function"]["id"])
-    new_id = await queries.replay(
-        run_id,
-        gateway.clock.offset(),
-        url=current.url if current else None,
-        max_attempts=current.max_attempts if current else None,
-    )
+    new_id = await queries.replay(run_id, gateway.clock.offset(), function=current, event_id=old["event_id"])
     gateway.metrics.runs_created([old["function"]["id"]])
     log.info("replaying run %s as %s", run_id, new_id)
     return JSONResponse({"id": str(new_id), "replay_of": str(run_id)}, status_code=201)
@@ -244,13 +255,17 @@ async def _error_response(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=401)
     if is_transient(exc):
         # Nothing was stored (the transaction did not commit): the client may send the same request again.
-        log.warning("%s %s: the database is unavailable (%s)", request.method, request.url.path, exc)
+        log.warning(
+            "%s %s: the database is unavailable (%s)", request.method, secrets.redacted_path(request), exc
+        )
         return JSONResponse(
             {"error": "the database is unavailable (restarting or failing over): try again in a moment"},
             status_code=503,
             headers={"retry-after": "1"},
         )
-    log.exception("unexpected error answering %s %s", request.method, request.url.path, exc_info=exc)
+    log.exception(
+        "unexpected error answering %s %s", request.method, secrets.redacted_path(request), exc_info=exc
+    )
     return JSONResponse({"error": "internal error: see the gateway's log"}, status_code=500)
 
 
@@ -261,6 +276,7 @@ def routes() -> list[Route]:
         *checkpoint.routes(),
         *webhooks.routes(),
         Route("/v1/functions", list_functions, methods=["GET"]),
+        Route("/v1/apps/{app_id}", remove_app, methods=["DELETE"]),
         Route("/v1/functions/run-counts", run_counts, methods=["GET"]),
         Route("/v1/events", list_events, methods=["GET"]),
         Route("/v1/events", send_events, methods=["POST"]),

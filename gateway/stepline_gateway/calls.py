@@ -6,6 +6,11 @@ an ``Answer``: the function's output (200), its operations (206) or an error, re
 read up to ``max_answer_bytes`` (a longer one is a failed attempt), parsed without risk of deep recursion,
 and its error text cleaned of what Postgres cannot store; ``retry-after`` is read as seconds, an HTTP date or
 an ISO 8601 time, ignored when negative or unreadable and cut to ``retry_after_max_s``.
+
+With a signing key, each call's ``ctx.nonce`` is fresh, so that a service can refuse a captured call sent
+again within the signature's time window (docs/protocol.md), and every answer must carry a valid
+``x-inngest-signature`` over its raw body by the current or the previous key: an unsigned or wrongly signed
+answer is a failed attempt (retried as errors are), whatever its status, body or headers say.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import email.utils
 import json
 import math
 import re
+import secrets
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,6 +172,7 @@ class Caller:
         clock: Clock,
         *,
         signing_key: str | None,
+        verify_keys: list[str] | None = None,
         timeout_s: float,
         max_connections: int = 256,
         server_kind: ServerKind = ServerKind.CLOUD,
@@ -174,6 +181,10 @@ class Caller:
     ) -> None:
         self._clock = clock
         self._signing_key = signing_key
+        # The keys an answer may be signed by: the signing key, then the previous one during a rotation.
+        if verify_keys is None:
+            verify_keys = [signing_key] if signing_key else []
+        self._verify_keys = list(verify_keys)
         self._max_answer_bytes = max_answer_bytes
         self._retry_after_max_s = retry_after_max_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -194,8 +205,11 @@ class Caller:
             await self._session.close()
             self._session = None
 
-    async def call(self, call: Call, *, traceparent: str | None = None) -> Answer:
-        """Make ``call``; ``traceparent`` (W3C) names the call's span to the service when tracing is on."""
+    async def call(
+        self, call: Call, *, traceparent: str | None = None, timeout_s: float | None = None
+    ) -> Answer:
+        """Make ``call``; ``traceparent`` (W3C) names the call's span to the service when tracing is on;
+        ``timeout_s`` (the function's ``retryPolicy.timeout``) replaces the gateway's call timeout."""
         payload = call.body()
         headers = {
             "content-type": "application/json",
@@ -205,13 +219,17 @@ class Caller:
         if traceparent:
             headers["traceparent"] = traceparent
         if self._signing_key:
+            payload["ctx"]["nonce"] = secrets.token_hex(16)
             data = signing.canonical_dumps(payload)
             headers[Header.SIGNATURE] = signing.sign(data, self._signing_key)
         else:
             data = json.dumps(payload, separators=(",", ":")).encode("utf-8")
         params = {"fnId": call.function_id, "stepId": call.step_id}
+        timeout = self._timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
         try:
-            async with self._client().post(call.url, data=data, headers=headers, params=params) as response:
+            async with self._client().post(
+                call.url, data=data, headers=headers, params=params, timeout=timeout
+            ) as response:
                 raw = await self._body(response)
                 if raw is None:
                     limit = self._max_answer_bytes
@@ -224,6 +242,10 @@ class Caller:
                             None,
                         ),
                     )
+                if self._verify_keys:
+                    refusal = self._unsigned(response, raw, call.url)
+                    if refusal is not None:
+                        return refusal
                 return self._read(response.status, response.headers, raw, call.url)
         except TimeoutError:
             return Answer(
@@ -231,7 +253,8 @@ class Caller:
                 error={
                     "name": "TimeoutError",
                     "stack": None,
-                    "message": f"{call.url} did not answer within {self._timeout.total} s",
+                    "message": f"{call.url} did not answer within {timeout.total:g} s"
+                    + ("" if timeout_s is None else " (the function's retryPolicy.timeout)"),
                 },
             )
         except aiohttp.ClientError as err:
@@ -244,6 +267,19 @@ class Caller:
                 },
                 unreachable=isinstance(err, aiohttp.ClientConnectorError),
             )
+
+    def _unsigned(self, response: aiohttp.ClientResponse, raw: bytes, url: str) -> Answer | None:
+        """None when the answer is signed by one of the keys, else the failed attempt it makes."""
+        try:
+            signing.verify(raw, response.headers.get(Header.SIGNATURE), self._verify_keys)
+        except signing.SignatureError as err:
+            message = (
+                f"{url} answered {response.status} without a valid signature ({err}), so the answer was "
+                "not used: the service must share the gateway's signing key (STEPLINE_SIGNING_KEY or "
+                "INNGEST_SIGNING_KEY) and sign its answers, as the Inngest SDKs do"
+            )
+            return Answer(status=response.status, error=error_json("SignatureError", message, None))
+        return None
 
     async def _body(self, response: aiohttp.ClientResponse) -> bytes | None:
         """The answer's body, or None when it is longer than ``max_answer_bytes`` (it is not read further)."""

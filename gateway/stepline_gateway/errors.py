@@ -2,6 +2,7 @@
 
 GatewayError         base
   BadRequest         the client sent something we refuse (answered 4xx with its message)
+    FunctionIdTaken  a sync would take over functions another owner published (409)
   NotFound           what was asked for does not exist (404)
   Unauthorized       a key or token is missing or wrong (401)
 """
@@ -19,6 +20,14 @@ class BadRequest(GatewayError):
     def __init__(self, message: str, *, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+class FunctionIdTaken(BadRequest):
+    """A sync would take over a function id published by a Function resource, a manifest, another app or
+    the same app from another URL; the message names the owner."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=409)
 
 
 class NotFound(GatewayError):

@@ -3,7 +3,9 @@
 An event is ``{name, data?, id?, ts?, user?, v?}``. Anything else is refused with a message naming the
 event and the field, before anything is stored: malformed JSON, unknown fields, wrong types, values Postgres
 cannot store (NUL characters, lone surrogates, NaN and infinities, nesting past ``storable.MAX_DEPTH``), a
-``ts`` outside ``[0, MAX_TS]`` and events over the size limit.
+``ts`` outside ``[0, MAX_TS]`` and events over the size limit. Outside dev mode, names under ``inngest/``
+are the gateway's own (``refuse_reserved``): a client that could send them could run failure handlers,
+invoke functions or fake cron ticks with data of its choosing.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ MAX_ID_LENGTH = 256
 # gateway can schedule a run at.
 MAX_TS = 253_402_300_799_999
 _FIELDS = {"name", "data", "id", "ts", "user", "v"}
+# Names only the gateway emits (inngest/function.failed, .finished, .cancelled, .invoked, scheduled.timer).
+RESERVED_PREFIX = "inngest/"
 
 
 @dataclass(frozen=True)
@@ -104,3 +108,14 @@ def _parse_one(item: Any, index: int, max_event_bytes: int, *, clean: bool) -> E
     if size > max_event_bytes:
         raise BadRequest(f"{where} is {size} bytes, over the limit of {max_event_bytes} bytes", status=413)
     return Event(id=event_id, name=name, data=data, ts=ts, user=user, v=version)
+
+
+def refuse_reserved(events: list[Event]) -> None:
+    """Refuse a batch holding an event whose name is reserved for the gateway (``inngest/...``)."""
+    for index, event in enumerate(events):
+        if event.name.startswith(RESERVED_PREFIX):
+            raise BadRequest(
+                f"event {index} ({event.name}): names under {RESERVED_PREFIX} are emitted by Stepline "
+                "itself and cannot be sent: give the event a name of your own (e.g. shop/order.created)",
+                status=403,
+            )

@@ -1,10 +1,11 @@
 """Publishing functions into the routing table: from SDK syncs and from Function manifest files.
 
-An SDK app's sync (``POST /fn/register``, read by sync.py) replaces that app's functions; a set of manifests
-replaces every function published from manifests. Either way the change is one transaction followed by a
-NOTIFY, so every gateway replica reloads its routing table. ``Registry.load`` reads the table back: a row
-it cannot route (written by another version, or by hand) is left out with one error log, so that no stored
-row ever stops a gateway from starting or reloading.
+An SDK app's sync (``POST /fn/register``, read by sync.py) replaces that app's functions, unless it would take
+over a function another owner published (``sync_app``: 409, as the operator's ``FunctionIdConflict``); a set
+of manifests replaces every function published from manifests. Either way the change is one transaction
+followed by a NOTIFY, so every gateway replica reloads its routing table. ``Registry.load`` reads the table
+back: a row it cannot route (written by another version, or by hand) is left out with one error log, so that
+no stored row ever stops a gateway from starting or reloading.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from stepline.manifest import FunctionResource, describe_error, parse_function
 from stepline.protocol import match_expression
 from stepline_store.pool import Store
 
-from stepline_gateway.errors import BadRequest
+from stepline_gateway.errors import BadRequest, FunctionIdTaken
 from stepline_gateway.routing import ExpressionError, Function, compile_expression
 from stepline_gateway.scheduler import CronError, parse_schedule
 
@@ -232,6 +233,27 @@ class StoredFunction(_Stored):
     created_at: datetime.datetime | None = None
 
 
+def _takeover(row: Any, app_id: str, url: str, urls: set[str]) -> str | None:
+    """Why a sync of ``app_id`` from ``url`` may not replace the stored ``row``: None when it may."""
+    if row["source"] != SDK_SOURCE:
+        return (
+            f"function id {row['id']} is already published by {row['source']}: an SDK app cannot take "
+            "it over; give the function another id (or the app another id), or remove the other one"
+        )
+    if row["app_id"] != app_id:
+        return (
+            f"function id {row['id']} is already synced by the app {row['app_id']} from {row['url']}: "
+            "give the function (or the app) another id"
+        )
+    if row["url"] not in urls:
+        return (
+            f"the app {app_id} is already synced from {row['url']}, and a sync from {url} would take over "
+            f"its functions: give this app another id, or, to move the app to this URL, remove it first "
+            f"(DELETE /v1/apps/{app_id}) and sync again"
+        )
+    return None
+
+
 def function_from_row(row: Any) -> Function:
     """The routed function of a ``functions`` row; ValueError when the row holds what cannot be routed."""
     stored = StoredFunction.model_validate(dict(row))
@@ -263,44 +285,72 @@ class Registry:
         self, functions: list[Function], *, replace_app: str | None = None, replace_source: str
     ) -> None:
         """Upsert ``functions`` and remove the others of the same app (or of the same source)."""
-        ids = [f.id for f in functions]
         async with self._store.transaction() as conn:
-            if functions:
-                await self._store.execute(
-                    "upsert_functions",
-                    ids,
-                    [f.app_id for f in functions],
-                    [f.name for f in functions],
-                    [f.url for f in functions],
-                    [json.dumps(f.triggers) for f in functions],
-                    [f.retries for f in functions],
-                    [f.paused for f in functions],
-                    [f.source for f in functions],
-                    on=conn,
-                )
-            if replace_app is not None:
-                await self._store.execute(
-                    "delete_app_functions_except", replace_app, replace_source, ids, on=conn
-                )
-            else:
-                await self._store.execute("delete_functions_of_source_except", replace_source, ids, on=conn)
+            await self._publish(conn, functions, replace_app=replace_app, replace_source=replace_source)
+
+    async def sync_app(self, app_id: str, url: str, functions: list[Function]) -> None:
+        """Publish an SDK app's sync from its serve ``url``, unless it would take over functions that
+        another owner published: a Function resource or manifest, another app, or the same app served
+        from another URL. ``FunctionIdTaken`` (409) names the owner; nothing is changed then."""
+        ids = sorted(f.id for f in functions)
+        urls = {url, *(f.url for f in functions)}
+        async with self._store.transaction() as conn:
+            await self._store.execute("lock_function_ids", sorted({*ids, f"app:{app_id}"}), on=conn)
+            for row in await self._store.fetch("sync_owners", ids, app_id, SDK_SOURCE, on=conn):
+                owner = _takeover(row, app_id, url, urls)
+                if owner is not None:
+                    raise FunctionIdTaken(owner)
+            await self._publish(conn, functions, replace_app=app_id, replace_source=SDK_SOURCE)
+
+    async def remove_app(self, app_id: str) -> int:
+        """Remove every function an SDK app synced (so that it may sync from another URL); answer how many."""
+        async with self._store.transaction() as conn:
+            status = await self._store.execute("delete_app_functions_except", app_id, SDK_SOURCE, [], on=conn)
+            removed = int(status.split()[-1])
+            if removed:
+                await self._store.execute("notify_routes", on=conn)
+        return removed
+
+    async def _publish(
+        self, conn: Any, functions: list[Function], *, replace_app: str | None, replace_source: str
+    ) -> None:
+        ids = [f.id for f in functions]
+        if functions:
             await self._store.execute(
-                "set_cancel_rules", ids, [json.dumps(f.cancel_on) for f in functions], on=conn
-            )
-            await self._store.execute(
-                "set_checkpoint_settings",
+                "upsert_functions",
                 ids,
-                [None if f.checkpoint is None else json.dumps(f.checkpoint) for f in functions],
+                [f.app_id for f in functions],
+                [f.name for f in functions],
+                [f.url for f in functions],
+                [json.dumps(f.triggers) for f in functions],
+                [f.retries for f in functions],
+                [f.paused for f in functions],
+                [f.source for f in functions],
                 on=conn,
             )
+        if replace_app is not None:
             await self._store.execute(
-                "set_flow_control",
-                ids,
-                [None if f.flow is None else json.dumps(f.flow.to_json()) for f in functions],
-                [None if f.retry_policy is None else json.dumps(f.retry_policy.to_json()) for f in functions],
-                on=conn,
+                "delete_app_functions_except", replace_app, replace_source, ids, on=conn
             )
-            await self._store.execute("notify_routes", on=conn)
+        else:
+            await self._store.execute("delete_functions_of_source_except", replace_source, ids, on=conn)
+        await self._store.execute(
+            "set_cancel_rules", ids, [json.dumps(f.cancel_on) for f in functions], on=conn
+        )
+        await self._store.execute(
+            "set_checkpoint_settings",
+            ids,
+            [None if f.checkpoint is None else json.dumps(f.checkpoint) for f in functions],
+            on=conn,
+        )
+        await self._store.execute(
+            "set_flow_control",
+            ids,
+            [None if f.flow is None else json.dumps(f.flow.to_json()) for f in functions],
+            [None if f.retry_policy is None else json.dumps(f.retry_policy.to_json()) for f in functions],
+            on=conn,
+        )
+        await self._store.execute("notify_routes", on=conn)
 
     async def load(self) -> list[Function]:
         """The routed functions; rows that cannot be routed are left out, each logged once as an error."""

@@ -90,6 +90,7 @@ class Gateway:
         self.caller = Caller(
             self.clock,
             signing_key=None if settings.dev else settings.signing_key,
+            verify_keys=[] if settings.dev else settings.signing_keys(),
             timeout_s=settings.call_timeout_s,
             server_kind=ServerKind.DEV if settings.dev else ServerKind.CLOUD,
             max_answer_bytes=settings.max_answer_bytes,
@@ -252,6 +253,7 @@ class Gateway:
             total += deleted
             if deleted < _PRUNE_BATCH:
                 await self.webhooks.prune(retention)
+                await self.store.execute("prune_sessions")
                 return total
 
     async def _prune_periodically(self, health: Health) -> None:

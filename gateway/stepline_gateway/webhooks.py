@@ -29,6 +29,7 @@ from stepline_store.sealing import SealBroken, Sealer
 from stepline_gateway import verification
 from stepline_gateway.clock import Clock
 from stepline_gateway.errors import BadRequest, Unauthorized
+from stepline_gateway.events import refuse_reserved
 from stepline_gateway.ingest import Ingestor
 from stepline_gateway.metrics import Metrics
 from stepline_gateway.routing import ExpressionError
@@ -233,6 +234,8 @@ class Webhooks:
             ).inc()
             return JSONResponse({"challenge": incoming.body["challenge"]})
         events = endpoint.transform.events(incoming, max_event_bytes=self._settings.max_event_bytes)
+        # A provider's request never speaks for the gateway, in dev mode neither.
+        refuse_reserved(events)
         reason = "accepted" if events else "accepted: the transform gave no event"
         if signed_by == 1:
             reason += (

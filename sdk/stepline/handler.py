@@ -33,7 +33,7 @@ from stepline.protocol import (
     full_function_id,
     iso_utc,
 )
-from stepline.signing import SignatureError, sign, verify_request
+from stepline.signing import ReplayGuard, SignatureError, sign, verify_request
 from stepline.tracing import continued
 
 
@@ -61,6 +61,7 @@ class Handler:
         self._functions = list(functions)
         # Every function served, failure functions too, by full id: what fnId names.
         self._served: dict[str, Function] = {}
+        self._replays = ReplayGuard()
         for fn in with_failure_functions(self._functions, client.app_id):
             full_id = fn.full_id(client.app_id)
             if full_id in self._served:
@@ -94,6 +95,8 @@ class Handler:
         if config.verifies_signatures:
             try:
                 answer_key = self._verify(body, headers.get(Header.SIGNATURE.value))
+                if method == "POST":
+                    self._replays.admit(headers.get(Header.SIGNATURE.value))
             except SignatureError as err:
                 return self._answer(401, {"error": f"request refused: {err}"}, key=answer_key)
         if method == "PUT":

@@ -5,6 +5,10 @@ A signature is ``t=<unix seconds>&s=<hex HMAC-SHA256>``. Requests are signed ove
 without its ``signkey-<env>-`` prefix. The bearer token for the server's own API is the sha256 hex of the
 key's bytes (the key is hex), exactly as the official Inngest SDKs derive it (the TypeScript SDK prefixes it
 with the key's ``signkey-<env>-``).
+
+A signature is good for ``MAX_SIGNATURE_AGE_S``; within that window ``ReplayGuard`` refuses a signature
+seen before, so a captured call sent again does not run a step again. Each of the gateway's calls carries
+a fresh ``ctx.nonce`` in its signed body, so two genuine calls never share a signature.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import hmac
 import json
 import re
 import time
+from collections import OrderedDict
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -90,6 +95,36 @@ def verify_request(
     except ValueError:
         raise SignatureError("the signed body is not valid JSON") from None
     verify(payload, header, signing_keys, now=now)
+
+
+class ReplayGuard:
+    """The signatures accepted within their time window, so that none is accepted twice (in one process).
+
+    Memory stays bounded by the calls of one window (about 100 bytes each): entries are dropped once the
+    window has passed. Several replicas of a service each keep their own; docs/protocol.md says how a
+    service checks ``ctx.run_id``, ``ctx.attempt`` and ``ctx.nonce`` itself when it needs more.
+    """
+
+    def __init__(self, *, max_age_s: float = MAX_SIGNATURE_AGE_S) -> None:
+        self._max_age_s = max_age_s
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def admit(self, header: str | None, *, now: float | None = None) -> None:
+        """Record the (already verified) signature of ``header``; SignatureError if it was seen before."""
+        fields = parse_qs(header or "")
+        signature = "&".join(fields.get("t", []) + fields.get("s", []))
+        current = time.time() if now is None else now
+        while self._seen:
+            oldest, seen_at = next(iter(self._seen.items()))
+            if current - seen_at <= 2 * self._max_age_s:
+                break
+            del self._seen[oldest]
+        if signature in self._seen:
+            raise SignatureError(
+                "this signed request was received before: a replayed call is refused (each of the "
+                "gateway's calls is signed afresh)"
+            )
+        self._seen[signature] = current
 
 
 def bearer_token(signing_key: str) -> str:

@@ -1,22 +1,27 @@
 """The API token that guards the dashboard and the ``/v1`` API outside dev mode (docs/api.md, Authentication).
 
 A program sends ``Authorization: Bearer <token>``; a browser signs in once at ``/login`` and then carries a
-session cookie derived from the token (never the token itself), so changing the token signs every browser
-out. Ingest (``/e/{key}``), SDK sync, the checkpoint API, health and metrics keep their own keys and stay
-outside the guard. A production gateway given neither ``api_token`` nor ``no_api_token`` answers 401 saying
+session cookie: a random value made for that sign-in, of which Postgres keeps only the sha256
+(``dashboard_sessions``). A session expires after ``SESSION_HOURS`` by the database's clock and ends on every
+replica at sign-out (``POST /logout``); the cookie carries nothing derived from the token. Ingest
+(``/e/{key}``), SDK sync, the checkpoint API, health and metrics keep their own keys and stay outside the
+guard. A production gateway given neither ``api_token`` nor ``no_api_token`` answers 401 saying
 how to set one.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 import logging
+import secrets
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
+from stepline_store.pool import Store
 
 from stepline_gateway.dashboard.pages import render
 from stepline_gateway.settings import Settings
@@ -34,7 +39,8 @@ LOCKED = (
 )
 REFUSED = "the /v1 API needs the gateway's API token: send the header 'Authorization: Bearer <token>'"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_SESSION_DAYS = 7
+# A sign-in lasts this long; then the browser signs in again.
+SESSION_HOURS = 12
 _MAX_FORM_BYTES = 4096
 
 
@@ -48,8 +54,27 @@ def guarded(path: str) -> bool:
     return path == "/" or (path.startswith("/v1/") and not path.startswith("/v1/checkpoint"))
 
 
-def session_value(token: str) -> str:
-    return hmac.new(token.encode(), b"stepline dashboard session", hashlib.sha256).hexdigest()
+def session_digest(cookie: str) -> str:
+    """What the store keeps of a session cookie."""
+    return hashlib.sha256(cookie.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+async def open_session(store: Store) -> str:
+    """A new random session, recorded; answers the cookie's value."""
+    cookie = secrets.token_urlsafe(32)
+    await store.execute("open_session", session_digest(cookie), datetime.timedelta(hours=SESSION_HOURS))
+    return cookie
+
+
+async def session_is_open(store: Store, cookie: str) -> bool:
+    if not cookie:
+        return False
+    return await store.fetchval("session_is_open", session_digest(cookie)) is not None
+
+
+async def close_session(store: Store, cookie: str) -> None:
+    if cookie:
+        await store.execute("close_session", session_digest(cookie))
 
 
 def _same(given: str, expected: str) -> bool:
@@ -71,13 +96,13 @@ class TokenGuard:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        refusal = self._refusal(request)
+        refusal = await self._refusal(request)
         if refusal is None:
             await self.app(scope, receive, send)
         else:
             await refusal(scope, receive, send)
 
-    def _refusal(self, request: Request) -> Response | None:
+    async def _refusal(self, request: Request) -> Response | None:
         """None when the request may go on, else the answer that refuses it."""
         token = self._token
         if token is not None:
@@ -85,7 +110,9 @@ class TokenGuard:
             if scheme.lower() == "bearer" and given.strip():
                 if _same(given.strip(), token):
                     return None
-            elif _same(request.cookies.get(SESSION_COOKIE, ""), session_value(token)):
+            elif await session_is_open(
+                request.app.state.gateway.store, request.cookies.get(SESSION_COOKIE, "")
+            ):
                 if request.method in _SAFE_METHODS or DASHBOARD_HEADER in request.headers:
                     return None
                 message = (
@@ -122,8 +149,8 @@ async def login(request: Request) -> Response:
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        session_value(token),
-        max_age=_SESSION_DAYS * 86400,
+        await open_session(request.app.state.gateway.store),
+        max_age=SESSION_HOURS * 3600,
         httponly=True,
         samesite="lax",
         secure=request.url.scheme == "https",
@@ -132,6 +159,8 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
+    """``POST /logout`` ends the session in the store (on every replica) and clears the cookie."""
+    await close_session(request.app.state.gateway.store, request.cookies.get(SESSION_COOKIE, ""))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="lax")
     return response
