@@ -28,6 +28,7 @@ from typing import Any
 import aiohttp
 from stepline import signing
 from stepline.protocol import REQUEST_VERSION, Header, ServerKind
+from stepline_store.identity import wire_function_id
 
 from stepline_gateway import storable
 from stepline_gateway.clock import Clock
@@ -86,7 +87,7 @@ class Call:
             "steps": self.memos,
             "ctx": {
                 "run_id": self.run_id,
-                "fn_id": self.function_id,
+                "fn_id": wire_function_id(self.function_id),
                 "step_id": self.step_id,
                 "attempt": self.attempt,
                 "max_attempts": self.max_attempts,
@@ -221,7 +222,7 @@ class Caller:
             headers[Header.SIGNATURE] = signing.sign(data, self._signing_key)
         else:
             data = json.dumps(payload, separators=(",", ":")).encode("utf-8")
-        params = {"fnId": call.function_id, "stepId": call.step_id}
+        params = {"fnId": wire_function_id(call.function_id), "stepId": call.step_id}
         try:
             async with self._client().post(call.url, data=data, headers=headers, params=params) as response:
                 raw = await self._body(response)

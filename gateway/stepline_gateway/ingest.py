@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from stepline.protocol import FUNCTION_CANCELLED_EVENT
+from stepline_store.identity import namespace_of_function, split_function_id
 from stepline_store.pool import Queryable, Record, Store
 
 from stepline_gateway.clock import Clock
@@ -56,7 +57,12 @@ def _condition(expression: str | None) -> Any:
 
 def cancelled_event(row: Record) -> Event:
     trigger = {"id": row["event_id"], "name": row["name"], "data": row["data"], "ts": row["ts"]}
-    data = {"function_id": row["function_id"], "run_id": str(row["id"]), "event": trigger}
+    # The function as its app knows it (its fnId): what failure and cancel handlers compare with.
+    data = {
+        "function_id": split_function_id(row["function_id"])[1],
+        "run_id": str(row["id"]),
+        "event": trigger,
+    }
     return Event(id=new_event_id(), name=FUNCTION_CANCELLED_EVENT, data=data, ts=None)
 
 
@@ -75,20 +81,35 @@ class Ingestor:
         self._metrics = metrics
 
     async def ingest(
-        self, events: list[Event], *, on: Queryable = None, runs: list[PlannedRun] | None = None
+        self,
+        events: list[Event],
+        *,
+        on: Queryable = None,
+        runs: list[PlannedRun] | None = None,
+        namespace: str | None = None,
     ) -> Ingested:
-        """Store ``events``; start the runs routing chooses for them, or exactly ``runs`` when given."""
+        """Store ``events``; start the runs routing chooses for them, or exactly ``runs`` when given.
+
+        With a ``namespace`` (an event a run of it emits, or one sent with its key) the events reach only
+        that namespace's functions, waits and cancel rules; without one, those of every namespace.
+        """
         if on is not None:
-            return await self._ingest(on, events, runs, depth=0)
+            return await self._ingest(on, events, runs, depth=0, namespace=namespace)
         async with self._store.transaction() as conn:
-            return await self._ingest(conn, events, runs, depth=0)
+            return await self._ingest(conn, events, runs, depth=0, namespace=namespace)
 
     async def cancel(self, run_ids: list[uuid.UUID], *, on: Queryable) -> list[Record]:
         """Cancel runs not yet ended; emit ``inngest/function.cancelled`` for each; answer those cancelled."""
         return await self._cancel(on, run_ids, depth=0)
 
     async def _ingest(
-        self, conn: Queryable, events: list[Event], planned: list[PlannedRun] | None, depth: int
+        self,
+        conn: Queryable,
+        events: list[Event],
+        planned: list[PlannedRun] | None,
+        depth: int,
+        *,
+        namespace: str | None,
     ) -> Ingested:
         unique: dict[str, Event] = {}
         for event in events:
@@ -98,7 +119,7 @@ class Ingestor:
             planned = [
                 PlannedRun(function, event)
                 for event in unique.values()
-                for function in table.match(event.payload())
+                for function in table.match(event.payload(), namespace)
             ]
         row = await self._store.fetchrow(
             "ingest",
@@ -129,9 +150,12 @@ class Ingestor:
             # while recording an answer).
             self._metrics.runs_created(p.function.id for p in planned if p.event.id in stamped)
         if row["waits"]:
-            await self._resolve_waits(conn, row["waits"], fresh)
+            waits = row["waits"]
+            if namespace is not None:
+                waits = [w for w in waits if namespace_of_function(w["function_id"]) == namespace]
+            await self._resolve_waits(conn, waits, fresh)
         if depth < _MAX_DEPTH:
-            await self._apply_cancel_rules(conn, fresh, now, depth)
+            await self._apply_cancel_rules(conn, fresh, now, depth, namespace)
         return Ingested(
             ids=[event.id for event in events], new_ids=list(stamped), runs_created=row["runs_created"]
         )
@@ -155,10 +179,20 @@ class Ingestor:
             await self._store.fetchrow("resolve_waits", run_ids, hashes, payloads, on=conn)
 
     async def _apply_cancel_rules(
-        self, conn: Queryable, fresh: list[Event], now: datetime.datetime, depth: int
+        self,
+        conn: Queryable,
+        fresh: list[Event],
+        now: datetime.datetime,
+        depth: int,
+        namespace: str | None,
     ) -> None:
         rules = self._routes().cancel_rules
-        relevant = [(event, rules[event.name]) for event in fresh if event.name in rules]
+        relevant = [
+            (event, [r for r in rules[event.name] if namespace is None or r.function.namespace == namespace])
+            for event in fresh
+            if event.name in rules
+        ]
+        relevant = [(event, event_rules) for event, event_rules in relevant if event_rules]
         if not relevant:
             return
         function_ids = sorted({rule.function.id for _, event_rules in relevant for rule in event_rules})
@@ -185,7 +219,13 @@ class Ingestor:
             for row in rows:
                 self._metrics.run_ended(row["function_id"], "Cancelled", _seconds(row))
         if rows and depth < _MAX_DEPTH:
-            await self._ingest(conn, [cancelled_event(row) for row in rows], None, depth + 1)
+            # Each cancelled run's event reaches only its own namespace.
+            by_namespace: dict[str, list[Event]] = {}
+            for row in rows:
+                namespace = namespace_of_function(row["function_id"])
+                by_namespace.setdefault(namespace, []).append(cancelled_event(row))
+            for namespace, emitted in sorted(by_namespace.items()):
+                await self._ingest(conn, emitted, None, depth + 1, namespace=namespace)
         return rows
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import kopf
 from stepline.crd import PLURAL
 from stepline.manifest import API_GROUP, API_VERSION
+from stepline_store.identity import DEFAULT_NAMESPACE, IdentityError, qualified_function_id
 
 from stepline_operator import conditions, webhooks
 from stepline_operator.checks import CheckedFunction, check_function
@@ -114,15 +115,21 @@ class Reconciler:
 
     def _route(self, body: kopf.Body, checked: CheckedFunction, resolution: Resolution) -> Route:
         resource = checked.resource
+        namespace = body.metadata.namespace or DEFAULT_NAMESPACE
+        try:
+            # Namespace + app + function id: two namespaces may use the same ids.
+            function_id = qualified_function_id(namespace, resource.full_id)
+        except IdentityError as err:
+            raise InvalidSpec(f"spec.app / spec.functionId: {err}") from None
         return Route(
-            id=resource.full_id,
+            id=function_id,
             app_id=resource.spec.app,
             name=resource.function_id,
             url=resolution.url,
             triggers=checked.triggers,
             retries=resource.spec.retries,
             paused=resource.spec.paused,
-            source=source_of(body.metadata.namespace or "default", body.metadata.name or ""),
+            source=source_of(namespace, body.metadata.name or ""),
             cancel_on=checked.cancel_on,
             flow=checked.flow,
             retry_policy=checked.retry_policy,

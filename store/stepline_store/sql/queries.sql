@@ -91,7 +91,8 @@ SELECT (SELECT coalesce(jsonb_object_agg(id, ts), '{}'::jsonb) FROM new_events) 
                               WHERE available_at <= (SELECT now FROM clock) LIMIT 1) AS n) AS notified,
        (SELECT now FROM clock) AS now,
        (SELECT coalesce(jsonb_agg(jsonb_build_object(
-                'run_id', w.run_id, 'hash', w.hash, 'event_name', w.event_name, 'expression', w.expression,
+                'run_id', w.run_id, 'function_id', r.function_id, 'hash', w.hash, 'event_name', w.event_name,
+                'expression', w.expression,
                 'event', jsonb_build_object('id', e.id, 'name', e.name, 'data', e.data, 'ts', e.ts))), '[]'::jsonb)
         FROM waits w JOIN runs r ON r.id = w.run_id JOIN events e ON e.id = r.event_id
         WHERE w.event_name IN (SELECT name FROM new_events)) AS waits;

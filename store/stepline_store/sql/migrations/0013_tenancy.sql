@@ -8,3 +8,9 @@ CREATE TABLE dashboard_sessions (
     expires_at timestamptz NOT NULL
 );
 CREATE INDEX dashboard_sessions_expiry ON dashboard_sessions (expires_at);
+
+-- A function's identity is namespace + app + function id: the id of a function outside the namespace
+-- `default` is `<namespace>/<app>-<function>` (stepline_store/identity.py), its namespace kept beside it.
+ALTER TABLE functions ADD COLUMN namespace text NOT NULL
+    GENERATED ALWAYS AS (CASE WHEN strpos(id, '/') > 0 THEN split_part(id, '/', 1) ELSE 'default' END) STORED;
+CREATE INDEX functions_namespace ON functions (namespace);
