@@ -30,6 +30,11 @@ session): ``off`` is the gateway with ``--no-metrics``, ``metrics`` its default 
 2 s meanwhile, the queue query included), ``tracing`` metrics plus traces exported over OTLP/HTTP to a sink
 on loopback (``benchmarks.otlp_sink``) for every call and step.
 
+``--flow none,rate-limit,idempotency`` does the same for the bench function's flow control at ingest: none,
+a ``rateLimit`` or an ``idempotency`` key per event (never reached, so every workflow runs: the cost of the
+check itself). ``--baseline DIR`` adds a first variant run with the gateway, SDK, store and CLI code of
+another checkout (``PYTHONPATH``), without flow control: an A/B of two versions of the code in one session.
+
 ``--profile`` needs py-spy (``.venv/bin/pip install py-spy``) and permission to trace (root, or
 ``ptrace_scope`` 0); it writes collapsed stacks and prints the functions where the CPU time went.
 """
@@ -178,7 +183,35 @@ def stepline_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "stepline_cli"]
 
 
-def manifest_text(service_port: int) -> str:
+# --flow: the bench function's flow control at ingest, as spec lines of its manifest. Keys are per event, so
+# that no workflow is skipped: what is measured is the cost of the check.
+FLOWS = {
+    "none": "",
+    "rate-limit": "  rateLimit: {limit: 100000, period: 1s, key: 'string(event.data.i)'}\n",
+    "idempotency": "  idempotency: 'string(event.data.i)'\n",
+    # Each run under one of 16 concurrency keys, 100 slots each against the gateway's 128 calls: the cost of
+    # the slot accounting at claim time, never a wait.
+    "concurrency": "  concurrency: [{limit: 100, key: 'event.data.i % 16'}]\n",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One configuration a trial runs: observability mode, flow control, and whose code (None: this one)."""
+
+    mode: str = "metrics"
+    flow: str = "none"
+    code: Path | None = None
+
+    @property
+    def label(self) -> str:
+        parts = (
+            [self.mode] + ([self.flow] if self.flow != "none" else []) + (["baseline"] if self.code else [])
+        )
+        return "/".join(parts)
+
+
+def manifest_text(service_port: int, flow: str = "none") -> str:
     return (
         "apiVersion: stepline.dev/v1alpha1\n"
         "kind: Function\n"
@@ -187,7 +220,7 @@ def manifest_text(service_port: int) -> str:
         f"  app: {bench_service.APP_ID}\n"
         f'  endpoint: {{url: "http://127.0.0.1:{service_port}{bench_service.SERVE_PATH}"}}\n'
         f"  triggers: [{{event: {EVENT_NAME}}}]\n"
-    )
+    ) + FLOWS[flow]
 
 
 def process_tree_cpu(pid: int | None) -> float:
@@ -221,10 +254,18 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 class Stack:
     """Everything one trial runs on; ``close()`` stops it all and removes the temporary folder."""
 
-    def __init__(self, options: argparse.Namespace, mode: str = "metrics") -> None:
+    def __init__(self, options: argparse.Namespace, variant: Variant | None = None) -> None:
         self.options = options
+        variant = variant or Variant()
         # What the gateway observes: "off" (no metrics), "metrics" (its default), "tracing" (and traces).
-        self.mode = mode
+        self.mode = variant.mode
+        self.flow = variant.flow
+        # Another checkout whose code the processes run (PYTHONPATH), or None for this one.
+        self.code_path = (
+            os.pathsep.join(str(variant.code / part) for part in ("gateway", "sdk", "store", "cli"))
+            if variant.code
+            else ""
+        )
         self.folder = Path(tempfile.mkdtemp(prefix="stepline-bench-"))
         # The embedded server runs as an unprivileged user when we are root: it must reach its data folder.
         self.folder.chmod(0o755)
@@ -273,9 +314,17 @@ class Stack:
             [*stepline_command(), "migrate", "--database-url", self.database_url],
             check=True,
             cwd=REPO_ROOT,
+            env=self._env(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+    def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The processes' environment: ours, the other checkout's code first on PYTHONPATH when given."""
+        env = {**os.environ, **(extra or {})}
+        if self.code_path:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (self.code_path, env.get("PYTHONPATH", "")) if p)
+        return env
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         log_path = self.folder / f"{name}.log"
@@ -287,7 +336,7 @@ class Stack:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})},
+                env=self._env(env),
                 start_new_session=True,  # our Ctrl-C does not reach it; close() stops the whole group
             )
 
@@ -310,7 +359,7 @@ class Stack:
     def start_gateway(self) -> None:
         manifests = self.folder / "manifests"
         manifests.mkdir()
-        (manifests / "bench.yaml").write_text(manifest_text(self.service_port))
+        (manifests / "bench.yaml").write_text(manifest_text(self.service_port, self.flow))
         port = urlsplit(self.gateway_url).port
         argv = [*stepline_command(), "gateway", "--database-url", self.database_url]
         if self.signing_key:
@@ -671,8 +720,11 @@ async def measure(stack: Stack, options: argparse.Namespace, profile_dir: Path |
     return Trial(burst=burst_result, paced=paced_result, profile=profile)
 
 
-def run_trial(options: argparse.Namespace, index: int, mode: str = "metrics") -> tuple[Trial, dict[str, Any]]:
-    stack = Stack(options, mode)
+def run_trial(
+    options: argparse.Namespace, index: int, variant: Variant | None = None
+) -> tuple[Trial, dict[str, Any]]:
+    variant = variant or Variant()
+    stack = Stack(options, variant)
     try:
         stack.start_postgres()
         asyncio.run(stack.prepare_database())
@@ -682,8 +734,8 @@ def run_trial(options: argparse.Namespace, index: int, mode: str = "metrics") ->
         profile_dir = None
         if options.profile:
             profile_dir = Path(options.profile) / (f"trial-{index + 1}" if options.repeat > 1 else "")
-            if len(options.observability) > 1:
-                profile_dir = profile_dir / mode
+            if len(variants(options)) > 1:
+                profile_dir = profile_dir / variant.label.replace("/", "-")
         trial = asyncio.run(measure(stack, options, profile_dir))
         return trial, stack.info
     finally:
@@ -699,7 +751,10 @@ def code_under_test() -> str:
     spec = importlib.util.find_spec("stepline_gateway")
     if spec is None or spec.origin is None:
         return "stepline_gateway not found"
-    root = Path(spec.origin).resolve().parent.parent.parent
+    return _code_at(Path(spec.origin).resolve().parent.parent.parent)
+
+
+def _code_at(root: Path) -> str:
     try:
         git = ["git", "-C", str(root)]
         commit = subprocess.run(
@@ -803,7 +858,7 @@ def print_report(trials: list[Trial], info: dict[str, Any], options: argparse.Na
 
 def print_comparison(by_mode: dict[str, list[Trial]]) -> None:
     """The modes side by side: medians of burst throughput, paced latency and gateway CPU per workflow."""
-    print("\nobservability | burst wf/s | vs first | paced p50 ms | p99 ms | gateway CPU ms/workflow")
+    print("\n      variant | burst wf/s | vs first | paced p50 ms | p99 ms | gateway CPU ms/workflow")
     first: float | None = None
     for mode, trials in by_mode.items():
         med = summary(trials)
@@ -892,6 +947,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="comma-separated modes to compare, each trial run once per mode: off (--no-metrics), metrics "
         "(the default: /metrics scraped every 2 s), tracing (metrics and OTLP traces to a sink)",
     )
+    parser.add_argument(
+        "--flow",
+        default="none",
+        metavar="FLOWS",
+        help=f"comma-separated flow control of the bench function to compare ({', '.join(FLOWS)}), each "
+        "trial run once per setting",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="another checkout: a first variant runs its gateway, SDK, store and CLI code (PYTHONPATH), "
+        "without flow control, so that two versions are compared in one session",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="trials, each on a fresh stack; medians shown")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     parser.add_argument(
@@ -907,7 +975,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = [mode for mode in options.observability if mode not in MODES]
     if unknown or not options.observability:
         parser.error(f"--observability takes {', '.join(MODES)} (comma-separated), not {unknown}")
+    options.flow = [flow.strip() for flow in options.flow.split(",") if flow.strip()]
+    if not options.flow or any(flow not in FLOWS for flow in options.flow):
+        parser.error(f"--flow takes {', '.join(FLOWS)} (comma-separated), not {options.flow}")
+    if options.baseline and not (Path(options.baseline) / "gateway" / "stepline_gateway").is_dir():
+        parser.error(f"--baseline {options.baseline} is not a Stepline checkout")
     return options
+
+
+def variants(options: argparse.Namespace) -> list[Variant]:
+    """What each repetition runs, in turn: the baseline's code first when given, then each mode and flow."""
+    found = []
+    for mode in options.observability:
+        if options.baseline:
+            found.append(Variant(mode=mode, code=Path(options.baseline).resolve()))
+        found += [Variant(mode=mode, flow=flow) for flow in options.flow]
+    return found
 
 
 @contextlib.contextmanager
@@ -921,16 +1004,17 @@ def terminate_on_sigterm() -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     options = parse_args(argv)
-    by_mode: dict[str, list[Trial]] = {mode: [] for mode in options.observability}
+    by_mode: dict[str, list[Trial]] = {variant.label: [] for variant in variants(options)}
     info: dict[str, Any] = {"machine": machine(), "code": code_under_test()}
     try:
         with terminate_on_sigterm():
             for index in range(options.repeat):
                 # The modes in turn within each repetition, so that a noisy moment of the machine is shared.
-                for mode in options.observability:
-                    print(f"trial {index + 1}/{options.repeat}, {mode} ...", file=sys.stderr, flush=True)
-                    trial, stack_info = run_trial(options, index, mode)
-                    by_mode[mode].append(trial)
+                for variant in variants(options):
+                    label = variant.label
+                    print(f"trial {index + 1}/{options.repeat}, {label} ...", file=sys.stderr, flush=True)
+                    trial, stack_info = run_trial(options, index, variant)
+                    by_mode[label].append(trial)
                     info.update(stack_info)
     except (KeyboardInterrupt, _Terminate):
         print("\ninterrupted; everything started was stopped and removed", file=sys.stderr)
@@ -940,7 +1024,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(1) from None
     for mode, trials in by_mode.items():
         if len(by_mode) > 1:
-            print(f"\n=== observability: {mode}")
+            print(f"\n=== variant: {mode}")
         print_report(trials, info, options)
     if len(by_mode) > 1:
         print_comparison(by_mode)
@@ -950,6 +1034,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         document = {
             "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "options": {k: v for k, v in vars(options).items() if k not in ("json",)},
+            "baseline_code": _code_at(Path(options.baseline)) if options.baseline else None,
             **info,
             "median": {mode: summary(trials) for mode, trials in by_mode.items()},
             "trials": {mode: [dataclasses.asdict(t) for t in trials] for mode, trials in by_mode.items()},

@@ -99,3 +99,41 @@ class HungService:
             self._server.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
+
+
+class OverlapService:
+    """Finishes every call after ``hold_s``; records the calls in flight at once (overall and per value of
+    ``data[key]`` of the event), the most seen, and the order in which the events' ``data["n"]`` started."""
+
+    def __init__(self, *, hold_s: float = 0.05, key: str | None = None) -> None:
+        self.hold_s = hold_s
+        self.key = key
+        self.in_flight: collections.Counter[str] = collections.Counter()
+        self.most: collections.Counter[str] = collections.Counter()
+        self.started: list[Any] = []
+        self.calls = 0
+
+    async def _call(self, request: Request) -> Response:
+        body = json.loads(await request.body())
+        data = body["event"]["data"]
+        group = str(data.get(self.key)) if self.key else ""
+        self.calls += 1
+        self.started.append(data.get("n"))
+        self.in_flight[""] += 1
+        if group:
+            self.in_flight[group] += 1
+        for name in {"", group}:
+            self.most[name] = max(self.most[name], self.in_flight[name])
+        try:
+            await asyncio.sleep(self.hold_s)
+        finally:
+            self.in_flight[""] -= 1
+            if group:
+                self.in_flight[group] -= 1
+        return raw(200, json.dumps({"n": data.get("n")}).encode())
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[str]:
+        app = Starlette(routes=[Route("/api/inngest", self._call, methods=["POST"])])
+        async with serve(app) as url:
+            yield f"{url}/api/inngest"

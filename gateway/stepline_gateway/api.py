@@ -104,7 +104,8 @@ def _run_id(request: Request) -> uuid.UUID:
 
 
 async def list_runs(request: Request) -> Response:
-    queries = RunQueries(_gateway(request).read_store)
+    gateway = _gateway(request)
+    queries = RunQueries(gateway.read_store, offset=gateway.clock.offset())
     params = request.query_params
     status = params.get("status")
     if status is not None and status not in ("Queued", "Running", "Completed", "Failed", "Cancelled"):
@@ -133,7 +134,8 @@ async def run_counts(request: Request) -> Response:
 
 
 async def get_run(request: Request) -> Response:
-    run = await RunQueries(_gateway(request).read_store).get_run(_run_id(request))
+    gateway = _gateway(request)
+    run = await RunQueries(gateway.read_store, offset=gateway.clock.offset()).get_run(_run_id(request))
     return JSONResponse(run)
 
 
@@ -147,12 +149,7 @@ async def replay_run(request: Request) -> Response:
             f"run {run_id} is still {old['status']}: cancel it or let it finish first", status=409
         )
     current = gateway.routes.functions.get(old["function"]["id"])
-    new_id = await queries.replay(
-        run_id,
-        gateway.clock.offset(),
-        url=current.url if current else None,
-        max_attempts=current.max_attempts if current else None,
-    )
+    new_id = await queries.replay(run_id, gateway.clock.offset(), function=current, event_id=old["event_id"])
     gateway.metrics.runs_created([old["function"]["id"]])
     log.info("replaying run %s as %s", run_id, new_id)
     return JSONResponse({"id": str(new_id), "replay_of": str(run_id)}, status_code=201)

@@ -206,8 +206,11 @@ class Caller:
             await self._session.close()
             self._session = None
 
-    async def call(self, call: Call, *, traceparent: str | None = None) -> Answer:
-        """Make ``call``; ``traceparent`` (W3C) names the call's span to the service when tracing is on."""
+    async def call(
+        self, call: Call, *, traceparent: str | None = None, timeout_s: float | None = None
+    ) -> Answer:
+        """Make ``call``; ``traceparent`` (W3C) names the call's span to the service when tracing is on;
+        ``timeout_s`` (the function's ``retryPolicy.timeout``) replaces the gateway's call timeout."""
         payload = call.body()
         headers = {
             "content-type": "application/json",
@@ -223,8 +226,11 @@ class Caller:
         else:
             data = json.dumps(payload, separators=(",", ":")).encode("utf-8")
         params = {"fnId": wire_function_id(call.function_id), "stepId": call.step_id}
+        timeout = self._timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
         try:
-            async with self._client().post(call.url, data=data, headers=headers, params=params) as response:
+            async with self._client().post(
+                call.url, data=data, headers=headers, params=params, timeout=timeout
+            ) as response:
                 raw = await self._body(response)
                 if raw is None:
                     limit = self._max_answer_bytes
@@ -248,7 +254,8 @@ class Caller:
                 error={
                     "name": "TimeoutError",
                     "stack": None,
-                    "message": f"{call.url} did not answer within {self._timeout.total} s",
+                    "message": f"{call.url} did not answer within {timeout.total:g} s"
+                    + ("" if timeout_s is None else " (the function's retryPolicy.timeout)"),
                 },
             )
         except aiohttp.ClientError as err:

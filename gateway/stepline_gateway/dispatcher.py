@@ -11,6 +11,11 @@ Calls to one endpoint (an app's URL) hold at most ``endpoint_share`` of the call
 hung service cannot starve the others: the URLs at their share are passed to ``claim_work``, which leaves
 their work in the queue, and a claim takes no more calls than any endpoint has room for. A slot that frees
 wakes the dispatcher.
+
+Flow control (concurrency, throttle, priority) is the claim's: ``claim_work`` leaves a call whose key has no
+free slot waiting until a lease of that key ends (a trigger then makes it due and NOTIFYs), and a throttled
+start until the time the throttle allows, a due time like any other. The timers of timeouts are claimed like
+calls; the executor expires them (timeouts.py).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from stepline_gateway import storable
 from stepline_gateway.calls import Call, queue_item_ref
 from stepline_gateway.clock import Clock, wait
 from stepline_gateway.executor import Executor
+from stepline_gateway.flow_claims import TIMERS
 from stepline_gateway.metrics import Metrics
 from stepline_gateway.outcomes import Claim
 from stepline_gateway.supervision import Health
@@ -152,7 +158,8 @@ class Dispatcher:
             self._orphans_possible = True
             raise
         for row in rows:
-            self._metrics.first_call(row["function_id"], row["queued_s"])
+            if row["step_id"] not in TIMERS:
+                self._metrics.first_call(row["function_id"], row["queued_s"])
             claim = claim_from_row(row)
             task = asyncio.create_task(self._execute(claim))
             self._inflight[task] = (claim.work_id, claim.lease_token)

@@ -29,7 +29,8 @@ over its limit, a run's state over its limit) is a failed attempt of its step, w
 after the steps before it in the answer are recorded; any other error while recording an answer is a failed
 attempt too, written in a fresh transaction. A call whose lease lapsed ``max_lost_leases`` times in a row
 with no step recorded meanwhile (a gateway that crashes on its answer) fails its run instead of being made
-again, and so does a run whose state is over its limit when it is claimed.
+again, and so does a run whose state is over its limit when it is claimed. A claimed timer of
+``timeouts`` is no call: it cancels its run (timeouts.py).
 """
 
 from __future__ import annotations
@@ -48,10 +49,12 @@ from stepline.protocol import DISCOVERY_STEP_ID, RAN_OPCODES, Opcode, data_memo
 from stepline_store.errors import is_transient
 from stepline_store.pool import Queryable, Store
 
+from stepline_gateway import timeouts
 from stepline_gateway.answers import AnswerLimits, Problem
 from stepline_gateway.backoff import Backoff
 from stepline_gateway.calls import Answer, Caller, error_json
 from stepline_gateway.clock import Clock
+from stepline_gateway.flow_claims import TIMERS
 from stepline_gateway.ingest import Ingestor
 from stepline_gateway.labels import FunctionLabels
 from stepline_gateway.log_context import about_run
@@ -92,6 +95,7 @@ class Executor:
         labels: FunctionLabels | None = None,
     ) -> None:
         self._store = store
+        self._routes = routes
         self._tracing = tracing or Tracing()
         self._labels = labels or FunctionLabels(routes)
         self._reachability = reachability or Reachability(datetime.timedelta(0))
@@ -99,6 +103,8 @@ class Executor:
         self._clock = clock
         self._metrics = metrics
         self._wake = wake
+        self._ingestor = ingestor
+        self._routes = routes
         self._retry_delay = RetryDelay()
         self._limits = limits or AnswerLimits()
         self._max_lost_leases = max_lost_leases
@@ -119,6 +125,9 @@ class Executor:
         """Make the claimed call and the calls that follow it while the lease is held."""
         namespace = self._labels.namespace(claim.call.function_id)
         about_run(claim.call.run_id, claim.call.function_id, namespace)
+        if claim.call.step_id in TIMERS:
+            await timeouts.expire(self._store, self._ingestor, self._routes(), claim)
+            return
         refusal = self._refusal(claim)
         if refusal is not None:
             await self._outcomes.finish(claim, "Failed", output=None, error=refusal)
@@ -130,7 +139,9 @@ class Executor:
             started = time.monotonic()
             span = self._tracing.call(current.call, namespace)
             answer = await self._caller.call(
-                current.call, traceparent=None if span is None else span.traceparent
+                current.call,
+                traceparent=None if span is None else span.traceparent,
+                timeout_s=self._call_timeout(current.call.function_id),
             )
             # Counted here, once per answer, however many times its recording is tried.
             self._metrics.answered(
@@ -146,6 +157,13 @@ class Executor:
                 # ends in a lapsed lease), it counts an attempt: no answer may be retried without end.
                 await self._settling_failed(made, err)
                 current = None
+
+    def _call_timeout(self, function_id: str) -> float | None:
+        """The function's ``retryPolicy.timeout`` in seconds; None: the gateway's call timeout."""
+        function = self._routes().functions.get(function_id)
+        policy = None if function is None else function.retry_policy
+        timeout = None if policy is None else policy.call_timeout()
+        return None if timeout is None else timeout.total_seconds()
 
     def _refusal(self, claim: Claim) -> dict[str, Any] | None:
         """Why a claimed call is not made at all but fails its run, if it is not to be made."""

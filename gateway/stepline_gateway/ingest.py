@@ -25,6 +25,7 @@ from stepline_store.pool import Queryable, Record, Store
 
 from stepline_gateway.clock import Clock
 from stepline_gateway.events import Event, new_event_id
+from stepline_gateway.flow_claims import ClaimFlow, gate_runs
 from stepline_gateway.metrics import Metrics
 from stepline_gateway.routing import Function, RoutingTable, evaluate, wait_expression
 
@@ -121,6 +122,7 @@ class Ingestor:
                 for event in unique.values()
                 for function in table.match(event.payload(), namespace)
             ]
+        run_ids = [uuid.uuid4() for _ in planned]
         row = await self._store.fetchrow(
             "ingest",
             [e.id for e in unique.values()],
@@ -129,7 +131,7 @@ class Ingestor:
             [e.user for e in unique.values()],
             [e.ts for e in unique.values()],
             self._clock.offset(),
-            [uuid.uuid4() for _ in planned],
+            run_ids,
             [p.event.id for p in planned],
             [p.function.id for p in planned],
             [p.function.name for p in planned],
@@ -145,6 +147,15 @@ class Ingestor:
         stamped: dict[str, int] = row["new_events"]
         # The new events as stored: those sent without a ts have the database's.
         fresh = [replace(event, ts=stamped[event.id]) for event in unique.values() if event.id in stamped]
+        gated = [
+            (run_id, flow)
+            for run_id, p in zip(run_ids, planned, strict=True)
+            if p.function.flow is not None
+            and p.event.id in stamped
+            and (flow := ClaimFlow.of(p.function, replace(p.event, ts=stamped[p.event.id]).payload()))
+        ]
+        if gated:
+            await gate_runs(self._store, gated, self._clock.offset(), on=conn)
         if self._metrics is not None:
             # Counted when the statement succeeds (a transaction rolled back after it is rare: an error
             # while recording an answer).

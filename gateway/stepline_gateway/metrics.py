@@ -41,7 +41,16 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 FUNCTION = ("namespace", "function")
 # Why a run waits, as the queue shows it (queue.py); flow control adds its own reasons.
-WAITING_REASONS = ("queued", "scheduled", "sleeping", "waiting", "invoking", "retrying")
+WAITING_REASONS = (
+    "queued",
+    "scheduled",
+    "sleeping",
+    "waiting",
+    "invoking",
+    "retrying",
+    "concurrency",
+    "throttled",
+)
 
 
 def status_class(status: int) -> str:
@@ -212,7 +221,8 @@ class _ScrapedState(Collector):
     def collect(self) -> Iterator[Metric]:
         waiting = GaugeMetricFamily(
             "stepline_runs_waiting",
-            "Runs waiting, by function and reason (queued, scheduled, sleeping, waiting, invoking, retrying)",
+            "Runs waiting, by function and reason (queued, scheduled, sleeping, waiting, invoking, retrying, "
+            "concurrency, throttled)",
             labels=[*FUNCTION, "reason"],
         )
         due = GaugeMetricFamily(

@@ -193,6 +193,12 @@ class Outcomes:
         self._wake = wake
         self._routes = routes
 
+    def _backoff_delay(self, call: Call) -> float:
+        """Seconds before ``call`` is tried again: by its function's retry policy, if it declares one."""
+        function = self._routes().functions.get(call.function_id)
+        policy = None if function is None else function.retry_policy
+        return self._backoff.delay(call.attempt, policy=policy)
+
     async def resume(self, claim: Claim) -> Claim | None:
         """A parked call fell due: record its step's resolution as the memo, then go on as after a step."""
         memo = claim.resolution
@@ -441,7 +447,7 @@ class Outcomes:
                 claim.work_id,
                 claim.lease_token,
                 call.attempt + 1,
-                datetime.timedelta(seconds=self._backoff.delay(call.attempt)),
+                datetime.timedelta(seconds=self._backoff_delay(call)),
                 uuid.UUID(call.run_id),
                 step_hash,
                 name or step_hash,
@@ -492,7 +498,7 @@ class Outcomes:
             claim.work_id,
             claim.lease_token,
             call.attempt,
-            datetime.timedelta(seconds=self._backoff.delay(call.attempt)),
+            datetime.timedelta(seconds=self._backoff_delay(call)),
             uuid.UUID(call.run_id),
             None,
             None,

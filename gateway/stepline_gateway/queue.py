@@ -25,7 +25,8 @@ class FunctionQueue:
     """One function's share of the queue."""
 
     function_id: str
-    # Runs waiting, by reason (queued, scheduled, sleeping, waiting, invoking, retrying).
+    # Runs waiting, by reason (queued, scheduled, sleeping, waiting, invoking, retrying, concurrency,
+    # throttled).
     waiting: dict[str, int] = field(default_factory=dict)
     calls_due: int = 0
     # Seconds the oldest due call has been due; 0 when none is.

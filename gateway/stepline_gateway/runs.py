@@ -1,7 +1,8 @@
 """Runs and events as the API and the dashboard show them, and the run actions (replay, cancel).
 
 Shapes follow ARCHITECTURE §4: a run with its function, status, event, output or error and its steps,
-each step with its attempts, timing, output or error.
+each step with its attempts, timing, output or error; a run that waits on flow control says why
+(``waiting``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 from stepline_store.pool import Record, Store
 
 from stepline_gateway.errors import NotFound
+from stepline_gateway.flow_claims import ClaimFlow, gate_runs, waiting_of
+from stepline_gateway.routing import Function
 
 _NIL_UUID = uuid.UUID(int=0)
 
@@ -71,14 +74,27 @@ def event_json(row: Record) -> dict[str, Any]:
 
 
 class RunQueries:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, offset: datetime.timedelta = datetime.timedelta(0)) -> None:
         self._store = store
+        # The clock's offset (zero but in tests): a throttled run waits until a time on that clock.
+        self._offset = offset
+
+    async def _attach_waiting(self, runs: list[dict[str, Any]]) -> None:
+        """``waiting``: why a run that has not ended waits on flow control (flow_claims.py), else null."""
+        for run in runs:
+            run["waiting"] = None
+        live = {uuid.UUID(run["id"]): run for run in runs if run["status"] in ("Queued", "Running")}
+        if not live:
+            return
+        for run_id, waiting in (await waiting_of(self._store, list(live), self._offset)).items():
+            live[run_id]["waiting"] = waiting
 
     async def get_run(self, run_id: uuid.UUID, *, with_steps: bool = True) -> dict[str, Any]:
         row = await self._store.fetchrow("get_run", run_id)
         if row is None:
             raise NotFound(f"no run {run_id}")
         run = run_json(row)
+        await self._attach_waiting([run])
         if with_steps:
             run["steps"] = [step_json(s) for s in await self._store.fetch("get_steps", run_id)]
             event = await self._store.fetchrow("get_event", row["event_id"])
@@ -108,7 +124,9 @@ class RunQueries:
             rows = await self._store.fetch("runs_page_with_status", *page, status)
         else:
             rows = await self._store.fetch("runs_page", *page)
-        return [run_json(row) for row in rows]
+        runs = [run_json(row) for row in rows]
+        await self._attach_waiting(runs)
+        return runs
 
     async def count_recent_runs(self, since: datetime.datetime, *, at_most: int) -> list[dict[str, Any]]:
         """Per routed function, its runs created since ``since`` (the newest ``at_most``) by status."""
@@ -159,13 +177,27 @@ class RunQueries:
             )
 
     async def replay(
-        self, run_id: uuid.UUID, offset: datetime.timedelta, *, url: str | None, max_attempts: int | None
+        self,
+        run_id: uuid.UUID,
+        offset: datetime.timedelta,
+        *,
+        function: Function | None,
+        event_id: str,
     ) -> uuid.UUID:
-        """A new run of the same function on the same event, due at once; ``offset`` is the clock's."""
+        """A new run of the same function on the same event, due at once; ``offset`` is the clock's. With the
+        current route (``function``) it calls the function's URL, has its attempts and its flow control."""
         new_id = uuid.uuid4()
-        row = await self._store.fetchrow("replay_run", new_id, run_id, offset, url, max_attempts)
-        if row is None or row["id"] is None:
-            raise NotFound(f"no run {run_id}")
+        url = function.url if function else None
+        max_attempts = function.max_attempts if function else None
+        async with self._store.transaction() as conn:
+            row = await self._store.fetchrow("replay_run", new_id, run_id, offset, url, max_attempts, on=conn)
+            if row is None or row["id"] is None:
+                raise NotFound(f"no run {run_id}")
+            if function is not None and function.flow is not None:
+                event = await self._store.fetchrow("get_event", event_id, on=conn)
+                flow = ClaimFlow.of(function, event_json(event)) if event is not None else None
+                if flow is not None:
+                    await gate_runs(self._store, [(new_id, flow)], offset, on=conn)
         return new_id
 
     async def status(self, run_id: uuid.UUID) -> str:

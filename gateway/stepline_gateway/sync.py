@@ -193,13 +193,27 @@ _KNOWN_FLOW_FIELDS = frozenset(
 
 
 def _concurrency_list(value: Any) -> Any:
-    """The TypeScript SDK sends a number, an object or a list of them; the Python SDK a list."""
+    """The TypeScript SDK sends a number, an object or a list of them; the Python SDK a list. A limit of 0
+    is Inngest's "no limit": the entry is left out."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return [{"limit": value}]
-    return _as_sent([value] if isinstance(value, dict) else value)
+        value = {"limit": value}
+    entries = _as_sent([value] if isinstance(value, dict) else value)
+    if not isinstance(entries, list):
+        return entries
+    return [e for e in entries if not (isinstance(e, dict) and _is_zero(e.get("limit")))]
+
+
+def _is_zero(limit: Any) -> bool:
+    return isinstance(limit, int) and not isinstance(limit, bool) and limit == 0
 
 
 AsSent = BeforeValidator(_as_sent)
+
+
+def _priority(value: Any) -> Any:
+    """``priority: {}`` (the TypeScript SDK's ``run`` is optional) sets no priority."""
+    value = _as_sent(value)
+    return None if value == {} else value
 
 
 class FunctionConfig(_Model):
@@ -216,7 +230,7 @@ class FunctionConfig(_Model):
     rate_limit: Annotated[flow.RateLimit | None, AsSent] = Field(default=None, alias="rateLimit")
     debounce: Annotated[flow.Debounce | None, AsSent] = None
     batch_events: Annotated[flow.BatchEvents | None, AsSent] = Field(default=None, alias="batchEvents")
-    priority: Annotated[flow.Priority | None, AsSent] = None
+    priority: Annotated[flow.Priority | None, BeforeValidator(_priority)] = None
     idempotency: Annotated[str, Field(min_length=1, max_length=flow.MAX_EXPRESSION)] | None = None
     timeouts: Annotated[flow.Timeouts | None, AsSent] = None
     singleton: Annotated[flow.Singleton | None, AsSent] = None
@@ -329,7 +343,8 @@ def read_sync_from(payload: Any) -> tuple[str, str, list[Function]]:
     if not isinstance(payload, dict):
         raise BadRequest("the sync is refused: the body must be an object with 'appname' and 'functions'")
     try:
-        sync = SyncPayload.model_validate(payload)
+        # Strict all the way down: the flow-control models are lax by their own config (YAML manifests).
+        sync = SyncPayload.model_validate(payload, strict=True)
     except pydantic.ValidationError as err:
         raise BadRequest(f"the sync is refused: {_describe(err, payload)}") from None
     functions = [function.function(sync.app_id) for function in sync.functions]

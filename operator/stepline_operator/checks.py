@@ -3,7 +3,9 @@
 The API server has already refused what the schema can tell (an event and a cron in one trigger...); this
 module parses the spec with the same pydantic models (so an API server without the CRD's rules is covered
 too), compiles every CEL expression once, and checks cron lines and time zones the way the gateway's
-scheduler will read them. It answers the triggers and cancel rules as the routing table stores them.
+scheduler will read them. It answers the triggers, cancel rules, flow-control settings and retry policy as
+the routing table stores them; a spec wrong only in its retry policy (or its flow control) says so in its
+reason (``InvalidRetryPolicy``, ``InvalidFlowControl``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import cel
 import pydantic
 from croniter import croniter
+from stepline.flow import FlowControl
 from stepline.manifest import API_GROUP, API_VERSION, KIND, FunctionResource, describe_error, parse_function
 from stepline.webhook import KIND as WEBHOOK_KIND
 from stepline.webhook import WebhookResource, parse_webhook
@@ -46,6 +49,20 @@ class CheckedFunction:
                     f"cron {trigger['cron']}" + (f" {trigger['timezone']}" if "timezone" in trigger else "")
                 )
         return ", ".join(parts)
+
+
+# The spec fields of flow control, as the CRD spells them.
+_FLOW_FIELDS = frozenset(info.alias or name for name, info in FlowControl.model_fields.items())
+
+
+def _reason_of(err: pydantic.ValidationError) -> str:
+    """``InvalidRetryPolicy`` or ``InvalidFlowControl`` when every problem is in one of those settings."""
+    fields = {problem["loc"][1] if len(problem["loc"]) > 1 else None for problem in err.errors()}
+    if fields == {"retryPolicy"}:
+        return "InvalidRetryPolicy"
+    if fields and fields <= _FLOW_FIELDS:
+        return "InvalidFlowControl"
+    return InvalidSpec.reason
 
 
 def _compile(expression: str, where: str) -> None:
@@ -97,7 +114,7 @@ def check_function(body: Mapping[str, Any]) -> CheckedFunction:
     try:
         resource = parse_function(document)
     except pydantic.ValidationError as err:
-        raise InvalidSpec(describe_error(err)) from None
+        raise InvalidSpec(describe_error(err), reason=_reason_of(err)) from None
     triggers = []
     for index, trigger in enumerate(resource.spec.triggers):
         where = f"spec.triggers[{index}]"

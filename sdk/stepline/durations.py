@@ -15,7 +15,10 @@ def parse_duration(text: str) -> datetime.timedelta:
     parts = _PART.findall(compact)
     if not compact or "".join(n + u for n, u in parts) != compact:
         raise ValueError(f"{text!r} is not a duration like 10s, 5m, 1h30m or 2d")
-    return datetime.timedelta(seconds=sum(float(n) * _UNIT_S[u] for n, u in parts))
+    try:
+        return datetime.timedelta(seconds=sum(float(n) * _UNIT_S[u] for n, u in parts))
+    except OverflowError:
+        raise ValueError(f"{text!r} is too long a duration: give at most a few years") from None
 
 
 def parse_instant(text: str) -> datetime.datetime:

@@ -190,13 +190,22 @@ SYNC = sync()
 SYNC["functions"][0].update(
     cancel=[{"event": "shop/order.cancelled", "match": "data.order", "timeout": "1h"}],
     checkpoint={"batch_steps": 1, "batch_interval": "0s", "max_runtime": "10s"},
-    concurrency=[{"limit": 2, "key": "event.data.order"}],
-    throttle={"limit": 3, "period": "1m", "burst": 1},
-    debounce={"period": "10s"},
-    batchEvents={"maxSize": 10, "timeout": "5s"},
+    concurrency=[{"limit": 2, "key": "event.data.order", "scope": "env"}, {"limit": 5}],
+    throttle={"limit": 3, "period": "1m", "burst": 1, "key": "event.data.order"},
+    rateLimit={"limit": 10, "period": "1h", "key": "event.data.order"},
+    debounce={"period": "10s", "key": "event.data.order", "timeout": "1m"},
+    batchEvents={"maxSize": 10, "timeout": "5s", "key": "event.data.order", "if": "event.data.small"},
     priority={"run": "event.data.p"},
-    timeouts={"start": "5m"},
-    singleton={"mode": "skip"},
+    idempotency="event.data.order",
+    timeouts={"start": "5m", "finish": "1h"},
+    singleton={"mode": "skip", "key": "event.data.order"},
+    retryPolicy={
+        "backoff": "Linear",
+        "initialDelay": "1s",
+        "maxDelay": "1m",
+        "jitterPercent": 10,
+        "timeout": "30s",
+    },
 )
 SYNC["functions"].append(
     {

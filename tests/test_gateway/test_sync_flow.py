@@ -95,7 +95,7 @@ async def test_our_sdk_syncs_every_flow_setting_and_the_retry_policy(database_ur
 
 
 BAD_FLOW: list[tuple[dict[str, Any], str]] = [
-    ({"concurrency": [{"limit": 0}]}, "concurrency[0].limit: Input should be greater than or equal to 1"),
+    ({"concurrency": [{"limit": -1}]}, "concurrency[0].limit: Input should be greater than or equal to 1"),
     (
         {"concurrency": [{"limit": 1}, {"limit": 2}, {"limit": 3}]},
         "concurrency: Value should have at most 2 items",
@@ -123,6 +123,16 @@ BAD_FLOW: list[tuple[dict[str, Any], str]] = [
     ({"retryPolicy": {"backoff": "Fibonacci"}}, "retryPolicy.backoff: Input should be"),
     ({"retryPolicy": {"initialDelay": "1m", "maxDelay": "10s"}}, "retryPolicy.maxDelay must be at least 1m"),
     ({"retryPolicy": {"timeout": "2d"}}, "retryPolicy.timeout must be at most 24h, not 2d"),
+    ({"retryPolicy": {"jitterPercent": "50"}}, "retryPolicy.jitterPercent: Input should be a valid integer"),
+    (
+        {"batchEvents": {"maxSize": True, "timeout": "5s"}},
+        "batchEvents.maxSize: Input should be a valid integer",
+    ),
+    ({"timeouts": {"finish": "99999999999999999999w"}}, "is too long a duration"),
+    (
+        {"concurrency": [{"limit": 10**30}]},
+        "concurrency[0].limit: Input should be less than or equal to 100000",
+    ),
 ]
 
 
@@ -140,3 +150,23 @@ async def test_a_bad_flow_setting_is_refused_naming_the_field_and_changes_nothin
         assert error.startswith("the sync is refused: function shop-flow (functions[1]): "), error
         assert message in error
         assert await stored(module_database_url) == before, "a refused sync committed something"
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "kept"),
+    [
+        (0, None),
+        ({"limit": 0}, None),
+        ([{"limit": 0, "key": "event.data.a"}, {"limit": 3}], {"concurrency": [{"limit": 3}]}),
+    ],
+    ids=["number", "object", "one of two"],
+)
+async def test_a_concurrency_limit_of_zero_is_no_limit_as_on_inngest(
+    module_database_url: str, concurrency: Any, kept: dict[str, Any] | None
+) -> None:
+    async with running_gateway(module_database_url, concurrency=0) as gw:
+        # ``priority: {}`` too: the TypeScript SDK's ``run`` is optional, and without it there is none.
+        payload = sync(functions=[sync_function(concurrency=concurrency, priority={})])
+        assert (await gw.http.post("/fn/register", json=payload)).status_code == 200
+        [shown] = (await gw.http.get("/v1/functions")).json()["data"]
+    assert shown["flow"] == kept

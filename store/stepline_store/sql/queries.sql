@@ -148,9 +148,20 @@ SELECT (SELECT id FROM new_run) AS id,
 -- only when $5 is not empty, one primary key read per row scanned: the usual claim reads only the queue).
 -- lost_leases counts the claims in a row that found the previous lease lapsed (still set) with no memo
 -- recorded since the claim before.
+-- Flow control (docs/flow-control.md): due rows with concurrency keys or a throttle are "gated". The
+-- flow_keys rows of their keys are locked in key order (FOR UPDATE reads their latest version, so a claim
+-- that waited for another replica's sees what it took). A throttled first call may start at
+-- max(tat, now) + n * interval - tolerance, n its place among the calls of its key in this claim; a later
+-- one is held back until then (waiting 'throttled', a due time). A gated call takes a slot of each of its
+-- keys in due order; one that finds a key full once this claim's calls are counted waits for it (waiting
+-- 'concurrency', available_at 'infinity', its place kept in queued_at) until the trigger of 0011 wakes it;
+-- one refused only because calls ahead of it took another key stays due for the next claim (so does a call
+-- admitted but left out because lapsed leases filled the claim: a slot it was counted in is only late). Keys with a
+-- slot left over after the claim wake that many of their waiting calls. When no due row is gated, these
+-- steps read nothing. The claim that starts a run with timeouts.finish sets its timer ('timeout:finish').
 -- Lock order: everywhere else a run's row is locked before its work rows. A claim picks work first, so it
--- never waits: its work rows and the runs it marks Running are both taken with SKIP LOCKED (a Queued run
--- that is locked is being cancelled, and its work row goes with it).
+-- never waits but for flow keys: its work rows and the runs it marks Running are both taken with SKIP LOCKED
+-- (a Queued run that is locked is being cancelled, and its work row goes with it).
 WITH lapsed AS (
     SELECT w.id FROM work w
     WHERE w.lease_token IS NOT NULL AND w.lease_expires_at <= statement_timestamp()
@@ -160,32 +171,98 @@ WITH lapsed AS (
     ORDER BY w.lease_expires_at LIMIT $2::int
     FOR UPDATE OF w SKIP LOCKED
 ), due AS (
-    SELECT w.id FROM work w
+    SELECT w.id, w.available_at, w.concurrency_keys, w.concurrency_limits, w.throttle_key, w.throttle_interval,
+           w.throttle_tolerance
+    FROM work w
     WHERE w.lease_token IS NULL AND w.available_at <= statement_timestamp() + $1::interval
       AND (cardinality($5::text[]) = 0 OR (
           SELECT coalesce(f.url, r.url) FROM runs r LEFT JOIN functions f ON f.id = r.function_id
           WHERE r.id = w.run_id) <> ALL ($5::text[]))
     ORDER BY w.available_at LIMIT $2::int
     FOR UPDATE OF w SKIP LOCKED
+), gated AS (
+    SELECT * FROM due WHERE concurrency_keys IS NOT NULL OR throttle_key IS NOT NULL
+), gate_keys AS (
+    SELECT k.key, k.in_flight, greatest(k.tat, statement_timestamp() + $1::interval) AS tat
+    FROM flow_keys k
+    WHERE k.key IN (SELECT unnest(g.concurrency_keys) FROM gated g UNION SELECT g.throttle_key FROM gated g)
+    ORDER BY k.key
+    FOR UPDATE OF k
+), paced AS (
+    SELECT g.id, k.tat - g.throttle_tolerance + (row_number() OVER (
+               PARTITION BY g.throttle_key ORDER BY g.available_at, g.id) - 1) * g.throttle_interval AS start_at
+    FROM gated g JOIN gate_keys k ON k.key = g.throttle_key
+), held_back AS (
+    SELECT id, start_at FROM paced WHERE start_at > statement_timestamp() + $1::interval
+), slots AS (
+    SELECT g.id, c.key, c.lim, k.in_flight,
+           row_number() OVER (PARTITION BY c.key ORDER BY g.available_at, g.id) AS place
+    FROM gated g
+    CROSS JOIN LATERAL unnest(g.concurrency_keys, g.concurrency_limits) AS c (key, lim)
+    JOIN gate_keys k ON k.key = c.key
+    WHERE g.id NOT IN (SELECT id FROM held_back)
+), refused AS (
+    SELECT id FROM slots GROUP BY id HAVING bool_or(place > lim - in_flight)
+), taken AS (
+    SELECT s.key, max(s.lim) AS lim, max(s.in_flight) AS in_flight,
+           count(*) FILTER (WHERE s.id NOT IN (SELECT id FROM refused)) AS taken
+    FROM slots s GROUP BY s.key
+), blocking AS (
+    SELECT DISTINCT ON (s.id) s.id, s.key
+    FROM slots s JOIN taken t ON t.key = s.key
+    WHERE s.id IN (SELECT id FROM refused) AND t.in_flight + t.taken >= s.lim
+    ORDER BY s.id, s.key
 ), picked AS (
     SELECT p.id, (SELECT count(*) FROM steps s JOIN work w ON w.id = p.id
                   WHERE s.run_id = w.run_id AND s.memo IS NOT NULL) AS memos
-    FROM (SELECT id FROM lapsed UNION ALL SELECT id FROM due LIMIT $2::int) AS p
+    FROM (SELECT id FROM lapsed
+          UNION ALL
+          SELECT id FROM due WHERE id NOT IN (SELECT id FROM held_back) AND id NOT IN (SELECT id FROM refused)
+          LIMIT $2::int) AS p
 ), claimed AS (
     UPDATE work w SET lease_owner = $3::text, lease_token = gen_random_uuid(),
                       lease_expires_at = statement_timestamp() + $4::interval,
                       lost_leases = CASE WHEN w.lease_token IS NULL OR picked.memos > w.claimed_memos THEN 0
                                          ELSE w.lost_leases + 1 END,
-                      claimed_memos = picked.memos
+                      claimed_memos = picked.memos, throttle_key = NULL, waiting = NULL, waiting_key = NULL
     FROM picked WHERE w.id = picked.id
     RETURNING w.id, w.run_id, w.step_id, w.attempt, w.lease_token, w.resolves, w.resolves_op, w.resolves_name,
-              w.resolution, w.lost_leases
+              w.resolution, w.lost_leases, w.finish_timeout
+), held_until AS (
+    UPDATE work w SET available_at = h.start_at, waiting = 'throttled', waiting_key = NULL
+    FROM held_back h WHERE w.id = h.id
+), blocked AS (
+    UPDATE work w SET available_at = 'infinity', waiting = 'concurrency', waiting_key = b.key,
+                      queued_at = w.available_at
+    FROM blocking b WHERE w.id = b.id
+), paced_keys AS (
+    UPDATE flow_keys k SET tat = t.tat + t.starts * t.step
+    FROM (SELECT g.throttle_key AS key, max(k2.tat) AS tat, count(*) AS starts, max(g.throttle_interval) AS step
+          FROM gated g JOIN gate_keys k2 ON k2.key = g.throttle_key
+          WHERE g.id NOT IN (SELECT id FROM held_back) AND g.id NOT IN (SELECT id FROM refused)
+          GROUP BY g.throttle_key) AS t
+    WHERE k.key = t.key
+), rewoken AS (
+    UPDATE work w SET available_at = w.queued_at, waiting = NULL, waiting_key = NULL
+    FROM (SELECT x.id FROM taken t CROSS JOIN LATERAL (
+              SELECT id FROM work
+              WHERE waiting = 'concurrency' AND waiting_key = t.key
+              ORDER BY queued_at, id LIMIT greatest(t.lim - t.in_flight - t.taken, 0)
+              FOR UPDATE SKIP LOCKED) AS x) AS r
+    WHERE w.id = r.id
 ), starting AS (
-    SELECT r.id FROM runs r JOIN claimed c ON c.run_id = r.id WHERE r.status = 'Queued'
+    SELECT r.id FROM runs r JOIN claimed c ON c.run_id = r.id
+    WHERE r.status = 'Queued' AND c.step_id <> 'timeout:start'
     FOR NO KEY UPDATE OF r SKIP LOCKED
 ), started AS (
     UPDATE runs r SET status = 'Running', started_at = statement_timestamp() + $1::interval
     FROM starting s WHERE r.id = s.id
+), finish_timers AS (
+    INSERT INTO work (run_id, step_id, available_at)
+    SELECT c.run_id, 'timeout:finish', statement_timestamp() + $1::interval + c.finish_timeout
+    FROM claimed c JOIN starting s ON s.id = c.run_id
+    WHERE c.finish_timeout IS NOT NULL
+    ON CONFLICT (run_id, step_id) DO NOTHING
 )
 SELECT c.id, c.run_id, c.step_id, c.attempt, c.lease_token, c.resolves, c.resolves_op, c.resolves_name,
        c.resolution, c.lost_leases, r.function_id, coalesce(f.url, r.url) AS url, r.max_attempts,
@@ -261,8 +338,9 @@ SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT count(*) FROM step) > 0 
 -- Records steps that ran (StepRun), each once (a step recorded already keeps its memo), for the call that
 -- holds work $1 with lease token $2, and restarts that call's attempt count when one was new: it made
 -- progress (steps recorded before change nothing, or sending them again would retry without end). In order:
--- each step ends a microsecond after the one before it, so that the stack (ordered by end) keeps the order.
--- $3 run id, $4 hashes (no repeats), $5 names, $6 ops, $7 memos (JSON text), $8 durations in ms (null when
+-- the steps ran one after the other before this statement, so each ends when the ones after it began (their
+-- durations summed back from now), and a microsecond after the one before it at least, so that the stack
+-- (ordered by end) and the step list (ordered by start) keep the order they were sent in. $3 run id, $4 hashes (no repeats), $5 names, $6 ops, $7 memos (JSON text), $8 durations in ms (null when
 -- unknown), $9 clock offset, $10 whether they came through the checkpoint API
 WITH held AS (
     SELECT id, attempt FROM work WHERE id = $1::bigint AND lease_token = $2::uuid AND run_id = $3::uuid
@@ -272,10 +350,15 @@ WITH held AS (
     SELECT $3::uuid, s.hash, s.name, s.op, 'Completed', 1, s.memo::jsonb,
            e.ended_at - coalesce(s.ms, 0) * interval '1 millisecond', e.ended_at, $10::boolean,
            e.ended_at - coalesce(s.ms, 0) * interval '1 millisecond'
-    FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::float8[])
-         WITH ORDINALITY AS s (hash, name, op, memo, ms, n)
+    FROM (
+        SELECT u.*, coalesce(sum(coalesce(u.ms, 0)) OVER (
+                   ORDER BY u.n ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0) AS later_ms
+        FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::float8[])
+             WITH ORDINALITY AS u (hash, name, op, memo, ms, n)
+    ) AS s
     CROSS JOIN LATERAL (
-        SELECT statement_timestamp() + $9::interval + (s.n - 1) * interval '1 microsecond' AS ended_at
+        SELECT statement_timestamp() + $9::interval - s.later_ms * interval '1 millisecond'
+               + (s.n - 1) * interval '1 microsecond' AS ended_at
     ) AS e
     CROSS JOIN held
     ON CONFLICT (run_id, hash) DO UPDATE
@@ -338,7 +421,7 @@ WITH step AS (
         WHERE steps.memo IS NULL
     RETURNING 1
 ), others AS (
-    SELECT count(*) AS n FROM work WHERE run_id = $3 AND id <> $1
+    SELECT count(*) AS n FROM work WHERE run_id = $3 AND id <> $1 AND step_id NOT LIKE 'timeout:%'
 ), done AS (
     DELETE FROM work WHERE id = $1 AND lease_token = $2 AND (SELECT n FROM others) > 0 RETURNING 1
 ), goes_on AS (
@@ -357,7 +440,7 @@ SELECT (SELECT count(*) FROM goes_on) > 0 AS goes_on, (SELECT count(*) FROM done
 -- begins a microsecond after the one before it, so that steps listed by start keep the order of the calls.
 -- $1 work id, $2 lease token, $3 run id, $4 hashes (in call order), $5 names, $6 clock offset
 WITH held AS (
-    DELETE FROM work WHERE id = $1 AND lease_token = $2 RETURNING run_id
+    DELETE FROM work WHERE id = $1 AND lease_token = $2 RETURNING run_id, concurrency_keys, concurrency_limits
 ), planned AS (
     INSERT INTO steps (run_id, hash, name, op, status, started_at)
     SELECT $3::uuid, p.hash, p.name, 'StepPlanned', 'Planned',
@@ -366,8 +449,10 @@ WITH held AS (
     ON CONFLICT (run_id, hash) DO NOTHING
     RETURNING hash
 ), calls AS (
-    INSERT INTO work (run_id, step_id, available_at)
-    SELECT $3::uuid, p.hash, statement_timestamp() FROM unnest($4::text[]) AS p (hash), held
+    -- Each parallel step is a call of its own: under a concurrency limit, each takes a slot.
+    INSERT INTO work (run_id, step_id, available_at, concurrency_keys, concurrency_limits)
+    SELECT $3::uuid, p.hash, statement_timestamp(), held.concurrency_keys, held.concurrency_limits
+    FROM unnest($4::text[]) AS p (hash), held
     ON CONFLICT (run_id, step_id) DO NOTHING
     RETURNING 1
 )
@@ -769,7 +854,8 @@ SELECT extract(epoch FROM least(
 -- concurrent scrapes): every work row once, its run's function by primary key (never a read of the run
 -- history). A call is "running" while its lease holds; due (a claim would take it now: unleased and due for a
 -- replica of clock offset $1, or its lease lapsed) it is "queued"; otherwise it waits for the end of a sleep,
--- an event, an invoked run, a retry's backoff, or the event's ts ("scheduled"). Runs are counted once per
+-- an event, an invoked run, a retry's backoff, or the event's ts ("scheduled"), or for flow control: a slot
+-- of a concurrency key ("concurrency") or the start a throttle allows ("throttled"). Runs are counted once per
 -- reason their calls have; oldest_due_s is how long the oldest due call has been due.
 SELECT q.function_id, q.reason, count(DISTINCT q.run_id) AS runs, count(*) FILTER (WHERE q.due) AS calls_due,
        extract(epoch FROM statement_timestamp() + $1::interval - min(q.due_at) FILTER (WHERE q.due))::float8
@@ -783,12 +869,16 @@ FROM (
            CASE WHEN w.lease_token IS NOT NULL AND w.lease_expires_at > statement_timestamp() THEN 'running'
                 WHEN w.lease_token IS NOT NULL OR w.available_at <= statement_timestamp() + $1::interval
                     THEN 'queued'
+                WHEN w.waiting = 'concurrency' THEN 'concurrency'
+                WHEN w.waiting = 'throttled' THEN 'throttled'
                 WHEN w.resolves_op = 'Sleep' THEN 'sleeping'
                 WHEN w.resolves_op = 'WaitForEvent' THEN 'waiting'
                 WHEN w.resolves_op = 'InvokeFunction' THEN 'invoking'
                 WHEN w.attempt > 0 THEN 'retrying'
                 ELSE 'scheduled' END AS reason
     FROM work w
+    -- The timers of timeouts are not calls.
+    WHERE w.step_id NOT LIKE 'timeout:%'
 ) AS q
 GROUP BY q.function_id, q.reason;
 
@@ -824,6 +914,79 @@ CROSS JOIN LATERAL (
           ORDER BY created_at DESC, id DESC LIMIT $2::int) AS x
 ) AS d
 ORDER BY w.source, w.id;
+
+-- Flow control at claim time (docs/flow-control.md; the claim itself is claim_work).
+
+-- name: gate_runs
+-- The flow control of runs just created (their first call, 'step', not yet committed): $1 run ids, $2 their
+-- concurrency keys (JSON text [[key, label, limit], ...], or null), $3 throttle keys, $4 throttle labels,
+-- $5 seconds between throttled starts, $6 seconds a start may run ahead of that pace, $7 priority (seconds
+-- the first call moves ahead in the queue; negative: later), $8 timeouts.start, $9 timeouts.finish (seconds,
+-- or null), $10 clock offset. Writes the keys' rows, the flow columns of each first call, and the timer of
+-- timeouts.start ('timeout:start', a work row due when it runs out).
+WITH g AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::float8[], $7::int[],
+                         $8::float8[], $9::float8[])
+         AS g (run_id, keys, throttle_key, throttle_label, interval_s, tolerance_s, priority_s, start_s, finish_s)
+), keys AS (
+    INSERT INTO flow_keys (key, label)
+    SELECT k.value->>0, k.value->>1 FROM g CROSS JOIN LATERAL jsonb_array_elements(g.keys::jsonb) AS k
+    WHERE g.keys IS NOT NULL
+    UNION
+    SELECT g.throttle_key, g.throttle_label FROM g WHERE g.throttle_key IS NOT NULL
+    ON CONFLICT (key) DO NOTHING
+), gated AS (
+    UPDATE work w SET
+        concurrency_keys = (SELECT array_agg(k.value->>0 ORDER BY k.n)
+                            FROM jsonb_array_elements(g.keys::jsonb) WITH ORDINALITY AS k (value, n)),
+        concurrency_limits = (SELECT array_agg((k.value->>2)::int ORDER BY k.n)
+                              FROM jsonb_array_elements(g.keys::jsonb) WITH ORDINALITY AS k (value, n)),
+        throttle_key = g.throttle_key,
+        throttle_interval = g.interval_s * interval '1 second',
+        throttle_tolerance = g.tolerance_s * interval '1 second',
+        finish_timeout = g.finish_s * interval '1 second',
+        available_at = w.available_at - coalesce(g.priority_s, 0) * interval '1 second'
+    FROM g WHERE w.run_id = g.run_id AND w.step_id = 'step'
+    RETURNING 1
+), start_timers AS (
+    INSERT INTO work (run_id, step_id, available_at)
+    SELECT g.run_id, 'timeout:start', statement_timestamp() + $10::interval + g.start_s * interval '1 second'
+    FROM g WHERE g.start_s IS NOT NULL
+    ON CONFLICT (run_id, step_id) DO NOTHING
+)
+SELECT count(*) AS gated FROM gated;
+
+-- name: runs_waiting
+-- Why the runs $1 wait, for those that wait on flow control: a slot of a concurrency key (its label, the
+-- leases held under it and the call's limit), or a throttle (its label and the start it allows, later than
+-- statement_timestamp() + $2, the clock offset).
+SELECT w.run_id, w.waiting, k.label, k.in_flight,
+       w.concurrency_limits[array_position(w.concurrency_keys, w.waiting_key)] AS lim,
+       CASE WHEN w.waiting = 'throttled' THEN w.available_at END AS until
+FROM work w
+LEFT JOIN flow_keys k ON k.key = w.waiting_key
+WHERE w.run_id = ANY($1::uuid[])
+  AND (w.waiting = 'concurrency'
+       OR (w.waiting = 'throttled' AND w.available_at > statement_timestamp() + $2::interval))
+ORDER BY w.run_id, w.id;
+
+-- name: expire_run
+-- A timer of timeouts ran out (the claimed row $1 with lease token $2, of run $3): for 'timeout:start' the
+-- run is cancelled when it is still Queued, for 'timeout:finish' when it has not ended; the timer is
+-- dropped either way. Answers whether the run is to be cancelled (the caller cancels it, as a cancel from
+-- the API does, in the same transaction).
+WITH timer AS (
+    DELETE FROM work WHERE id = $1::bigint AND lease_token = $2::uuid RETURNING step_id
+)
+SELECT EXISTS (
+    SELECT 1 FROM runs r, timer t
+    WHERE r.id = $3::uuid
+      AND (r.status = 'Queued' OR (t.step_id = 'timeout:finish' AND r.status = 'Running'))
+) AS expired;
+
+-- name: set_run_error
+-- The error a run that ended shows ($2 JSON), $1 run id.
+UPDATE runs SET error = $2::jsonb WHERE id = $1::uuid;
 
 -- Dashboard sessions (dashboard/auth.py): a random cookie per sign-in, kept as its sha256
 

@@ -382,7 +382,19 @@ function timeBounds(state) {
   return [span ? new Date(Date.now() - span).toISOString() : "", ""];
 }
 
+// Why a run waits on flow control ("concurrency key `acct-7`: 2 of 2 running", "throttled until 12:00:04",
+// in local time), or null.
+function waitingText(run) {
+  const waiting = run.waiting;
+  if (!waiting) return null;
+  if (waiting.reason === "throttled" && waiting.until)
+    return `throttled until ${new Date(waiting.until).toLocaleTimeString()}`;
+  return waiting.message;
+}
+
 function runResult(run) {
+  const waiting = waitingText(run);
+  if (waiting) return h("span", { class: "muted waiting" }, waiting);
   if (run.error) {
     const failed = run.status === "Failed";
     const text = failed ? errorText(run.error) : `last error: ${errorText(run.error)}`;
@@ -810,6 +822,7 @@ async function runView(view, runId) {
         { class: "page-head" },
         h("h1", {}, run.function.name),
         badge(run.status),
+        waitingText(run) ? h("span", { id: "run-waiting", class: "tag waiting" }, waitingText(run)) : null,
         h(
           "div",
           { class: "actions" },
@@ -1178,6 +1191,58 @@ function trigger(t) {
   );
 }
 
+// A function's flow-control settings, one line each, as GET /v1/functions gives them (CRD spelling).
+function flowSettings(flow) {
+  if (!flow) return h("span", { class: "muted" }, "none");
+  const per = (key) => (key ? [" per ", h("code", {}, key)] : null);
+  const item = (name, ...rest) => h("li", {}, h("span", { class: "tag" }, name), ...rest);
+  const items = [];
+  for (const c of flow.concurrency || [])
+    items.push(
+      item("concurrency", `${c.limit}`, per(c.key), c.scope && c.scope !== "fn" ? ` (${c.scope})` : null),
+    );
+  const t = flow.throttle;
+  if (t) {
+    const burst = t.burst > 1 ? `, burst ${t.burst}` : null;
+    items.push(item("throttle", `${t.limit} per ${t.period}`, burst, per(t.key)));
+  }
+  const r = flow.rateLimit;
+  if (r) items.push(item("rate limit", `${r.limit} per ${r.period}`, per(r.key)));
+  const d = flow.debounce;
+  if (d) items.push(item("debounce", d.period, d.timeout ? `, at most ${d.timeout}` : null, per(d.key)));
+  const b = flow.batchEvents;
+  if (b)
+    items.push(
+      item(
+        "batch",
+        `${b.maxSize} events, ${b.timeout}`,
+        per(b.key),
+        b.if ? [" if ", h("code", {}, b.if)] : null,
+      ),
+    );
+  if (flow.priority) items.push(item("priority", h("code", {}, flow.priority.run)));
+  if (flow.idempotency) items.push(item("idempotency", h("code", {}, flow.idempotency)));
+  const o = flow.singleton;
+  if (o) items.push(item("singleton", o.mode, per(o.key)));
+  const to = flow.timeouts;
+  if (to) {
+    const limits = [to.start ? `start ${to.start}` : null, to.finish ? `finish ${to.finish}` : null];
+    items.push(item("timeouts", limits.filter(Boolean).join(", ")));
+  }
+  return h("ul", { class: "triggers flow" }, items);
+}
+
+function retryPolicyText(policy) {
+  if (!policy) return null;
+  const timeout = policy.timeout ? `, calls cut off at ${policy.timeout}` : "";
+  return h(
+    "div",
+    { class: "muted small retry-policy" },
+    `${policy.backoff} from ${policy.initialDelay} to ${policy.maxDelay}, ` +
+      `jitter ${policy.jitterPercent}%${timeout}`,
+  );
+}
+
 function countBadges(fnId, recent, atMost) {
   const counts = recent ? recent.counts : {};
   const entries = RUN_STATUSES.filter((s) => counts[s]);
@@ -1211,7 +1276,11 @@ async function functionsView(view) {
       h("h1", {}, "Functions"),
       h("span", { class: "muted" }, "Run counts cover the last 24 hours."),
     ),
-    dataTable("Functions", ["Function", "Triggers", "Endpoint", ["Retries", "num"], "Recent runs"], body),
+    dataTable(
+      "Functions",
+      ["Function", "Triggers", "Flow control", "Endpoint", ["Retries", "num"], "Recent runs"],
+      body,
+    ),
   );
   async function load() {
     const since = new Date(Date.now() - RANGE_MS["24h"]).toISOString();
@@ -1243,8 +1312,9 @@ async function functionsView(view) {
             h("div", { class: "muted small" }, `app ${fn.app_id} · from ${fn.source}`),
           ),
           h("td", {}, h("ul", { class: "triggers" }, fn.triggers.map(trigger))),
+          h("td", { class: "flow-control" }, flowSettings(fn.flow)),
           h("td", {}, h("code", { class: "url" }, fn.url)),
-          h("td", { class: "num" }, String(fn.retries)),
+          h("td", { class: "num" }, String(fn.retries), retryPolicyText(fn.retry_policy)),
           h("td", {}, countBadges(fn.id, byFunction[fn.id], counts.at_most)),
         ),
       );
@@ -1258,7 +1328,7 @@ async function functionsView(view) {
               {},
               h(
                 "td",
-                { colspan: 5, class: "empty" },
+                { colspan: 6, class: "empty" },
                 "No functions routed: sync an app or apply a Function.",
               ),
             ),
