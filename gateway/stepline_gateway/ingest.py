@@ -27,7 +27,7 @@ from stepline_gateway.clock import Clock
 from stepline_gateway.events import Event, new_event_id
 from stepline_gateway.flow_claims import ClaimFlow, gate_runs
 from stepline_gateway.metrics import Metrics
-from stepline_gateway.routing import Function, RoutingTable, evaluate, wait_expression
+from stepline_gateway.routing import Function, RoutingTable, Scope, evaluate, in_scope, wait_expression
 
 # Events emitted while ingesting (cancellations) are ingested in turn, down to this depth.
 _MAX_DEPTH = 3
@@ -87,7 +87,7 @@ class Ingestor:
         *,
         on: Queryable = None,
         runs: list[PlannedRun] | None = None,
-        namespace: str | None = None,
+        namespace: Scope = None,
     ) -> Ingested:
         """Store ``events``; start the runs routing chooses for them, or exactly ``runs`` when given.
 
@@ -110,7 +110,7 @@ class Ingestor:
         planned: list[PlannedRun] | None,
         depth: int,
         *,
-        namespace: str | None,
+        namespace: Scope,
     ) -> Ingested:
         unique: dict[str, Event] = {}
         for event in events:
@@ -163,7 +163,7 @@ class Ingestor:
         if row["waits"]:
             waits = row["waits"]
             if namespace is not None:
-                waits = [w for w in waits if namespace_of_function(w["function_id"]) == namespace]
+                waits = [w for w in waits if in_scope(namespace_of_function(w["function_id"]), namespace)]
             await self._resolve_waits(conn, waits, fresh)
         if depth < _MAX_DEPTH:
             await self._apply_cancel_rules(conn, fresh, now, depth, namespace)
@@ -195,11 +195,11 @@ class Ingestor:
         fresh: list[Event],
         now: datetime.datetime,
         depth: int,
-        namespace: str | None,
+        namespace: Scope,
     ) -> None:
         rules = self._routes().cancel_rules
         relevant = [
-            (event, [r for r in rules[event.name] if namespace is None or r.function.namespace == namespace])
+            (event, [r for r in rules[event.name] if in_scope(r.function.namespace, namespace)])
             for event in fresh
             if event.name in rules
         ]

@@ -21,6 +21,16 @@ from stepline_store.identity import split_function_id
 log = logging.getLogger(__name__)
 
 
+# Which namespaces an event reaches: one, several (a key published in more than one), or every one (None).
+Scope = str | frozenset[str] | None
+
+
+def in_scope(namespace: str, scope: Scope) -> bool:
+    if scope is None:
+        return True
+    return namespace == scope if isinstance(scope, str) else namespace in scope
+
+
 class ExpressionError(ValueError):
     """An ``if`` expression does not compile."""
 
@@ -180,7 +190,7 @@ class RoutingTable:
                 exact.append((name, route))
         return rules, exact, prefixes
 
-    def match(self, event: Mapping[str, Any], namespace: str | None = None) -> list[Function]:
+    def match(self, event: Mapping[str, Any], namespace: Scope = None) -> list[Function]:
         """The unpaused functions this event starts, each once; only those of ``namespace`` when given
         (an event emitted for a run, or sent with a namespace's key), else those of every namespace."""
         name = event["name"]
@@ -191,7 +201,7 @@ class RoutingTable:
             function = route.function
             if function.paused or function.id in started:
                 continue
-            if namespace is not None and function.namespace != namespace:
+            if not in_scope(function.namespace, namespace):
                 continue
             if route.matches(event):
                 started[function.id] = function

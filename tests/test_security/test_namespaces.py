@@ -7,12 +7,16 @@ a ``/`` (which would read as another namespace's) is refused from a sync.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import stepline
 import stepline.asgi
 from stepline.errors import NonRetriableError
 from stepline_gateway.routing import Function
+from stepline_operator import event_keys
+from stepline_operator.event_keys import hashes_of
+from stepline_operator.routes import RouteTable
 
 from tests.support import RunningGateway, eventually, running_gateway, serve
 from tests.test_security.test_holes import EVENT_KEY, KEY, sync, sync_payload
@@ -110,3 +114,50 @@ async def test_a_sync_cannot_name_a_function_of_another_namespace(database_url: 
         assert refused.status_code == 400
         assert "holds a '/'" in refused.json()["error"]
         assert (await gw.http.get("/v1/functions")).json()["data"] == []
+
+
+async def test_a_namespaces_event_key_reaches_only_its_namespace_and_is_revoked_with_its_secret(
+    database_url: str,
+) -> None:
+    parked = "http://127.0.0.1:9/api/inngest"
+    async with running_gateway(
+        database_url, dev=False, signing_key=KEY, event_keys=[EVENT_KEY], concurrency=0
+    ) as gw:
+        for namespace in ("team-a", "team-b"):
+            function = published(namespace, "pay", parked, {"event": "shop/pay"})
+            await gw.gateway.registry.publish([function], replace_source=f"kubernetes:{namespace}/pay")
+        routes = await RouteTable.open(database_url, size=1)
+        try:
+            # As the operator publishes the Secrets labelled stepline.dev/event-key=true of each namespace.
+            await event_keys.publish(routes.pool, "team-a", "keys", hashes_of({"k": encode(b"key-of-a")}))
+            await event_keys.publish(routes.pool, "team-b", "keys", hashes_of({"k": encode(b"key-of-b\n")}))
+
+            async def accepted(key: str) -> bool:
+                answer = await gw.http.post(f"/e/{key}", json={"name": "shop/nothing", "data": {}})
+                return answer.status_code == 200
+
+            await eventually(lambda: accepted("key-of-b"))
+            for key, expected in (
+                ("key-of-a", ["team-a/shop-pay"]),
+                ("key-of-b", ["team-b/shop-pay"]),
+                (EVENT_KEY, ["team-a/shop-pay", "team-b/shop-pay"]),
+            ):
+                [event_id] = await gw.send({"name": "shop/pay", "data": {}}, key=key)
+                started = sorted(run["function_id"] for run in await gw.runs_of(event_id))
+                assert started == expected, key
+
+            # The Secret deleted: its key is refused within seconds, the other namespace's still works.
+            await event_keys.publish(routes.pool, "team-a", "keys", [])
+
+            async def refused() -> bool:
+                answer = await gw.http.post("/e/key-of-a", json={"name": "shop/pay", "data": {}})
+                return answer.status_code == 401
+
+            await eventually(refused, timeout=5)
+            assert await accepted("key-of-b")
+        finally:
+            await routes.close()
+
+
+def encode(key: bytes) -> str:
+    return base64.b64encode(key).decode()

@@ -1004,3 +1004,20 @@ DELETE FROM dashboard_sessions WHERE id_sha256 = $1::text;
 
 -- name: prune_sessions
 DELETE FROM dashboard_sessions WHERE expires_at <= now();
+
+-- Event keys of namespaces (the operator publishes them from labelled Secrets; the gateways read them)
+
+-- name: load_event_keys
+SELECT sha256, namespace FROM event_keys;
+
+-- name: replace_event_keys
+-- The keys of one Secret: $1 source, $2 namespace, $3 sha256 hex of each key. Answers whether anything
+-- changed (then the caller notifies).
+WITH gone AS (
+    DELETE FROM event_keys WHERE source = $1::text AND NOT (sha256 = ANY($3::text[])) RETURNING 1
+), added AS (
+    INSERT INTO event_keys (sha256, namespace, source)
+    SELECT k, $2::text, $1::text FROM unnest($3::text[]) AS k
+    ON CONFLICT (sha256, namespace) DO NOTHING RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM added) AS changed;
