@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from stepline.protocol import FUNCTION_CANCELLED_EVENT
+from stepline_store.identity import namespace_of_function, split_function_id
 from stepline_store.pool import Queryable, Record, Store
 
 from stepline_gateway.admission import Admission, admits
@@ -29,7 +30,7 @@ from stepline_gateway.clock import Clock
 from stepline_gateway.events import Event, new_event_id
 from stepline_gateway.flow_claims import ClaimFlow, gate_runs
 from stepline_gateway.metrics import Metrics
-from stepline_gateway.routing import Function, RoutingTable, evaluate, wait_expression
+from stepline_gateway.routing import Function, RoutingTable, Scope, evaluate, in_scope, wait_expression
 
 # Events emitted while ingesting (cancellations) are ingested in turn, down to this depth.
 _MAX_DEPTH = 3
@@ -60,7 +61,12 @@ def _condition(expression: str | None) -> Any:
 
 def cancelled_event(row: Record) -> Event:
     trigger = {"id": row["event_id"], "name": row["name"], "data": row["data"], "ts": row["ts"]}
-    data = {"function_id": row["function_id"], "run_id": str(row["id"]), "event": trigger}
+    # The function as its app knows it (its fnId): what failure and cancel handlers compare with.
+    data = {
+        "function_id": split_function_id(row["function_id"])[1],
+        "run_id": str(row["id"]),
+        "event": trigger,
+    }
     return Event(id=new_event_id(), name=FUNCTION_CANCELLED_EVENT, data=data, ts=None)
 
 
@@ -80,20 +86,35 @@ class Ingestor:
         self._admission = Admission(store, clock, metrics=metrics)
 
     async def ingest(
-        self, events: list[Event], *, on: Queryable = None, runs: list[PlannedRun] | None = None
+        self,
+        events: list[Event],
+        *,
+        on: Queryable = None,
+        runs: list[PlannedRun] | None = None,
+        namespace: Scope = None,
     ) -> Ingested:
-        """Store ``events``; start the runs routing chooses for them, or exactly ``runs`` when given."""
+        """Store ``events``; start the runs routing chooses for them, or exactly ``runs`` when given.
+
+        With a ``namespace`` (an event a run of it emits, or one sent with its key) the events reach only
+        that namespace's functions, waits and cancel rules; without one, those of every namespace.
+        """
         if on is not None:
-            return await self._ingest(on, events, runs, depth=0)
+            return await self._ingest(on, events, runs, depth=0, namespace=namespace)
         async with self._store.transaction() as conn:
-            return await self._ingest(conn, events, runs, depth=0)
+            return await self._ingest(conn, events, runs, depth=0, namespace=namespace)
 
     async def cancel(self, run_ids: list[uuid.UUID], *, on: Queryable) -> list[Record]:
         """Cancel runs not yet ended; emit ``inngest/function.cancelled`` for each; answer those cancelled."""
         return await self._cancel(on, run_ids, depth=0)
 
     async def _ingest(
-        self, conn: Queryable, events: list[Event], planned: list[PlannedRun] | None, depth: int
+        self,
+        conn: Queryable,
+        events: list[Event],
+        planned: list[PlannedRun] | None,
+        depth: int,
+        *,
+        namespace: Scope,
     ) -> Ingested:
         unique: dict[str, Event] = {}
         for event in events:
@@ -105,7 +126,7 @@ class Ingestor:
             table = self._routes()
             planned = []
             for event in unique.values():
-                for function in table.match(event.payload()):
+                for function in table.match(event.payload(), namespace):
                     (flowed if admits(function) else planned).append(PlannedRun(function, event))
         run_ids = [uuid.uuid4() for _ in planned]
         row = await self._store.fetchrow(
@@ -155,9 +176,12 @@ class Ingestor:
                 if admitted.cancel:
                     await self._cancel(conn, admitted.cancel, depth)
         if row["waits"]:
-            await self._resolve_waits(conn, row["waits"], fresh)
+            waits = row["waits"]
+            if namespace is not None:
+                waits = [w for w in waits if in_scope(namespace_of_function(w["function_id"]), namespace)]
+            await self._resolve_waits(conn, waits, fresh)
         if depth < _MAX_DEPTH:
-            await self._apply_cancel_rules(conn, fresh, now, depth)
+            await self._apply_cancel_rules(conn, fresh, now, depth, namespace)
         return Ingested(ids=[event.id for event in events], new_ids=list(stamped), runs_created=runs_created)
 
     async def _resolve_waits(
@@ -179,10 +203,20 @@ class Ingestor:
             await self._store.fetchrow("resolve_waits", run_ids, hashes, payloads, on=conn)
 
     async def _apply_cancel_rules(
-        self, conn: Queryable, fresh: list[Event], now: datetime.datetime, depth: int
+        self,
+        conn: Queryable,
+        fresh: list[Event],
+        now: datetime.datetime,
+        depth: int,
+        namespace: Scope,
     ) -> None:
         rules = self._routes().cancel_rules
-        relevant = [(event, rules[event.name]) for event in fresh if event.name in rules]
+        relevant = [
+            (event, [r for r in rules[event.name] if in_scope(r.function.namespace, namespace)])
+            for event in fresh
+            if event.name in rules
+        ]
+        relevant = [(event, event_rules) for event, event_rules in relevant if event_rules]
         if not relevant:
             return
         function_ids = sorted({rule.function.id for _, event_rules in relevant for rule in event_rules})
@@ -209,7 +243,13 @@ class Ingestor:
             for row in rows:
                 self._metrics.run_ended(row["function_id"], "Cancelled", _seconds(row))
         if rows and depth < _MAX_DEPTH:
-            await self._ingest(conn, [cancelled_event(row) for row in rows], None, depth + 1)
+            # Each cancelled run's event reaches only its own namespace.
+            by_namespace: dict[str, list[Event]] = {}
+            for row in rows:
+                namespace = namespace_of_function(row["function_id"])
+                by_namespace.setdefault(namespace, []).append(cancelled_event(row))
+            for namespace, emitted in sorted(by_namespace.items()):
+                await self._ingest(conn, emitted, None, depth + 1, namespace=namespace)
         return rows
 
 

@@ -24,6 +24,7 @@ from stepline.durations import parse_duration
 from stepline.flow import FlowControl, RetryPolicy, known_fields
 from stepline.manifest import FunctionResource, describe_error, parse_function
 from stepline.protocol import match_expression
+from stepline_store.identity import DEFAULT_NAMESPACE, IdentityError, qualified_function_id
 from stepline_store.pool import Store
 
 from stepline_gateway.errors import BadRequest, FunctionIdTaken
@@ -147,6 +148,10 @@ def load_manifests(paths: list[Path]) -> list[Function]:
                     "Kubernetes operator; outside a cluster give spec.endpoint.url"
                 )
             function = function_from_resource(resource, url, MANIFEST_SOURCE)
+            try:
+                qualified_function_id(DEFAULT_NAMESPACE, function.id)
+            except IdentityError as err:
+                raise BadRequest(f"{file}: Function {resource.metadata.name}: {err}") from None
             try:
                 _check_triggers(function.triggers)
                 check_flow(function.flow)

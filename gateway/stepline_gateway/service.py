@@ -25,6 +25,7 @@ from stepline_gateway.backoff import Backoff
 from stepline_gateway.calls import Caller
 from stepline_gateway.clock import Clock, SystemClock
 from stepline_gateway.dispatcher import Dispatcher
+from stepline_gateway.event_keys import EventKeys
 from stepline_gateway.executor import Executor
 from stepline_gateway.ingest import Ingestor
 from stepline_gateway.labels import FunctionLabels
@@ -70,6 +71,7 @@ class Gateway:
         # Traces only when the OTEL_* variables ask for them (tracing.py).
         self.tracing = tracing if tracing is not None else tracing_from_env()
         self.routes = RoutingTable()
+        self.event_keys = EventKeys(settings.event_keys)
         self.routes_loaded = False
         self._migrate = migrate
         self._store: Store | None = None
@@ -218,6 +220,7 @@ class Gateway:
 
     async def reload_routes(self) -> None:
         functions = await self.registry.load()
+        self.event_keys.load(await self.store.fetch("load_event_keys"))
         self.routes = RoutingTable(functions)
         self.routes_loaded = True
         self.scheduler.routes_changed()

@@ -91,7 +91,8 @@ SELECT (SELECT coalesce(jsonb_object_agg(id, ts), '{}'::jsonb) FROM new_events) 
                               WHERE available_at <= (SELECT now FROM clock) LIMIT 1) AS n) AS notified,
        (SELECT now FROM clock) AS now,
        (SELECT coalesce(jsonb_agg(jsonb_build_object(
-                'run_id', w.run_id, 'hash', w.hash, 'event_name', w.event_name, 'expression', w.expression,
+                'run_id', w.run_id, 'function_id', r.function_id, 'hash', w.hash, 'event_name', w.event_name,
+                'expression', w.expression,
                 'event', jsonb_build_object('id', e.id, 'name', e.name, 'data', e.data, 'ts', e.ts))), '[]'::jsonb)
         FROM waits w JOIN runs r ON r.id = w.run_id JOIN events e ON e.id = r.event_id
         WHERE w.event_name IN (SELECT name FROM new_events)) AS waits;
@@ -1263,3 +1264,20 @@ DELETE FROM dashboard_sessions WHERE id_sha256 = $1::text;
 
 -- name: prune_sessions
 DELETE FROM dashboard_sessions WHERE expires_at <= now();
+
+-- Event keys of namespaces (the operator publishes them from labelled Secrets; the gateways read them)
+
+-- name: load_event_keys
+SELECT sha256, namespace FROM event_keys;
+
+-- name: replace_event_keys
+-- The keys of one Secret: $1 source, $2 namespace, $3 sha256 hex of each key. Answers whether anything
+-- changed (then the caller notifies).
+WITH gone AS (
+    DELETE FROM event_keys WHERE source = $1::text AND NOT (sha256 = ANY($3::text[])) RETURNING 1
+), added AS (
+    INSERT INTO event_keys (sha256, namespace, source)
+    SELECT k, $2::text, $1::text FROM unnest($3::text[]) AS k
+    ON CONFLICT (sha256, namespace) DO NOTHING RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM added) AS changed;
