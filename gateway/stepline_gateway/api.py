@@ -24,6 +24,7 @@ from stepline_store.errors import DATABASE_ERRORS, is_transient
 from stepline_gateway import bodies, checkpoint, dashboard, ingest, query, secrets, sync, webhooks
 from stepline_gateway.errors import BadRequest, NotFound, Unauthorized
 from stepline_gateway.events import parse_events, refuse_reserved
+from stepline_gateway.routing import Scope
 from stepline_gateway.runs import RunQueries
 from stepline_gateway.service import Gateway
 
@@ -43,9 +44,8 @@ async def ingest_events(request: Request) -> Response:
     gateway = _gateway(request)
     settings = gateway.settings
     key = request.path_params["event_key"]
-    if not settings.dev and not secrets.matches_any(key, settings.event_keys):
-        raise Unauthorized("unknown event key: use one of the keys in STEPLINE_EVENT_KEYS")
-    return await _ingest(request)
+    scope = None if settings.dev else gateway.event_keys.scope(key)
+    return await _ingest(request, namespace=scope)
 
 
 async def send_events(request: Request) -> Response:
@@ -53,14 +53,14 @@ async def send_events(request: Request) -> Response:
     return await _ingest(request)
 
 
-async def _ingest(request: Request) -> Response:
+async def _ingest(request: Request, *, namespace: Scope = None) -> Response:
     gateway = _gateway(request)
     settings = gateway.settings
     body = await bodies.read(request, settings.max_body_bytes)
     events = parse_events(body, max_event_bytes=settings.max_event_bytes)
     if not settings.dev:
         refuse_reserved(events)
-    result = await gateway.ingestor.ingest(events)
+    result = await gateway.ingestor.ingest(events, namespace=namespace)
     gateway.metrics.events_ingested(len(result.new_ids))
     log.info("received %s, started %d run(s)", ingest.describe(events), result.runs_created)
     # ``runs_started`` beside Inngest's shape: how many runs these events started (0 when no trigger matched).

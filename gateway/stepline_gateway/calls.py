@@ -28,6 +28,7 @@ from typing import Any
 import aiohttp
 from stepline import signing
 from stepline.protocol import REQUEST_VERSION, Header, ServerKind
+from stepline_store.identity import wire_function_id
 
 from stepline_gateway import storable
 from stepline_gateway.clock import Clock
@@ -78,15 +79,17 @@ class Call:
     qi_id: str = ""
     # Bytes of ``memos`` as JSON: the run's state, kept within its limit (answers.AnswerLimits).
     state_bytes: int = 0
+    # A batch run's events in order (``event`` is the first); None for a run of one event.
+    events: list[dict[str, Any]] | None = None
 
     def body(self) -> dict[str, Any]:
         return {
             "event": self.event,
-            "events": [self.event],
+            "events": self.events if self.events is not None else [self.event],
             "steps": self.memos,
             "ctx": {
                 "run_id": self.run_id,
-                "fn_id": self.function_id,
+                "fn_id": wire_function_id(self.function_id),
                 "step_id": self.step_id,
                 "attempt": self.attempt,
                 "max_attempts": self.max_attempts,
@@ -224,7 +227,7 @@ class Caller:
             headers[Header.SIGNATURE] = signing.sign(data, self._signing_key)
         else:
             data = json.dumps(payload, separators=(",", ":")).encode("utf-8")
-        params = {"fnId": call.function_id, "stepId": call.step_id}
+        params = {"fnId": wire_function_id(call.function_id), "stepId": call.step_id}
         timeout = self._timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
         try:
             async with self._client().post(

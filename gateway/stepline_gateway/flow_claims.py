@@ -24,7 +24,6 @@ from stepline.durations import parse_duration
 from stepline.flow import FlowControl
 from stepline_store.pool import Queryable, Store
 
-from stepline_gateway.labels import namespace_of
 from stepline_gateway.routing import Function, compile_expression
 
 log = logging.getLogger(__name__)
@@ -123,7 +122,7 @@ class ClaimFlow:
             if entry.scope == "account":
                 key = f"account/{_stored(value or '')}"
             elif entry.scope == "env":
-                key = f"env/{namespace_of(function.source)}/{_stored(value or '')}"
+                key = f"env/{function.namespace}/{_stored(value or '')}"
             else:
                 key = f"fn/{function.id}/{_stored(value or '')}" if value is not None else f"fn/{function.id}"
             known = limits.get(key)

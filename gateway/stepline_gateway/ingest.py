@@ -5,7 +5,9 @@ matching function (fan-out: each run has its own retry state) and each run's fir
 the event's ``ts`` when that lies in the future; it also answers the open waits for those event names. In
 the same transaction the waits that match are resolved and the ``cancelOn`` rules that match cancel their
 runs (which emits ``inngest/function.cancelled``). Workers are woken by NOTIFY when the transaction commits.
-Every time is the database's (plus the clock's offset in tests): an event sent without a ``ts`` gets the
+Functions that declare rateLimit, idempotency, singleton, debounce or batchEvents have their runs decided by
+admission.py, in the same transaction, after the events are stored. Every time is the database's (plus the
+clock's offset in tests): an event sent without a ``ts`` gets the
 database's now as its ``ts``, so a replica whose own clock runs ahead delays nothing.
 """
 
@@ -20,14 +22,16 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from stepline.protocol import FUNCTION_CANCELLED_EVENT
+from stepline_store.identity import namespace_of_function, split_function_id
 from stepline_store.ids import new_run_id
 from stepline_store.pool import Queryable, Record, Store
 
+from stepline_gateway.admission import Admission, admits
 from stepline_gateway.clock import Clock
 from stepline_gateway.events import Event, new_event_id
 from stepline_gateway.flow_claims import ClaimFlow, gate_runs
 from stepline_gateway.metrics import Metrics
-from stepline_gateway.routing import Function, RoutingTable, evaluate, wait_expression
+from stepline_gateway.routing import Function, RoutingTable, Scope, evaluate, in_scope, wait_expression
 
 # Events emitted while ingesting (cancellations) are ingested in turn, down to this depth.
 _MAX_DEPTH = 3
@@ -58,7 +62,12 @@ def _condition(expression: str | None) -> Any:
 
 def cancelled_event(row: Record) -> Event:
     trigger = {"id": row["event_id"], "name": row["name"], "data": row["data"], "ts": row["ts"]}
-    data = {"function_id": row["function_id"], "run_id": str(row["id"]), "event": trigger}
+    # The function as its app knows it (its fnId): what failure and cancel handlers compare with.
+    data = {
+        "function_id": split_function_id(row["function_id"])[1],
+        "run_id": str(row["id"]),
+        "event": trigger,
+    }
     return Event(id=new_event_id(), name=FUNCTION_CANCELLED_EVENT, data=data, ts=None)
 
 
@@ -75,33 +84,51 @@ class Ingestor:
         self._routes = routes
         self._clock = clock
         self._metrics = metrics
+        self._admission = Admission(store, clock, metrics=metrics)
 
     async def ingest(
-        self, events: list[Event], *, on: Queryable = None, runs: list[PlannedRun] | None = None
+        self,
+        events: list[Event],
+        *,
+        on: Queryable = None,
+        runs: list[PlannedRun] | None = None,
+        namespace: Scope = None,
     ) -> Ingested:
-        """Store ``events``; start the runs routing chooses for them, or exactly ``runs`` when given."""
+        """Store ``events``; start the runs routing chooses for them, or exactly ``runs`` when given.
+
+        With a ``namespace`` (an event a run of it emits, or one sent with its key) the events reach only
+        that namespace's functions, waits and cancel rules; without one, those of every namespace.
+        """
         if on is not None:
-            return await self._ingest(on, events, runs, depth=0)
+            return await self._ingest(on, events, runs, depth=0, namespace=namespace)
         async with self._store.transaction() as conn:
-            return await self._ingest(conn, events, runs, depth=0)
+            return await self._ingest(conn, events, runs, depth=0, namespace=namespace)
 
     async def cancel(self, run_ids: list[uuid.UUID], *, on: Queryable) -> list[Record]:
         """Cancel runs not yet ended; emit ``inngest/function.cancelled`` for each; answer those cancelled."""
         return await self._cancel(on, run_ids, depth=0)
 
     async def _ingest(
-        self, conn: Queryable, events: list[Event], planned: list[PlannedRun] | None, depth: int
+        self,
+        conn: Queryable,
+        events: list[Event],
+        planned: list[PlannedRun] | None,
+        depth: int,
+        *,
+        namespace: Scope,
     ) -> Ingested:
         unique: dict[str, Event] = {}
         for event in events:
             unique.setdefault(event.id, event)
+        # Routed runs of functions with flow control at ingest are decided after the events are stored
+        # (admission.py); every other run is created by the one ingest statement.
+        flowed: list[PlannedRun] = []
         if planned is None:
             table = self._routes()
-            planned = [
-                PlannedRun(function, event)
-                for event in unique.values()
-                for function in table.match(event.payload())
-            ]
+            planned = []
+            for event in unique.values():
+                for function in table.match(event.payload(), namespace):
+                    (flowed if admits(function) else planned).append(PlannedRun(function, event))
         run_ids = [new_run_id(self._clock.now()) for _ in planned]
         row = await self._store.fetchrow(
             "ingest",
@@ -140,13 +167,23 @@ class Ingestor:
             # Counted when the statement succeeds (a transaction rolled back after it is rare: an error
             # while recording an answer).
             self._metrics.runs_created(p.function.id for p in planned if p.event.id in stamped)
+        runs_created: int = row["runs_created"]
+        if flowed:
+            by_id = {event.id: event for event in fresh}
+            pairs = [(p.function, by_id[p.event.id]) for p in flowed if p.event.id in by_id]
+            if pairs:
+                admitted = await self._admission.admit(conn, pairs)
+                runs_created += len(admitted.started)
+                if admitted.cancel:
+                    await self._cancel(conn, admitted.cancel, depth)
         if row["waits"]:
-            await self._resolve_waits(conn, row["waits"], fresh)
+            waits = row["waits"]
+            if namespace is not None:
+                waits = [w for w in waits if in_scope(namespace_of_function(w["function_id"]), namespace)]
+            await self._resolve_waits(conn, waits, fresh)
         if depth < _MAX_DEPTH:
-            await self._apply_cancel_rules(conn, fresh, now, depth)
-        return Ingested(
-            ids=[event.id for event in events], new_ids=list(stamped), runs_created=row["runs_created"]
-        )
+            await self._apply_cancel_rules(conn, fresh, now, depth, namespace)
+        return Ingested(ids=[event.id for event in events], new_ids=list(stamped), runs_created=runs_created)
 
     async def _resolve_waits(
         self, conn: Queryable, waits: list[dict[str, Any]], fresh: Iterable[Event]
@@ -167,10 +204,20 @@ class Ingestor:
             await self._store.fetchrow("resolve_waits", run_ids, hashes, payloads, on=conn)
 
     async def _apply_cancel_rules(
-        self, conn: Queryable, fresh: list[Event], now: datetime.datetime, depth: int
+        self,
+        conn: Queryable,
+        fresh: list[Event],
+        now: datetime.datetime,
+        depth: int,
+        namespace: Scope,
     ) -> None:
         rules = self._routes().cancel_rules
-        relevant = [(event, rules[event.name]) for event in fresh if event.name in rules]
+        relevant = [
+            (event, [r for r in rules[event.name] if in_scope(r.function.namespace, namespace)])
+            for event in fresh
+            if event.name in rules
+        ]
+        relevant = [(event, event_rules) for event, event_rules in relevant if event_rules]
         if not relevant:
             return
         function_ids = sorted({rule.function.id for _, event_rules in relevant for rule in event_rules})
@@ -197,7 +244,13 @@ class Ingestor:
             for row in rows:
                 self._metrics.run_ended(row["function_id"], "Cancelled", _seconds(row))
         if rows and depth < _MAX_DEPTH:
-            await self._ingest(conn, [cancelled_event(row) for row in rows], None, depth + 1)
+            # Each cancelled run's event reaches only its own namespace.
+            by_namespace: dict[str, list[Event]] = {}
+            for row in rows:
+                namespace = namespace_of_function(row["function_id"])
+                by_namespace.setdefault(namespace, []).append(cancelled_event(row))
+            for namespace, emitted in sorted(by_namespace.items()):
+                await self._ingest(conn, emitted, None, depth + 1, namespace=namespace)
         return rows
 
 

@@ -1,41 +1,27 @@
 """The labels that name a function in metrics, traces and log lines: its namespace and its id.
 
 Every per-function series carries ``namespace`` and ``function`` (the function id, never a run or event id,
-so that label sets stay bounded). A function's namespace is that of the ``Function`` resource that published
-it (its source ``kubernetes:<namespace>/<name>``), else ``default``: ``namespace_of`` is the one place that
-says so.
+so that label sets stay bounded). A function's namespace is part of its id in the store
+(``stepline_store.identity``): ``<namespace>/<app>-<function>``, or ``<app>-<function>`` in ``default``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from stepline_store.identity import DEFAULT_NAMESPACE, namespace_of_function
+
 from stepline_gateway.routing import RoutingTable
 
-DEFAULT_NAMESPACE = "default"
-_KUBERNETES = "kubernetes:"
-
-
-def namespace_of(source: str | None) -> str:
-    """The namespace of a function published from ``source``: a Function resource's, else ``default``."""
-    if source and source.startswith(_KUBERNETES):
-        namespace, _, _ = source.removeprefix(_KUBERNETES).partition("/")
-        return namespace or DEFAULT_NAMESPACE
-    return DEFAULT_NAMESPACE
+__all__ = ["DEFAULT_NAMESPACE", "FunctionLabels"]
 
 
 class FunctionLabels:
-    """The namespace of each function id, from the routing table; a function unpublished since keeps the
-    namespace it was last seen with, so that its runs still finishing stay in the same series."""
+    """The namespace of each function id, read from the id itself (so a function unpublished since, whose
+    runs are still finishing, stays in the same series)."""
 
     def __init__(self, routes: Callable[[], RoutingTable]) -> None:
         self._routes = routes
-        self._seen: dict[str, str] = {}
 
     def namespace(self, function_id: str) -> str:
-        function = self._routes().functions.get(function_id)
-        if function is not None:
-            namespace = namespace_of(function.source)
-            self._seen[function_id] = namespace
-            return namespace
-        return self._seen.get(function_id, DEFAULT_NAMESPACE)
+        return namespace_of_function(function_id)

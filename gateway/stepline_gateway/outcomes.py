@@ -27,6 +27,12 @@ from stepline.protocol import (
     Opcode,
     data_memo,
 )
+from stepline_store.identity import (
+    IdentityError,
+    namespace_of_function,
+    qualified_function_id,
+    split_function_id,
+)
 from stepline_store.pool import Queryable, Store
 
 from stepline_gateway import storable
@@ -374,7 +380,12 @@ class Outcomes:
         on: Queryable,
     ) -> Claim | None:
         function_id = str(opts.get("function_id") or "")
-        function = self._routes().functions.get(function_id)
+        # An app invokes by fnId, within its own namespace.
+        try:
+            qualified = qualified_function_id(namespace_of_function(claim.call.function_id), function_id)
+        except IdentityError:
+            qualified = ""
+        function = self._routes().functions.get(qualified)
         if function is None:
             error = {
                 "name": "FunctionNotFound",
@@ -396,7 +407,7 @@ class Outcomes:
         )
         async with self._store.transaction(on) as conn:
             await self._park_call(claim, op, "Invoking", timeout, {"error": expired}, on=conn)
-            await self._ingestor.ingest([event], runs=[child], on=conn)
+            await self._ingestor.ingest([event], runs=[child], on=conn, namespace=function.namespace)
         self._wake()
         return None
 
@@ -533,8 +544,9 @@ class Outcomes:
             ended = await self._store.fetchrow("finish_run", *args, on=conn)
             if ended is None:
                 return
+            namespace, wire_id = split_function_id(call.function_id)
             data = {
-                "function_id": call.function_id,
+                "function_id": wire_id,
                 "run_id": call.run_id,
                 "error": error,
                 "event": call.event,
@@ -545,6 +557,7 @@ class Outcomes:
                     Event(id=new_event_id(), name=FUNCTION_FINISHED_EVENT, data=data, ts=None),
                 ],
                 on=conn,
+                namespace=namespace,
             )
         self._ended(call, status, ended, error)
         log.warning("run %s of %s failed: %s", call.run_id, call.function_id, describe(error or {}))

@@ -16,8 +16,19 @@ from typing import Any
 import cel
 from stepline.durations import parse_duration
 from stepline.flow import FlowControl, RetryPolicy
+from stepline_store.identity import split_function_id
 
 log = logging.getLogger(__name__)
+
+
+# Which namespaces an event reaches: one, several (a key published in more than one), or every one (None).
+Scope = str | frozenset[str] | None
+
+
+def in_scope(namespace: str, scope: Scope) -> bool:
+    if scope is None:
+        return True
+    return namespace == scope if isinstance(scope, str) else namespace in scope
 
 
 class ExpressionError(ValueError):
@@ -59,9 +70,21 @@ class Function:
     def max_attempts(self) -> int:
         return self.retries + 1
 
+    @property
+    def namespace(self) -> str:
+        """The namespace the function belongs to (stepline_store/identity.py)."""
+        return split_function_id(self.id)[0]
+
+    @property
+    def wire_id(self) -> str:
+        """The id the service knows the function by (``fnId``): ``<app>-<function>``."""
+        return split_function_id(self.id)[1]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "namespace": self.namespace,
+            "fn_id": self.wire_id,
             "app_id": self.app_id,
             "name": self.name,
             "url": self.url,
@@ -167,8 +190,9 @@ class RoutingTable:
                 exact.append((name, route))
         return rules, exact, prefixes
 
-    def match(self, event: Mapping[str, Any]) -> list[Function]:
-        """The unpaused functions this event starts, each once."""
+    def match(self, event: Mapping[str, Any], namespace: Scope = None) -> list[Function]:
+        """The unpaused functions this event starts, each once; only those of ``namespace`` when given
+        (an event emitted for a run, or sent with a namespace's key), else those of every namespace."""
         name = event["name"]
         candidates = list(self._exact.get(name, ()))
         candidates += [route for prefix, route in self._prefixes if name.startswith(prefix)]
@@ -176,6 +200,8 @@ class RoutingTable:
         for route in candidates:
             function = route.function
             if function.paused or function.id in started:
+                continue
+            if not in_scope(function.namespace, namespace):
                 continue
             if route.matches(event):
                 started[function.id] = function

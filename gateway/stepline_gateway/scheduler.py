@@ -93,7 +93,7 @@ def tick_event(schedule: Schedule, tick: datetime.datetime) -> Event:
         name=CRON_EVENT,
         data={
             "cron": schedule.expression,
-            "function_id": schedule.function.id,
+            "function_id": schedule.function.wire_id,
             "scheduled_at": tick.isoformat(),
         },
         ts=stamp,
@@ -133,7 +133,9 @@ class Scheduler:
     async def fire(self, schedule: Schedule, tick: datetime.datetime) -> bool:
         """Fire one tick; answer whether this call started its run (False: another replica did)."""
         event = tick_event(schedule, tick)
-        result = await self._ingestor.ingest([event], runs=[PlannedRun(schedule.function, event)])
+        result = await self._ingestor.ingest(
+            [event], runs=[PlannedRun(schedule.function, event)], namespace=schedule.function.namespace
+        )
         if result.new_ids:
             log.info("cron %s fired %s for %s", schedule.expression, tick.isoformat(), schedule.function.id)
         return bool(result.new_ids)

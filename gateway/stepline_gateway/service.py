@@ -27,6 +27,7 @@ from stepline_gateway.backoff import Backoff
 from stepline_gateway.calls import Caller
 from stepline_gateway.clock import Clock, SystemClock
 from stepline_gateway.dispatcher import Dispatcher
+from stepline_gateway.event_keys import EventKeys
 from stepline_gateway.executor import Executor
 from stepline_gateway.history_days import HistoryDays
 from stepline_gateway.ingest import Ingestor
@@ -72,6 +73,7 @@ class Gateway:
         # Traces only when the OTEL_* variables ask for them (tracing.py).
         self.tracing = tracing if tracing is not None else tracing_from_env()
         self.routes = RoutingTable()
+        self.event_keys = EventKeys(settings.event_keys)
         self.routes_loaded = False
         self._migrate = migrate
         self._store: Store | None = None
@@ -228,6 +230,7 @@ class Gateway:
 
     async def reload_routes(self) -> None:
         functions = await self.registry.load()
+        self.event_keys.load(await self.store.fetch("load_event_keys"))
         self.routes = RoutingTable(functions)
         self.routes_loaded = True
         self.scheduler.routes_changed()
@@ -254,10 +257,11 @@ class Gateway:
         return self.metrics.render(snapshot)
 
     async def prune(self) -> int:
-        """Delete webhook deliveries older than the retention period (and beyond the newest kept of each) and
-        expired dashboard sessions; answer how many deliveries went. History itself goes by whole days
-        (``history``)."""
+        """Delete webhook deliveries older than the retention period (and beyond the newest kept of each),
+        the flow control state no run needs any more and expired dashboard sessions; answer how many
+        deliveries went. History itself goes by whole days (``history``)."""
         pruned = await self.webhooks.prune(datetime.timedelta(hours=self.settings.retention_h))
+        await self.store.fetchval("prune_flow_state", self.clock.offset())
         await self.store.execute("prune_sessions")
         return pruned
 

@@ -239,6 +239,10 @@ class FunctionConfig(_Model):
 
     @model_validator(mode="after")
     def _has_serve_step(self) -> Self:
+        if "/" in self.id:
+            raise ValueError(
+                f"id: {self.id!r} holds a '/', which sets a namespace apart in Stepline: give an id without"
+            )
         if DISCOVERY_STEP_ID not in self.steps:
             raise ValueError(
                 f"steps.{DISCOVERY_STEP_ID} is missing: it gives the function's serve URL (runtime.url)"

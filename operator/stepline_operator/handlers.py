@@ -19,8 +19,9 @@ from typing import Any
 import kopf
 from stepline.crd import PLURAL
 from stepline.manifest import API_GROUP, API_VERSION
+from stepline_store.identity import DEFAULT_NAMESPACE, IdentityError, qualified_function_id
 
-from stepline_operator import conditions, webhooks
+from stepline_operator import conditions, event_keys, webhooks
 from stepline_operator.checks import CheckedFunction, check_function
 from stepline_operator.conditions import ENDPOINT_RESOLVED, READY, ROUTED, Verdict
 from stepline_operator.endpoints import Resolution, ServiceInfo, resolve_endpoint
@@ -114,15 +115,21 @@ class Reconciler:
 
     def _route(self, body: kopf.Body, checked: CheckedFunction, resolution: Resolution) -> Route:
         resource = checked.resource
+        namespace = body.metadata.namespace or DEFAULT_NAMESPACE
+        try:
+            # Namespace + app + function id: two namespaces may use the same ids.
+            function_id = qualified_function_id(namespace, resource.full_id)
+        except IdentityError as err:
+            raise InvalidSpec(f"spec.app / spec.functionId: {err}") from None
         return Route(
-            id=resource.full_id,
+            id=function_id,
             app_id=resource.spec.app,
             name=resource.function_id,
             url=resolution.url,
             triggers=checked.triggers,
             retries=resource.spec.retries,
             paused=resource.spec.paused,
-            source=source_of(body.metadata.namespace or "default", body.metadata.name or ""),
+            source=source_of(namespace, body.metadata.name or ""),
             cancel_on=checked.cancel_on,
             flow=checked.flow,
             retry_policy=checked.retry_policy,
@@ -206,6 +213,7 @@ def build_registry(
     registry = kopf.OperatorRegistry()
     reconciler = Reconciler(settings, routes)
     webhooks.register(registry, settings, routes.pool, secrets)
+    event_keys.register(registry, routes.pool)
 
     @kopf.on.login(registry=registry, id="login")
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:

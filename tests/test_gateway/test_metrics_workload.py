@@ -105,8 +105,11 @@ async def test_a_known_workload_reads_back_exactly(database_url: str) -> None:
         gw.gateway.queue = QueueGauges(gw.gateway.store, clock, max_age_s=0)
         url = f"{app_url}/api/inngest"
         await gw.publish(
-            # Published by a Function resource of namespace "shop": its series carry that namespace.
-            dataclasses.replace(route("obs-ok", url, {"event": "obs/ok"}), source="kubernetes:shop/ok"),
+            # Published by a Function resource of namespace "shop" (its id says so): its series carry that
+            # namespace.
+            dataclasses.replace(
+                route("obs-ok", url, {"event": "obs/ok"}), id="shop/obs-ok", source="kubernetes:shop/ok"
+            ),
             route("obs-flaky", url, {"event": "obs/flaky"}, retries=2),
             route("obs-broken", url, {"event": "obs/broken"}, retries=0),
             route("obs-sleepy", url, {"event": "obs/sleepy"}),
@@ -146,7 +149,7 @@ async def test_a_known_workload_reads_back_exactly(database_url: str) -> None:
         def default(function: str, **labels: str) -> dict[str, str]:
             return {"namespace": "default", "function": function, **labels}
 
-        shop = {"namespace": "shop", "function": "obs-ok"}
+        shop = {"namespace": "shop", "function": "shop/obs-ok"}
         # The queue, for the whole system.
         assert metrics.value("stepline_calls_due", **default("obs-stuck")) == 2
         age = metrics.value("stepline_oldest_due_call_age_seconds", **default("obs-stuck"))
@@ -164,7 +167,7 @@ async def test_a_known_workload_reads_back_exactly(database_url: str) -> None:
         }
         for function in ("obs-sleepy", "obs-waiter", "obs-flaky"):
             assert metrics.value("stepline_calls_due", **default(function)) == 0
-        assert metrics.of("stepline_runs_waiting", "obs-ok") == {}
+        assert metrics.of("stepline_runs_waiting", "shop/obs-ok") == {}
         # The same snapshot as JSON, for autoscalers.
         stuck = (await gw.http.get("/v1/queue", params={"function": "obs-stuck"})).json()
         assert (stuck["calls_due"], stuck["runs_waiting"], stuck["waiting"]) == (2, 2, {"queued": 2})

@@ -146,14 +146,14 @@ async def test_applied_function_is_ready_routed_and_runs_on_the_service(
         assert {row["PAUSED"] for row in wide} == {"false"}
 
         routes = await env.wait_routes(lambda r: len(r) == 4)
-        order = routes["shop-process-new-order"]
+        order = routes["shop/shop-process-new-order"]
         assert order["url"] == url
         assert order["source"] == "kubernetes:shop/process-new-order"
         assert order["triggers"] == [{"event": "order/created", "if": "event.data.amount > 0"}]
         assert order["cancel_on"] == [
             {"event": "order/cancelled", "if": "event.data.order_id == async.data.order_id"}
         ]
-        assert routes["shop-add-to-crm"]["retries"] == 3
+        assert routes["shop/shop-add-to-crm"]["retries"] == 3
 
         [event_id] = await env.gateway.send(
             {"name": "order/created", "data": {"order_id": "o-1", "amount": 5}}
@@ -178,12 +178,12 @@ async def test_update_delete_and_pause_take_effect_without_restarting_the_gatewa
         await cluster.apply(env.service)
         await cluster.apply(function("send-welcome-email", "event: user/signed-up"))
         await cluster.wait_ready("send-welcome-email")
-        await env.wait_routes(lambda r: "shop-send-welcome-email" in r)
+        await env.wait_routes(lambda r: "shop/shop-send-welcome-email" in r)
 
         # Update: a second trigger; the same gateway routes it as soon as the operator has published it.
         await cluster.apply(function("send-welcome-email", "event: user/signed-up", "event: user/invited"))
-        routes = await env.wait_routes(lambda r: len(r["shop-send-welcome-email"]["triggers"]) == 2)
-        assert routes["shop-send-welcome-email"]["triggers"][1] == {"event": "user/invited"}
+        routes = await env.wait_routes(lambda r: len(r["shop/shop-send-welcome-email"]["triggers"]) == 2)
+        assert routes["shop/shop-send-welcome-email"]["triggers"][1] == {"event": "user/invited"}
         [event_id] = await env.gateway.send({"name": "user/invited", "data": {"email": "ada@example.com"}})
         [run] = await env.gateway.finished_runs(event_id)
         assert run["output"] == {"message": "welcome email sent to ada@example.com"}
@@ -195,7 +195,7 @@ async def test_update_delete_and_pause_take_effect_without_restarting_the_gatewa
 
         # Pause: still routed, but an event starts nothing.
         await cluster.apply(function("send-welcome-email", "event: user/signed-up", extra="  paused: true\n"))
-        await env.wait_routes(lambda r: r["shop-send-welcome-email"]["paused"])
+        await env.wait_routes(lambda r: r["shop/shop-send-welcome-email"]["paused"])
         # The gateway may see the route paused before the operator has written the condition.
         ready = await cluster.wait_ready("send-welcome-email", reason="Paused")
         assert "paused" in ready["message"].lower()
@@ -205,7 +205,7 @@ async def test_update_delete_and_pause_take_effect_without_restarting_the_gatewa
 
         # Delete: the route goes, the finalizer is released, the object is gone.
         await cluster.kubectl("delete", "fn", "send-welcome-email", "-n", "shop", "--wait=false")
-        await env.wait_routes(lambda r: "shop-send-welcome-email" not in r)
+        await env.wait_routes(lambda r: "shop/shop-send-welcome-email" not in r)
 
         await cluster.wait_gone("send-welcome-email")
         assert await cluster.function("send-welcome-email") is None  # kubectl agrees
@@ -236,7 +236,7 @@ async def test_a_function_created_before_its_service_turns_ready_when_the_servic
         await cluster.apply(env.service)
         ready = await cluster.wait_ready("send-welcome-email", timeout=5)
         assert ready["reason"] == "Routed"
-        await env.wait_routes(lambda r: "shop-send-welcome-email" in r)
+        await env.wait_routes(lambda r: "shop/shop-send-welcome-email" in r)
         [event_id] = await env.gateway.send({"name": "user/signed-up", "data": {"email": "ada@example.com"}})
         [run] = await env.gateway.finished_runs(event_id)
         assert run["status"] == "Completed"
@@ -274,7 +274,7 @@ async def test_what_only_the_operator_can_check_ends_as_ready_false(
         assert failed["reason"] == reason
         assert message in failed["message"]
         assert (await cluster.condition("broken", "Routed"))["status"] == "False"
-        assert "shop-broken" not in await env.routes()
+        assert "shop/shop-broken" not in await env.routes()
         assert any(e["reason"] == "InvalidSpec" and e["type"] == "Warning" for e in cluster.events("broken"))
 
         # A good Function routed before keeps its route when an update breaks it (bad input changes nothing).
@@ -285,7 +285,7 @@ async def test_what_only_the_operator_can_check_ends_as_ready_false(
         routed = await cluster.condition("send-welcome-email", "Routed")
         assert (routed["status"], routed["observedGeneration"]) == ("True", 1)
         routes = await env.routes()
-        assert routes["shop-send-welcome-email"]["triggers"] == [{"event": "user/signed-up"}]
+        assert routes["shop/shop-send-welcome-email"]["triggers"] == [{"event": "user/signed-up"}]
 
         # Not a crash loop: the operator runs on, does not retry the broken spec, and fixing it routes it.
         assert operator.thread.is_alive()
@@ -322,8 +322,8 @@ async def test_a_restarted_operator_resumes_without_republishing_and_loses_nothi
             async with running_operator(database_url):
                 routes = await env.wait_routes(
                     lambda r: (
-                        set(r) == {"shop-kept", "shop-changed", "shop-added"}
-                        and len(r["shop-changed"]["triggers"]) == 2
+                        set(r) == {"shop/shop-kept", "shop/shop-changed", "shop/shop-added"}
+                        and len(r["shop/shop-changed"]["triggers"]) == 2
                     )
                 )
                 await cluster.wait_ready("added")
@@ -333,10 +333,13 @@ async def test_a_restarted_operator_resumes_without_republishing_and_loses_nothi
             after = dict(await conn.fetch("SELECT id, updated_at FROM functions"))
         finally:
             await conn.close()
-        assert after["shop-kept"] == before["shop-kept"]  # resumed, not re-published
-        assert after["shop-changed"] > before["shop-changed"]
+        assert after["shop/shop-kept"] == before["shop/shop-kept"]  # resumed, not re-published
+        assert after["shop/shop-changed"] > before["shop/shop-changed"]
         assert len(notified) == 3  # one NOTIFY per real change: changed, added, removed
-        assert routes["shop-changed"]["triggers"] == [{"event": "user/signed-up"}, {"event": "user/invited"}]
+        assert routes["shop/shop-changed"]["triggers"] == [
+            {"event": "user/signed-up"},
+            {"event": "user/invited"},
+        ]
         kept = await cluster.function("kept")
         assert kept is not None
         assert kept["status"]["observedGeneration"] == 1
@@ -350,28 +353,48 @@ async def test_namespaced_mode_serves_only_its_namespaces(database_url: str, clu
         await cluster.apply(function("elsewhere", "event: user/signed-up", namespace="other"))
         await cluster.wait_ready("send-welcome-email")
         await asyncio.sleep(0.5)
-        assert set(await env.routes()) == {"shop-send-welcome-email"}
+        assert set(await env.routes()) == {"shop/shop-send-welcome-email"}
         other = await cluster.function("elsewhere", namespace="other")
         assert other is not None
         assert "status" not in other
         assert "finalizers" not in other["metadata"]
 
 
-async def test_a_function_id_published_by_another_resource_is_refused(
+async def test_two_namespaces_route_the_same_ids_and_one_namespace_refuses_a_second_owner(
     database_url: str, cluster: Cluster
 ) -> None:
     async with shop(database_url) as env, running_operator(database_url):
         await cluster.apply(env.service)
         await cluster.apply(env.service.replace("namespace: shop", "namespace: other"))
         await cluster.apply(function("send-welcome-email", "event: user/signed-up"))
+        await cluster.apply(function("send-welcome-email", "event: user/signed-up", namespace="other"))
         await cluster.wait_ready("send-welcome-email")
-        await cluster.apply(function("send-welcome-email", "event: user/invited", namespace="other"))
+        await cluster.wait_ready("send-welcome-email", namespace="other")
+        routes = await env.wait_routes(lambda r: len(r) == 2)
+        assert routes["shop/shop-send-welcome-email"]["source"] == "kubernetes:shop/send-welcome-email"
+        assert routes["other/shop-send-welcome-email"]["source"] == "kubernetes:other/send-welcome-email"
+        assert {r["fn_id"] for r in routes.values()} == {"shop-send-welcome-email"}
+        assert {r["namespace"] for r in routes.values()} == {"shop", "other"}
+        # An event sent with a cluster key reaches both; each runs in its own namespace's function, and the
+        # service is called by the id it knows (fnId shop-send-welcome-email) both times.
+        [event_id] = await env.gateway.send({"name": "user/signed-up", "data": {"email": "a@example.com"}})
+        runs = await env.gateway.finished_runs(event_id, count=2)
+        assert sorted(run["function"]["id"] for run in runs) == [
+            "other/shop-send-welcome-email",
+            "shop/shop-send-welcome-email",
+        ]
+        assert {run["status"] for run in runs} == {"Completed"}
+
+        # Within one namespace, a second resource with the same app and function id is refused.
+        await cluster.apply(
+            function("welcome-again", "event: user/invited", extra="  functionId: send-welcome-email\n")
+        )
 
         async def refused() -> dict[str, Any] | None:
-            condition = await cluster.condition("send-welcome-email", namespace="other")
+            condition = await cluster.condition("welcome-again")
             return condition if condition.get("reason") == "FunctionIdConflict" else None
 
         condition = await eventually(refused, timeout=10)
         assert "already published by kubernetes:shop/send-welcome-email" in condition["message"]
         routes = await env.routes()
-        assert routes["shop-send-welcome-email"]["source"] == "kubernetes:shop/send-welcome-email"
+        assert routes["shop/shop-send-welcome-email"]["source"] == "kubernetes:shop/send-welcome-email"

@@ -8,7 +8,8 @@
 -- on their run id with the same bounds, so every primary key and every foreign key to a run stays a single
 -- column, and a run's steps always sit in its day. Events keep the id their sender gave (any text), so they
 -- are partitioned on received_at; each day's partition has its own unique index on id, and ingest refuses an
--- id that any kept partition holds (see the ingest query). Runs no longer have a foreign key to their event.
+-- id that any kept partition holds (see the ingest query). Nothing has a foreign key to an event any more
+-- (runs, batch_events, skipped_events): retention removes what refers to a day's events with the day.
 --
 -- The migration keeps the data: existing runs get UUIDv7 ids made from their created_at (every reference to
 -- a run, in Stepline's tables and in any table with a foreign key to runs, follows), and everything is copied
@@ -91,7 +92,8 @@ END
 $$;
 
 -- Drops the days whose end is at or before ``cutoff``, oldest first, except a day that still holds a run not
--- ended, or whose events a run not ended (a replay) still needs: such a day is kept whole until those runs end.
+-- ended, or whose events a run not ended (a replay, a batch) still needs: such a day is kept whole until those
+-- runs end.
 -- A day whose tables are busy for more than lock_ms milliseconds is left for the next time (kept below
 -- deadlock_timeout: a live statement is never the one a deadlock stops). Answers the days dropped.
 CREATE FUNCTION stepline_drop_history_before(cutoff timestamptz, lock_ms integer) RETURNS date[]
@@ -118,18 +120,32 @@ BEGIN
             SELECT 1 FROM runs
             WHERE id >= stepline_uuid7_floor(starts) AND id < stepline_uuid7_floor(ends)
               AND status IN ('Queued', 'Running'));
-        -- The runs not ended (few, by their status index), each looking for its event in the day.
+        -- The runs not ended (few, by their status index), each looking for its event, or for an event of
+        -- its batch, in the day.
         CONTINUE WHEN EXISTS (
             SELECT 1 FROM runs r
             WHERE r.status IN ('Queued', 'Running')
               AND EXISTS (SELECT 1 FROM events e
                           WHERE e.id = r.event_id AND e.received_at >= starts AND e.received_at < ends));
+        CONTINUE WHEN EXISTS (
+            SELECT 1 FROM runs r JOIN batch_events b ON b.run_id = r.id
+            WHERE r.status IN ('Queued', 'Running')
+              AND EXISTS (SELECT 1 FROM events e
+                          WHERE e.id = b.event_id AND e.received_at >= starts AND e.received_at < ends));
         expired := expired || day;
     END LOOP;
     PERFORM set_config('lock_timeout', lock_ms || 'ms', true);
     FOREACH day IN ARRAY expired LOOP
         suffix := to_char(day, 'YYYYMMDD');
+        starts := day::timestamp AT TIME ZONE 'UTC';
+        ends := (day + 1)::timestamp AT TIME ZONE 'UTC';
         BEGIN
+            -- What flow control keeps about the day's runs and events goes with them (the batches of its
+            -- runs, the events of later batches that ended, the events it skipped).
+            DELETE FROM batch_events
+            WHERE run_id >= stepline_uuid7_floor(starts) AND run_id < stepline_uuid7_floor(ends);
+            EXECUTE format('DELETE FROM batch_events WHERE event_id IN (SELECT id FROM %I)', 'events_p' || suffix);
+            EXECUTE format('DELETE FROM skipped_events WHERE event_id IN (SELECT id FROM %I)', 'events_p' || suffix);
             EXECUTE format('DROP TABLE %I', 'step_attempts_p' || suffix);
             EXECUTE format('DROP TABLE %I', 'steps_p' || suffix);
             -- Detached first: the queue's foreign keys to runs are checked against the day's rows (none).
