@@ -30,6 +30,13 @@ session): ``off`` is the gateway with ``--no-metrics``, ``metrics`` its default 
 2 s meanwhile, the queue query included), ``tracing`` metrics plus traces exported over OTLP/HTTP to a sink
 on loopback (``benchmarks.otlp_sink``) for every call and step.
 
+Every trial also measures the raw floor first (``benchmarks.floor``: the workflow's four named queries
+through asyncpg, no HTTP, unbatched and batched, on a database of its own in the trial's Postgres), and the
+report gives Stepline's throughput as a fraction of the batched floor of the same trial (``--no-floor``
+skips it). ``--variant LABEL=OPTIONS`` (repeatable) compares configurations in one run: each repetition
+runs every variant in turn, each with the base options plus its own (``--variant "main=--code /tmp/main"
+--variant "this="``); ``--code DIR`` measures another checkout's gateway, SDK and store.
+
 ``--flow none,rate-limit,idempotency`` does the same for the bench function's flow control at ingest: none,
 a ``rateLimit`` or an ``idempotency`` key per event (never reached, so every workflow runs: the cost of the
 check itself). ``--baseline DIR`` adds a first variant run with the gateway, SDK, store and CLI code of
@@ -51,6 +58,7 @@ import json
 import os
 import platform
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -72,9 +80,11 @@ import asyncpg
 import psutil  # type: ignore[import-untyped]
 
 from benchmarks import service as bench_service
+from benchmarks.floor import FloorResult, floor_line, measure_floor
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "stepline_bench"
+FLOOR_DATABASE = "stepline_floor"
 EVENT_NAME = bench_service.TRIGGER
 FUNCTION_FULL_ID = f"{bench_service.APP_ID}-{bench_service.FUNCTION_ID}"
 WARMUP_WORKFLOWS = 50
@@ -151,6 +161,14 @@ class Trial:
     burst: BurstResult
     paced: PacedResult
     profile: dict[str, list[tuple[str, float]]] | None = None
+    floor: FloorResult | None = None
+
+    @property
+    def of_floor(self) -> float:
+        """Burst throughput as a fraction of the batched floor measured in the same trial (NaN: none)."""
+        if self.floor is None:
+            return float("nan")
+        return self.burst.workflows_per_s / self.floor.batched.workflows_per_s
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -183,12 +201,12 @@ def stepline_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "stepline_cli"]
 
 
-# --flow: the bench function's flow control at ingest, as spec lines of its manifest. Keys are per event, so
-# that no workflow is skipped: what is measured is the cost of the check.
+# --flow: the bench function's flow control at ingest, as spec lines of its manifest. The key is the event's
+# id, so that no workflow is skipped: what is measured is the cost of the check.
 FLOWS = {
     "none": "",
-    "rate-limit": "  rateLimit: {limit: 100000, period: 1s, key: 'string(event.data.i)'}\n",
-    "idempotency": "  idempotency: 'string(event.data.i)'\n",
+    "rate-limit": "  rateLimit: {limit: 100000, period: 1s, key: event.id}\n",
+    "idempotency": "  idempotency: event.id\n",
     # Each run under one of 16 concurrency keys, 100 slots each against the gateway's 128 calls: the cost of
     # the slot accounting at claim time, never a wait.
     "concurrency": "  concurrency: [{limit: 100, key: 'event.data.i % 16'}]\n",
@@ -309,12 +327,12 @@ class Stack:
         finally:
             await admin.close()
 
-    def migrate(self) -> None:
+    def migrate(self, database_url: str | None = None, *, own_code: bool = False) -> None:
         subprocess.run(
-            [*stepline_command(), "migrate", "--database-url", self.database_url],
+            [*stepline_command(), "migrate", "--database-url", database_url or self.database_url],
             check=True,
             cwd=REPO_ROOT,
-            env=self._env(),
+            env=dict(os.environ) if own_code else self._env(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -325,6 +343,20 @@ class Stack:
         if self.code_path:
             env["PYTHONPATH"] = os.pathsep.join(p for p in (self.code_path, env.get("PYTHONPATH", "")) if p)
         return env
+
+    async def measure_floor(self) -> FloorResult:
+        """The raw floor on a database of its own in this trial's Postgres."""
+        admin = await asyncpg.connect(self.admin_uri)
+        try:
+            await admin.execute(f"CREATE DATABASE {FLOOR_DATABASE}")
+        finally:
+            await admin.close()
+        url = with_database(self.admin_uri, FLOOR_DATABASE)
+        # This checkout's schema, which the floor's statements (this checkout's queries) are written for.
+        self.migrate(url, own_code=True)
+        return await measure_floor(
+            url, workflows=self.options.floor_workflows, postgres_pid=self.pids()["postgres"]
+        )
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         log_path = self.folder / f"{name}.log"
@@ -345,14 +377,16 @@ class Stack:
         # The service posts checkpoints to the gateway: it must know the gateway's URL before it starts.
         self.gateway_url = f"http://127.0.0.1:{free_port()}"
         argv = [sys.executable, "-m", "benchmarks.service", "--port", str(self.service_port)]
-        argv += ["--workers", str(self.options.service_workers)]
+        argv += ["--workers", str(self.options.service_workers), "--app", self.options.service_app]
         path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
         env = {
             "PYTHONPATH": path,
             "STEPLINE_SIGNING_KEY": self.signing_key or "",
             "STEPLINE_GATEWAY_URL": self.gateway_url,
             "STEPLINE_CHECKPOINT": "true" if self.options.checkpoint == "on" else "false",
-            "BENCH_BUFFERED_STEPS": str(self.options.buffered_steps),
+            "BENCH_BUFFERED_STEPS": str(self.options.buffered_steps or ""),
+            "BENCH_MAX_AT_RISK": "" if self.options.max_at_risk is None else str(self.options.max_at_risk),
+            "BENCH_JSON": self.options.service_json,
         }
         self._spawn("service", argv, env)
 
@@ -721,7 +755,7 @@ async def measure(stack: Stack, options: argparse.Namespace, profile_dir: Path |
 
 
 def run_trial(
-    options: argparse.Namespace, index: int, variant: Variant | None = None
+    options: argparse.Namespace, index: int, variant: Variant | None = None, label: str | None = None
 ) -> tuple[Trial, dict[str, Any]]:
     variant = variant or Variant()
     stack = Stack(options, variant)
@@ -729,14 +763,16 @@ def run_trial(
         stack.start_postgres()
         asyncio.run(stack.prepare_database())
         stack.migrate()
+        floor = asyncio.run(stack.measure_floor()) if options.floor else None
         stack.start_service()
         stack.start_gateway()
         profile_dir = None
         if options.profile:
             profile_dir = Path(options.profile) / (f"trial-{index + 1}" if options.repeat > 1 else "")
-            if len(variants(options)) > 1:
-                profile_dir = profile_dir / variant.label.replace("/", "-")
+            if label is not None:
+                profile_dir = profile_dir / label.replace("/", "-")
         trial = asyncio.run(measure(stack, options, profile_dir))
+        trial.floor = floor
         return trial, stack.info
     finally:
         stack.close()
@@ -808,10 +844,12 @@ def print_report(trials: list[Trial], info: dict[str, Any], options: argparse.Na
     print(f"code      {info['code']}")
     print(f"postgres  {info['postgres_version']}, {info['postgres_settings']}")
     print(f"gateway   stepline {gateway_args}, STEPLINE_LOG_LEVEL={options.gateway_log_level}")
+    if options.code:
+        print(f"code      --code {options.code}: its gateway, SDK and store measured")
     print(
-        f"service   python -m benchmarks.service --workers {options.service_workers} (uvicorn),"
-        f" checkpoint {options.checkpoint}"
-        + (f", buffered steps {options.buffered_steps}" if options.checkpoint == "on" else "")
+        f"service   python -m benchmarks.service --workers {options.service_workers} --app"
+        f" {options.service_app} (uvicorn), JSON {options.service_json}, checkpoint {options.checkpoint}"
+        + (f", {policy_text(options)}" if options.checkpoint == "on" else "")
     )
     print()
     header = f"{'trial':>5} | {'burst wf/s':>10} {'seconds':>8} | {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7}"
@@ -846,6 +884,12 @@ def print_report(trials: list[Trial], info: dict[str, Any], options: argparse.Na
             f"mean {p.mean_ms:.1f} ms"
         )
         print(f"         paced CPU: {cpu_line(p.cpu)}")
+        if t.floor is not None:
+            print(f"         {floor_line(t.floor)}")
+            print(
+                f"         burst as a fraction of the floor: {t.of_floor:.2f} of batched,"
+                f" {b.workflows_per_s / t.floor.unbatched.workflows_per_s:.2f} of unbatched"
+            )
     for i, t in enumerate(trials, 1):
         if not t.profile:
             continue
@@ -856,18 +900,47 @@ def print_report(trials: list[Trial], info: dict[str, Any], options: argparse.Na
                 print(f"    {share:5.1f}%  {label}")
 
 
-def print_comparison(by_mode: dict[str, list[Trial]]) -> None:
-    """The modes side by side: medians of burst throughput, paced latency and gateway CPU per workflow."""
-    print("\n      variant | burst wf/s | vs first | paced p50 ms | p99 ms | gateway CPU ms/workflow")
+def policy_text(options: argparse.Namespace) -> str:
+    """The service's flush policy as the options set it."""
+    if options.buffered_steps is None and options.max_at_risk is None:
+        return "the SDK's default flush policy"
+    parts = []
+    if options.buffered_steps is not None:
+        parts.append(f"buffered steps {options.buffered_steps}")
+    parts.append(
+        "max_at_risk the SDK's default"
+        if options.max_at_risk is None
+        else f"max_at_risk {options.max_at_risk} s"
+    )
+    return ", ".join(parts)
+
+
+def print_comparison(by_label: dict[str, list[Trial]], title: str) -> None:
+    """The variants side by side (medians): burst throughput, as a fraction of the first variant's and of
+    the floor of the same trials, paced latency, and CPU per workflow."""
+    print(
+        f"\n{title:>16} | burst wf/s | vs first | of floor | floor wf/s | paced p50 ms | p99 ms |"
+        " CPU ms/workflow gateway + service + postgres"
+    )
     first: float | None = None
-    for mode, trials in by_mode.items():
+    for label, trials in by_label.items():
         med = summary(trials)
         rate = med["burst_workflows_per_s"]
         first = first or rate
-        cpu = statistics.median([1000 * t.burst.cpu.gateway_s / t.burst.workflows for t in trials])
+        floors = [t for t in trials if t.floor is not None]
+        of_floor = statistics.median([t.of_floor for t in floors]) if floors else float("nan")
+        floor_rate = (
+            statistics.median([t.floor.batched.workflows_per_s for t in floors if t.floor]) if floors else 0
+        )
+
+        def cpu(part: str, trials: list[Trial] = trials) -> float:
+            return statistics.median(1000 * getattr(t.burst.cpu, part) / t.burst.workflows for t in trials)
+
+        parts = [cpu("gateway_s"), cpu("service_s"), cpu("postgres_s")]
         print(
-            f"{mode:>13} | {rate:>10.0f} | {rate / first:>8.2f} | {med['p50_ms']:>12.1f} |"
-            f" {med['p99_ms']:>6.1f} | {cpu:>.2f}"
+            f"{label:>16} | {rate:>10.0f} | {rate / first:>8.2f} | {of_floor:>8.2f} | {floor_rate:>10.0f} |"
+            f" {med['p50_ms']:>12.1f} | {med['p99_ms']:>6.1f} | {sum(parts):.2f} = "
+            + " + ".join(f"{x:.2f}" for x in parts)
         )
 
 
@@ -883,6 +956,7 @@ def summary(trials: list[Trial]) -> dict[str, float]:
         "p99_ms": med([t.paced.p99_ms for t in trials]),
         "max_ms": med([t.paced.max_ms for t in trials]),
         "from_send_p50_ms": med([t.paced.from_send_p50_ms for t in trials]),
+        "of_floor": med([t.of_floor for t in trials]),
     }
 
 
@@ -935,10 +1009,54 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--buffered-steps",
         type=int,
-        default=1,
-        help="with --checkpoint on: post every N steps (1, the default, posts after each; 3: one post of the "
-        "three steps, then the call ends; 4 or more: no post, the three steps come with the function's "
-        "result, recorded in one transaction)",
+        default=None,
+        help="with --checkpoint on: post every N steps, by count alone (1: after each, the strictest policy; "
+        "3: one post of the three steps, then the call ends; 4 or more: no post, the three steps come with "
+        "the function's result, recorded in one transaction); unset: the SDK's default flush policy",
+    )
+    parser.add_argument(
+        "--max-at-risk",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --checkpoint on: the flush policy's threshold of buffered step run time (unset: the SDK's "
+        "default, or none with --buffered-steps)",
+    )
+    parser.add_argument(
+        "--service-app",
+        choices=bench_service.APPS,
+        default="asgi",
+        help="how the bench service serves the SDK: stepline.asgi's app alone, or a Starlette or FastAPI "
+        "app with the route through the framework's middleware stack (starlette, fastapi), or past it "
+        "(starlette-lean, fastapi-lean)",
+    )
+    parser.add_argument(
+        "--service-json",
+        choices=("default", "stdlib"),
+        default="default",
+        help="the SDK's JSON on the service's hot path: its default (orjson when installed) or the standard "
+        "library's json (an A/B of orjson)",
+    )
+    parser.add_argument(
+        "--code",
+        metavar="DIR",
+        help="measure the gateway, SDK and store of another checkout (its gateway/, sdk/, cli/, store/ first "
+        "on PYTHONPATH of the gateway and the service)",
+    )
+    parser.add_argument(
+        "--floor",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the raw floor (benchmarks.floor) in each trial and report Stepline's throughput as a "
+        "fraction of it",
+    )
+    parser.add_argument("--floor-workflows", type=int, default=2000, help="workflows of each floor mode")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        metavar="LABEL=OPTIONS",
+        help="a configuration to compare, repeatable: LABEL=more options of this command (e.g. "
+        "'strict=--buffered-steps 1'); each repetition runs every variant in turn",
     )
     parser.add_argument(
         "--observability",
@@ -969,8 +1087,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     options = parser.parse_args(argv)
     if options.workflows < 1 or options.batch < 1 or options.rate <= 0 or options.duration <= 0:
         parser.error("--workflows, --batch, --rate and --duration must be positive")
-    if options.service_workers < 1 or options.repeat < 1 or options.buffered_steps < 1:
-        parser.error("--service-workers, --repeat and --buffered-steps must be at least 1")
+    if options.buffered_steps is not None and options.buffered_steps < 1:
+        parser.error("--buffered-steps must be at least 1")
+    if options.service_workers < 1 or options.repeat < 1 or options.floor_workflows < 1:
+        parser.error("--service-workers, --repeat and --floor-workflows must be at least 1")
     options.observability = [mode.strip() for mode in options.observability.split(",") if mode.strip()]
     unknown = [mode for mode in options.observability if mode not in MODES]
     if unknown or not options.observability:
@@ -983,13 +1103,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return options
 
 
-def variants(options: argparse.Namespace) -> list[Variant]:
-    """What each repetition runs, in turn: the baseline's code first when given, then each mode and flow."""
+def modes_and_flows(options: argparse.Namespace) -> list[Variant]:
+    """Without --variant: the baseline's code first when given, then each mode and flow (with --code's
+    code, if given)."""
+    code = Path(options.code).resolve() if options.code else None
     found = []
     for mode in options.observability:
         if options.baseline:
             found.append(Variant(mode=mode, code=Path(options.baseline).resolve()))
-        found += [Variant(mode=mode, flow=flow) for flow in options.flow]
+        found += [Variant(mode=mode, flow=flow, code=code) for flow in options.flow]
     return found
 
 
@@ -1002,19 +1124,56 @@ def terminate_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _without_variants(argv: Sequence[str]) -> list[str]:
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--variant":
+            skip = True
+        elif not arg.startswith("--variant="):
+            kept.append(arg)
+    return kept
+
+
+def variants(
+    options: argparse.Namespace, argv: Sequence[str]
+) -> list[tuple[str, argparse.Namespace, Variant]]:
+    """What each repetition runs in turn: (label, options, variant). With ``--variant``, each one's own
+    options (one observability mode and one flow each); else the modes and flows of ``modes_and_flows``."""
+    if not options.variant:
+        return [(variant.label, options, variant) for variant in modes_and_flows(options)]
+    if len(options.observability) > 1 or len(options.flow) > 1 or options.baseline:
+        raise SystemExit("--variant goes with one --observability mode, one --flow and no --baseline")
+    base = _without_variants(argv)
+    found: list[tuple[str, argparse.Namespace, Variant]] = []
+    for spec in options.variant:
+        label, sep, extra = spec.partition("=")
+        if not sep or not label.strip():
+            raise SystemExit(f"--variant takes LABEL=OPTIONS, not {spec!r}")
+        own = parse_args([*base, *shlex.split(extra)])
+        code = Path(own.code).resolve() if own.code else None
+        found.append((label.strip(), own, Variant(mode=own.observability[0], flow=own.flow[0], code=code)))
+    if len({label for label, _, _ in found}) != len(found):
+        raise SystemExit("each --variant needs a label of its own")
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
     options = parse_args(argv)
-    by_mode: dict[str, list[Trial]] = {variant.label: [] for variant in variants(options)}
+    runs = variants(options, argv)
+    by_label: dict[str, list[Trial]] = {label: [] for label, _, _ in runs}
     info: dict[str, Any] = {"machine": machine(), "code": code_under_test()}
     try:
         with terminate_on_sigterm():
             for index in range(options.repeat):
-                # The modes in turn within each repetition, so that a noisy moment of the machine is shared.
-                for variant in variants(options):
-                    label = variant.label
+                # The variants in turn within each repetition: a noisy moment of the machine is shared.
+                for label, own, variant in runs:
                     print(f"trial {index + 1}/{options.repeat}, {label} ...", file=sys.stderr, flush=True)
-                    trial, stack_info = run_trial(options, index, variant)
-                    by_mode[label].append(trial)
+                    trial, stack_info = run_trial(own, index, variant, label if len(runs) > 1 else None)
+                    by_label[label].append(trial)
                     info.update(stack_info)
     except (KeyboardInterrupt, _Terminate):
         print("\ninterrupted; everything started was stopped and removed", file=sys.stderr)
@@ -1022,22 +1181,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (RuntimeError, subprocess.CalledProcessError) as err:
         print(f"benchmark failed: {err}", file=sys.stderr)
         raise SystemExit(1) from None
-    for mode, trials in by_mode.items():
-        if len(by_mode) > 1:
-            print(f"\n=== variant: {mode}")
-        print_report(trials, info, options)
-    if len(by_mode) > 1:
-        print_comparison(by_mode)
+    for label, own, _ in runs:
+        if len(runs) > 1:
+            print(f"\n=== variant: {label}")
+        print_report(by_label[label], info, own)
+    if len(runs) > 1 or options.floor:
+        print_comparison(by_label, "variant")
     if "otlp_sink" in info:
         print(f"traces sent by the last tracing trial: {info['otlp_sink'].removeprefix('otlp sink: ')}")
     if options.json:
         document = {
             "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "options": {k: v for k, v in vars(options).items() if k not in ("json",)},
+            "variants": options.variant,
             "baseline_code": _code_at(Path(options.baseline)) if options.baseline else None,
             **info,
-            "median": {mode: summary(trials) for mode, trials in by_mode.items()},
-            "trials": {mode: [dataclasses.asdict(t) for t in trials] for mode, trials in by_mode.items()},
+            "median": {label: summary(trials) for label, trials in by_label.items()},
+            "trials": {label: [dataclasses.asdict(t) for t in trials] for label, trials in by_label.items()},
         }
         Path(options.json).write_text(json.dumps(document, indent=2) + "\n")
         print(f"\nwrote {options.json}")

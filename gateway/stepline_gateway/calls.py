@@ -79,11 +79,13 @@ class Call:
     qi_id: str = ""
     # Bytes of ``memos`` as JSON: the run's state, kept within its limit (answers.AnswerLimits).
     state_bytes: int = 0
+    # A batch run's events in order (``event`` is the first); None for a run of one event.
+    events: list[dict[str, Any]] | None = None
 
     def body(self) -> dict[str, Any]:
         return {
             "event": self.event,
-            "events": [self.event],
+            "events": self.events if self.events is not None else [self.event],
             "steps": self.memos,
             "ctx": {
                 "run_id": self.run_id,

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 _IDLE_RECHECK_S = 30.0
 
 
-def claim_from_row(row: Record) -> Claim:
+def claim_from_row(row: Record, events: list[dict[str, Any]] | None = None) -> Claim:
     event: dict[str, Any] = {
         "id": row["event_id"],
         "name": row["event_name"],
@@ -68,6 +68,7 @@ def claim_from_row(row: Record) -> Claim:
         stack=list(row["stack"]),
         qi_id=queue_item_ref(row["id"], row["lease_token"]),
         state_bytes=storable.size(row["memos"]),
+        events=events,
     )
     return Claim(
         work_id=row["id"],
@@ -152,6 +153,7 @@ class Dispatcher:
             rows = await self._store.fetch(
                 "claim_work", self._clock.offset(), limit, self.owner, self._lease, at_cap
             )
+            batches = await self._batches(rows)
         except BaseException:
             # The claim may have committed and its answer been lost with the connection: rows leased to
             # this replica that it does not know of. They are released before the next claim.
@@ -160,7 +162,7 @@ class Dispatcher:
         for row in rows:
             if row["step_id"] not in TIMERS:
                 self._metrics.first_call(row["function_id"], row["queued_s"])
-            claim = claim_from_row(row)
+            claim = claim_from_row(row, batches.get(row["run_id"]))
             task = asyncio.create_task(self._execute(claim))
             self._inflight[task] = (claim.work_id, claim.lease_token)
             self._urls[task] = claim.call.url
@@ -168,6 +170,15 @@ class Dispatcher:
             task.add_done_callback(self._done)
         self._metrics.inflight.set(len(self._inflight))
         return len(rows) == limit
+
+    async def _batches(self, rows: list[Record]) -> dict[uuid.UUID, list[dict[str, Any]]]:
+        """The events of the batch runs among the claimed calls: read after the claim, in a statement of its
+        own, so that the events the last appends committed are all there (batchEvents, admission.py)."""
+        batched = [row["run_id"] for row in rows if row["batched"]]
+        if not batched:
+            return {}
+        found = await self._store.fetch("batch_events_of_runs", batched)
+        return {row["run_id"]: row["events"] for row in found}
 
     async def _release_orphans(self) -> None:
         held = [work_id for work_id, _ in self._inflight.values()]

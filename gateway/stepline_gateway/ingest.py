@@ -5,7 +5,9 @@ matching function (fan-out: each run has its own retry state) and each run's fir
 the event's ``ts`` when that lies in the future; it also answers the open waits for those event names. In
 the same transaction the waits that match are resolved and the ``cancelOn`` rules that match cancel their
 runs (which emits ``inngest/function.cancelled``). Workers are woken by NOTIFY when the transaction commits.
-Every time is the database's (plus the clock's offset in tests): an event sent without a ``ts`` gets the
+Functions that declare rateLimit, idempotency, singleton, debounce or batchEvents have their runs decided by
+admission.py, in the same transaction, after the events are stored. Every time is the database's (plus the
+clock's offset in tests): an event sent without a ``ts`` gets the
 database's now as its ``ts``, so a replica whose own clock runs ahead delays nothing.
 """
 
@@ -23,6 +25,7 @@ from stepline.protocol import FUNCTION_CANCELLED_EVENT
 from stepline_store.identity import namespace_of_function, split_function_id
 from stepline_store.pool import Queryable, Record, Store
 
+from stepline_gateway.admission import Admission, admits
 from stepline_gateway.clock import Clock
 from stepline_gateway.events import Event, new_event_id
 from stepline_gateway.flow_claims import ClaimFlow, gate_runs
@@ -80,6 +83,7 @@ class Ingestor:
         self._routes = routes
         self._clock = clock
         self._metrics = metrics
+        self._admission = Admission(store, clock, metrics=metrics)
 
     async def ingest(
         self,
@@ -115,13 +119,15 @@ class Ingestor:
         unique: dict[str, Event] = {}
         for event in events:
             unique.setdefault(event.id, event)
+        # Routed runs of functions with flow control at ingest are decided after the events are stored
+        # (admission.py); every other run is created by the one ingest statement.
+        flowed: list[PlannedRun] = []
         if planned is None:
             table = self._routes()
-            planned = [
-                PlannedRun(function, event)
-                for event in unique.values()
-                for function in table.match(event.payload(), namespace)
-            ]
+            planned = []
+            for event in unique.values():
+                for function in table.match(event.payload(), namespace):
+                    (flowed if admits(function) else planned).append(PlannedRun(function, event))
         run_ids = [uuid.uuid4() for _ in planned]
         row = await self._store.fetchrow(
             "ingest",
@@ -160,6 +166,15 @@ class Ingestor:
             # Counted when the statement succeeds (a transaction rolled back after it is rare: an error
             # while recording an answer).
             self._metrics.runs_created(p.function.id for p in planned if p.event.id in stamped)
+        runs_created: int = row["runs_created"]
+        if flowed:
+            by_id = {event.id: event for event in fresh}
+            pairs = [(p.function, by_id[p.event.id]) for p in flowed if p.event.id in by_id]
+            if pairs:
+                admitted = await self._admission.admit(conn, pairs)
+                runs_created += len(admitted.started)
+                if admitted.cancel:
+                    await self._cancel(conn, admitted.cancel, depth)
         if row["waits"]:
             waits = row["waits"]
             if namespace is not None:
@@ -167,9 +182,7 @@ class Ingestor:
             await self._resolve_waits(conn, waits, fresh)
         if depth < _MAX_DEPTH:
             await self._apply_cancel_rules(conn, fresh, now, depth, namespace)
-        return Ingested(
-            ids=[event.id for event in events], new_ids=list(stamped), runs_created=row["runs_created"]
-        )
+        return Ingested(ids=[event.id for event in events], new_ids=list(stamped), runs_created=runs_created)
 
     async def _resolve_waits(
         self, conn: Queryable, waits: list[dict[str, Any]], fresh: Iterable[Event]

@@ -50,6 +50,8 @@ WAITING_REASONS = (
     "retrying",
     "concurrency",
     "throttled",
+    "debounced",
+    "batching",
 )
 
 
@@ -159,6 +161,11 @@ class Metrics:
             for function_id in function_ids:
                 self.runs_started.labels(*self._function(function_id)).inc()
 
+    def event_skipped(self, function_id: str, reason: str) -> None:
+        """An event matched ``function_id`` and started no run of it: rate_limited, idempotency, singleton."""
+        if self.enabled:
+            self.events_skipped.labels(*self._function(function_id), reason).inc()
+
     def run_ended(self, function_id: str, status: str, seconds: float | None) -> None:
         if not self.enabled:
             return
@@ -222,7 +229,7 @@ class _ScrapedState(Collector):
         waiting = GaugeMetricFamily(
             "stepline_runs_waiting",
             "Runs waiting, by function and reason (queued, scheduled, sleeping, waiting, invoking, retrying, "
-            "concurrency, throttled)",
+            "concurrency, throttled, debounced, batching)",
             labels=[*FUNCTION, "reason"],
         )
         due = GaugeMetricFamily(

@@ -21,7 +21,7 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from stepline.durations import parse_duration
-from stepline.flow import FlowControl, RetryPolicy
+from stepline.flow import FlowControl, RetryPolicy, known_fields
 from stepline.manifest import FunctionResource, describe_error, parse_function
 from stepline.protocol import match_expression
 from stepline_store.identity import DEFAULT_NAMESPACE, IdentityError, qualified_function_id
@@ -262,7 +262,7 @@ def _takeover(row: Any, app_id: str, url: str, urls: set[str]) -> str | None:
 def function_from_row(row: Any) -> Function:
     """The routed function of a ``functions`` row; ValueError when the row holds what cannot be routed."""
     stored = StoredFunction.model_validate(dict(row))
-    flow = None if stored.flow is None else FlowControl.model_validate(stored.flow)
+    flow = None if stored.flow is None else FlowControl.model_validate(known_fields(FlowControl, stored.flow))
     return Function(
         id=stored.id,
         app_id=stored.app_id,
@@ -275,7 +275,9 @@ def function_from_row(row: Any) -> Function:
         cancel_on=row["cancel_on"],
         checkpoint=stored.checkpoint,
         flow=flow,
-        retry_policy=None if stored.retry_policy is None else RetryPolicy.model_validate(stored.retry_policy),
+        retry_policy=None
+        if stored.retry_policy is None
+        else RetryPolicy.model_validate(known_fields(RetryPolicy, stored.retry_policy)),
         created_at=stored.created_at,
     )
 

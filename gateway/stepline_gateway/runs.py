@@ -19,6 +19,13 @@ from stepline_gateway.routing import Function
 
 _NIL_UUID = uuid.UUID(int=0)
 
+# Why an event started no run of a function it matched (skipped_events.reason), as the dashboard says it.
+SKIP_MESSAGES = {
+    "rate_limited": "rate limited: over the function's rateLimit for this key",
+    "idempotency": "idempotency: a run with the same idempotency key started in the last 24 hours",
+    "singleton": "singleton: another run with the same singleton key had not ended",
+}
+
 
 def _time(value: datetime.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
@@ -80,13 +87,20 @@ class RunQueries:
         self._offset = offset
 
     async def _attach_waiting(self, runs: list[dict[str, Any]]) -> None:
-        """``waiting``: why a run that has not ended waits on flow control (flow_claims.py), else null."""
+        """``waiting``: why a run that has not ended waits on flow control (flow_claims.py at claim time, the
+        debounce or batch of admission.py at ingest), else null."""
         for run in runs:
             run["waiting"] = None
         live = {uuid.UUID(run["id"]): run for run in runs if run["status"] in ("Queued", "Running")}
         if not live:
             return
         for run_id, waiting in (await waiting_of(self._store, list(live), self._offset)).items():
+            live[run_id]["waiting"] = waiting
+        # Flow control at ingest holds back first calls: debounced, or a batch still filling.
+        queued = [
+            run_id for run_id, run in live.items() if run["status"] == "Queued" and run["waiting"] is None
+        ]
+        for run_id, waiting in (await self._flow_waits(queued)).items():
             live[run_id]["waiting"] = waiting
 
     async def get_run(self, run_id: uuid.UUID, *, with_steps: bool = True) -> dict[str, Any]:
@@ -169,12 +183,47 @@ class RunQueries:
         by_id = {event["id"]: event for event in events}
         for event in events:
             event["runs"] = []
+            event["skipped"] = []
         if not by_id:
             return
         for row in await self._store.fetch("runs_of_events", list(by_id)):
             by_id[row["event_id"]]["runs"].append(
                 {"id": str(row["id"]), "function_id": row["function_id"], "status": row["status"]}
             )
+        for row in await self._store.fetch("skipped_of_events", list(by_id)):
+            by_id[row["event_id"]]["skipped"].append(
+                {
+                    "function_id": row["function_id"],
+                    "reason": row["reason"],
+                    "message": SKIP_MESSAGES.get(row["reason"], row["reason"]),
+                    "at": _time(row["skipped_at"]),
+                }
+            )
+
+    async def _flow_waits(self, run_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+        """Why Queued runs wait at ingest's flow control (debounce, batchEvents), for those that do."""
+        found: dict[uuid.UUID, dict[str, Any]] = {}
+        if not run_ids:
+            return found
+        for row in await self._store.fetch("runs_flow_wait", run_ids):
+            until = row["due"].astimezone(datetime.UTC)
+            shown = f"{until:%Y-%m-%d %H:%M:%S} UTC"
+            if row["debounced"]:
+                found[row["run_id"]] = {
+                    "reason": "debounced",
+                    "until": _time(until),
+                    "message": f"debounced until {shown}",
+                }
+            else:
+                size, max_size = row["batch_events"], row["batch_max"]
+                found[row["run_id"]] = {
+                    "reason": "batching",
+                    "until": _time(until),
+                    "size": size,
+                    "max_size": max_size,
+                    "message": f"batch {size} of {max_size}, starts by {shown}",
+                }
+        return found
 
     async def replay(
         self,

@@ -256,6 +256,7 @@ class Gateway:
             total += deleted
             if deleted < _PRUNE_BATCH:
                 await self.webhooks.prune(retention)
+                await self.store.fetchval("prune_flow_state", self.clock.offset())
                 await self.store.execute("prune_sessions")
                 return total
 

@@ -1,7 +1,9 @@
 """Serve functions from any ASGI server (uvicorn, hypercorn...), with no web framework needed.
 
 ``serve_app(client, functions)`` is a complete ASGI app: the serve endpoint at ``serve_path``, 404
-elsewhere, and on lifespan shutdown the client's connections closed. ``ServeEndpoint`` is the endpoint
+elsewhere (or, with ``fallback=app``, everything else handed to another ASGI app such as a FastAPI or
+Starlette one, so that the gateway's calls skip that app's middleware stack and router), and on lifespan
+shutdown the client's connections closed. ``ServeEndpoint`` is the endpoint
 alone, for a router to mount (fastapi.py and starlette.py use it). Only translation happens here: the
 request's scope and body become ``Handler.handle``'s arguments and its Response becomes ASGI messages.
 Nothing beyond the standard library is imported: the SDK's dependencies stay httpx and pydantic.
@@ -76,28 +78,48 @@ class ServeEndpoint:
         await _respond(send, answer)
 
 
-class ServeApp:
-    """A complete ASGI app serving one handler at ``serve_path``; it closes the client on shutdown."""
+ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-    def __init__(self, handler: Handler, serve_path: str) -> None:
+
+class ServeApp:
+    """A complete ASGI app serving one handler at ``serve_path``; it closes the client on shutdown.
+    Requests for other paths, and the lifespan, go to ``fallback`` when there is one."""
+
+    def __init__(self, handler: Handler, serve_path: str, fallback: ASGIApp | None = None) -> None:
         self._endpoint = ServeEndpoint(handler)
-        self._serve_path = serve_path
+        self._serve_path = serve_path.rstrip("/")
+        self._fallback = fallback
         mark_served(self, handler)
+        if fallback is not None:
+            mark_served(fallback, handler)
 
     @property
     def handler(self) -> Handler:
         return self._endpoint.handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-        elif scope["type"] != "http":
-            return
-        elif scope["path"].rstrip("/") != self._serve_path.rstrip("/"):
-            message = f"not found: Stepline's functions are served at {self._serve_path}"
-            await _respond(send, _text(404, message))
-        else:
+        if scope["type"] == "http" and scope["path"].rstrip("/") == self._serve_path:
             await self._endpoint(scope, receive, send)
+        elif self._fallback is not None:
+            if scope["type"] == "lifespan":
+                receive = self._closing_on_shutdown(receive)
+            await self._fallback(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            message = f"not found: Stepline's functions are served at {self._serve_path or '/'}"
+            await _respond(send, _text(404, message))
+
+    def _closing_on_shutdown(self, receive: Receive) -> Receive:
+        """The fallback app's lifespan, with the client's connections closed before its shutdown."""
+
+        async def wrapped() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                await self.handler.client.aclose()
+            return message
+
+        return wrapped
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -120,6 +142,12 @@ def serve_app(
     *,
     serve_path: str = DEFAULT_SERVE_PATH,
     framework: str = "asgi",
+    fallback: ASGIApp | None = None,
 ) -> ServeApp:
-    """An ASGI app serving ``functions`` at ``serve_path``: ``uvicorn module:app`` runs it as it is."""
-    return ServeApp(Handler(client, functions, framework=framework), serve_path)
+    """An ASGI app serving ``functions`` at ``serve_path``: ``uvicorn module:app`` runs it as it is.
+
+    ``fallback``: an ASGI app (a FastAPI or Starlette app, say) that answers every other path and takes the
+    lifespan; the gateway's calls then reach the SDK without going through its middleware and router
+    (which do not see them), the cheapest way to serve the protocol from such an app.
+    """
+    return ServeApp(Handler(client, functions, framework=framework), serve_path, fallback)

@@ -195,11 +195,6 @@ class Checkpointer:
         limit = self._settings.runtime_s
         return limit is not None and self._added > 0 and time.monotonic() - self._started >= limit
 
-    @property
-    def at_risk_s(self) -> float:
-        """The run time of the steps buffered and not posted yet."""
-        return self._at_risk
-
     async def before_step(self, step_id: str) -> None:
         """A step is about to run: post what is buffered first if that step is known to be long."""
         limit = self._settings.at_risk_s

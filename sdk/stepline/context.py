@@ -40,6 +40,7 @@ from stepline.protocol import (
     DataT,
     Event,
     Opcode,
+    as_json,
     encode_json,
     error_data,
     hash_step_id,
@@ -262,7 +263,7 @@ async def _checkpointed(
             return outcome.result(*await checkpointer.unreported())
         try:
             # The function sees the output as the gateway will give it back: as JSON.
-            value = json.loads(encode_json(outcome.op["data"]))
+            value = as_json(outcome.op["data"])
         except (TypeError, ValueError) as exc:
             return _unserializable(step, exc).result(*await checkpointer.unreported())
         state.resume(step, value)

@@ -186,6 +186,39 @@ class Timeouts(_Model):
         return self
 
 
+def known_fields(model: type[BaseModel], data: Any) -> Any:
+    """``data`` without the keys ``model`` (and its nested models) does not name: what a later version
+    stored is read by an earlier one as far as it understands it."""
+    if not isinstance(data, dict):
+        return data
+    kept: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        if key not in data:
+            continue
+        value = data[key]
+        nested = _model_of(info.annotation)
+        if nested is not None:
+            value = (
+                [known_fields(nested, v) for v in value]
+                if isinstance(value, list)
+                else known_fields(nested, value)
+            )
+        kept[key] = value
+    return kept
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds (``X``, ``X | None``, ``list[X]``), if it holds one."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in getattr(annotation, "__args__", ()):
+        found = _model_of(argument)
+        if found is not None:
+            return found
+    return None
+
+
 def _listed(value: Any) -> Any:
     """``concurrency`` as the SDKs write it: a number, one object, or a list of up to two."""
     if isinstance(value, bool):

@@ -59,6 +59,9 @@ async def kill_at_s3(
             second, second_url = start_app(gw, log, out, *options)
             processes.append(second)
             await eventually(lambda: ready(second_url), timeout=30)
+            # An app moves to another URL by being removed first (its started run keeps its URL meanwhile).
+            removed = await gw.http.delete("/v1/apps/killable")
+            assert removed.status_code < 300, removed.text
             await gw.gateway.caller.request_sync(second_url)
             first.kill()
             first.wait(timeout=10)

@@ -284,14 +284,18 @@ def batched(svc: Service) -> list[stepline.Function]:
         await eventually(lambda: checkpointed(run_id, name))
         return ran("waited", "waited")
 
-    @client.function(id="batched", trigger="app/batched", checkpoint=stepline.Checkpoint(buffered_steps=3))
+    @client.function(
+        id="batched",
+        trigger="app/batched",
+        checkpoint=stepline.Checkpoint(buffered_steps=3, max_at_risk=None),
+    )
     async def batched(ctx: stepline.Context) -> list[Any]:
         return [await ctx.step.run(f"b{i}", ran, f"b{i}", i) for i in range(1, 6)]
 
     @client.function(
         id="timed",
         trigger="app/timed",
-        checkpoint=stepline.Checkpoint(buffered_steps=100, max_interval=0.01),
+        checkpoint=stepline.Checkpoint(buffered_steps=100, max_interval=0.01, max_at_risk=None),
     )
     async def timed(ctx: stepline.Context) -> list[Any]:
         first = await ctx.step.run("t1", ran, "t1", 1)

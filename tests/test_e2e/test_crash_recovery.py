@@ -31,7 +31,9 @@ async def test_a_killed_gateway_loses_no_run_and_reruns_no_recorded_step(
     ledger: list[str] = []
     second_started = asyncio.Event()
     gateway_killed = asyncio.Event()
-    client = stepline.Client("crash", dev=True)
+    # A checkpoint after every step: the first one is recorded before the second begins (the default
+    # flush by work at risk is shown in tests/test_checkpoint/test_killed_service.py).
+    client = stepline.Client("crash", dev=True, checkpoint=stepline.Checkpoint.every_step())
 
     @client.function(id="two-steps", trigger="crash/test")
     async def two_steps(ctx: stepline.Context) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from tests.test_flow.support import all_ended, flow_route, holds, runs_of_functi
 
 
 async def test_a_limit_of_two_is_never_exceeded_and_every_run_completes_in_order(database_url: str) -> None:
-    service = OverlapService(hold_s=0.05)
+    service = OverlapService(hold_s=0.2)
     async with service.serving() as url, running_gateway(database_url, concurrency=16) as gw:
         await gw.publish(flow_route("lim-two", url, "lim/go", concurrency=[{"limit": 2}]))
         await gw.send(*({"name": "lim/go", "data": {"n": n}} for n in range(12)))
@@ -25,12 +25,14 @@ async def test_a_limit_of_two_is_never_exceeded_and_every_run_completes_in_order
         assert {run["status"] for run in runs} == {"Completed"}
         assert service.most[""] == 2
         assert service.calls == 12
-        # Waiting runs start in the order their events came.
-        assert service.started == sorted(service.started)
+        # Waiting runs start in the order their events came: two calls let through together may reach the
+        # service either way round, no run further out of its place.
+        assert sorted(service.started) == list(range(12))
+        assert all(abs(place - n) <= 1 for place, n in enumerate(service.started)), service.started
 
 
 async def test_each_key_has_its_own_limit(database_url: str) -> None:
-    service = OverlapService(hold_s=0.1, key="acct")
+    service = OverlapService(hold_s=0.3, key="acct")
     async with service.serving() as url, running_gateway(database_url, concurrency=16) as gw:
         await gw.publish(
             flow_route("lim-keyed", url, "keyed/go", concurrency={"limit": 1, "key": "event.data.acct"})
@@ -74,7 +76,7 @@ async def test_a_waiting_run_says_why(database_url: str) -> None:
 
 
 async def test_two_replicas_share_one_limit(database_url: str) -> None:
-    service = OverlapService(hold_s=0.05)
+    service = OverlapService(hold_s=0.2)
     async with (
         service.serving() as url,
         running_gateway(database_url, concurrency=16) as first,
@@ -99,7 +101,7 @@ def _calls(metrics: str) -> float:
 
 
 async def test_env_and_account_scopes_share_a_key_across_functions(database_url: str) -> None:
-    service = OverlapService(hold_s=0.1, key="acct")
+    service = OverlapService(hold_s=0.3, key="acct")
     async with service.serving() as url, running_gateway(database_url, concurrency=16) as gw:
         shared = {"limit": 1, "key": "event.data.acct", "scope": "env"}
         await gw.publish(

@@ -32,7 +32,7 @@ spec:
 
 
 async def test_two_limits_from_a_manifest_hold_together(database_url: str, tmp_path: Path) -> None:
-    service = OverlapService(hold_s=0.1, key="account")
+    service = OverlapService(hold_s=0.3, key="account")
     async with service.serving() as url, running_gateway(database_url, clock=ManualClock()) as gw:
         path = tmp_path / "fn.yaml"
         path.write_text(MANIFEST.format(url=url))

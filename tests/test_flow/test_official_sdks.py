@@ -72,7 +72,7 @@ def python_app(gateway_url: str, watch: Watch) -> fastapi.FastAPI:
     async def limited(ctx: inngest.Context) -> int:
         data = ctx.event.data
         n = await ctx.step.run(
-            "work", lambda: watch.observed("limited", str(data["acct"]), int(str(data["n"])), 0.15)
+            "work", lambda: watch.observed("limited", str(data["acct"]), int(str(data["n"])), 0.3)
         )
         return int(str(n)) + 1
 
@@ -190,8 +190,8 @@ async def test_concurrency_per_key(sdk_app: App) -> None:
     runs = await all_ended(gw, f"{app}-limited", 10, timeout=60)
     assert {run["status"] for run in runs} == {"Completed"}
     seen = await observed()
-    assert seen["most"] == {"acct-0": 2, "acct-1": 2}
-    assert sorted(seen["started"]["limited"]) == list(range(10))
+    assert seen["most"] == {"acct-0": 2, "acct-1": 2}, seen
+    assert sorted(seen["started"]["limited"]) == list(range(10)), seen
 
 
 async def test_throttle_one_start_per_period(sdk_app: App) -> None:

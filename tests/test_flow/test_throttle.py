@@ -50,8 +50,9 @@ async def test_starts_are_spread_one_per_interval_across_two_replicas(database_u
             clock.advance(30)
             await _settled(service, 2 + window)
         await all_ended(first, "thr-spread", 6)
-        # First come, first started.
-        assert service.started == list(range(6))
+        # First come, first started (the first two together, so in either order).
+        assert sorted(service.started[:2]) == [0, 1]
+        assert service.started[2:] == [2, 3, 4, 5]
 
 
 async def test_each_key_has_its_own_throttle(database_url: str) -> None:

@@ -7,9 +7,11 @@ import subprocess
 import sys
 from typing import Any
 
+import fastapi
 import httpx
 import stepline
 import stepline.asgi
+import stepline.handler
 import stepline.starlette
 from starlette.applications import Starlette
 
@@ -93,3 +95,40 @@ async def test_serve_route_in_a_starlette_app() -> None:
         steps = {sha1("double"): {"data": 84}}
         res = await http.post("/api/inngest?fnId=app-double&stepId=step", json=call_body(steps=steps))
         assert (res.status_code, res.json(), res.headers["x-inngest-framework"]) == (200, 84, "starlette")
+
+
+async def test_serve_app_in_front_of_another_app_takes_the_calls_past_its_middleware() -> None:
+    own = stepline.Client("app", dev=True)
+
+    @own.function(id="double", trigger="n/given")
+    async def doubled(ctx: stepline.Context) -> int:
+        return await ctx.step.run("double", lambda n: n * 2, ctx.event.data["n"])
+
+    seen: list[str] = []
+    inner = fastapi.FastAPI()
+
+    @inner.middleware("http")
+    async def record(request: fastapi.Request, call_next: Any) -> Any:
+        seen.append(request.url.path)
+        return await call_next(request)
+
+    @inner.get("/hello")
+    async def hello() -> str:
+        return "hi"
+
+    app = stepline.asgi.serve_app(own, [doubled], fallback=inner)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as http:
+        pooled = own.http
+        res = await http.post("/api/inngest?fnId=app-double&stepId=step", json=call_body())
+        assert [op["data"] for op in res.json()] == [2]
+        assert (await http.get("/hello")).json() == "hi"
+        assert (await http.get("/nowhere")).status_code == 404
+    # The app's own paths went through its middleware; the gateway's call did not.
+    assert seen == ["/hello", "/nowhere"]
+    assert stepline.handler.handlers_of(inner)[0].functions == [doubled]
+    # The lifespan is the other app's, and the client is closed at its shutdown.
+    assert await lifespan(app, "lifespan.startup", "lifespan.shutdown") == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
+    assert pooled.is_closed

@@ -33,17 +33,23 @@ def functions(client: stepline.Client) -> list[stepline.Function]:
     async def fn(ctx: stepline.Context) -> list[Any]:
         return [await ctx.step.run(name, step, name) for name in ("a", "b", "c")]
 
-    @client.function(id="napper", trigger="test/go", checkpoint=stepline.Checkpoint(buffered_steps=5))
+    @client.function(
+        id="napper", trigger="test/go", checkpoint=stepline.Checkpoint(buffered_steps=5, max_at_risk=None)
+    )
     async def napper(ctx: stepline.Context) -> str:
         await ctx.step.run("a", step, "a")
         await ctx.step.sleep("nap", datetime.timedelta(hours=1))
         return "rested"
 
-    @client.function(id="buffered", trigger="test/go", checkpoint=stepline.Checkpoint(buffered_steps=5))
+    @client.function(
+        id="buffered", trigger="test/go", checkpoint=stepline.Checkpoint(buffered_steps=5, max_at_risk=None)
+    )
     async def buffered(ctx: stepline.Context) -> list[Any]:
         return [await ctx.step.run(name, step, name) for name in ("a", "b")]
 
-    @client.function(id="breaks", trigger="test/go", checkpoint=stepline.Checkpoint(buffered_steps=5))
+    @client.function(
+        id="breaks", trigger="test/go", checkpoint=stepline.Checkpoint(buffered_steps=5, max_at_risk=None)
+    )
     async def breaks(ctx: stepline.Context) -> None:
         await ctx.step.run("a", step, "a")
         raise RuntimeError("broken after a")
@@ -51,7 +57,7 @@ def functions(client: stepline.Client) -> list[stepline.Function]:
     @client.function(
         id="interval",
         trigger="test/go",
-        checkpoint=stepline.Checkpoint(buffered_steps=100, max_interval=0.01),
+        checkpoint=stepline.Checkpoint(buffered_steps=100, max_interval=0.01, max_at_risk=None),
     )
     async def interval(ctx: stepline.Context) -> str:
         async def slow() -> str:

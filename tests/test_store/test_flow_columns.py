@@ -101,3 +101,39 @@ async def test_a_row_with_unreadable_flow_settings_is_left_out_and_the_others_lo
         assert loaded["shop-fine"].retry_policy == POLICY
     finally:
         await store.close()
+
+
+async def test_settings_a_later_version_added_are_ignored_and_the_rest_still_applies(
+    database_url: str,
+) -> None:
+    """A gateway rolled back reads what a newer one stored as far as it understands it."""
+    store = Store(await create_pool(database_url, min_size=1, max_size=2))
+    try:
+        registry = Registry(store)
+        await registry.publish(
+            [function("shop-newer", flow=FLOW, retry_policy=POLICY)], replace_source="manifest"
+        )
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(
+                "UPDATE functions SET flow = $1::jsonb, retry_policy = $2::jsonb WHERE id = 'shop-newer'",
+                json.dumps(
+                    {
+                        "concurrency": [
+                            {"limit": 2, "key": "event.data.account", "scope": "env", "weight": 3}
+                        ],
+                        "throttle": {"limit": 3, "period": "1m", "burst": 2},
+                        "idempotency": "event.data.id",
+                        "singleton": {"mode": "cancel", "key": "event.data.user"},
+                        "quota": {"limit": 5},
+                    }
+                ),
+                json.dumps({**POLICY.to_json(), "maxAttemptsPerHour": 4}),
+            )
+        finally:
+            await conn.close()
+        [loaded] = await registry.load()
+        assert loaded.flow == FLOW
+        assert loaded.retry_policy == POLICY
+    finally:
+        await store.close()

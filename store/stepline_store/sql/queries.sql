@@ -123,17 +123,23 @@ FROM runs r JOIN events e ON e.id = r.event_id
 WHERE r.function_id = ANY($1::text[]) AND r.status IN ('Queued', 'Running');
 
 -- name: replay_run
--- A new run of the same function on the same event, due at once. $1 new run id, $2 run replayed,
--- $3 clock offset, $4 url, $5 max attempts (from the current route when there is one, else the old run's)
+-- A new run of the same function on the same event (a batch run: on the same events), due at once. $1 new
+-- run id, $2 run replayed, $3 clock offset, $4 url, $5 max attempts (from the current route when there is
+-- one, else the old run's)
 WITH new_run AS (
-    INSERT INTO runs (id, event_id, function_id, function_name, url, max_attempts, status, replay_of, created_at)
+    INSERT INTO runs (id, event_id, function_id, function_name, url, max_attempts, status, replay_of, created_at,
+                      batched)
     SELECT $1::uuid, event_id, function_id, function_name, coalesce($4::text, url),
-           coalesce($5::int, max_attempts), 'Queued', id, statement_timestamp() + $3::interval
+           coalesce($5::int, max_attempts), 'Queued', id, statement_timestamp() + $3::interval, batched
     FROM runs WHERE id = $2::uuid
-    RETURNING id
+    RETURNING id, batched
 ), new_work AS (
     INSERT INTO work (run_id, step_id, available_at)
     SELECT id, 'step', statement_timestamp() FROM new_run RETURNING 1
+), batch AS (
+    INSERT INTO batch_events (run_id, position, event_id)
+    SELECT n.id, b.position, b.event_id FROM new_run n JOIN batch_events b ON b.run_id = $2::uuid
+    WHERE n.batched
 )
 SELECT (SELECT id FROM new_run) AS id,
        (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM new_work LIMIT 1) AS n) AS notified;
@@ -267,7 +273,7 @@ WITH lapsed AS (
 SELECT c.id, c.run_id, c.step_id, c.attempt, c.lease_token, c.resolves, c.resolves_op, c.resolves_name,
        c.resolution, c.lost_leases, r.function_id, coalesce(f.url, r.url) AS url, r.max_attempts,
        e.id AS event_id, e.name AS event_name, e.data AS event_data, e."user" AS event_user, e.ts AS event_ts,
-       e.v AS event_v,
+       e.v AS event_v, r.batched,
        -- A run this claim starts (its status before the claim): how long its first call waited since it
        -- fell due, for the schedule-to-start metric; null for every other call.
        CASE WHEN r.status = 'Queued' THEN extract(epoch FROM statement_timestamp() + $1::interval
@@ -663,7 +669,13 @@ ORDER BY received_at DESC, id DESC
 LIMIT $3;
 
 -- name: runs_of_events
-SELECT id, event_id, function_id, status FROM runs WHERE event_id = ANY($1::text[]) ORDER BY created_at;
+-- The runs of events $1: those they started, and the batch runs they are part of.
+SELECT id, event_id, function_id, status, created_at FROM runs WHERE event_id = ANY($1::text[])
+UNION ALL
+SELECT r.id, b.event_id, r.function_id, r.status, r.created_at
+FROM batch_events b JOIN runs r ON r.id = b.run_id
+WHERE b.event_id = ANY($1::text[]) AND b.position > 0
+ORDER BY created_at;
 
 -- name: ping
 SELECT 1;
@@ -688,11 +700,13 @@ INSERT INTO stepline_migrations (version, name) VALUES ($1, $2);
 
 -- name: prune_history
 -- Deletes up to $3 events received more than $2 (an interval) before statement_timestamp() + $1 (the clock
--- offset) whose runs have all ended, with their runs and steps.
+-- offset) whose runs have all ended (the batch runs they are part of too), with their runs and steps.
 DELETE FROM events WHERE id IN (
     SELECT e.id FROM events e
     WHERE e.received_at < statement_timestamp() + $1::interval - $2::interval
       AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.id AND r.status IN ('Queued', 'Running'))
+      AND NOT EXISTS (SELECT 1 FROM batch_events b JOIN runs r ON r.id = b.run_id
+                      WHERE b.event_id = e.id AND r.status IN ('Queued', 'Running'))
     ORDER BY e.received_at
     LIMIT $3::int
 );
@@ -855,7 +869,8 @@ SELECT extract(epoch FROM least(
 -- history). A call is "running" while its lease holds; due (a claim would take it now: unleased and due for a
 -- replica of clock offset $1, or its lease lapsed) it is "queued"; otherwise it waits for the end of a sleep,
 -- an event, an invoked run, a retry's backoff, or the event's ts ("scheduled"), or for flow control: a slot
--- of a concurrency key ("concurrency") or the start a throttle allows ("throttled"). Runs are counted once per
+-- of a concurrency key ("concurrency"), the start a throttle allows ("throttled"), a debounce ("debounced"),
+-- a batch to fill ("batching"). Runs are counted once per
 -- reason their calls have; oldest_due_s is how long the oldest due call has been due.
 SELECT q.function_id, q.reason, count(DISTINCT q.run_id) AS runs, count(*) FILTER (WHERE q.due) AS calls_due,
        extract(epoch FROM statement_timestamp() + $1::interval - min(q.due_at) FILTER (WHERE q.due))::float8
@@ -875,6 +890,11 @@ FROM (
                 WHEN w.resolves_op = 'WaitForEvent' THEN 'waiting'
                 WHEN w.resolves_op = 'InvokeFunction' THEN 'invoking'
                 WHEN w.attempt > 0 THEN 'retrying'
+                -- Read only for the rest: a run's first call held back by debounce or by its batch.
+                WHEN w.step_id = 'step' AND EXISTS (SELECT 1 FROM debounces d WHERE d.run_id = w.run_id)
+                    THEN 'debounced'
+                WHEN w.step_id = 'step' AND EXISTS (SELECT 1 FROM batches b WHERE b.run_id = w.run_id)
+                    THEN 'batching'
                 ELSE 'scheduled' END AS reason
     FROM work w
     -- The timers of timeouts are not calls.
@@ -987,6 +1007,246 @@ SELECT EXISTS (
 -- name: set_run_error
 -- The error a run that ended shows ($2 JSON), $1 run id.
 UPDATE runs SET error = $2::jsonb WHERE id = $1::uuid;
+
+-- Flow control at ingest (admission.py): rate limits, idempotency, singletons, debounces, batches. Only
+-- functions that declare one of these run the statements below; ingest of the others is the one statement
+-- above. Times are the database's plus $n the clock offset, as everywhere.
+
+-- name: flow_lock_keys
+-- Serialises the ingests of one function and key (singleton, debounce, batchEvents) across replicas, for the
+-- rest of the transaction; the statements that follow see what the previous holder committed. Taken in
+-- sorted order, so that two ingests never wait for each other both ways. $1 lock names
+SELECT count(pg_advisory_xact_lock(hashtextextended(k.name, 0)))
+FROM (SELECT DISTINCT unnest($1::text[]) AS name ORDER BY 1) AS k;
+
+-- name: flow_rate_limit
+-- GCRA per function and key, in the key's row (locked by the upsert, so concurrent ingests queue up on it):
+-- of $3 events arriving together, the first ones up to what the limit allows are let through, each taking
+-- $4 seconds (period / limit) of the $5 second period; a key seen for the first time lets $6 (the limit)
+-- through. $1 function ids, $2 keys, $7 clock offset. Answers how many events of each key were let through.
+INSERT INTO rate_limits AS rl (function_id, key, tat, step_s, period_s, requested, admitted)
+SELECT q.function_id, q.key,
+       statement_timestamp() + $7::interval + least(q.n, q.lim) * q.step_s * interval '1 second',
+       q.step_s, q.period_s, q.n, least(q.n, q.lim)
+FROM unnest($1::text[], $2::text[], $3::int[], $4::float8[], $5::float8[], $6::int[])
+     AS q (function_id, key, n, step_s, period_s, lim)
+ON CONFLICT (function_id, key) DO UPDATE SET
+    step_s = EXCLUDED.step_s, period_s = EXCLUDED.period_s, requested = EXCLUDED.requested,
+    admitted = least(EXCLUDED.requested, greatest(0, floor(
+        (EXCLUDED.period_s - greatest(0, extract(epoch FROM rl.tat - (statement_timestamp() + $7::interval))))
+        / EXCLUDED.step_s + 1e-9)))::int,
+    tat = greatest(rl.tat, statement_timestamp() + $7::interval)
+          + least(EXCLUDED.requested, greatest(0, floor(
+                (EXCLUDED.period_s - greatest(0, extract(epoch FROM rl.tat - (statement_timestamp() + $7::interval))))
+                / EXCLUDED.step_s + 1e-9)))::int * EXCLUDED.step_s * interval '1 second'
+RETURNING function_id, key, admitted;
+
+-- name: flow_idempotency
+-- Takes each idempotency key (one per function and key: the caller keeps the first event of each) unless a
+-- run took it in the last 24 hours. $1 function ids, $2 keys, $3 event ids, $4 clock offset. Answers the
+-- keys taken.
+WITH clock AS (
+    SELECT statement_timestamp() + $4::interval AS now
+)
+INSERT INTO idempotency_keys AS k (function_id, key, event_id, expires_at)
+SELECT i.function_id, i.key, i.event_id, c.now + interval '24 hours'
+FROM unnest($1::text[], $2::text[], $3::text[]) AS i (function_id, key, event_id) CROSS JOIN clock c
+ON CONFLICT (function_id, key) DO UPDATE SET event_id = EXCLUDED.event_id, expires_at = EXCLUDED.expires_at
+    WHERE k.expires_at <= EXCLUDED.expires_at - interval '24 hours'
+RETURNING function_id, key;
+
+-- name: flow_singletons
+-- The runs not yet ended that hold the singleton keys $1 (function ids), $2 (keys); read under their locks.
+SELECT s.function_id, s.key, s.run_id
+FROM singletons s JOIN runs r ON r.id = s.run_id
+WHERE (s.function_id, s.key) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+  AND r.status IN ('Queued', 'Running');
+
+-- name: flow_debounces
+-- The pending debounced runs of keys $1 (function ids), $2 (keys), with their first event's time; read
+-- under their locks.
+SELECT d.function_id, d.key, d.run_id, d.first_at
+FROM debounces d
+WHERE (d.function_id, d.key) IN (SELECT * FROM unnest($1::text[], $2::text[]));
+
+-- name: flow_debounce_extend
+-- A new event for a pending debounced run: the run takes it as its event and its first call is pushed to
+-- $3 seconds from now, but not past $4 (the first event's time plus the timeout, or null). Only a run whose
+-- first call has not been claimed moves; the run's row is locked before its work row (the lock order), and
+-- a claim that holds the work row leaves the run as it was. $1 run ids, $2 event ids, $5 clock offset.
+-- Answers the runs moved.
+WITH clock AS (
+    SELECT statement_timestamp() + $5::interval AS now
+), req AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::float8[], $4::timestamptz[])
+             AS d (run_id, event_id, period_s, deadline)
+), locked AS (
+    SELECT r.id FROM runs r WHERE r.id IN (SELECT run_id FROM req) AND r.status = 'Queued'
+    FOR NO KEY UPDATE
+), moved AS (
+    UPDATE work w SET available_at = least(c.now + req.period_s * interval '1 second',
+                                           coalesce(req.deadline, 'infinity'))
+    FROM req, clock c
+    WHERE w.run_id = req.run_id AND w.run_id IN (SELECT id FROM locked) AND w.step_id = 'step'
+      AND w.lease_token IS NULL AND w.attempt = 0
+    RETURNING w.run_id, w.available_at
+), switched AS (
+    UPDATE runs r SET event_id = req.event_id FROM moved JOIN req ON req.run_id = moved.run_id
+    WHERE r.id = moved.run_id
+)
+SELECT run_id, available_at FROM moved;
+
+-- name: flow_set_debounces
+-- The new pending runs of keys: $1 function ids, $2 keys, $3 run ids, $4 clock offset (first_at is now).
+INSERT INTO debounces (function_id, key, run_id, first_at)
+SELECT d.function_id, d.key, d.run_id, statement_timestamp() + $4::interval
+FROM unnest($1::text[], $2::text[], $3::uuid[]) AS d (function_id, key, run_id)
+ON CONFLICT (function_id, key) DO UPDATE SET run_id = EXCLUDED.run_id, first_at = EXCLUDED.first_at;
+
+-- name: flow_batches
+-- The open batches of keys $1 (function ids), $2 (keys); read under their locks.
+SELECT b.function_id, b.key, b.run_id, b.size, b.max_size
+FROM batches b
+WHERE (b.function_id, b.key) IN (SELECT * FROM unnest($1::text[], $2::text[]));
+
+-- name: flow_batch_append
+-- Adds events to open batches whose run has not been called yet: $1 run ids, $2 event ids, $3 positions
+-- (one row per event), $4 the runs, $5 whether each is full now (its first call is then due at once). The
+-- work row is written either way, so that a claim that raced this append reads the row as written here and
+-- its batch (read after the claim) includes these events. Answers the runs appended to.
+WITH req AS (
+    SELECT * FROM unnest($4::uuid[], $5::bool[]) AS f (run_id, is_full)
+), locked AS (
+    SELECT r.id FROM runs r WHERE r.id IN (SELECT run_id FROM req) AND r.status = 'Queued'
+    FOR NO KEY UPDATE
+), opened AS (
+    UPDATE work w SET available_at = CASE WHEN req.is_full THEN statement_timestamp() ELSE w.available_at END
+    FROM req
+    WHERE w.run_id = req.run_id AND w.run_id IN (SELECT id FROM locked) AND w.step_id = 'step'
+      AND w.lease_token IS NULL AND w.attempt = 0
+    RETURNING w.run_id, req.is_full
+), added AS (
+    INSERT INTO batch_events (run_id, position, event_id)
+    SELECT e.run_id, e.position, e.event_id
+    FROM unnest($1::uuid[], $2::text[], $3::int[]) AS e (run_id, event_id, position)
+    WHERE e.run_id IN (SELECT run_id FROM opened)
+)
+SELECT o.run_id, o.is_full,
+       (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM opened WHERE is_full LIMIT 1) AS n)
+           AS notified
+FROM opened o;
+
+-- name: flow_set_batches
+-- The open batch of each key after an ingest: $1 function ids, $2 keys, $3 run ids (null: no open batch),
+-- $4 sizes, $5 max sizes.
+WITH gone AS (
+    DELETE FROM batches b USING unnest($1::text[], $2::text[], $3::uuid[]) AS s (function_id, key, run_id)
+    WHERE b.function_id = s.function_id AND b.key = s.key AND s.run_id IS NULL
+)
+INSERT INTO batches (function_id, key, run_id, size, max_size)
+SELECT s.function_id, s.key, s.run_id, s.size, s.max_size
+FROM unnest($1::text[], $2::text[], $3::uuid[], $4::int[], $5::int[]) AS s (function_id, key, run_id, size, max_size)
+WHERE s.run_id IS NOT NULL
+ON CONFLICT (function_id, key) DO UPDATE SET run_id = EXCLUDED.run_id, size = EXCLUDED.size,
+                                             max_size = EXCLUDED.max_size;
+
+-- name: flow_start_runs
+-- The runs flow control lets start, for events stored by this transaction: each run's first call is due
+-- $7 seconds from now (debounce, a batch's timeout), or when null at once (or at the event's ts when that
+-- lies ahead). $1 run ids, $2 event ids, $3 function ids, $4 function names, $5 urls, $6 max attempts,
+-- $8 batched, $9 clock offset; the events of new batches: $10 run ids, $11 event ids, $12 positions.
+WITH clock AS (
+    SELECT statement_timestamp() + $9::interval AS now
+), planned AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::float8[],
+                         $8::bool[])
+             AS r (run_id, event_id, function_id, function_name, url, max_attempts, delay_s, batched)
+), new_runs AS (
+    INSERT INTO runs (id, event_id, function_id, function_name, url, max_attempts, status, created_at, batched)
+    SELECT p.run_id, p.event_id, p.function_id, p.function_name, p.url, p.max_attempts, 'Queued', c.now,
+           p.batched
+    FROM planned p CROSS JOIN clock c
+    RETURNING id
+), new_work AS (
+    INSERT INTO work (run_id, step_id, available_at)
+    SELECT p.run_id, 'step',
+           CASE WHEN p.delay_s IS NOT NULL THEN c.now + p.delay_s * interval '1 second'
+                WHEN to_timestamp(e.ts / 1000.0) > c.now THEN to_timestamp(e.ts / 1000.0)
+                ELSE statement_timestamp() END
+    FROM planned p JOIN events e ON e.id = p.event_id CROSS JOIN clock c
+    WHERE p.run_id IN (SELECT id FROM new_runs)
+    RETURNING available_at
+), members AS (
+    INSERT INTO batch_events (run_id, position, event_id)
+    SELECT b.run_id, b.position, b.event_id
+    FROM unnest($10::uuid[], $11::text[], $12::int[]) AS b (run_id, event_id, position)
+    WHERE b.run_id IN (SELECT id FROM new_runs)
+)
+SELECT (SELECT count(*) FROM new_work) AS runs_created,
+       (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM new_work
+                              WHERE available_at <= (SELECT now FROM clock) LIMIT 1) AS n) AS notified;
+
+-- name: flow_set_singletons
+-- The runs that now hold singleton keys: $1 function ids, $2 keys, $3 run ids.
+INSERT INTO singletons (function_id, key, run_id)
+SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[])
+ON CONFLICT (function_id, key) DO UPDATE SET run_id = EXCLUDED.run_id;
+
+-- name: flow_skip_events
+-- Events that started no run of a function, and why: $1 event ids, $2 function ids, $3 reasons, $4 clock
+-- offset.
+INSERT INTO skipped_events (event_id, function_id, reason, skipped_at)
+SELECT s.event_id, s.function_id, s.reason, statement_timestamp() + $4::interval
+FROM unnest($1::text[], $2::text[], $3::text[]) AS s (event_id, function_id, reason)
+ON CONFLICT (event_id, function_id) DO NOTHING;
+
+-- name: batch_events_of_runs
+-- The events of batch runs $1 in order, as calls send them; read after the claim that leased their calls.
+SELECT b.run_id, jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+           'id', e.id, 'name', e.name, 'data', e.data, 'ts', e.ts, 'user', e."user", 'v', e.v))
+       ORDER BY b.position) AS events
+FROM batch_events b JOIN events e ON e.id = b.event_id
+WHERE b.run_id = ANY($1::uuid[])
+GROUP BY b.run_id;
+
+-- name: skipped_of_events
+-- Why events $1 started no run of some functions.
+SELECT event_id, function_id, reason, skipped_at FROM skipped_events
+WHERE event_id = ANY($1::text[]) ORDER BY skipped_at, function_id;
+
+-- name: runs_flow_wait
+-- Why the Queued runs $1 wait at ingest's flow control: debounced (until their first call is due) or
+-- batching (the open batch's events of its max size). Only the runs that are either are answered.
+SELECT w.run_id, w.available_at AS due, d.run_id IS NOT NULL AS debounced, b.max_size AS batch_max,
+       (SELECT count(*) FROM batch_events e WHERE e.run_id = w.run_id) AS batch_events
+FROM work w
+LEFT JOIN debounces d ON d.run_id = w.run_id
+LEFT JOIN batches b ON b.run_id = w.run_id
+WHERE w.run_id = ANY($1::uuid[]) AND w.step_id = 'step' AND w.lease_token IS NULL AND w.attempt = 0
+  AND (d.run_id IS NOT NULL OR b.run_id IS NOT NULL);
+
+-- name: prune_flow_state
+-- Flow-control state that decides nothing any more: rate limits whose period has passed, idempotency keys
+-- past their 24 hours, singletons, debounces and batches whose run is no longer Queued (or Running, for
+-- singletons). A row is deleted only when its run is seen ended: a row an ingest is writing names a run this
+-- statement cannot see yet, and stays. $1 clock offset.
+WITH rates AS (
+    DELETE FROM rate_limits WHERE tat < statement_timestamp() + $1::interval RETURNING 1
+), keys AS (
+    DELETE FROM idempotency_keys WHERE expires_at <= statement_timestamp() + $1::interval RETURNING 1
+), single AS (
+    DELETE FROM singletons s
+    WHERE EXISTS (SELECT 1 FROM runs r WHERE r.id = s.run_id AND r.status NOT IN ('Queued', 'Running'))
+    RETURNING 1
+), debounced AS (
+    DELETE FROM debounces d
+    WHERE EXISTS (SELECT 1 FROM runs r WHERE r.id = d.run_id AND r.status <> 'Queued') RETURNING 1
+), batched AS (
+    DELETE FROM batches b
+    WHERE EXISTS (SELECT 1 FROM runs r WHERE r.id = b.run_id AND r.status <> 'Queued') RETURNING 1
+)
+SELECT (SELECT count(*) FROM rates) + (SELECT count(*) FROM keys) + (SELECT count(*) FROM single)
+       + (SELECT count(*) FROM debounced) + (SELECT count(*) FROM batched) AS pruned;
 
 -- Dashboard sessions (dashboard/auth.py): a random cookie per sign-in, kept as its sha256
 

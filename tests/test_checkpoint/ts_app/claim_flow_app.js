@@ -39,7 +39,7 @@ const limited = inngest.createFunction(
     concurrency: { limit: 2, key: "event.data.acct" },
   },
   async ({ event, step }) => {
-    const n = await step.run("work", () => observed("limited", event.data.acct, event.data.n, 150));
+    const n = await step.run("work", () => observed("limited", event.data.acct, event.data.n, 300));
     return await step.run("after", () => n + 1);
   },
 );

@@ -941,6 +941,18 @@ function runChips(runs) {
   ];
 }
 
+// Functions an event matched but started no run of (rate limit, idempotency, singleton), with the reason.
+function skippedList(skipped) {
+  if (!skipped?.length) return null;
+  return h(
+    "ul",
+    { class: "skipped" },
+    skipped.map((s) =>
+      h("li", { "data-reason": s.reason }, h("span", { class: "mono" }, s.function_id), " skipped: ", s.message),
+    ),
+  );
+}
+
 function eventCard(event) {
   return h(
     "li",
@@ -954,6 +966,7 @@ function eventCard(event) {
     ),
     h("pre", { class: "payload" }, pretty(event.data)),
     h("div", { class: "event-runs" }, runChips(event.runs)),
+    skippedList(event.skipped),
   );
 }
 
@@ -1164,6 +1177,7 @@ async function eventView(view, eventId) {
       event.user ? [h("h2", {}, "User"), h("pre", {}, pretty(event.user))] : null,
       h("h2", {}, "Runs it started"),
       h("div", { class: "event-runs" }, runChips(event.runs)),
+      event.skipped?.length ? [h("h2", {}, "Skipped by flow control"), skippedList(event.skipped)] : null,
     );
     document.title = `${event.name} · Stepline`;
   }
