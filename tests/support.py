@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -176,3 +177,18 @@ async def in_process_gateway(
             yield RunningGateway(url="http://gateway", gateway=gateway, http=http)
     finally:
         await gateway.stop()
+
+
+_SEQ_SCAN = re.compile(r"Seq Scan on (\w+)")
+
+
+async def tables_with_rows(conn: Any) -> set[str]:
+    """The tables that hold rows by their statistics (run ANALYZE first): history is partitioned by day,
+    and an empty day read whole (the planner's right choice for it) costs nothing."""
+    rows = await conn.fetch("SELECT relname FROM pg_class WHERE relkind = 'r' AND reltuples > 0")
+    return {row["relname"] for row in rows}
+
+
+def whole_reads(plan: str, populated: set[str]) -> list[str]:
+    """The tables holding rows that a text plan reads whole (sequential scans)."""
+    return [table for table in _SEQ_SCAN.findall(plan) if table in populated]

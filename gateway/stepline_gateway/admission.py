@@ -32,6 +32,7 @@ from typing import Any
 
 from stepline.durations import parse_duration
 from stepline.flow import FlowControl
+from stepline_store.ids import new_run_id
 from stepline_store.pool import Queryable, Store
 
 from stepline_gateway.clock import Clock
@@ -160,7 +161,7 @@ class Admission:
             and (c.flow.batch_events.if_ is None or _condition(c.flow.batch_events.if_, c.payload))
         ]
         taken = {id(c) for c in debounced} | {id(c) for c in batched}
-        runs += [_NewRun(uuid.uuid4(), c) for c in candidates if id(c) not in taken]
+        runs += [_NewRun(new_run_id(self._clock.now()), c) for c in candidates if id(c) not in taken]
         chosen: dict[int, uuid.UUID] = {}
         runs += await self._debounce(conn, debounced, chosen)
         runs += await self._batch(conn, batched, chosen)
@@ -347,7 +348,7 @@ class Admission:
                 continue
             setting = candidate.flow.debounce
             assert setting is not None
-            runs.append(_NewRun(uuid.uuid4(), candidate, delay_s=_seconds(setting.period)))
+            runs.append(_NewRun(new_run_id(self._clock.now()), candidate, delay_s=_seconds(setting.period)))
         if runs:
             await self._store.execute(
                 "flow_set_debounces",
@@ -426,7 +427,7 @@ class Admission:
                 chunk = rest[start : start + setting.max_size]
                 full = len(chunk) == setting.max_size
                 run = _NewRun(
-                    uuid.uuid4(),
+                    new_run_id(self._clock.now()),
                     chunk[0],
                     delay_s=None if full else _seconds(setting.timeout),
                     batch=[c.event.id for c in chunk],

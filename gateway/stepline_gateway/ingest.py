@@ -23,6 +23,7 @@ from typing import Any
 
 from stepline.protocol import FUNCTION_CANCELLED_EVENT
 from stepline_store.identity import namespace_of_function, split_function_id
+from stepline_store.ids import new_run_id
 from stepline_store.pool import Queryable, Record, Store
 
 from stepline_gateway.admission import Admission, admits
@@ -128,7 +129,7 @@ class Ingestor:
             for event in unique.values():
                 for function in table.match(event.payload(), namespace):
                     (flowed if admits(function) else planned).append(PlannedRun(function, event))
-        run_ids = [uuid.uuid4() for _ in planned]
+        run_ids = [new_run_id(self._clock.now()) for _ in planned]
         row = await self._store.fetchrow(
             "ingest",
             [e.id for e in unique.values()],

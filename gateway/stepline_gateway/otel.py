@@ -8,7 +8,8 @@ installed) puts its own spans under the call. Each step a call reports (in its a
 checkpoint API while the call runs on this replica) is a span under that call's. The run's span is written
 by the replica that ends the run, from the run's creation to its end, so that the calls made before it
 already point at it. Sampling is decided once per run from its trace id (the configured sampler's root
-decision), the same on every replica.
+decision), the same on every replica: from the id's random bits, since run ids are UUIDv7 (their high bits
+are a time, and ratio samplers read the low 64 bits, whose top two are the UUID's fixed variant).
 """
 
 from __future__ import annotations
@@ -64,6 +65,13 @@ class _RunIds(RandomIdGenerator):
     def generate_span_id(self) -> int:
         forced = _forced.get(None)
         return forced[1] if forced else super().generate_span_id()
+
+
+def sampling_id(trace_id: int) -> int:
+    """The trace id a sampler sees: the run's id with its low 64 bits made of random bits only (the 62 of
+    rand_b, and 2 of rand_a in place of the variant), so that a ratio sampler keeps that share of runs."""
+    low = ((trace_id & (2**62 - 1)) << 2) | ((trace_id >> 64) & 0b11)
+    return (trace_id & ~_LOW_64) | low
 
 
 def run_ids(run_id: str) -> tuple[int, int]:
@@ -145,7 +153,7 @@ class OpenTelemetryTracing(Tracing):
     def _run_context(self, run_id: str) -> Context:
         """A context whose current span is the run's own (made later, when the run ends)."""
         trace_id, span_id = run_ids(run_id)
-        decision = self._provider.sampler.should_sample(Context(), trace_id, "run").decision
+        decision = self._provider.sampler.should_sample(Context(), sampling_id(trace_id), "run").decision
         sampled = decision in (Decision.RECORD_AND_SAMPLE,)
         flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
         parent = SpanContext(trace_id, span_id, is_remote=True, trace_flags=flags)

@@ -11,6 +11,7 @@ import datetime
 import uuid
 from typing import Any
 
+from stepline_store.ids import new_run_id
 from stepline_store.pool import Record, Store
 
 from stepline_gateway.errors import NotFound
@@ -235,7 +236,7 @@ class RunQueries:
     ) -> uuid.UUID:
         """A new run of the same function on the same event, due at once; ``offset`` is the clock's. With the
         current route (``function``) it calls the function's URL, has its attempts and its flow control."""
-        new_id = uuid.uuid4()
+        new_id = new_run_id(datetime.datetime.now(datetime.UTC) + offset)
         url = function.url if function else None
         max_attempts = function.max_attempts if function else None
         async with self._store.transaction() as conn:

@@ -2,7 +2,8 @@
 
 ``Gateway.start`` connects, verifies (or in dev, applies) the schema, listens for NOTIFY, loads the routing
 table and starts the background tasks under supervision (supervision.py): the listener, the dispatcher and
-its heartbeat, route refresh, cron and pruning, each of which comes back by itself after a database error.
+its heartbeat, route refresh, cron, the days of history (history_days.py) and pruning, each of which comes
+back by itself after a database error.
 ``readiness`` says what keeps the replica from serving; ``Gateway.stop`` drains it. ``api.create_app``
 serves it over HTTP.
 """
@@ -16,6 +17,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncpg
 from stepline.protocol import ServerKind
 from stepline_store import schema
 from stepline_store.pool import Store, connect, create_pool
@@ -27,6 +29,7 @@ from stepline_gateway.clock import Clock, SystemClock
 from stepline_gateway.dispatcher import Dispatcher
 from stepline_gateway.event_keys import EventKeys
 from stepline_gateway.executor import Executor
+from stepline_gateway.history_days import HistoryDays
 from stepline_gateway.ingest import Ingestor
 from stepline_gateway.labels import FunctionLabels
 from stepline_gateway.metrics import Metrics
@@ -45,7 +48,6 @@ from stepline_gateway.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
-_PRUNE_BATCH = 1000
 _PRUNE_EVERY_S = 600.0
 # The readiness probe waits this long for the database (and for the listener's connection) to answer.
 _PING_TIMEOUT_S = 2.0
@@ -137,6 +139,13 @@ class Gateway:
         self.metrics.watch_pool("primary", self.store)
         if self._read_store is not None:
             self.metrics.watch_pool("replica", self._read_store)
+        self.history = HistoryDays(
+            store=self.store, clock=self.clock, retention=datetime.timedelta(hours=settings.retention_h)
+        )
+        # The days this replica's clock writes into exist before the first write (its clock may be ahead);
+        # while the tables are too busy to add one, the supervised loop keeps trying.
+        with contextlib.suppress(asyncpg.LockNotAvailableError):
+            await self.history.make()
         self.queue = QueueGauges(self.store, self.clock)
         self.registry = Registry(self.store)
         self.ingestor = Ingestor(self.store, lambda: self.routes, self.clock, metrics=self.metrics)
@@ -198,6 +207,7 @@ class Gateway:
         supervisor.start("heartbeat", self.dispatcher.heartbeat)
         supervisor.start("routes", self._refresh_routes)
         supervisor.start("cron", self.scheduler.run)
+        supervisor.start("history", self.history.run)
         supervisor.start("prune", self._prune_periodically)
 
     async def load_manifests(self) -> None:
@@ -247,27 +257,18 @@ class Gateway:
         return self.metrics.render(snapshot)
 
     async def prune(self) -> int:
-        """Delete history older than the retention period, in batches; answer how many events went."""
-        retention = datetime.timedelta(hours=self.settings.retention_h)
-        total = 0
-        while True:
-            status = await self.store.execute("prune_history", self.clock.offset(), retention, _PRUNE_BATCH)
-            deleted = int(status.split()[-1])
-            total += deleted
-            if deleted < _PRUNE_BATCH:
-                await self.webhooks.prune(retention)
-                await self.store.fetchval("prune_flow_state", self.clock.offset())
-                await self.store.execute("prune_sessions")
-                return total
+        """Delete webhook deliveries older than the retention period (and beyond the newest kept of each),
+        the flow control state no run needs any more and expired dashboard sessions; answer how many
+        deliveries went. History itself goes by whole days (``history``)."""
+        pruned = await self.webhooks.prune(datetime.timedelta(hours=self.settings.retention_h))
+        await self.store.fetchval("prune_flow_state", self.clock.offset())
+        await self.store.execute("prune_sessions")
+        return pruned
 
     async def _prune_periodically(self, health: Health) -> None:
         while True:
-            pruned = await self.prune()
+            await self.prune()
             health.ok()
-            if pruned:
-                log.info(
-                    "pruned %d event(s) older than %s h with their runs", pruned, self.settings.retention_h
-                )
             await asyncio.sleep(_PRUNE_EVERY_S)
 
     async def readiness(self) -> list[str]:

@@ -35,6 +35,7 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.CrashShutdownError,  # another backend crashed and the server restarts
     asyncpg.TooManyConnectionsError,  # max_connections reached, for now
     asyncpg.TransactionRollbackError,  # deadlock detected, serialization failure: run it again
+    asyncpg.LockNotAvailableError,  # lock_timeout: the tables busy for now (making a day of history)
 )
 # InterfaceErrors that say something about the statement or its values, not about the connection.
 _PERMANENT: tuple[type[BaseException], ...] = (ValueError, UnsupportedClientFeatureError)

@@ -1,17 +1,23 @@
 """Schema migrations: numbered SQL files applied in order under an advisory lock.
 
 ``stepline migrate`` (and the chart's hook Job, and ``stepline dev``) call ``migrate``; a serving gateway
-calls ``verify`` and refuses to start on a database at another version.
+calls ``verify`` and refuses to start on a database at another version. ``migrate`` also makes the days of
+partitioned history around today (history.py), so that a database just migrated takes writes at once.
 """
 
 from __future__ import annotations
 
+import datetime
+
+from stepline_store import history
 from stepline_store.errors import SchemaMismatch
 from stepline_store.pool import QUERIES, Connection
 from stepline_store.sql import Migration, migrations
 
 # An arbitrary constant: the key of the advisory lock that serialises migrations across processes.
 _LOCK_KEY = 0x5354_4550  # "STEP"
+# The first version whose history is partitioned by day.
+PARTITIONED_HISTORY = 14
 
 
 def latest_version() -> int:
@@ -37,6 +43,9 @@ async def migrate(conn: Connection) -> list[Migration]:
                 await conn.execute(migration.sql)
                 await conn.execute(QUERIES["record_migration"], migration.version, migration.name)
             applied.append(migration)
+        if await current_version(conn) >= PARTITIONED_HISTORY:
+            now: datetime.datetime = await conn.fetchval(QUERIES["clock_now"], datetime.timedelta(0))
+            await history.make_days(conn, now)
     finally:
         await conn.execute(QUERIES["unlock_migrations"], _LOCK_KEY)
     return applied
@@ -49,6 +58,9 @@ async def verify(conn: Connection) -> None:
             f"the database schema is at version {have}, this Stepline needs {need}: run `stepline migrate`"
         )
     if have > need:
+        names = await conn.fetchval(QUERIES["migrations_after"], need)
         raise SchemaMismatch(
-            f"the database schema is at version {have}, newer than this Stepline ({need}): upgrade Stepline"
+            f"the database schema is at version {have}, newer than this Stepline ({need}): the database has"
+            f" been migrated by a later Stepline ({', '.join(names)}), which this one cannot read or write;"
+            " upgrade Stepline to the version that migrated it"
         )

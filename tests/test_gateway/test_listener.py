@@ -20,7 +20,7 @@ WITH e AS (
     RETURNING id
 ), r AS (
     INSERT INTO runs (id, event_id, function_id, function_name, url, max_attempts, status, created_at)
-    SELECT gen_random_uuid(), id, 'listen-one', 'one', $1, 1, 'Queued', now() FROM e RETURNING id
+    SELECT stepline_uuid7(now()), id, 'listen-one', 'one', $1, 1, 'Queued', now() FROM e RETURNING id
 )
 INSERT INTO work (run_id, step_id, available_at) SELECT id, 'step', now() FROM r
 """

@@ -134,7 +134,7 @@ WITH e AS (
     SELECT 'lock-' || g, 'locks/go', '{}', 0, now() FROM generate_series(1, $1) g RETURNING id
 ), r AS (
     INSERT INTO runs (id, event_id, function_id, function_name, url, max_attempts, status, created_at)
-    SELECT gen_random_uuid(), e.id, 'locks-work', 'work', 'http://127.0.0.1:9', 3, 'Queued', now() FROM e
+    SELECT stepline_uuid7(now()), e.id, 'locks-work', 'work', 'http://127.0.0.1:9', 3, 'Queued', now() FROM e
     RETURNING id
 ), w AS (
     INSERT INTO work (run_id, step_id, available_at) SELECT id, 'step', now() FROM r

@@ -182,6 +182,6 @@ async def test_readyz_reports_a_failing_loop_and_recovers(database_url: str) -> 
         assert run["status"] == "Completed"
         body = (await gw.http.get("/readyz")).json()
         assert body["tasks"] == dict.fromkeys(
-            ("listener", "dispatcher", "heartbeat", "routes", "cron", "prune"), "running"
+            ("listener", "dispatcher", "heartbeat", "routes", "cron", "history", "prune"), "running"
         )
         assert body["replica"].startswith("gateway-")

@@ -4,6 +4,7 @@ service gets a ``traceparent`` naming the call's span and, through the Stepline 
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -11,10 +12,14 @@ from typing import Any
 import pytest
 import stepline
 import stepline.asgi
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, TraceIdRatioBased
 from stepline_gateway import tracing
+from stepline_gateway.otel import sampling_id
+from stepline_store.ids import new_run_id
 
 from tests.otlp import ReceivedSpan, Receiver
 from tests.support import RunningGateway, route, running_gateway, serve
@@ -161,3 +166,18 @@ def test_tracing_is_off_unless_the_variables_ask_for_it() -> None:
     assert tracing.wanted({"OTEL_TRACES_EXPORTER": "otlp,console"}) == ["otlp", "console"]
     # Off, a call has no span and no header: nothing of OpenTelemetry is made on the hot path.
     assert tracing.Tracing().call(None, "default") is None  # type: ignore[arg-type]
+
+
+def test_a_ratio_sampler_keeps_its_share_of_runs_with_time_ordered_ids() -> None:
+    """Run ids are UUIDv7: ratio samplers read the low 64 bits, whose top two are the UUID's variant; the
+    sampler is shown the id's random bits instead, so 10 % means about 10 % of runs."""
+    sampler = TraceIdRatioBased(0.1)
+    now = datetime.datetime.now(datetime.UTC)
+    ids = [new_run_id(now).int for _ in range(4000)]
+
+    def kept(transform: Callable[[int], int]) -> int:
+        decisions = [sampler.should_sample(Context(), transform(i), "run").decision for i in ids]
+        return sum(d == Decision.RECORD_AND_SAMPLE for d in decisions)
+
+    assert kept(lambda i: i) == 0  # the run id as it is: the variant bits put every id above the bound
+    assert 300 <= kept(sampling_id) <= 500

@@ -77,7 +77,8 @@ async def test_after_its_patience_an_unreachable_app_spends_attempts(database_ur
     async with running_gateway(database_url, clock=clock, **settings) as gw:
         await gw.publish(route("restart-greet", url, {"event": "restart/go"}, retries=1))
         [event_id] = await gw.send({"name": "restart/go", "data": {}})
-        await eventually(lambda: work_row(database_url))
+        # The first try is over (the call released, due later): the patience runs from its failure.
+        await eventually(lambda: _due_later(database_url, clock))
         clock.advance(30)  # past the patience: the next failure counts
         row = await eventually(lambda: _attempt_at_least(database_url, 1))
         clock.advance((row["available_at"] - clock.now()).total_seconds() + 1)

@@ -65,7 +65,12 @@ WITH clock AS (
     FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[], $5::bigint[], $15::text[])
          AS e (id, name, data, usr, ts, v)
     CROSS JOIN clock c
-    ON CONFLICT (id) DO NOTHING
+    -- History is partitioned by day, each day's partition unique on id: an id kept in another day is
+    -- looked up (one index probe per day kept), one sent twice at once is stopped by the day's index. A
+    -- subquery per event rather than an anti-join, which may hand the events on in another order (the runs
+    -- and their calls are made in the order the events came).
+    WHERE (SELECT count(*) FROM events kept WHERE kept.id = e.id) = 0
+    ON CONFLICT DO NOTHING
     RETURNING id, name, ts
 ), new_runs AS (
     INSERT INTO runs (id, event_id, function_id, function_name, url, max_attempts, status, created_at,
@@ -283,7 +288,10 @@ SELECT c.id, c.run_id, c.step_id, c.attempt, c.lease_token, c.resolves, c.resolv
        (SELECT coalesce(array_agg(s.hash ORDER BY s.ended_at, s.hash), '{}')
         FROM steps s WHERE s.run_id = c.run_id AND s.memo IS NOT NULL) AS stack
 FROM claimed c JOIN runs r ON r.id = c.run_id JOIN events e ON e.id = r.event_id
-     LEFT JOIN functions f ON f.id = r.function_id;
+     LEFT JOIN functions f ON f.id = r.function_id
+-- In the order the calls were made (the joins with the day partitions of history may hand them on in
+-- another): calls due together are started first come, first served.
+ORDER BY c.id;
 
 -- name: next_due
 -- Seconds until a claim would find something (negative: already), null when the queue is empty: the next
@@ -695,21 +703,32 @@ CREATE TABLE IF NOT EXISTS stepline_migrations (
 SELECT CASE WHEN to_regclass('stepline_migrations') IS NULL THEN 0
             ELSE (SELECT coalesce(max(version), 0) FROM stepline_migrations) END;
 
+-- name: migrations_after
+-- The names of the migrations applied after version $1, as "NNNN name", in order
+SELECT coalesce(array_agg(lpad(version::text, 4, '0') || ' ' || name ORDER BY version), '{}')
+FROM stepline_migrations WHERE version > $1;
+
 -- name: record_migration
 INSERT INTO stepline_migrations (version, name) VALUES ($1, $2);
 
--- name: prune_history
--- Deletes up to $3 events received more than $2 (an interval) before statement_timestamp() + $1 (the clock
--- offset) whose runs have all ended (the batch runs they are part of too), with their runs and steps.
-DELETE FROM events WHERE id IN (
-    SELECT e.id FROM events e
-    WHERE e.received_at < statement_timestamp() + $1::interval - $2::interval
-      AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.id AND r.status IN ('Queued', 'Running'))
-      AND NOT EXISTS (SELECT 1 FROM batch_events b JOIN runs r ON r.id = b.run_id
-                      WHERE b.event_id = e.id AND r.status IN ('Queued', 'Running'))
-    ORDER BY e.received_at
-    LIMIT $3::int
-);
+-- name: create_history_partitions
+-- Makes the day partitions of history (events, runs, steps, step attempts) from UTC day $1 to $2 that do not
+-- exist yet, waiting at most $3 ms for a lock on the tables (else lock_not_available); answers how many days
+-- were made.
+SELECT stepline_create_history_partitions($1::date, $2::date, $3::int);
+
+-- name: drop_history_before
+-- Retention: drops the days of history that ended at or before statement_timestamp() + $1 (the clock offset)
+-- - $2 (the retention period), but those still holding a run not ended (or the event of one); a day whose
+-- tables stay locked for $3 ms is left for the next time. Answers the days dropped.
+SELECT stepline_drop_history_before(statement_timestamp() + $1::interval - $2::interval, $3::int);
+
+-- name: history_days
+-- The UTC days of history kept (the day partitions of runs), oldest first.
+SELECT to_date(substr(c.relname, 7), 'YYYYMMDD') AS day
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'runs'::regclass AND c.relname ~ '^runs_p[0-9]{8}$'
+ORDER BY day;
 
 -- name: lock_function_id
 -- The operator's publish: serialises two resources that would publish the same function id. $1 function id
