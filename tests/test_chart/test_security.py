@@ -33,8 +33,9 @@ NAMESPACED_GRANTS = {
     *{("stepline.dev", "webhooks", verb) for verb in ("get", "list", "watch", "patch", "update")},
     *{("stepline.dev", "webhooks/status", verb) for verb in ("get", "patch", "update")},
     *{("", "services", verb) for verb in ("get", "list", "watch")},
-    # The Secrets that Webhooks name, read one by one: never listed or watched.
-    ("", "secrets", "get"),
+    # The Secrets that Webhooks name, read one by one; list and watch for the namespaces' event keys (the
+    # Secrets labelled stepline.dev/event-key=true), in the watched namespaces only (a Role in each).
+    *{("", "secrets", verb) for verb in ("get", "list", "watch")},
     ("", "events", "create"),
     ("events.k8s.io", "events", "create"),
 }

@@ -16,8 +16,13 @@ EVENT = {"id": "e1", "name": "shop/order", "data": {"acct": "acct-7", "n": 3, "b
 
 
 def flow_of(source: str = "manifest:fn.yaml", **settings: Any) -> ClaimFlow | None:
+    # A Function resource's id carries its namespace (stepline_store/identity.py).
+    namespace = (
+        source.removeprefix("kubernetes:").partition("/")[0] if source.startswith("kubernetes:") else ""
+    )
     function = dataclasses.replace(
         route("shop-orders", "http://127.0.0.1:9/api", {"event": "shop/order"}),
+        id=f"{namespace}/shop-orders" if namespace else "shop-orders",
         flow=FlowControl.model_validate(settings),
         source=source,
     )

@@ -47,14 +47,14 @@ async def test_the_settings_are_published_and_a_bad_policy_ends_ready_false(
         await cluster.apply(env.service)
         await cluster.apply(function("limited", "event: account/changed", extra=FLOW))
         await cluster.wait_ready("limited")
-        routes = await env.wait_routes(lambda r: "shop-limited" in r)
-        assert routes["shop-limited"]["flow"] == {
+        routes = await env.wait_routes(lambda r: "shop/shop-limited" in r)
+        assert routes["shop/shop-limited"]["flow"] == {
             "concurrency": [{"limit": 2, "key": "event.data.account"}],
             "throttle": {"limit": 5, "period": "1m"},
             "singleton": {"key": "event.data.account", "mode": "cancel"},
             "timeouts": {"finish": "1h"},
         }
-        assert routes["shop-limited"]["retry_policy"] == {
+        assert routes["shop/shop-limited"]["retry_policy"] == {
             "backoff": "Linear",
             "initialDelay": "3s",
             "maxDelay": "1m",
@@ -70,7 +70,7 @@ async def test_the_settings_are_published_and_a_bad_policy_ends_ready_false(
         assert "spec.retryPolicy: retryPolicy.maxDelay must be at least 3s, not 1s" in failed["message"]
         # Bad input changes nothing: the route published before stays as it was.
         routes = await env.routes()
-        assert routes["shop-limited"]["retry_policy"]["maxDelay"] == "1m"
+        assert routes["shop/shop-limited"]["retry_policy"]["maxDelay"] == "1m"
 
         await cluster.apply(
             function("limited", "event: account/changed", extra=FLOW.replace("Linear", "Fibonacci"))
@@ -102,5 +102,5 @@ async def test_the_settings_are_published_and_a_bad_policy_ends_ready_false(
         removals = ",".join(f'{{"op": "remove", "path": "/spec/{field}"}}' for field in fields)
         await cluster.kubectl("patch", "fn", "limited", "-n", "shop", "--type=json", "-p", f"[{removals}]")
         await cluster.wait_ready("limited")
-        routes = await env.wait_routes(lambda r: r["shop-limited"]["flow"] is None)
-        assert routes["shop-limited"]["retry_policy"] is None
+        routes = await env.wait_routes(lambda r: r["shop/shop-limited"]["flow"] is None)
+        assert routes["shop/shop-limited"]["retry_policy"] is None
