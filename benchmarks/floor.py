@@ -33,6 +33,7 @@ from typing import Any
 
 import asyncpg
 import psutil  # type: ignore[import-untyped]
+from stepline_store.ids import new_run_id
 from stepline_store.sql import load_queries
 
 QUERIES = load_queries()
@@ -95,6 +96,11 @@ def _ingest_args(events: list[str], runs: list[uuid.UUID]) -> tuple[Any, ...]:
     )
 
 
+def _run_id() -> uuid.UUID:
+    """A run id as the gateway makes them (UUIDv7 of now): runs are partitioned by day on it."""
+    return new_run_id(datetime.datetime.now(datetime.UTC))
+
+
 def _steps_args(work_id: int, token: uuid.UUID, run_id: uuid.UUID) -> tuple[Any, ...]:
     hashes = [f"{run_id.hex[:8]}-{name}" for name in STEPS]
     memos = [json.dumps({"data": {"step": name}}) for name in STEPS]
@@ -121,7 +127,7 @@ async def _unbatched(pool: asyncpg.Pool, workflows: int, concurrency: int) -> No
         while remaining > 0:
             remaining -= 1
             event_id = uuid.uuid4().hex
-            await pool.fetchrow(QUERIES["ingest"], *_ingest_args([event_id], [uuid.uuid4()]))
+            await pool.fetchrow(QUERIES["ingest"], *_ingest_args([event_id], [_run_id()]))
             due.put_nowait(None)
             await due.get()
             [row] = await _claim(pool, 1)
@@ -144,7 +150,7 @@ async def _batched(pool: asyncpg.Pool, workflows: int, batch: int, workers: int)
             size = min(batch, remaining)
             remaining -= size
             events = [uuid.uuid4().hex for _ in range(size)]
-            await pool.fetchrow(QUERIES["ingest"], *_ingest_args(events, [uuid.uuid4() for _ in events]))
+            await pool.fetchrow(QUERIES["ingest"], *_ingest_args(events, [_run_id() for _ in events]))
             claimed: list[asyncpg.Record] = []
             while len(claimed) < size:
                 claimed += await _claim(pool, size - len(claimed))
