@@ -33,6 +33,7 @@ from typing import Any
 
 import asyncpg
 import psutil  # type: ignore[import-untyped]
+from stepline_store.ids import new_run_id
 from stepline_store.sql import load_queries
 
 QUERIES = load_queries()
@@ -74,6 +75,11 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     """The gateway's pool skips asyncpg's reset query; so does the floor."""
 
 
+def _run_id() -> uuid.UUID:
+    """A run id as the gateway makes them (UUIDv7: history is partitioned by the id's day)."""
+    return new_run_id(datetime.datetime.now(datetime.UTC))
+
+
 def _ingest_args(events: list[str], runs: list[uuid.UUID]) -> tuple[Any, ...]:
     count = len(events)
     return (
@@ -112,8 +118,7 @@ async def _claim(pool: asyncpg.Pool, limit: int) -> list[asyncpg.Record]:
 
 async def _unbatched(pool: asyncpg.Pool, workflows: int, concurrency: int) -> None:
     remaining = workflows
-    # One token per committed, unclaimed call: a claim is made only when one is there to take, so that
-    # claims that race for the same row never come back empty and go round (no claim loop).
+    # One token per committed, unclaimed call: a claim is made only when one is there to take.
     due: asyncio.Queue[None] = asyncio.Queue()
 
     async def worker() -> None:
@@ -121,10 +126,15 @@ async def _unbatched(pool: asyncpg.Pool, workflows: int, concurrency: int) -> No
         while remaining > 0:
             remaining -= 1
             event_id = uuid.uuid4().hex
-            await pool.fetchrow(QUERIES["ingest"], *_ingest_args([event_id], [uuid.uuid4()]))
+            await pool.fetchrow(QUERIES["ingest"], *_ingest_args([event_id], [_run_id()]))
             due.put_nowait(None)
             await due.get()
-            [row] = await _claim(pool, 1)
+            # A claim racing the others' can come back empty while a call is due (it skipped a row that
+            # another claim held for the moment): it goes again, as the dispatcher does when woken.
+            rows: list[asyncpg.Record] = []
+            while not rows:
+                rows = await _claim(pool, 1)
+            [row] = rows
             await pool.fetchrow(
                 QUERIES["record_steps"], *_steps_args(row["id"], row["lease_token"], row["run_id"])
             )
@@ -144,7 +154,7 @@ async def _batched(pool: asyncpg.Pool, workflows: int, batch: int, workers: int)
             size = min(batch, remaining)
             remaining -= size
             events = [uuid.uuid4().hex for _ in range(size)]
-            await pool.fetchrow(QUERIES["ingest"], *_ingest_args(events, [uuid.uuid4() for _ in events]))
+            await pool.fetchrow(QUERIES["ingest"], *_ingest_args(events, [_run_id() for _ in events]))
             claimed: list[asyncpg.Record] = []
             while len(claimed) < size:
                 claimed += await _claim(pool, size - len(claimed))
