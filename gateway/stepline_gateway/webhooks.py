@@ -27,6 +27,7 @@ from stepline_store.pool import Store
 from stepline_store.sealing import SealBroken, Sealer
 
 from stepline_gateway import verification
+from stepline_gateway.access import principal
 from stepline_gateway.clock import Clock
 from stepline_gateway.errors import BadRequest, Unauthorized
 from stepline_gateway.events import refuse_reserved
@@ -344,7 +345,11 @@ async def receive_webhook(request: Request) -> Response:
 
 async def list_webhooks(request: Request) -> Response:
     table = _webhooks(request).table
-    endpoints = sorted(table.endpoints.values(), key=lambda e: (e.row.namespace, e.row.name))
+    holder = principal(request)
+    endpoints = sorted(
+        (e for e in table.endpoints.values() if holder.sees(e.row.namespace)),
+        key=lambda e: (e.row.namespace, e.row.name),
+    )
     return JSONResponse({"data": [endpoint.to_json() for endpoint in endpoints]})
 
 
@@ -359,6 +364,11 @@ async def list_deliveries(request: Request) -> Response:
         if not slash or not namespace or not name:
             raise BadRequest("webhook must be <namespace>/<name>, e.g. shop/github")
         webhook = (namespace, name)
+        principal(request).require_namespace(namespace, f"webhook {wanted}")
+    elif principal(request).namespace is not None:
+        principal(request).require_cluster(
+            "the deliveries of every webhook (ask for one: webhook=<ns>/<name>)"
+        )
     deliveries = await _webhooks(request).deliveries(webhook=webhook, limit=int(raw_limit))
     return JSONResponse({"data": deliveries})
 
