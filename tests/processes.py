@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -74,3 +76,36 @@ def gateway_processes(database_url: str, tmp_path: Path) -> Iterator[GatewayProc
         yield manager
     finally:
         manager.stop_all()
+
+
+# The apps written with the official TypeScript SDK (`npm ci` there: scripts/test runs it).
+TS_APP = Path(__file__).parent / "test_checkpoint" / "ts_app"
+
+
+@contextlib.asynccontextmanager
+async def typescript_app(
+    script: str, log: Path, *, ready_path: str = "/ready", **env: str
+) -> AsyncIterator[str]:
+    """Node running ``script`` of the TypeScript apps on a free port, its output in ``log``; answers its URL
+    once ``ready_path`` answers 200, and kills it at the end. ``env`` adds to its environment."""
+    port = free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            ["node", script], cwd=TS_APP, env={**os.environ, "PORT": str(port), **env}, stdout=out, stderr=out
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        async def ready() -> bool:
+            assert process.poll() is None, log.read_text()
+            try:
+                async with httpx.AsyncClient() as http:
+                    return (await http.get(f"{url}{ready_path}")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await eventually(ready, timeout=30)
+        yield url
+    finally:
+        process.kill()
+        process.wait(timeout=10)

@@ -7,18 +7,16 @@ The app is tests/test_checkpoint/ts_app/flow_ingest_app.js; each run returns the
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from stepline_gateway.clock import ManualClock
 
-from tests.support import RunningGateway, eventually, free_port, running_gateway
+from tests.processes import typescript_app
+from tests.support import RunningGateway, eventually, running_gateway
 
 APP_DIR = Path(__file__).parent / "ts_app"
 SIGNING_KEY = "signkey-prod-" + "7a" * 32
@@ -32,34 +30,16 @@ pytestmark = pytest.mark.skipif(
 
 @contextlib.asynccontextmanager
 async def ts_flow_app(database_url: str, log: Path, clock: ManualClock) -> AsyncIterator[RunningGateway]:
-    async with running_gateway(
-        database_url, clock=clock, dev=False, signing_key=SIGNING_KEY, event_keys=[EVENT_KEY]
-    ) as gw:
-        port = free_port()
-        env = {**os.environ, "PORT": str(port), "GATEWAY_URL": gw.url, "INNGEST_SIGNING_KEY": SIGNING_KEY}
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                ["node", "flow_ingest_app.js"], cwd=APP_DIR, env=env, stdout=out, stderr=out
-            )
-        url = f"http://127.0.0.1:{port}"
-        try:
-
-            async def ready() -> bool:
-                assert process.poll() is None, log.read_text()
-                try:
-                    async with httpx.AsyncClient() as http:
-                        return (await http.get(f"{url}/ready")).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            await eventually(ready, timeout=30)
-            await gw.gateway.caller.request_sync(f"{url}/api/inngest")
-            functions = (await gw.http.get("/v1/functions")).json()["data"]
-            assert len(functions) == 5, f"the app did not sync: {log.read_text()}"
-            yield gw
-        finally:
-            process.kill()
-            process.wait(timeout=10)
+    async with (
+        running_gateway(
+            database_url, clock=clock, dev=False, signing_key=SIGNING_KEY, event_keys=[EVENT_KEY]
+        ) as gw,
+        typescript_app("flow_ingest_app.js", log, GATEWAY_URL=gw.url, INNGEST_SIGNING_KEY=SIGNING_KEY) as url,
+    ):
+        await gw.gateway.caller.request_sync(f"{url}/api/inngest")
+        functions = (await gw.http.get("/v1/functions")).json()["data"]
+        assert len(functions) == 5, f"the app did not sync: {log.read_text()}"
+        yield gw
 
 
 async def send(gw: RunningGateway, name: str, *data: dict[str, Any]) -> list[str]:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import os
 import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,8 @@ import httpx
 import pytest
 from stepline_gateway.clock import Clock, ManualClock
 
-from tests.support import RunningGateway, eventually, free_port, running_gateway
+from tests.processes import typescript_app
+from tests.support import RunningGateway, eventually, running_gateway
 
 APP_DIR = Path(__file__).parent / "ts_app"
 SIGNING_KEY = "signkey-prod-" + "5e" * 32
@@ -62,38 +61,23 @@ async def ts_app(
     database_url: str, checkpointing: bool, log: Path, *, clock: Clock | None = None
 ) -> AsyncIterator[TsApp]:
     """A cloud-mode gateway and the TypeScript app, synced; checkpointing is the SDK's default, or off."""
-    async with running_gateway(
-        database_url, clock=clock, dev=False, signing_key=SIGNING_KEY, event_keys=[EVENT_KEY]
-    ) as gw:
-        port = free_port()
-        env = {
-            **os.environ,
-            "PORT": str(port),
-            "GATEWAY_URL": gw.url,
-            "INNGEST_SIGNING_KEY": SIGNING_KEY,
-            "CHECKPOINTING": "default" if checkpointing else "off",
-        }
-        with log.open("wb") as out:
-            process = subprocess.Popen(["node", "app.js"], cwd=APP_DIR, env=env, stdout=out, stderr=out)
-        url = f"http://127.0.0.1:{port}"
-        try:
-
-            async def ready() -> bool:
-                assert process.poll() is None, log.read_text()
-                try:
-                    async with httpx.AsyncClient() as http:
-                        return (await http.get(f"{url}/counts")).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            await eventually(ready, timeout=30)
-            await gw.gateway.caller.request_sync(f"{url}/api/inngest")
-            functions = (await gw.http.get("/v1/functions")).json()["data"]
-            assert len(functions) == 6, f"the app did not sync: {log.read_text()}"
-            yield TsApp(gw, url)
-        finally:
-            process.kill()
-            process.wait(timeout=10)
+    async with (
+        running_gateway(
+            database_url, clock=clock, dev=False, signing_key=SIGNING_KEY, event_keys=[EVENT_KEY]
+        ) as gw,
+        typescript_app(
+            "app.js",
+            log,
+            ready_path="/counts",
+            GATEWAY_URL=gw.url,
+            INNGEST_SIGNING_KEY=SIGNING_KEY,
+            CHECKPOINTING="default" if checkpointing else "off",
+        ) as url,
+    ):
+        await gw.gateway.caller.request_sync(f"{url}/api/inngest")
+        functions = (await gw.http.get("/v1/functions")).json()["data"]
+        assert len(functions) == 6, f"the app did not sync: {log.read_text()}"
+        yield TsApp(gw, url)
 
 
 @pytest.fixture(params=[True, False], ids=["checkpointing", "no-checkpointing"])

@@ -10,9 +10,7 @@ import asyncio
 import collections
 import contextlib
 import datetime
-import os
 import shutil
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,8 @@ import inngest.fast_api
 import pytest
 from stepline_gateway.clock import ManualClock
 
-from tests.support import RunningGateway, eventually, free_port, running_gateway, serve
+from tests.processes import typescript_app
+from tests.support import RunningGateway, eventually, running_gateway, serve
 from tests.test_flow.support import all_ended
 
 SIGNING_KEY = "signkey-prod-" + "c1" * 32
@@ -130,37 +129,26 @@ async def typescript_sdk(
 ) -> AsyncIterator[tuple[RunningGateway, str, Observed]]:
     if shutil.which("node") is None or not (TS_APP / "node_modules" / "inngest").is_dir():
         pytest.skip("needs Node.js and `npm ci` in tests/test_checkpoint/ts_app (scripts/test runs it)")
-    async with running_gateway(
-        database_url, clock=clock, dev=False, signing_key=SIGNING_KEY, event_keys=[EVENT_KEY]
-    ) as gw:
-        port = free_port()
-        env = {**os.environ, "PORT": str(port), "GATEWAY_URL": gw.url, "INNGEST_SIGNING_KEY": SIGNING_KEY}
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                ["node", "claim_flow_app.js"], cwd=TS_APP, env=env, stdout=out, stderr=out
-            )
-        url = f"http://127.0.0.1:{port}"
+    async with (
+        running_gateway(
+            database_url, clock=clock, dev=False, signing_key=SIGNING_KEY, event_keys=[EVENT_KEY]
+        ) as gw,
+        typescript_app(
+            "claim_flow_app.js",
+            log,
+            ready_path="/observed",
+            GATEWAY_URL=gw.url,
+            INNGEST_SIGNING_KEY=SIGNING_KEY,
+        ) as url,
+    ):
 
         async def observed() -> dict[str, Any]:
             async with httpx.AsyncClient() as http:
                 answer: dict[str, Any] = (await http.get(f"{url}/observed")).json()
                 return answer
 
-        async def ready() -> bool:
-            assert process.poll() is None, log.read_text()
-            try:
-                await observed()
-                return True
-            except httpx.HTTPError:
-                return False
-
-        try:
-            await eventually(ready, timeout=30)
-            await gw.gateway.caller.request_sync(f"{url}/api/inngest")
-            yield gw, "tsflow", observed
-        finally:
-            process.kill()
-            process.wait(timeout=10)
+        await gw.gateway.caller.request_sync(f"{url}/api/inngest")
+        yield gw, "tsflow", observed
 
 
 @pytest.fixture(params=["python", "typescript"])

@@ -8,10 +8,8 @@ our SDK; the waits are read from the work row's due time against the gateway's c
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import shutil
-import subprocess
 from pathlib import Path
 
 import fastapi
@@ -27,7 +25,8 @@ from stepline_gateway.clock import ManualClock
 from stepline_gateway.registry import load_manifests
 from stepline_gateway.routing import Function
 
-from tests.support import eventually, free_port, running_gateway, serve
+from tests.processes import typescript_app
+from tests.support import eventually, running_gateway, serve
 from tests.test_gateway.test_retries import due_in
 
 TS_APP = Path(__file__).parents[1] / "test_checkpoint" / "ts_app"
@@ -227,32 +226,14 @@ async def test_a_function_of_the_typescript_sdk_checkpointing_is_cut_off_and_ret
     hangs in its second step is cut off at the policy's timeout; the first step, checkpointed before, is
     kept, and the retry runs the second one only."""
     async with running_gateway(database_url, call_timeout_s=120) as gw:
-        port = free_port()
-        env = {**os.environ, "PORT": str(port), "GATEWAY_URL": gw.url}
         log = tmp_path / "app.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(["node", "policy_app.js"], cwd=TS_APP, env=env, stdout=out, stderr=out)
-        url = f"http://127.0.0.1:{port}"
-        try:
-
-            async def ready() -> bool:
-                assert process.poll() is None, log.read_text()
-                try:
-                    async with httpx.AsyncClient() as http:
-                        return (await http.get(f"{url}/ready")).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            await eventually(ready, timeout=30)
+        async with typescript_app("policy_app.js", log, GATEWAY_URL=gw.url) as url:
             policy = "{backoff: Constant, initialDelay: 100ms, jitterPercent: 0, timeout: 2s}"
             await gw.publish(manifest_for(tmp_path, "tspolicy", "slow", f"{url}/api/inngest", policy))
             [event_id] = await gw.send({"name": "tspolicy/slow", "data": {}})
             [run] = await gw.finished_runs(event_id, timeout=30)
             async with httpx.AsyncClient() as http:
                 started = (await http.get(f"{url}/started")).json()
-        finally:
-            process.kill()
-            process.wait(timeout=10)
     assert run["status"] == "Completed", (run, log.read_text())
     assert run["output"] == "before, attempt 1"
     # "before" was checkpointed during the call that was cut off, and is not run again.

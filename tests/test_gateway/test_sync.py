@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import fastapi
-import httpx
 import inngest
 import inngest.fast_api
 import pytest
 from stepline import signing
 
-from tests.support import eventually, free_port, route, running_gateway, serve
+from tests.processes import typescript_app
+from tests.support import eventually, route, running_gateway, serve
 from tests.test_gateway.inputs import SERVE_URL, stored, sync, sync_function
 
 SIGNING_KEY = "signkey-prod-" + "c0" * 32
@@ -135,30 +133,10 @@ async def test_the_python_sdk_syncs_every_setting(database_url: str) -> None:
 )
 async def test_the_typescript_sdk_syncs_every_setting(database_url: str, tmp_path: Path) -> None:
     async with running_gateway(database_url, concurrency=0) as gw:
-        port = free_port()
-        env = {**os.environ, "PORT": str(port), "GATEWAY_URL": gw.url}
         log = tmp_path / "app.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                ["node", "settings_app.js"], cwd=TS_APP, env=env, stdout=out, stderr=out
-            )
-        url = f"http://127.0.0.1:{port}"
-        try:
-
-            async def ready() -> bool:
-                assert process.poll() is None, log.read_text()
-                try:
-                    async with httpx.AsyncClient() as http:
-                        return (await http.get(f"{url}/ready")).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            await eventually(ready, timeout=30)
+        async with typescript_app("settings_app.js", log, GATEWAY_URL=gw.url) as url:
             await gw.gateway.caller.request_sync(f"{url}/api/inngest")
             functions = by_id((await gw.http.get("/v1/functions")).json()["data"])
-        finally:
-            process.kill()
-            process.wait(timeout=10)
     assert set(functions) == {
         "tsettings-rich",
         "tsettings-rich-failure",
