@@ -82,6 +82,9 @@ async def test_a_viewer_of_a_namespace_sees_only_it_and_changes_nothing(database
             assert (await viewer.get("/v1/runs?namespace=team-b")).status_code == 403
             assert (await viewer.get("/v1/queue?namespace=team-b")).status_code == 403
             assert (await viewer.get("/v1/events")).status_code == 403
+            assert (await viewer.get("/v1/webhooks")).json()["data"] == []
+            assert (await viewer.get("/v1/webhooks/deliveries")).status_code == 200
+            assert (await viewer.get("/v1/webhooks/deliveries?webhook=team-b/hook")).status_code == 403
 
             for action in ("replay", "cancel"):
                 refused = await viewer.post(f"/v1/runs/{run_of['team-a']}/{action}")

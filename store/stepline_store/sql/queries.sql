@@ -830,6 +830,12 @@ VALUES ($1, $2, $3, $4, $5, $6, $7::text[]);
 SELECT id, namespace, name, received_at, accepted, status, reason, event_ids
 FROM webhook_deliveries ORDER BY received_at DESC, id DESC LIMIT $1::int;
 
+-- name: list_deliveries_in_namespace
+-- The newest $2 deliveries of the webhooks of namespace $1 (a namespace's API token)
+SELECT id, namespace, name, received_at, accepted, status, reason, event_ids
+FROM webhook_deliveries WHERE namespace = $1
+ORDER BY received_at DESC, id DESC LIMIT $2::int;
+
 -- name: list_deliveries_of_webhook
 -- The newest $3 deliveries of webhook $1/$2
 SELECT id, namespace, name, received_at, accepted, status, reason, event_ids
