@@ -124,6 +124,18 @@ async def test_a_revoked_token_is_refused_and_its_sessions_end(database_url: str
             signed_in = await browser.post("/login", data={"token": VIEWER_A})
             assert signed_in.status_code == 303
             assert (await browser.get("/v1/whoami")).json()["role"] == "viewer"
+            # The Secret's grant changed (viewer to operator): the session made under the old one ends.
+            await api_tokens.publish(
+                gw.gateway.store.pool,
+                "kubernetes:team-a/viewer",
+                "team-a",
+                "operator",
+                [token_hash(VIEWER_A)],
+            )
+            await gw.gateway.reload_routes()
+            assert (await browser.get("/v1/whoami")).status_code == 401
+            signed_in = await browser.post("/login", data={"token": VIEWER_A})
+            assert (await browser.get("/v1/whoami")).json()["role"] == "operator"
             await api_tokens.publish(
                 gw.gateway.store.pool, "kubernetes:team-a/viewer", "team-a", "viewer", []
             )

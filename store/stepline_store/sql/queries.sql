@@ -1297,10 +1297,13 @@ VALUES ($1::text, now() + $2::interval, $3::text, $4::text, $5::text);
 
 -- name: session_is_open
 -- $1 sha256 hex of the cookie: a row when the session exists and has not expired (by the database's clock)
--- and its token (if one of api_tokens) is still published; answers its role and namespace
+-- and its token (if one of api_tokens) is still published with the same role and namespace (a changed
+-- grant ends the session: the browser signs in again); answers its role and namespace
 SELECT s.role, s.namespace FROM dashboard_sessions s
 WHERE s.id_sha256 = $1::text AND s.expires_at > now()
-  AND (s.token_sha256 IS NULL OR EXISTS (SELECT 1 FROM api_tokens t WHERE t.sha256 = s.token_sha256));
+  AND (s.token_sha256 IS NULL OR EXISTS (
+      SELECT 1 FROM api_tokens t
+      WHERE t.sha256 = s.token_sha256 AND t.role = s.role AND t.namespace IS NOT DISTINCT FROM s.namespace));
 
 -- name: close_session
 -- $1 sha256 hex of the cookie
