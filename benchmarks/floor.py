@@ -75,6 +75,11 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     """The gateway's pool skips asyncpg's reset query; so does the floor."""
 
 
+def _run_id() -> uuid.UUID:
+    """A run id as the gateway makes them (UUIDv7: history is partitioned by the id's day)."""
+    return new_run_id(datetime.datetime.now(datetime.UTC))
+
+
 def _ingest_args(events: list[str], runs: list[uuid.UUID]) -> tuple[Any, ...]:
     count = len(events)
     return (
@@ -118,8 +123,7 @@ async def _claim(pool: asyncpg.Pool, limit: int) -> list[asyncpg.Record]:
 
 async def _unbatched(pool: asyncpg.Pool, workflows: int, concurrency: int) -> None:
     remaining = workflows
-    # One token per committed, unclaimed call: a claim is made only when one is there to take, so that
-    # claims that race for the same row never come back empty and go round (no claim loop).
+    # One token per committed, unclaimed call: a claim is made only when one is there to take.
     due: asyncio.Queue[None] = asyncio.Queue()
 
     async def worker() -> None:
@@ -130,7 +134,12 @@ async def _unbatched(pool: asyncpg.Pool, workflows: int, concurrency: int) -> No
             await pool.fetchrow(QUERIES["ingest"], *_ingest_args([event_id], [_run_id()]))
             due.put_nowait(None)
             await due.get()
-            [row] = await _claim(pool, 1)
+            # A claim racing the others' can come back empty while a call is due (it skipped a row that
+            # another claim held for the moment): it goes again, as the dispatcher does when woken.
+            rows: list[asyncpg.Record] = []
+            while not rows:
+                rows = await _claim(pool, 1)
+            [row] = rows
             await pool.fetchrow(
                 QUERIES["record_steps"], *_steps_args(row["id"], row["lease_token"], row["run_id"])
             )

@@ -20,9 +20,11 @@ from starlette.routing import Route
 from stepline import signing
 from stepline.protocol import Header
 from stepline_store.errors import DATABASE_ERRORS, is_transient
+from stepline_store.identity import namespace_of_function
 
 from stepline_gateway import bodies, checkpoint, dashboard, ingest, query, secrets, sync, webhooks
-from stepline_gateway.errors import BadRequest, NotFound, Unauthorized
+from stepline_gateway.access import principal
+from stepline_gateway.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from stepline_gateway.events import parse_events, refuse_reserved
 from stepline_gateway.routing import Scope
 from stepline_gateway.runs import RunQueries
@@ -49,8 +51,11 @@ async def ingest_events(request: Request) -> Response:
 
 
 async def send_events(request: Request) -> Response:
-    """``POST /v1/events``: the same ingest, for holders of the API token (the dashboard's test events)."""
-    return await _ingest(request)
+    """``POST /v1/events``: the same ingest, for operators' API tokens (the dashboard's test events); a
+    namespace's token reaches only that namespace's functions, as its event keys would."""
+    holder = principal(request)
+    holder.require_operator("send events")
+    return await _ingest(request, namespace=holder.namespace)
 
 
 async def _ingest(request: Request, *, namespace: Scope = None) -> Response:
@@ -86,6 +91,11 @@ async def remove_app(request: Request) -> Response:
     """``DELETE /v1/apps/{app_id}``: remove an SDK app's functions, so that it may sync from another URL."""
     gateway = _gateway(request)
     app_id = request.path_params["app_id"]
+    holder = principal(request)
+    holder.require_operator("remove apps")
+    for function in gateway.routes.functions.values():
+        if function.app_id == app_id:
+            holder.require_function(function.id, f"app {app_id}")
     removed = await gateway.registry.remove_app(app_id)
     if not removed:
         raise NotFound(f"no app {app_id} has synced functions: GET /v1/functions lists them")
@@ -96,7 +106,20 @@ async def remove_app(request: Request) -> Response:
 
 async def list_functions(request: Request) -> Response:
     routes = _gateway(request).routes
-    return JSONResponse({"data": [f.to_json() for f in routes.functions.values()]})
+    holder = principal(request)
+    listed = [f.to_json() for f in routes.functions.values() if holder.sees_function(f.id)]
+    return JSONResponse({"data": listed})
+
+
+async def whoami(request: Request) -> Response:
+    """``GET /v1/whoami``: the token's role and the namespaces it sees (the dashboard's selector)."""
+    holder = principal(request)
+    if holder.namespace is not None:
+        namespaces = [holder.namespace]
+    else:
+        functions = _gateway(request).routes.functions
+        namespaces = sorted({namespace_of_function(f) for f in functions})
+    return JSONResponse({**holder.json(), "may_change": holder.may_change, "namespaces": namespaces})
 
 
 def _run_id(request: Request) -> uuid.UUID:
@@ -111,8 +134,18 @@ async def list_runs(request: Request) -> Response:
     if status is not None and status not in ("Queued", "Running", "Completed", "Failed", "Cancelled"):
         raise BadRequest("status must be one of Queued, Running, Completed, Failed, Cancelled")
     limit = query.limit(params)
+    function_id = query.text(params, "function")
+    holder = principal(request)
+    namespace = query.text(params, "namespace")
+    if function_id is not None:
+        holder.require_function(function_id, f"function {function_id}")
+    if namespace is not None:
+        holder.require_namespace(namespace, f"namespace {namespace}")
     runs = await queries.list_runs(
-        function_id=query.text(params, "function"),
+        function_id=function_id,
+        namespaces=None
+        if namespace is None and holder.namespace is None
+        else [namespace or holder.namespace or ""],
         status=status,
         after=query.run_cursor(params),
         limit=limit,
@@ -130,19 +163,34 @@ async def run_counts(request: Request) -> Response:
     gateway = _gateway(request)
     since = query.time(request.query_params, "since") or gateway.clock.now() - datetime.timedelta(hours=24)
     counts = await RunQueries(gateway.read_store).count_recent_runs(since, at_most=RUN_COUNTS_AT_MOST)
+    holder = principal(request)
+    counts = [c for c in counts if holder.sees_function(c["function_id"])]
     return JSONResponse({"since": since.isoformat(), "at_most": RUN_COUNTS_AT_MOST, "data": counts})
 
 
 async def get_run(request: Request) -> Response:
     gateway = _gateway(request)
-    run = await RunQueries(gateway.read_store, offset=gateway.clock.offset()).get_run(_run_id(request))
+    run_id = _run_id(request)
+    queries = RunQueries(gateway.read_store, offset=gateway.clock.offset())
+    await _require_run(request, queries, run_id, None)
+    run = await queries.get_run(run_id)
     return JSONResponse(run)
+
+
+async def _require_run(request: Request, queries: RunQueries, run_id: uuid.UUID, action: str | None) -> None:
+    """403 unless the token sees the run's namespace (and, for ``action``, is an operator's)."""
+    holder = principal(request)
+    if action is not None:
+        holder.require_operator(action)
+    if holder.namespace is not None:
+        holder.require_function(await queries.function_of(run_id), f"run {run_id}")
 
 
 async def replay_run(request: Request) -> Response:
     gateway = _gateway(request)
     run_id = _run_id(request)
     queries = RunQueries(gateway.store)
+    await _require_run(request, queries, run_id, "replay runs")
     old = await queries.get_run(run_id, with_steps=False)
     if old["status"] in ("Queued", "Running"):
         raise BadRequest(
@@ -158,6 +206,7 @@ async def replay_run(request: Request) -> Response:
 async def cancel_run(request: Request) -> Response:
     gateway = _gateway(request)
     run_id = _run_id(request)
+    await _require_run(request, RunQueries(gateway.store), run_id, "cancel runs")
     async with gateway.store.transaction() as conn:
         cancelled = await gateway.ingestor.cancel([run_id], on=conn)
     if not cancelled:
@@ -168,6 +217,7 @@ async def cancel_run(request: Request) -> Response:
 
 
 async def list_events(request: Request) -> Response:
+    principal(request).require_cluster("the event log")
     queries = RunQueries(_gateway(request).read_store)
     params = request.query_params
     limit = query.limit(params)
@@ -188,6 +238,7 @@ async def list_events(request: Request) -> Response:
 
 
 async def get_event(request: Request) -> Response:
+    principal(request).require_cluster("the event log")
     event_id = query.path_id(request.path_params["event_id"], "event")
     event = await RunQueries(_gateway(request).read_store).get_event(event_id)
     return JSONResponse(event)
@@ -224,6 +275,11 @@ async def queue_depth(request: Request) -> Response:
     gateway = _gateway(request)
     function = query.text(request.query_params, "function")
     namespace = query.text(request.query_params, "namespace")
+    holder = principal(request)
+    if namespace is not None:
+        holder.require_namespace(namespace, f"namespace {namespace}")
+    elif holder.namespace is not None:
+        namespace = holder.namespace
 
     def chosen(function_id: str) -> bool:
         return (function is None or function_id == function) and (
@@ -253,6 +309,8 @@ async def _error_response(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=404)
     if isinstance(exc, Unauthorized):
         return JSONResponse({"error": str(exc)}, status_code=401)
+    if isinstance(exc, Forbidden):
+        return JSONResponse({"error": str(exc)}, status_code=403)
     if is_transient(exc):
         # Nothing was stored (the transaction did not commit): the client may send the same request again.
         log.warning(
@@ -276,6 +334,7 @@ def routes() -> list[Route]:
         *checkpoint.routes(),
         *webhooks.routes(),
         Route("/v1/functions", list_functions, methods=["GET"]),
+        Route("/v1/whoami", whoami, methods=["GET"]),
         Route("/v1/apps/{app_id}", remove_app, methods=["DELETE"]),
         Route("/v1/functions/run-counts", run_counts, methods=["GET"]),
         Route("/v1/events", list_events, methods=["GET"]),
@@ -307,6 +366,7 @@ def create_app(gateway: Gateway, *, extra_routes: list[Any] | None = None) -> St
         BadRequest: _error_response,
         NotFound: _error_response,
         Unauthorized: _error_response,
+        Forbidden: _error_response,
         # Database errors by class, not only through Exception: Starlette re-raises what the Exception
         # handler answered (a traceback in the log), and a 503 while the database is away is no crash.
         **dict.fromkeys(DATABASE_ERRORS, _error_response),

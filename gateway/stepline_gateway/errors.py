@@ -5,6 +5,7 @@ GatewayError         base
     FunctionIdTaken  a sync would take over functions another owner published (409)
   NotFound           what was asked for does not exist (404)
   Unauthorized       a key or token is missing or wrong (401)
+  Forbidden          the token is valid but its role or namespace does not allow this (403)
 """
 
 from __future__ import annotations
@@ -36,3 +37,7 @@ class NotFound(GatewayError):
 
 class Unauthorized(GatewayError):
     """The request lacks a valid event key or token."""
+
+
+class Forbidden(GatewayError):
+    """The API token is known, but its role or its namespace does not allow what was asked."""

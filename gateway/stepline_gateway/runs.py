@@ -116,6 +116,14 @@ class RunQueries:
             run["event"] = event_json(event) if event is not None else None
         return run
 
+    async def function_of(self, run_id: uuid.UUID) -> str:
+        """The function id of run ``run_id``; NotFound if there is no such run."""
+        row = await self._store.fetchrow("get_run", run_id)
+        if row is None:
+            raise NotFound(f"no run {run_id}")
+        function_id: str = row["function_id"]
+        return function_id
+
     async def list_runs(
         self,
         *,
@@ -125,13 +133,17 @@ class RunQueries:
         limit: int,
         since: datetime.datetime | None = None,
         until: datetime.datetime | None = None,
+        namespaces: list[str] | None = None,
     ) -> list[dict[str, Any]]:
-        """Runs newest first, created in [since, until), after the keyset position ``after``."""
+        """Runs newest first, created in [since, until), after the keyset position ``after``; of
+        ``namespaces`` only when given (a function given is checked against them by the caller)."""
         # "Before until" is "before (until, the smallest uuid)": one bound with the cursor, one index range.
         bounds = [b for b in (after, (until, _NIL_UUID) if until else None) if b is not None]
         before_at, before_id = min(bounds) if bounds else (None, None)
         page = (since, before_at, before_id, limit)
-        if function_id is not None and status is not None:
+        if namespaces is not None and function_id is None:
+            rows = await self._store.fetch("runs_page_in_namespaces", *page, namespaces, status)
+        elif function_id is not None and status is not None:
             rows = await self._store.fetch("runs_page_of_function_with_status", *page, function_id, status)
         elif function_id is not None:
             rows = await self._store.fetch("runs_page_of_function", *page, function_id)

@@ -22,6 +22,7 @@ from stepline.protocol import ServerKind
 from stepline_store import schema
 from stepline_store.pool import Store, connect, create_pool
 
+from stepline_gateway.access import ApiTokens
 from stepline_gateway.answers import AnswerLimits
 from stepline_gateway.backoff import Backoff
 from stepline_gateway.calls import Caller
@@ -75,6 +76,7 @@ class Gateway:
         self.tracing = tracing if tracing is not None else tracing_from_env()
         self.routes = RoutingTable()
         self.event_keys = EventKeys(settings.event_keys)
+        self.api_tokens = ApiTokens()
         self.routes_loaded = False
         self._migrate = migrate
         self._store: Store | None = None
@@ -235,6 +237,7 @@ class Gateway:
     async def reload_routes(self) -> None:
         functions = await self.registry.load()
         self.event_keys.load(await self.store.fetch("load_event_keys"))
+        self.api_tokens.load(await self.store.fetch("load_api_tokens"))
         self.routes = RoutingTable(functions)
         self.routes_loaded = True
         self.scheduler.routes_changed()

@@ -27,6 +27,7 @@ from stepline_store.pool import Store
 from stepline_store.sealing import SealBroken, Sealer
 
 from stepline_gateway import verification
+from stepline_gateway.access import principal
 from stepline_gateway.clock import Clock
 from stepline_gateway.errors import BadRequest, Unauthorized
 from stepline_gateway.events import refuse_reserved
@@ -297,8 +298,13 @@ class Webhooks:
         except _UNAVAILABLE as err:
             log.warning("webhook %s: the refused delivery is not recorded: %s", endpoint.label, err)
 
-    async def deliveries(self, *, webhook: tuple[str, str] | None, limit: int) -> list[dict[str, Any]]:
-        if webhook is None:
+    async def deliveries(
+        self, *, webhook: tuple[str, str] | None, limit: int, namespace: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The newest deliveries of ``webhook``, else of ``namespace``'s webhooks, else of every one."""
+        if webhook is None and namespace is not None:
+            rows = await self._store.fetch("list_deliveries_in_namespace", namespace, limit)
+        elif webhook is None:
             rows = await self._store.fetch("list_webhook_deliveries", limit)
         else:
             rows = await self._store.fetch("list_deliveries_of_webhook", webhook[0], webhook[1], limit)
@@ -344,7 +350,11 @@ async def receive_webhook(request: Request) -> Response:
 
 async def list_webhooks(request: Request) -> Response:
     table = _webhooks(request).table
-    endpoints = sorted(table.endpoints.values(), key=lambda e: (e.row.namespace, e.row.name))
+    holder = principal(request)
+    endpoints = sorted(
+        (e for e in table.endpoints.values() if holder.sees(e.row.namespace)),
+        key=lambda e: (e.row.namespace, e.row.name),
+    )
     return JSONResponse({"data": [endpoint.to_json() for endpoint in endpoints]})
 
 
@@ -359,7 +369,10 @@ async def list_deliveries(request: Request) -> Response:
         if not slash or not namespace or not name:
             raise BadRequest("webhook must be <namespace>/<name>, e.g. shop/github")
         webhook = (namespace, name)
-    deliveries = await _webhooks(request).deliveries(webhook=webhook, limit=int(raw_limit))
+        principal(request).require_namespace(namespace, f"webhook {wanted}")
+    deliveries = await _webhooks(request).deliveries(
+        webhook=webhook, limit=int(raw_limit), namespace=principal(request).namespace
+    )
     return JSONResponse({"data": deliveries})
 
 

@@ -21,7 +21,7 @@ from stepline.crd import PLURAL
 from stepline.manifest import API_GROUP, API_VERSION
 from stepline_store.identity import DEFAULT_NAMESPACE, IdentityError, qualified_function_id
 
-from stepline_operator import conditions, event_keys, webhooks
+from stepline_operator import api_tokens, conditions, event_keys, webhooks
 from stepline_operator.checks import CheckedFunction, check_function
 from stepline_operator.conditions import ENDPOINT_RESOLVED, READY, ROUTED, Verdict
 from stepline_operator.endpoints import Resolution, ServiceInfo, resolve_endpoint
@@ -214,6 +214,7 @@ def build_registry(
     reconciler = Reconciler(settings, routes)
     webhooks.register(registry, settings, routes.pool, secrets)
     event_keys.register(registry, routes.pool)
+    api_tokens.register(registry, routes.pool, settings.cluster_token_namespace)
 
     @kopf.on.login(registry=registry, id="login")
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:

@@ -48,6 +48,11 @@ class OperatorSettings(BaseSettings):
         repr=False,
         description="comma-separated keys that seal webhook secrets in Postgres (the first seals)",
     )
+    cluster_token_namespace: str | None = Field(
+        default=None,
+        description="namespace whose Secrets may hold cluster-scoped API tokens (the operator's own); "
+        "none: only namespace-scoped ones",
+    )
     secret_refresh_s: float = Field(
         default=60.0,
         description="seconds between reads of each Webhook's Secret, to pick up a changed secret",

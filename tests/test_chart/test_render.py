@@ -168,6 +168,9 @@ def test_the_defaults_install_everything_with_the_bundled_postgres(
     assert operator["spec"]["replicas"] == 1
     assert operator["spec"]["strategy"] == {"type": "Recreate"}
     assert "STEPLINE_NAMESPACES" not in env_of(operator["spec"]["template"]["spec"]["containers"][0])
+    # Cluster-scoped API token Secrets are honoured only in the release's own namespace.
+    operator_env = env_of(operator["spec"]["template"]["spec"]["containers"][0])
+    assert operator_env["STEPLINE_CLUSTER_TOKEN_NAMESPACE"]["value"] == NAMESPACE
     gateway = named(documents, "Deployment", "stepline-gateway")
     assert gateway["spec"]["replicas"] == 1
     [container] = gateway["spec"]["template"]["spec"]["containers"]

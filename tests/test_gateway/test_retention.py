@@ -10,7 +10,7 @@ from stepline_gateway.clock import ManualClock
 from stepline_gateway.settings import Settings
 from stepline_store import history
 
-from tests.support import route, running_gateway
+from tests.support import eventually, route, running_gateway
 
 DAY = datetime.timedelta(days=1)
 
@@ -79,5 +79,12 @@ async def test_days_past_retention_are_dropped_whole_and_days_with_runs_going_ar
         async with gw.gateway.store.pool.acquire() as conn:
             days = await history.kept_days(conn)
         assert days[0] == day0 + DAY
-        # The days ahead were made as the clock moved on.
-        assert history.utc_day(clock.now()) + datetime.timedelta(days=history.DAYS_AHEAD) in days
+
+        # The days ahead are made as the clock moves on (the history task retries when a lock on the tables
+        # is not to be had within its wait).
+        async def made_ahead() -> bool:
+            async with gw.gateway.store.pool.acquire() as conn:
+                days = await history.kept_days(conn)
+            return history.utc_day(clock.now()) + datetime.timedelta(days=history.DAYS_AHEAD) in days
+
+        await eventually(made_ahead, timeout=20)

@@ -8,12 +8,16 @@ import httpx
 import stepline
 import stepline.asgi
 from stepline import signing
+from stepline_gateway.access import token_hash
 from stepline_gateway.dashboard.auth import SESSION_COOKIE
+from stepline_operator import api_tokens
 from stepline_store.sealing import new_key
 
 from tests.support import API_TOKEN, route, running_gateway, serve
 from tests.test_security.test_holes import EVENT_KEY, KEY, PREVIOUS_KEY
 from tests.webhook_senders import GITHUB_SECRET, github_headers, post, publish, ref, webhook
+
+TEAM_TOKEN = "api-token-of-the-vault-team"
 
 
 async def every_value(database_url: str) -> str:
@@ -63,6 +67,14 @@ async def test_no_table_holds_a_key_a_token_a_session_or_a_webhook_secret(databa
         async with httpx.AsyncClient(base_url=gw.url) as http:
             signed_in = await http.post("/login", data={"token": API_TOKEN})
             session = signed_in.cookies[SESSION_COOKIE]
+        # A namespace's API token published from its Secret, and a sign-in with it.
+        await api_tokens.publish(
+            gw.gateway.store.pool, "kubernetes:vault/ops", "vault", "operator", [token_hash(TEAM_TOKEN)]
+        )
+        await gw.gateway.reload_routes()
+        async with httpx.AsyncClient(base_url=gw.url) as http:
+            team_signed_in = await http.post("/login", data={"token": TEAM_TOKEN})
+            team_session = team_signed_in.cookies[SESSION_COOKIE]
 
         stored = await every_value(database_url)
     assert "vault-open" in stored  # the workload is there...
@@ -74,6 +86,8 @@ async def test_no_table_holds_a_key_a_token_a_session_or_a_webhook_secret(databa
         "sync token": signing.bearer_token(KEY),
         "API token": API_TOKEN,
         "session cookie": session,
+        "namespace's API token": TEAM_TOKEN,
+        "session cookie of the namespace's token": team_session,
         "webhook secret": GITHUB_SECRET,
     }
     for what, secret in secrets.items():  # ...and none of its secrets

@@ -1,4 +1,7 @@
-"""The API token that guards the dashboard and the ``/v1`` API outside dev mode (docs/api.md, Authentication).
+"""The API tokens that guard the dashboard and the ``/v1`` API outside dev mode (docs/api.md, Authentication).
+
+The cluster admin token (``api_token``) and the tokens published from Secrets (access.py) each name a
+:class:`~stepline_gateway.access.Principal`, which the guard puts on the request for the handlers to ask.
 
 A program sends ``Authorization: Bearer <token>``; a browser signs in once at ``/login`` and then carries a
 session cookie: a random value made for that sign-in, of which Postgres keeps only the sha256
@@ -16,6 +19,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
@@ -23,6 +27,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.types import ASGIApp, Receive, Scope, Send
 from stepline_store.pool import Store
 
+from stepline_gateway.access import ADMIN, PRINCIPAL_KEY, Principal, token_hash
 from stepline_gateway.dashboard.pages import render
 from stepline_gateway.settings import Settings
 
@@ -59,17 +64,33 @@ def session_digest(cookie: str) -> str:
     return hashlib.sha256(cookie.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-async def open_session(store: Store) -> str:
-    """A new random session, recorded; answers the cookie's value."""
+async def open_session(store: Store, holder: Principal = ADMIN, token_sha256: str | None = None) -> str:
+    """A new random session for ``holder``, recorded; answers the cookie's value. ``token_sha256``: the
+    hash of the published token signed in with, whose revocation ends the session (None: the admin's)."""
     cookie = secrets.token_urlsafe(32)
-    await store.execute("open_session", session_digest(cookie), datetime.timedelta(hours=SESSION_HOURS))
+    await store.execute(
+        "open_session",
+        session_digest(cookie),
+        datetime.timedelta(hours=SESSION_HOURS),
+        holder.role,
+        holder.namespace,
+        token_sha256,
+    )
     return cookie
 
 
-async def session_is_open(store: Store, cookie: str) -> bool:
+async def session_holder(store: Store, cookie: str) -> Principal | None:
+    """The holder of an open session, None if there is none (expired, signed out, token revoked)."""
     if not cookie:
-        return False
-    return await store.fetchval("session_is_open", session_digest(cookie)) is not None
+        return None
+    row = await store.fetchrow("session_is_open", session_digest(cookie))
+    if row is None:
+        return None
+    return Principal("operator" if row["role"] == "operator" else "viewer", row["namespace"])
+
+
+async def session_is_open(store: Store, cookie: str) -> bool:
+    return await session_holder(store, cookie) is not None
 
 
 async def close_session(store: Store, cookie: str) -> None:
@@ -97,35 +118,49 @@ class TokenGuard:
             return
         request = Request(scope)
         refusal = await self._refusal(request)
-        if refusal is None:
+        if isinstance(refusal, Principal):
+            scope[PRINCIPAL_KEY] = refusal
             await self.app(scope, receive, send)
         else:
             await refusal(scope, receive, send)
 
-    async def _refusal(self, request: Request) -> Response | None:
-        """None when the request may go on, else the answer that refuses it."""
+    async def _refusal(self, request: Request) -> Principal | Response:
+        """The holder when the request may go on, else the answer that refuses it."""
         token = self._token
-        if token is not None:
+        gateway = request.app.state.gateway
+        locked = token is None and not len(gateway.api_tokens)
+        if not locked:
             scheme, _, given = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() == "bearer" and given.strip():
-                if _same(given.strip(), token):
-                    return None
-            elif await session_is_open(
-                request.app.state.gateway.store, request.cookies.get(SESSION_COOKIE, "")
-            ):
-                if request.method in _SAFE_METHODS or DASHBOARD_HEADER in request.headers:
-                    return None
-                message = (
-                    f"a signed-in browser changes runs only from the dashboard (header {DASHBOARD_HEADER})"
-                )
-                return JSONResponse({"error": message}, status_code=403)
+                holder = holder_of(gateway, token, given)
+                if holder is not None:
+                    return holder
+            else:
+                holder = await session_holder(gateway.store, request.cookies.get(SESSION_COOKIE, ""))
+                if holder is not None:
+                    if request.method in _SAFE_METHODS or DASHBOARD_HEADER in request.headers:
+                        return holder
+                    message = (
+                        "a signed-in browser changes runs only from the dashboard "
+                        f"(header {DASHBOARD_HEADER})"
+                    )
+                    return JSONResponse({"error": message}, status_code=403)
         if request.url.path == "/":
             return RedirectResponse("/login", status_code=303)
         return JSONResponse(
-            {"error": LOCKED if token is None else REFUSED},
+            {"error": LOCKED if locked else REFUSED},
             status_code=401,
             headers={"WWW-Authenticate": 'Bearer realm="stepline"'},
         )
+
+
+def holder_of(gateway: Any, admin_token: str | None, given: str) -> Principal | None:
+    """The holder of token ``given``: the cluster admin, a published token's, or None."""
+    given = given.strip()
+    if admin_token is not None and _same(given, admin_token):
+        return ADMIN
+    holder: Principal | None = gateway.api_tokens.holder(given)
+    return holder
 
 
 async def login(request: Request) -> Response:
@@ -134,7 +169,8 @@ async def login(request: Request) -> Response:
     if is_open(settings):
         return RedirectResponse("/", status_code=303)
     token = settings.api_token or None
-    if token is None:
+    gateway = request.app.state.gateway
+    if token is None and not len(gateway.api_tokens):
         return _login_page(LOCKED, form=False, status=401 if request.method == "POST" else 200)
     if request.method != "POST":
         return _login_page("", form=True)
@@ -144,12 +180,16 @@ async def login(request: Request) -> Response:
         if len(body) > _MAX_FORM_BYTES:
             return _login_page("That is not an API token: it is far too long.", form=True, status=413)
     given = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0].strip()
-    if not _same(given, token):
-        return _login_page("That is not this gateway's API token.", form=True, status=401)
+    holder = holder_of(gateway, token, given) if given else None
+    if holder is None:
+        return _login_page(
+            "That is not this gateway's API token, nor one published from a Secret.", form=True, status=401
+        )
+    published = None if token is not None and _same(given, token) else token_hash(given)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        await open_session(request.app.state.gateway.store),
+        await open_session(gateway.store, holder, published),
         max_age=SESSION_HOURS * 3600,
         httponly=True,
         samesite="lax",

@@ -699,6 +699,20 @@ WHERE r.function_id = $5::text AND r.status = $6::text
 ORDER BY r.created_at DESC, r.id DESC
 LIMIT $4;
 
+-- name: runs_page_in_namespaces
+-- Like runs_page, for a token that sees only some namespaces; $5 the namespaces, $6 status or null
+SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
+       r.created_at, r.started_at, r.ended_at
+FROM runs r
+WHERE (CASE WHEN strpos(r.function_id, '/') > 0 THEN split_part(r.function_id, '/', 1) ELSE 'default' END)
+      = ANY($5::text[])
+  AND ($6::text IS NULL OR r.status = $6::text)
+  AND r.created_at >= coalesce($1::timestamptz, '-infinity')
+  AND (r.created_at, r.id) < (coalesce($2::timestamptz, 'infinity'),
+                              coalesce($3::uuid, '00000000-0000-0000-0000-000000000000'))
+ORDER BY r.created_at DESC, r.id DESC
+LIMIT $4;
+
 -- name: count_recent_runs
 -- The recent runs of each routed function by status (the dashboard's Functions page): those created at or
 -- after $1, at most the newest $2 of each function, so that the cost stays bounded however busy the window.
@@ -864,6 +878,12 @@ VALUES ($1, $2, $3, $4, $5, $6, $7::text[]);
 -- The newest $1 deliveries of every webhook
 SELECT id, namespace, name, received_at, accepted, status, reason, event_ids
 FROM webhook_deliveries ORDER BY received_at DESC, id DESC LIMIT $1::int;
+
+-- name: list_deliveries_in_namespace
+-- The newest $2 deliveries of the webhooks of namespace $1 (a namespace's API token)
+SELECT id, namespace, name, received_at, accepted, status, reason, event_ids
+FROM webhook_deliveries WHERE namespace = $1
+ORDER BY received_at DESC, id DESC LIMIT $2::int;
 
 -- name: list_deliveries_of_webhook
 -- The newest $3 deliveries of webhook $1/$2
@@ -1319,12 +1339,20 @@ SELECT (SELECT count(*) FROM rates) + (SELECT count(*) FROM keys) + (SELECT coun
 -- Dashboard sessions (dashboard/auth.py): a random cookie per sign-in, kept as its sha256
 
 -- name: open_session
--- $1 sha256 hex of the session cookie, $2 how long it lasts
-INSERT INTO dashboard_sessions (id_sha256, expires_at) VALUES ($1::text, now() + $2::interval);
+-- $1 sha256 hex of the session cookie, $2 how long it lasts, $3 role, $4 namespace (null: the cluster),
+-- $5 sha256 hex of the token signed in with (null: the cluster admin token)
+INSERT INTO dashboard_sessions (id_sha256, expires_at, role, namespace, token_sha256)
+VALUES ($1::text, now() + $2::interval, $3::text, $4::text, $5::text);
 
 -- name: session_is_open
 -- $1 sha256 hex of the cookie: a row when the session exists and has not expired (by the database's clock)
-SELECT 1 FROM dashboard_sessions WHERE id_sha256 = $1::text AND expires_at > now();
+-- and its token (if one of api_tokens) is still published with the same role and namespace (a changed
+-- grant ends the session: the browser signs in again); answers its role and namespace
+SELECT s.role, s.namespace FROM dashboard_sessions s
+WHERE s.id_sha256 = $1::text AND s.expires_at > now()
+  AND (s.token_sha256 IS NULL OR EXISTS (
+      SELECT 1 FROM api_tokens t
+      WHERE t.sha256 = s.token_sha256 AND t.role = s.role AND t.namespace IS NOT DISTINCT FROM s.namespace));
 
 -- name: close_session
 -- $1 sha256 hex of the cookie
@@ -1347,5 +1375,25 @@ WITH gone AS (
     INSERT INTO event_keys (sha256, namespace, source)
     SELECT k, $2::text, $1::text FROM unnest($3::text[]) AS k
     ON CONFLICT (sha256, namespace) DO NOTHING RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM added) AS changed;
+
+-- name: load_api_tokens
+SELECT sha256, namespace, role FROM api_tokens;
+
+-- name: replace_api_tokens
+-- The tokens of one Secret: $1 source, $2 namespace (null: the cluster), $3 role, $4 sha256 hex of each
+-- token. Answers whether anything changed (then the caller notifies).
+WITH gone AS (
+    DELETE FROM api_tokens
+    WHERE source = $1::text AND NOT (sha256 = ANY($4::text[]))
+    RETURNING 1
+), added AS (
+    INSERT INTO api_tokens (sha256, namespace, role, source)
+    SELECT k, $2::text, $3::text, $1::text FROM unnest($4::text[]) AS k
+    ON CONFLICT (sha256, source) DO UPDATE SET namespace = EXCLUDED.namespace, role = EXCLUDED.role,
+        updated_at = now()
+    WHERE api_tokens.namespace IS DISTINCT FROM EXCLUDED.namespace OR api_tokens.role <> EXCLUDED.role
+    RETURNING 1
 )
 SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM added) AS changed;

@@ -29,6 +29,17 @@ const OP_LABELS = {
 
 const $ = (selector) => document.querySelector(selector);
 
+// What the signed-in token may do (GET /v1/whoami): its role, and the namespaces it sees. NAMESPACE is the
+// one chosen in the header's selector ("" : every namespace the token sees).
+let ACCESS = { role: "operator", namespace: null, may_change: true, namespaces: [] };
+let NAMESPACE = "";
+
+function inNamespace(functionId) {
+  if (!NAMESPACE) return true;
+  const slash = functionId.indexOf("/");
+  return (slash > 0 ? functionId.slice(0, slash) : "default") === NAMESPACE;
+}
+
 function h(tag, props, ...children) {
   const el = document.createElement(tag);
   for (const [key, value] of Object.entries(props || {})) {
@@ -489,6 +500,7 @@ async function runsView(view, params) {
   async function load(quiet, focus) {
     const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
     if (state.function) query.set("function", state.function);
+    else if (NAMESPACE) query.set("namespace", NAMESPACE);
     if (state.status) query.set("status", state.status);
     const [since, until] = timeBounds(state);
     if (since) query.set("since", since);
@@ -544,7 +556,7 @@ async function runsView(view, params) {
   api("/v1/functions")
     .then(({ data }) => {
       if (view.closed) return;
-      for (const fn of data.sort((a, b) => a.id.localeCompare(b.id))) {
+      for (const fn of data.filter((f) => inNamespace(f.id)).sort((a, b) => a.id.localeCompare(b.id))) {
         if (fn.id !== state.function)
           fnSelect.append(h("option", { value: fn.id }, `${fn.name} (${fn.app_id})`));
         else
@@ -825,7 +837,7 @@ async function runView(view, runId) {
         waitingText(run) ? h("span", { id: "run-waiting", class: "tag waiting" }, waitingText(run)) : null,
         h(
           "div",
-          { class: "actions" },
+          { class: "actions", hidden: !ACCESS.may_change },
           h(
             "button",
             {
@@ -1128,10 +1140,12 @@ async function eventsView(view, params) {
   fill(
     main,
     h("div", { class: "page-head" }, h("h1", {}, "Events"), updated),
-    sendForm(async () => {
-      state.cursors = [];
-      await reload();
-    }),
+    ACCESS.may_change
+      ? sendForm(async () => {
+          state.cursors = [];
+          await reload();
+        })
+      : null,
     h("h2", {}, "Received"),
     filters,
     list,
@@ -1308,6 +1322,7 @@ async function functionsView(view) {
     shown = key;
     const byFunction = Object.fromEntries(counts.data.map((c) => [c.function_id, c]));
     const rows = functions.data
+      .filter((f) => inNamespace(f.id))
       .sort((a, b) => a.id.localeCompare(b.id))
       .map((fn) =>
         h(
@@ -1529,8 +1544,33 @@ function route(moveFocus) {
   if (moveFocus) $("#view").focus();
 }
 
-function start() {
+function namespaceSelector() {
+  const select = h(
+    "select",
+    { id: "namespace", "aria-label": "Namespace" },
+    ACCESS.namespace === null ? h("option", { value: "" }, "All namespaces") : null,
+    ...ACCESS.namespaces.map((name) => h("option", { value: name }, name)),
+  );
+  if (ACCESS.namespace !== null) NAMESPACE = ACCESS.namespace;
+  select.value = NAMESPACE;
+  select.addEventListener("change", () => {
+    NAMESPACE = select.value;
+    route(false);
+  });
+  return select;
+}
+
+async function start() {
   const mode = document.body.dataset.mode;
+  try {
+    ACCESS = await api("/v1/whoami");
+  } catch {
+    // An older gateway, or one that cannot answer now: the dashboard as before, the API still decides.
+  }
+  $("#mode").before(namespaceSelector());
+  // The event log is not kept per namespace: a namespace's token reads events through its runs.
+  if (ACCESS.namespace !== null) $('.top nav a[data-section="events"]').hidden = true;
+  if (!ACCESS.may_change) $("#mode").append(h("span", { class: "badge", title: "this token may read only" }, "viewer"));
   const modeEl = $("#mode");
   if (mode === "dev") modeEl.append(badge("dev mode"));
   if (mode === "open")
