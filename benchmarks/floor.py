@@ -101,11 +101,6 @@ def _ingest_args(events: list[str], runs: list[uuid.UUID]) -> tuple[Any, ...]:
     )
 
 
-def _run_id() -> uuid.UUID:
-    """A run id as the gateway makes them (UUIDv7 of now): runs are partitioned by day on it."""
-    return new_run_id(datetime.datetime.now(datetime.UTC))
-
-
 def _steps_args(work_id: int, token: uuid.UUID, run_id: uuid.UUID) -> tuple[Any, ...]:
     hashes = [f"{run_id.hex[:8]}-{name}" for name in STEPS]
     memos = [json.dumps({"data": {"step": name}}) for name in STEPS]

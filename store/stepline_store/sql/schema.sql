@@ -207,6 +207,19 @@ SET default_tablespace = '';
 SET default_table_access_method = heap;
 
 --
+-- Name: api_tokens; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.api_tokens (
+    sha256 text NOT NULL,
+    namespace text,
+    role text NOT NULL,
+    source text NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT api_tokens_role_check CHECK ((role = ANY (ARRAY['viewer'::text, 'operator'::text])))
+);
+
+--
 -- Name: batch_events; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -235,7 +248,11 @@ CREATE TABLE public.batches (
 CREATE TABLE public.dashboard_sessions (
     id_sha256 text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    expires_at timestamp with time zone NOT NULL
+    expires_at timestamp with time zone NOT NULL,
+    role text DEFAULT 'operator'::text NOT NULL,
+    namespace text,
+    token_sha256 text,
+    CONSTRAINT dashboard_sessions_role_check CHECK ((role = ANY (ARRAY['viewer'::text, 'operator'::text])))
 );
 
 --
@@ -553,6 +570,13 @@ ALTER TABLE ONLY public.webhook_deliveries ALTER COLUMN id SET DEFAULT nextval('
 ALTER TABLE ONLY public.work ALTER COLUMN id SET DEFAULT nextval('public.work_id_seq'::regclass);
 
 --
+-- Name: api_tokens api_tokens_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.api_tokens
+    ADD CONSTRAINT api_tokens_pkey PRIMARY KEY (sha256, source);
+
+--
 -- Name: batch_events batch_events_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -691,6 +715,12 @@ ALTER TABLE ONLY public.work
 
 ALTER TABLE ONLY public.work
     ADD CONSTRAINT work_run_id_step_id_key UNIQUE (run_id, step_id);
+
+--
+-- Name: api_tokens_source; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX api_tokens_source ON public.api_tokens USING btree (source);
 
 --
 -- Name: batch_events_event; Type: INDEX; Schema: public; Owner: -
