@@ -76,7 +76,7 @@ class StepCombiner:
         self._pending = []
 
     def _take(self) -> list[_Pending]:
-        """The next batch: queued calls in order, at most ``max_calls``, one per run."""
+        """The next batch: queued calls taken in order of arrival, at most ``max_calls``, one per run."""
         batch: list[_Pending] = []
         left: list[_Pending] = []
         runs: set[uuid.UUID] = set()
@@ -90,6 +90,8 @@ class StepCombiner:
             runs.add(write.run_id)
             batch.append(item)
         self._pending = left
+        # In run id order: the batches of two replicas lock the rows of the runs they share in one order.
+        batch.sort(key=lambda item: item[0].run_id)
         return batch
 
     async def _write(self, batch: list[_Pending]) -> None:
