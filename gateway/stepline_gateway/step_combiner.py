@@ -68,7 +68,8 @@ class StepCombiner:
         """The flusher ended: if it was stopped (the gateway stopping) or failed, callers are told."""
         if not task.cancelled() and task.exception() is None:
             return
-        stopped = RuntimeError("the gateway stopped before these steps were recorded")
+        # An OSError: the checkpoint route answers 503 and the SDK posts again (to a replica still up).
+        stopped = ConnectionAbortedError("the gateway stopped before these steps were recorded")
         for _, future in [*self._in_flight, *self._pending]:
             if not future.done():
                 future.set_exception(stopped)
