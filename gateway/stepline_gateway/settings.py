@@ -112,11 +112,11 @@ class Settings(BaseSettings):
         "runs that arrive together in one statement and one commit (docs/performance.md)",
     )
     group_commit_wait_ms: float = Field(
-        default=0.2,
+        default=0.0,
         ge=0,
         le=50,
         description="how long the first checkpoint post to arrive while no batch is in flight waits for "
-        "others to join it",
+        "others to join it (0: one turn of the event loop; timers round up to a millisecond)",
     )
     no_metrics: bool = Field(
         default=False,

@@ -2,8 +2,9 @@
 
 Each checkpoint post (checkpoint.py) records its steps outside any transaction of its own, so the posts of
 many runs that arrive together can share one: ``StepCombiner.record`` queues the call's ``StepWrite`` and
-waits. The first write to arrive while nothing is in flight waits ``wait_s`` (a fraction of a millisecond)
-for company; then everything queued goes to Postgres as one ``record_steps_many`` statement, and whatever
+waits. The first write to arrive while nothing is in flight waits ``wait_s`` for company (by default none:
+one turn of the event loop, since asyncio's timers round a fraction of a millisecond up to a whole one);
+then everything queued goes to Postgres as one ``record_steps_many`` statement, and whatever
 arrives while that batch is in flight forms the next one. Each caller gets its own ``RecordedSteps``: the
 statement fences every call by its own lease token, so a stale lease refuses that call alone. A database
 error fails the callers of that batch only (their posts answer as a failed statement always did, and the
@@ -34,7 +35,7 @@ _Pending = tuple[StepWrite, "asyncio.Future[RecordedSteps]"]
 class StepCombiner:
     """Records the steps of checkpoint posts, many calls to a statement (``enabled``), or each on its own."""
 
-    def __init__(self, store: Store, *, enabled: bool = True, wait_s: float = 0.0002, max_calls: int = 500):
+    def __init__(self, store: Store, *, enabled: bool = True, wait_s: float = 0.0, max_calls: int = 500):
         self._store = store
         self.enabled = enabled
         self._wait_s = wait_s
