@@ -26,7 +26,7 @@ from stepline_gateway.answers import AnswerLimits
 from stepline_gateway.calls import parse_queue_item_ref, queue_item_ref
 from stepline_gateway.errors import BadRequest, NotFound, Unauthorized
 from stepline_gateway.log_context import about_run
-from stepline_gateway.outcomes import record_steps
+from stepline_gateway.outcomes import step_write
 from stepline_gateway.service import Gateway
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,7 @@ async def checkpoint_async(request: Request) -> Response:
         gateway.metrics.checkpoint_posted("refused")
         raise
     try:
-        result = await record_steps(
-            gateway.store,
+        write = step_write(
             work_id=work_id,
             lease_token=lease_token,
             run_id=run_id,
@@ -85,6 +84,7 @@ async def checkpoint_async(request: Request) -> Response:
     except ValueError as err:
         gateway.metrics.checkpoint_posted("refused")
         raise BadRequest(f"a step's output cannot be stored: {err}") from None
+    result = await gateway.step_combiner.record(write)
     if not result.held:
         gateway.metrics.checkpoint_posted("lease_lost")
         raise BadRequest(

@@ -103,6 +103,70 @@ def _duration_ms(op: dict[str, Any]) -> float | None:
     return None
 
 
+@dataclass(frozen=True)
+class StepWrite:
+    """The steps that ran in one call, ready to record: what ``record_steps`` (one call) and the combiner
+    (step_combiner.py, many calls in one statement) write."""
+
+    work_id: int
+    lease_token: uuid.UUID
+    run_id: uuid.UUID
+    hashes: list[str]
+    names: list[str]
+    memos: list[str]
+    durations_ms: list[float | None]
+    offset: datetime.timedelta
+    checkpointed: bool
+
+
+def step_write(
+    *,
+    work_id: int,
+    lease_token: uuid.UUID,
+    run_id: uuid.UUID,
+    ops: list[dict[str, Any]],
+    offset: datetime.timedelta,
+    checkpointed: bool,
+) -> StepWrite:
+    """The steps that ran (StepRun operations), in order and each once. ValueError if an output is not JSON
+    the store can keep (NaN, infinities)."""
+    unique: dict[str, dict[str, Any]] = {}
+    for op in ops:
+        unique.setdefault(str(op.get("id")), op)
+    return StepWrite(
+        work_id=work_id,
+        lease_token=lease_token,
+        run_id=run_id,
+        hashes=list(unique),
+        names=[step_name(op) for op in unique.values()],
+        memos=[json.dumps(data_memo(op.get("data")), allow_nan=False) for op in unique.values()],
+        durations_ms=[_duration_ms(op) for op in unique.values()],
+        offset=offset,
+        checkpointed=checkpointed,
+    )
+
+
+async def write_steps(store: Store, write: StepWrite, *, on: Queryable = None) -> RecordedSteps:
+    """Record one call's steps with a statement of their own (in ``on``'s transaction when given)."""
+    row = await store.fetchrow(
+        "record_steps",
+        write.work_id,
+        write.lease_token,
+        write.run_id,
+        write.hashes,
+        write.names,
+        [Opcode.STEP_RUN.value for _ in write.hashes],
+        write.memos,
+        write.durations_ms,
+        write.offset,
+        write.checkpointed,
+        on=on,
+    )
+    if row is None or not row["held"]:
+        return RecordedSteps(held=False, recorded=0)
+    return RecordedSteps(held=True, recorded=row["recorded"], function_id=row["function_id"])
+
+
 async def record_steps(
     store: Store,
     *,
@@ -118,27 +182,15 @@ async def record_steps(
     ``work_id``; the call's attempt count starts again, since it made progress. They end at the database's
     now() plus ``offset`` (the clock's). ValueError if an output is not JSON the store can keep (NaN,
     infinities)."""
-    unique: dict[str, dict[str, Any]] = {}
-    for op in ops:
-        unique.setdefault(str(op.get("id")), op)
-    memos = [json.dumps(data_memo(op.get("data")), allow_nan=False) for op in unique.values()]
-    row = await store.fetchrow(
-        "record_steps",
-        work_id,
-        lease_token,
-        run_id,
-        list(unique),
-        [step_name(op) for op in unique.values()],
-        [Opcode.STEP_RUN.value for _ in unique],
-        memos,
-        [_duration_ms(op) for op in unique.values()],
-        offset,
-        checkpointed,
-        on=on,
+    write = step_write(
+        work_id=work_id,
+        lease_token=lease_token,
+        run_id=run_id,
+        ops=ops,
+        offset=offset,
+        checkpointed=checkpointed,
     )
-    if row is None or not row["held"]:
-        return RecordedSteps(held=False, recorded=0)
-    return RecordedSteps(held=True, recorded=row["recorded"], function_id=row["function_id"])
+    return await write_steps(store, write, on=on)
 
 
 _NOW = datetime.timedelta(0)

@@ -41,6 +41,7 @@ from stepline_gateway.registry import MANIFEST_SOURCE, Registry, load_manifests
 from stepline_gateway.routing import RoutingTable
 from stepline_gateway.scheduler import Scheduler
 from stepline_gateway.settings import Settings
+from stepline_gateway.step_combiner import StepCombiner
 from stepline_gateway.supervision import Health, Supervisor, describe
 from stepline_gateway.tracing import Tracing
 from stepline_gateway.tracing import from_env as tracing_from_env
@@ -141,6 +142,9 @@ class Gateway:
         self.metrics.watch_pool("primary", self.store)
         if self._read_store is not None:
             self.metrics.watch_pool("replica", self._read_store)
+        self.step_combiner = StepCombiner(
+            self.store, enabled=not settings.no_group_commit, wait_s=settings.group_commit_wait_ms / 1000
+        )
         self.history = HistoryDays(
             store=self.store, clock=self.clock, retention=datetime.timedelta(hours=settings.retention_h)
         )

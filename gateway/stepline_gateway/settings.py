@@ -106,6 +106,18 @@ class Settings(BaseSettings):
         description="exit (so that Kubernetes restarts the pod) when a background task fails this long with "
         "errors other than database or network ones; 0: never",
     )
+    no_group_commit: bool = Field(
+        default=False,
+        description="record each checkpoint post with a statement of its own, instead of the posts of many "
+        "runs that arrive together in one statement and one commit (docs/performance.md)",
+    )
+    group_commit_wait_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=50,
+        description="how long the first checkpoint post to arrive while no batch is in flight waits for "
+        "others to join it (0: one turn of the event loop; timers round up to a millisecond)",
+    )
     no_metrics: bool = Field(
         default=False,
         description="count nothing per call or run and answer GET /metrics with 404 (the queue is still "

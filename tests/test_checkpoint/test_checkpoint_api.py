@@ -78,7 +78,7 @@ def ran(name: str, data: Any) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def manual_service(database_url: str) -> AsyncIterator[Manual]:
+async def manual_service(database_url: str, **settings: Any) -> AsyncIterator[Manual]:
     calls: asyncio.Queue[Call] = asyncio.Queue()
 
     async def endpoint(request: Request) -> Response:
@@ -88,7 +88,9 @@ async def manual_service(database_url: str) -> AsyncIterator[Manual]:
 
     app = Starlette(routes=[Route("/api", endpoint, methods=["POST"])])
     async with (
-        running_gateway(database_url, dev=False, signing_key=SIGNING_KEY, event_keys=[EVENT_KEY]) as gw,
+        running_gateway(
+            database_url, dev=False, signing_key=SIGNING_KEY, event_keys=[EVENT_KEY], **settings
+        ) as gw,
         serve(app) as url,
     ):
         function = Function(
