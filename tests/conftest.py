@@ -48,11 +48,12 @@ def postgres_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.cleanup()
 
 
-async def _fresh_database(postgres_uri: str) -> AsyncIterator[str]:
+async def fresh_database(postgres_uri: str, *, template: str = TEMPLATE) -> AsyncIterator[str]:
+    """A database of its own made from ``template`` (the migrated one unless told), dropped at the end."""
     name = f"t_{uuid.uuid4().hex[:16]}"
     admin = await asyncpg.connect(postgres_uri)
     try:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
     finally:
         await admin.close()
     yield with_database(postgres_uri, name)
@@ -66,7 +67,7 @@ async def _fresh_database(postgres_uri: str) -> AsyncIterator[str]:
 @pytest.fixture
 async def database_url(postgres_uri: str) -> AsyncIterator[str]:
     """A database of its own for each test, already migrated."""
-    async for url in _fresh_database(postgres_uri):
+    async for url in fresh_database(postgres_uri):
         yield url
 
 
@@ -74,5 +75,5 @@ async def database_url(postgres_uri: str) -> AsyncIterator[str]:
 async def module_database_url(postgres_uri: str) -> AsyncIterator[str]:
     """A database shared by the tests of one module, already migrated: for tests that store nothing (or
     only what they check for themselves), so that hundreds of cases need not each create a database."""
-    async for url in _fresh_database(postgres_uri):
+    async for url in fresh_database(postgres_uri):
         yield url

