@@ -341,6 +341,8 @@ class Admission:
             )
             moved = {row["run_id"] for row in answer}
         runs: list[_NewRun] = []
+        # The keys of the new runs, as grouped above (their CEL is not evaluated again).
+        new_keys: list[Key] = []
         for key, candidate in last.items():
             row = pending.get(key)
             if row is not None and row["run_id"] in moved:
@@ -349,17 +351,12 @@ class Admission:
             setting = candidate.flow.debounce
             assert setting is not None
             runs.append(_NewRun(new_run_id(self._clock.now()), candidate, delay_s=_seconds(setting.period)))
+            new_keys.append(key)
         if runs:
             await self._store.execute(
                 "flow_set_debounces",
-                [run.candidate.function.id for run in runs],
-                [
-                    key_of(
-                        run.candidate.flow.debounce.key if run.candidate.flow.debounce else None,
-                        run.candidate.payload,
-                    )
-                    for run in runs
-                ],
+                [function_id for function_id, _ in new_keys],
+                [value for _, value in new_keys],
                 [run.run_id for run in runs],
                 self._clock.offset(),
                 on=conn,
