@@ -90,7 +90,7 @@ async def register_app(request: Request) -> Response:
 async def remove_app(request: Request) -> Response:
     """``DELETE /v1/apps/{app_id}``: remove an SDK app's functions, so that it may sync from another URL."""
     gateway = _gateway(request)
-    app_id = request.path_params["app_id"]
+    app_id = query.path_id(request.path_params["app_id"], "app")
     holder = principal(request)
     holder.require_operator("remove apps")
     for function in gateway.routes.functions.values():

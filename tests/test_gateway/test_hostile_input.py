@@ -531,3 +531,19 @@ async def test_the_dashboard_routes_refuse_hostile_input(database_url: str) -> N
         for path in ("/dashboard/%00", "/dashboard/..%2F..%2Fpyproject.toml", "/dashboard/" + "a" * 3000):
             assert (await gw.http.get(path)).status_code == 404, path
         assert (await gw.http.get("/", headers=anonymous)).status_code == 303
+
+
+@pytest.mark.parametrize(
+    "app_id",
+    ["no-such-app", "%00", "with%00nul", "%ED%A0%80", "x" * 2000],
+    ids=["unknown", "nul", "nul-in", "surrogate", "long"],
+)
+async def test_removing_an_app_that_cannot_exist_is_refused(
+    gw: RunningGateway, database_url: str, app_id: str
+) -> None:
+    await refused(gw, database_url, lambda: gw.http.delete(f"/v1/apps/{app_id}"), 404, "no app")
+
+
+async def test_whoami_ignores_what_it_is_not_asked(gw: RunningGateway) -> None:
+    response = await gw.http.get("/v1/whoami?namespace=%00&x=%ED%A0%80")
+    assert response.status_code == 200, response.text
