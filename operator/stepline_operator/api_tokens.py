@@ -18,10 +18,11 @@ from typing import Any
 
 import asyncpg
 import kopf
+from stepline_store.errors import is_transient
 from stepline_store.sql import load_queries
 
 from stepline_operator.errors import RoutingUnavailable
-from stepline_operator.event_keys import SECRETS, hashes_of, replace_hashes, source_of
+from stepline_operator.event_keys import SECRETS, hashes_of, source_of
 
 QUERIES = load_queries()
 
@@ -60,9 +61,16 @@ async def publish(
     pool: asyncpg.Pool, source: str, namespace: str | None, role: str, hashes: list[str]
 ) -> bool:
     """Make ``hashes`` the tokens of ``source`` (none: remove them); answer if any changed."""
-    return await replace_hashes(
-        pool, "replace_api_tokens", source, namespace, role, hashes, what="the API tokens"
-    )
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            changed = await conn.fetchval(QUERIES["replace_api_tokens"], source, namespace, role, hashes)
+            if changed:
+                await conn.execute(QUERIES["notify_routes"])
+            return bool(changed)
+    except Exception as err:
+        if not is_transient(err):
+            raise
+        raise RoutingUnavailable(f"cannot reach the database to publish the API tokens: {err}") from None
 
 
 def register(registry: kopf.OperatorRegistry, pool: asyncpg.Pool, cluster_namespace: str | None) -> None:

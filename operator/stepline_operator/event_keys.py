@@ -53,24 +53,18 @@ def hashes_of(data: Mapping[str, Any] | None) -> list[str]:
 
 async def publish(pool: asyncpg.Pool, namespace: str, name: str, hashes: list[str]) -> bool:
     """Make ``hashes`` the keys of Secret ``namespace/name`` (none: remove them); answer if any changed."""
-    return await replace_hashes(
-        pool, "replace_event_keys", source_of(namespace, name), namespace, hashes, what="the event keys"
-    )
-
-
-async def replace_hashes(pool: asyncpg.Pool, query: str, *args: Any, what: str) -> bool:
-    """Run ``query`` (a replace of one Secret's published hashes, answering whether any changed) and, when
-    they changed, tell the gateways to reload, in one transaction."""
     try:
         async with pool.acquire() as conn, conn.transaction():
-            changed = await conn.fetchval(QUERIES[query], *args)
+            changed = await conn.fetchval(
+                QUERIES["replace_event_keys"], source_of(namespace, name), namespace, hashes
+            )
             if changed:
                 await conn.execute(QUERIES["notify_routes"])
             return bool(changed)
     except Exception as err:
         if not is_transient(err):
             raise
-        raise RoutingUnavailable(f"cannot reach the database to publish {what}: {err}") from None
+        raise RoutingUnavailable(f"cannot reach the database to publish the event keys: {err}") from None
 
 
 def labelled(labels: Mapping[str, str]) -> bool:
