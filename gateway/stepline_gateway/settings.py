@@ -108,15 +108,15 @@ class Settings(BaseSettings):
     )
     no_group_commit: bool = Field(
         default=False,
-        description="record each checkpoint post with a statement of its own, instead of the posts of many "
-        "runs that arrive together in one statement and one commit (docs/performance.md)",
+        description="record each checkpoint post and each run's end with a statement of its own, instead of "
+        "those of many runs that arrive together in one statement and one commit (docs/performance.md)",
     )
     group_commit_wait_ms: float = Field(
         default=0.0,
         ge=0,
         le=50,
-        description="how long the first checkpoint post to arrive while no batch is in flight waits for "
-        "others to join it (0: one turn of the event loop; timers round up to a millisecond)",
+        description="how long the first checkpoint post or run end arriving while no batch is in flight waits"
+        " for others to join it (0: one turn of the event loop; timers round up to a millisecond)",
     )
     no_metrics: bool = Field(
         default=False,

@@ -438,6 +438,68 @@ SELECT c.call, h.id IS NOT NULL AS held,
 FROM calls AS c LEFT JOIN held AS h ON h.call = c.call
 ORDER BY c.call;
 
+-- name: finish_runs_many
+-- The steps at the end of a call's answer and the end of its run (Completed) for several calls at once (group
+-- commit across runs: stepline_gateway/group_commit.py), one statement and one commit for all of them; what
+-- record_steps and finish_run do for one call, each call fenced by its own lease token and answered on its
+-- own row, so a stale lease refuses that call alone. No two calls of one run in the same statement. Per call
+-- ($1 its index): $2 work ids, $3 lease tokens, $4 run ids, $5 clock offsets, $6 outputs (JSON text; null:
+-- SQL null). Per step, in each call's order: $7 the index of its call, $8 its place in that call (from 1),
+-- $9 hashes (no repeats within a call), $10 names, $11 ops, $12 memos (JSON text), $13 durations in ms (null
+-- when unknown). Runs are locked before their work rows (the lock order), in the order of the calls.
+WITH calls AS (
+    SELECT * FROM unnest($1::integer[], $2::bigint[], $3::uuid[], $4::uuid[], $5::interval[], $6::text[])
+        AS c (call, work_id, lease_token, run_id, clock_offset, output)
+), held AS (
+    SELECT c.call, c.run_id, c.clock_offset, c.output::jsonb AS output
+    FROM calls AS c
+    JOIN work ON work.id = c.work_id AND work.lease_token = c.lease_token AND work.run_id = c.run_id
+), step AS (
+    INSERT INTO steps (run_id, hash, name, op, status, attempts, memo, started_at, ended_at, checkpointed,
+                       attempt_started_at)
+    SELECT h.run_id, s.hash, s.name, s.op, 'Completed', 1, s.memo::jsonb,
+           e.ended_at - coalesce(s.ms, 0) * interval '1 millisecond', e.ended_at, false,
+           e.ended_at - coalesce(s.ms, 0) * interval '1 millisecond'
+    FROM (
+        SELECT u.*, coalesce(sum(coalesce(u.ms, 0)) OVER (
+                   PARTITION BY u.call ORDER BY u.n ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0)
+                   AS later_ms
+        FROM unnest($7::integer[], $8::integer[], $9::text[], $10::text[], $11::text[], $12::text[],
+                    $13::float8[]) AS u (call, n, hash, name, op, memo, ms)
+    ) AS s
+    JOIN held AS h ON h.call = s.call
+    CROSS JOIN LATERAL (
+        SELECT statement_timestamp() + h.clock_offset - s.later_ms * interval '1 millisecond'
+               + (s.n - 1) * interval '1 microsecond' AS ended_at
+    ) AS e
+    ON CONFLICT (run_id, hash) DO UPDATE
+        SET op = EXCLUDED.op, status = EXCLUDED.status, attempts = steps.attempts + 1, memo = EXCLUDED.memo,
+            error = NULL, ended_at = EXCLUDED.ended_at, checkpointed = EXCLUDED.checkpointed,
+            attempt_started_at = EXCLUDED.attempt_started_at
+        WHERE steps.memo IS NULL
+    RETURNING run_id
+), ended AS (
+    UPDATE runs SET status = 'Completed', output = h.output, error = NULL,
+                    ended_at = statement_timestamp() + h.clock_offset
+    FROM held AS h WHERE runs.id = h.run_id AND runs.status IN ('Queued', 'Running')
+    RETURNING runs.id, runs.function_id, runs.parent_run_id, runs.parent_step, runs.created_at, runs.ended_at,
+              runs.output
+), dropped AS (
+    DELETE FROM work WHERE run_id IN (SELECT id FROM ended)
+), dropped_waits AS (
+    DELETE FROM waits WHERE run_id IN (SELECT id FROM ended)
+), parent AS (
+    UPDATE work SET available_at = statement_timestamp(), resolution = jsonb_build_object('data', ended.output)
+    FROM ended WHERE work.run_id = ended.parent_run_id AND work.resolves = ended.parent_step
+    RETURNING 1
+)
+SELECT c.call, h.call IS NOT NULL AS held,
+       (SELECT count(*) FROM step WHERE step.run_id = c.run_id) AS recorded,
+       e.id IS NOT NULL AS ended, e.function_id, e.created_at, e.ended_at,
+       (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM parent LIMIT 1) AS n) AS notified
+FROM calls AS c LEFT JOIN held AS h ON h.call = c.call LEFT JOIN ended AS e ON e.id = c.run_id
+ORDER BY c.call;
+
 -- name: held_attempt
 -- The attempt count of the call holding work $1 with lease token $2 (null when the lease is lost): the
 -- checkpoint API restarts it while the call runs.
