@@ -202,6 +202,7 @@ class Gateway:
         self._listener = Listener(
             settings.session_url,
             on_work=self.dispatcher.wake,
+            on_leased=self.dispatcher.leased_elsewhere,
             on_routes=self._routes_changed.set,
             on_subscribed=self._resubscribed,
             application_name=f"{_APPLICATION_NAME} listener",

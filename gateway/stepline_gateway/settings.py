@@ -111,6 +111,11 @@ class Settings(BaseSettings):
         description="record each checkpoint post and each run's end with a statement of its own, instead of "
         "those of many runs that arrive together in one statement and one commit (docs/performance.md)",
     )
+    no_start_here: bool = Field(
+        default=False,
+        description="leave every new run to the claim (woken by NOTIFY) instead of leasing the runs of a "
+        "POST /e to the replica that ingests it, up to its free call slots, and starting them after COMMIT",
+    )
     group_commit_wait_ms: float = Field(
         default=0.0,
         ge=0,

@@ -55,7 +55,11 @@ SELECT pg_notify('stepline_routes', '');
 -- or at the event's ts when that lies ahead; an event sent without a ts gets now as its ts.
 -- $1 event ids, $2 names, $3 data, $4 users, $5 ts (ms; null: now), $6 clock offset,
 -- $7 run ids, $8 their event ids, $9 function ids, $10 function names, $11 urls, $12 max attempts,
--- $13 parent run ids, $14 parent step hashes (null unless invoked), $15 event versions (null when none)
+-- $13 parent run ids, $14 parent step hashes (null unless invoked), $15 event versions (null when none).
+-- A run started where it was ingested: $16 the run ids whose first call is leased to owner $17 for $18 (from
+-- statement_timestamp()) when it is due at once; those runs are Running already. The NOTIFY wakes the
+-- replicas for calls left unleased; for leased ones a 'leased' notification tells them when to look for a
+-- lapsed lease (the ingesting replica may die before it makes the call).
 WITH clock AS (
     SELECT statement_timestamp() + $6::interval AS now
 ), new_events AS (
@@ -74,26 +78,38 @@ WITH clock AS (
     RETURNING id, name, ts
 ), new_runs AS (
     INSERT INTO runs (id, event_id, function_id, function_name, url, max_attempts, status, created_at,
-                      parent_run_id, parent_step)
-    SELECT r.run_id, r.event_id, r.function_id, r.function_name, r.url, r.max_attempts, 'Queued', c.now,
-           r.parent_run_id, r.parent_step
+                      parent_run_id, parent_step, started_at)
+    SELECT r.run_id, r.event_id, r.function_id, r.function_name, r.url, r.max_attempts,
+           CASE WHEN l.here THEN 'Running' ELSE 'Queued' END, c.now, r.parent_run_id, r.parent_step,
+           CASE WHEN l.here THEN c.now END
     FROM unnest($7::uuid[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int[], $13::uuid[],
                 $14::text[])
          AS r (run_id, event_id, function_id, function_name, url, max_attempts, parent_run_id, parent_step)
     JOIN new_events e ON e.id = r.event_id
     CROSS JOIN clock c
-    RETURNING id, event_id
+    CROSS JOIN LATERAL (
+        SELECT r.run_id = ANY($16::uuid[]) AND to_timestamp(e.ts / 1000.0) <= c.now AS here
+    ) AS l
+    RETURNING id, event_id, status = 'Running' AS here
 ), new_work AS (
-    INSERT INTO work (run_id, step_id, available_at)
+    INSERT INTO work (run_id, step_id, available_at, lease_owner, lease_token, lease_expires_at)
     SELECT n.id, 'step', CASE WHEN to_timestamp(e.ts / 1000.0) > c.now THEN to_timestamp(e.ts / 1000.0)
-                              ELSE statement_timestamp() END
+                              ELSE statement_timestamp() END,
+           CASE WHEN n.here THEN $17::text END, CASE WHEN n.here THEN gen_random_uuid() END,
+           CASE WHEN n.here THEN statement_timestamp() + $18::interval END
     FROM new_runs n JOIN new_events e ON e.id = n.event_id CROSS JOIN clock c
-    RETURNING available_at
+    RETURNING id, run_id, available_at, lease_token
 )
 SELECT (SELECT coalesce(jsonb_object_agg(id, ts), '{}'::jsonb) FROM new_events) AS new_events,
        (SELECT count(*) FROM new_work) AS runs_created,
        (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM new_work
-                              WHERE available_at <= (SELECT now FROM clock) LIMIT 1) AS n) AS notified,
+                              WHERE available_at <= (SELECT now FROM clock) AND lease_token IS NULL
+                              LIMIT 1) AS n) AS notified,
+       (SELECT count(*) FROM (SELECT pg_notify('stepline_work', 'leased') FROM new_work
+                              WHERE lease_token IS NOT NULL LIMIT 1) AS n) AS notified_leased,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'run_id', run_id, 'lease_token', lease_token)),
+                        '[]'::jsonb)
+        FROM new_work WHERE lease_token IS NOT NULL) AS leased,
        (SELECT now FROM clock) AS now,
        (SELECT coalesce(jsonb_agg(jsonb_build_object(
                 'run_id', w.run_id, 'function_id', r.function_id, 'hash', w.hash, 'event_name', w.event_name,
