@@ -18,7 +18,6 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from stepline import signing
 from stepline.protocol import RAN_OPCODES, Header
 
 from stepline_gateway import bodies, storable
@@ -57,11 +56,10 @@ def _steps(
 
 async def checkpoint_async(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
-    settings = gateway.settings
-    if not settings.dev and not signing.bearer_matches(
-        request.headers.get(Header.AUTHORIZATION), settings.signing_keys()
-    ):
-        raise Unauthorized("checkpoint refused: the bearer token does not match the gateway's signing key")
+    try:
+        gateway.signing_keys.namespace_of_bearer(request.headers.get(Header.AUTHORIZATION))
+    except Unauthorized as err:
+        raise Unauthorized(f"checkpoint refused: {err}") from None
     try:
         run_id = uuid.UUID(request.path_params["run_id"])
     except ValueError:

@@ -41,8 +41,10 @@ ON CONFLICT (id) DO UPDATE SET
 DELETE FROM functions WHERE source = $1 AND NOT (id = ANY($2::text[]));
 
 -- name: delete_app_functions_except
--- $1 app id, $2 source, $3 ids to keep: an app's sync replaces what that app published before
-DELETE FROM functions WHERE app_id = $1 AND source = $2 AND NOT (id = ANY($3::text[]));
+-- $1 app id, $2 source, $3 ids to keep, $4 the app's namespace (null: every namespace): an app's sync
+-- replaces what that app published before in its namespace
+DELETE FROM functions WHERE app_id = $1 AND source = $2 AND NOT (id = ANY($3::text[]))
+    AND ($4::text IS NULL OR namespace = $4::text);
 
 -- name: notify_routes
 SELECT pg_notify('stepline_routes', '');
@@ -803,10 +805,10 @@ SELECT count(pg_advisory_xact_lock(hashtextextended('stepline.functions:' || k.i
 FROM (SELECT id FROM unnest($1::text[]) AS u (id) ORDER BY id) AS k;
 
 -- name: sync_owners
--- What an SDK sync of app $2 would replace: the rows of the function ids $1 and the rows app $2 synced
--- before (source $3)
+-- What an SDK sync of app $2 into namespace $4 would replace: the rows of the function ids $1 and the rows
+-- app $2 synced there before (source $3)
 SELECT id, app_id, url, source FROM functions
-WHERE id = ANY($1::text[]) OR (app_id = $2::text AND source = $3::text) ORDER BY id;
+WHERE id = ANY($1::text[]) OR (app_id = $2::text AND source = $3::text AND namespace = $4::text) ORDER BY id;
 
 -- name: functions_of_id_or_source
 -- What the operator's publish would replace: the row of function $1 and the rows published from source $2
@@ -1377,6 +1379,34 @@ WITH gone AS (
     ON CONFLICT (sha256, namespace) DO NOTHING RETURNING 1
 )
 SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM added) AS changed;
+
+-- Signing keys of namespaces (the operator publishes them sealed from labelled Secrets; the gateways open them)
+
+-- name: load_signing_keys
+SELECT namespace, current, previous FROM signing_keys;
+
+-- name: replace_signing_key
+-- The keys of Secret $2 (source) for namespace $1: $3 the sealed current key, $4 the sealed previous one
+-- (null: none), $5 their fingerprint. A namespace's keys come from one Secret: when another Secret holds
+-- it, nothing changes. Answers 'changed', 'same' or the source that holds the namespace.
+WITH held AS (
+    SELECT source, fingerprint FROM signing_keys WHERE namespace = $1::text
+), written AS (
+    INSERT INTO signing_keys (namespace, source, current, previous, fingerprint)
+    VALUES ($1::text, $2::text, $3::text, $4::text, $5::text)
+    ON CONFLICT (namespace) DO UPDATE
+        SET current = EXCLUDED.current, previous = EXCLUDED.previous, fingerprint = EXCLUDED.fingerprint,
+            updated_at = now()
+    WHERE signing_keys.source = EXCLUDED.source AND signing_keys.fingerprint <> EXCLUDED.fingerprint
+    RETURNING 1
+)
+SELECT CASE WHEN EXISTS (SELECT 1 FROM written) THEN 'changed'
+            WHEN (SELECT source FROM held) = $2::text THEN 'same'
+            ELSE (SELECT source FROM held) END AS outcome;
+
+-- name: remove_signing_key
+-- Secret $1 (source) is gone or no longer labelled: its keys are removed; answers how many rows went
+DELETE FROM signing_keys WHERE source = $1::text;
 
 -- name: load_api_tokens
 SELECT sha256, namespace, role FROM api_tokens;
