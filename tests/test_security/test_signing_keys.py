@@ -178,6 +178,19 @@ async def sync_with(gw: RunningGateway, key: str, payload: dict[str, Any]) -> ht
         return await http.post("/fn/register", json=payload, headers={"authorization": f"Bearer {token}"})
 
 
+async def checkpoint_status(gw: RunningGateway, key: str) -> int:
+    """A checkpoint post's answer: 401 when the bearer token is refused, else what its body gets (400: the
+    work item it names is not one the gateway gave out)."""
+    token = signing.bearer_token(key)
+    async with httpx.AsyncClient(base_url=gw.url) as http:
+        answer = await http.post(
+            "/v1/checkpoint/018f0000-0000-7000-8000-000000000000/async",
+            json={"qi_id": "nothing", "steps": []},
+            headers={"authorization": f"Bearer {token}"},
+        )
+    return answer.status_code
+
+
 async def test_a_rotated_key_is_taken_beside_the_previous_one_until_that_is_removed(
     database_url: str,
 ) -> None:
@@ -200,6 +213,8 @@ async def test_a_rotated_key_is_taken_beside_the_previous_one_until_that_is_remo
         assert await run_both() == {"a/shop-old": "Completed", "a/shop-new": "Failed"}
         payload = sync_payload("app", "http://127.0.0.1:9/api/inngest", "x")
         assert (await sync_with(gw, KEY_A, payload)).status_code == 200
+        assert await checkpoint_status(gw, KEY_A) == 400
+        assert await checkpoint_status(gw, KEY_A2) == 401
         # Rotation: the new key signs; answers (and syncs) by either key are taken.
         await publish_keys(gw, "a", KEY_A2, previous=KEY_A)
         assert await run_both() == {"a/shop-old": "Completed", "a/shop-new": "Completed"}
@@ -207,12 +222,16 @@ async def test_a_rotated_key_is_taken_beside_the_previous_one_until_that_is_remo
         assert not signed_by(seen_old[-1], KEY_A)
         assert (await sync_with(gw, KEY_A, payload)).status_code == 200
         assert (await sync_with(gw, KEY_A2, payload)).status_code == 200
+        assert await checkpoint_status(gw, KEY_A) == 400
+        assert await checkpoint_status(gw, KEY_A2) == 400
         # The previous key removed: what it signs is refused.
         await publish_keys(gw, "a", KEY_A2)
         assert await run_both() == {"a/shop-old": "Failed", "a/shop-new": "Completed"}
         refused = await sync_with(gw, KEY_A, payload)
         assert refused.status_code == 401
         assert "does not match a signing key" in refused.json()["error"]
+        assert await checkpoint_status(gw, KEY_A) == 401
+        assert await checkpoint_status(gw, KEY_A2) == 400
         failed = [r for r in (await gw.http.get("/v1/runs")).json()["data"] if r["status"] == "Failed"]
         assert any("namespace a" in (r["error"] or {}).get("message", "") for r in failed)
 
