@@ -110,6 +110,23 @@ class SigningKeys:
         ``default``); raise ``Unauthorized`` when no key derives that token. Dev mode: ``default``."""
         if not self._enabled:
             return DEFAULT_NAMESPACE
+        namespace = self._match(authorization)
+        return DEFAULT_NAMESPACE if namespace is None else namespace
+
+    def signer_of(self, authorization: str | None) -> str | None:
+        """What a checkpoint post's bearer token lets it record (``StepWrite.signer``): the steps of its
+        namespace's runs, or ("") those of namespaces without keys of their own for the cluster's keys;
+        None (nothing to check) in dev mode or while no namespace has keys of its own. ``Unauthorized``
+        when no key derives the token."""
+        if not self._enabled:
+            return None
+        namespace = self._match(authorization)
+        if not self._namespaces:
+            return None
+        return "" if namespace is None else namespace
+
+    def _match(self, authorization: str | None) -> str | None:
+        """The namespace whose key derives the bearer token; None for the cluster's keys."""
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized(f"no bearer token: {UNKNOWN_BEARER}")
@@ -119,7 +136,7 @@ class SigningKeys:
             cluster |= hmac.compare_digest(given.encode(), candidate.encode())
         namespaces = self._bearers.get(_digest(given))
         if cluster:
-            return DEFAULT_NAMESPACE
+            return None
         if namespaces is None:
             raise Unauthorized(UNKNOWN_BEARER)
         if len(namespaces) > 1:

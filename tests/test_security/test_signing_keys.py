@@ -8,6 +8,7 @@ The keys are published as the operator publishes them (``stepline_operator.signi
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -357,3 +358,51 @@ async def test_one_secret_per_namespace_and_nothing_in_clear(database_url: str) 
 def test_a_secret_without_a_usable_key_is_refused(data: dict[str, str], reason: str) -> None:
     with pytest.raises(signing_keys.SigningSecretInvalid, match=reason):
         signing_keys.keys_of(data)
+
+
+async def test_a_checkpoint_records_steps_only_for_runs_of_its_keys_namespace(database_url: str) -> None:
+    held: list[dict[str, Any]] = []
+    release = asyncio.Event()
+
+    async def call(request: Request) -> Response:
+        held.append(json.loads(await request.body()))
+        await release.wait()  # the call (and its lease) stays open while the test posts checkpoints
+        body = json.dumps("done").encode()
+        headers = {"content-type": "application/json", "x-inngest-signature": signing.sign(body, KEY_A)}
+        return Response(body, headers=headers)
+
+    service = Starlette(routes=[Route("/api/inngest", call, methods=["POST"])])
+    async with production(database_url) as gw, serve(service) as url:
+        await publish_keys(gw, "a", KEY_A)
+        await publish_keys(gw, "b", KEY_B)
+        await gw.gateway.registry.publish([published("a", f"{url}/api/inngest")], replace_source="a")
+        await gw.gateway.reload_routes()
+        [event_id] = await gw.send({"name": "shop/pay", "data": {}}, key=EVENT_KEY)
+
+        async def called() -> bool:
+            return bool(held)
+
+        await eventually(called, timeout=10)
+        ctx = held[0]["ctx"]
+        step = {"op": "StepRun", "id": "h1", "name": "charge", "data": "paid"}
+
+        async def post(key: str) -> httpx.Response:
+            async with httpx.AsyncClient(base_url=gw.url) as http:
+                return await http.post(
+                    f"/v1/checkpoint/{ctx['run_id']}/async",
+                    json={"run_id": ctx["run_id"], "qi_id": ctx["qi_id"], "steps": [step]},
+                    headers={"authorization": f"Bearer {signing.bearer_token(key)}"},
+                )
+
+        # B's key and the cluster's (a has its own) record nothing for a's run, though they name its call.
+        for key in (KEY_B, KEY):
+            refused = await post(key)
+            assert refused.status_code == 409, refused.text
+            assert "another namespace" in refused.json()["error"]
+        recorded = await post(KEY_A)
+        assert recorded.status_code == 200, recorded.text
+        assert recorded.json()["recorded"] == 1
+        release.set()
+        [run] = await gw.finished_runs(event_id)
+        assert run["status"] == "Completed"
+        assert [(s["name"], s["output"]) for s in run["steps"]] == [("charge", "paid")]

@@ -357,9 +357,17 @@ SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT count(*) FROM step) > 0 
 -- the steps ran one after the other before this statement, so each ends when the ones after it began (their
 -- durations summed back from now), and a microsecond after the one before it at least, so that the stack
 -- (ordered by end) and the step list (ordered by start) keep the order they were sent in. $3 run id, $4 hashes (no repeats), $5 names, $6 ops, $7 memos (JSON text), $8 durations in ms (null when
--- unknown), $9 clock offset, $10 whether they came through the checkpoint API
+-- unknown), $9 clock offset, $10 whether they came through the checkpoint API, $11 the namespace whose signing key
+-- made the post ('': the cluster's key, taken only for namespaces without keys of their own; null: not checked)
 WITH held AS (
     SELECT id, attempt FROM work WHERE id = $1::bigint AND lease_token = $2::uuid AND run_id = $3::uuid
+        AND ($11::text IS NULL OR EXISTS (
+            SELECT 1 FROM runs AS r
+            CROSS JOIN LATERAL (SELECT CASE WHEN strpos(r.function_id, '/') > 0
+                                            THEN split_part(r.function_id, '/', 1) ELSE 'default' END AS ns) AS n
+            WHERE r.id = $3::uuid AND CASE WHEN $11::text = ''
+                THEN NOT EXISTS (SELECT 1 FROM signing_keys AS k WHERE k.namespace = n.ns)
+                ELSE n.ns = $11::text END))
 ), step AS (
     INSERT INTO steps (run_id, hash, name, op, status, attempts, memo, started_at, ended_at, checkpointed,
                        attempt_started_at)
@@ -396,16 +404,25 @@ SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT count(*) FROM step) AS r
 -- statement and one commit for all of them; each call is fenced by its own lease token and answered on its own
 -- row, so a stale lease refuses that call alone. No two calls of one run in the same statement. Per call
 -- ($1 its index): $2 work ids, $3 lease tokens, $4 run ids, $5 clock offsets, $6 whether they came through the
--- checkpoint API. Per step, in each call's order: $7 the index of its call, $8 its place in that call (from
--- 1), $9 hashes (no repeats within a call), $10 names, $11 ops, $12 memos (JSON text), $13 durations in ms
--- (null when unknown). Timing and memo rules as in record_steps.
+-- checkpoint API, $14 the namespaces whose signing keys made the posts (as $11 of record_steps). Per step, in
+-- each call's order: $7 the index of its call, $8 its place in that call (from 1), $9 hashes (no repeats
+-- within a call), $10 names, $11 ops, $12 memos (JSON text), $13 durations in ms (null when unknown). Timing
+-- and memo rules as in record_steps.
 WITH calls AS (
-    SELECT * FROM unnest($1::integer[], $2::bigint[], $3::uuid[], $4::uuid[], $5::interval[], $6::boolean[])
-        AS c (call, work_id, lease_token, run_id, clock_offset, checkpointed)
+    SELECT * FROM unnest($1::integer[], $2::bigint[], $3::uuid[], $4::uuid[], $5::interval[], $6::boolean[],
+                         $14::text[])
+        AS c (call, work_id, lease_token, run_id, clock_offset, checkpointed, signer)
 ), held AS (
     SELECT c.call, c.run_id, c.clock_offset, c.checkpointed, work.id, work.attempt
     FROM calls AS c
     JOIN work ON work.id = c.work_id AND work.lease_token = c.lease_token AND work.run_id = c.run_id
+    WHERE c.signer IS NULL OR EXISTS (
+        SELECT 1 FROM runs AS r
+        CROSS JOIN LATERAL (SELECT CASE WHEN strpos(r.function_id, '/') > 0
+                                        THEN split_part(r.function_id, '/', 1) ELSE 'default' END AS ns) AS n
+        WHERE r.id = c.run_id AND CASE WHEN c.signer = ''
+            THEN NOT EXISTS (SELECT 1 FROM signing_keys AS k WHERE k.namespace = n.ns)
+            ELSE n.ns = c.signer END)
 ), step AS (
     INSERT INTO steps (run_id, hash, name, op, status, attempts, memo, started_at, ended_at, checkpointed,
                        attempt_started_at)
