@@ -27,7 +27,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from stepline import signing
+from stepline_gateway.errors import Unauthorized
 from stepline_gateway.routing import Function
+from stepline_gateway.signing_keys import KeyPair, SigningKeys
 from stepline_operator import signing_keys
 from stepline_store.sealing import Sealer, new_key
 
@@ -406,3 +408,49 @@ async def test_a_checkpoint_records_steps_only_for_runs_of_its_keys_namespace(da
         [run] = await gw.finished_runs(event_id)
         assert run["status"] == "Completed"
         assert [(s["name"], s["output"]) for s in run["steps"]] == [("charge", "paid")]
+
+
+def rows(sealer: Sealer, keys: dict[str, str]) -> list[dict[str, Any]]:
+    return [
+        {"namespace": ns, "current": sealer.seal(key.encode()), "previous": None} for ns, key in keys.items()
+    ]
+
+
+def bearer(key: str) -> str:
+    return f"Bearer {signing.bearer_token(key)}"
+
+
+def test_a_key_shared_by_two_namespaces_syncs_into_neither() -> None:
+    sealer = Sealer([SEALING_KEY])
+    keys = SigningKeys(KeyPair(KEY), sealer=sealer)
+    keys.load(rows(sealer, {"a": KEY_A, "b": KEY_A, "c": KEY_B}))
+    with pytest.raises(Unauthorized, match=r"several namespaces \(a, b\)"):
+        keys.namespace_of_bearer(bearer(KEY_A))
+    assert keys.namespace_of_bearer(bearer(KEY_B)) == "c"
+    assert keys.namespace_of_bearer(bearer(KEY)) == "default"
+    # The TypeScript SDK's form (the key's prefix before the digest) is the same token.
+    assert keys.namespace_of_bearer(f"Bearer signkey-prod-{signing.bearer_token(KEY_B)}") == "c"
+    for wrong in (None, "", "Basic x", "Bearer ", bearer("signkey-prod-" + "ff" * 32)):
+        with pytest.raises(Unauthorized):
+            keys.namespace_of_bearer(wrong)
+
+
+def test_keys_that_cannot_be_opened_keep_what_was_opened_before() -> None:
+    sealer = Sealer([SEALING_KEY])
+    keys = SigningKeys(KeyPair(KEY), sealer=sealer)
+    keys.load(rows(sealer, {"a": KEY_A}))
+    other = Sealer([new_key()])
+    keys.load(rows(other, {"a": KEY_A2, "b": KEY_B}))
+    a, b = keys.of("a"), keys.of("b")
+    assert a is not None
+    assert a.current == KEY_A  # kept, not replaced by what could not be opened
+    assert b is not None
+    assert b.current == KEY  # never opened: the cluster's key
+
+
+def test_dev_mode_signs_nothing_and_checks_nothing() -> None:
+    keys = SigningKeys(KeyPair(KEY), sealer=None, enabled=False)
+    keys.load([])
+    assert keys.of("a") is None
+    assert keys.namespace_of_bearer(None) == "default"
+    assert keys.signer_of(None) is None
