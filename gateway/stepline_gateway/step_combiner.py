@@ -54,6 +54,7 @@ class StepCombiner(Combiner[StepWrite, RecordedSteps]):
             [Opcode.STEP_RUN.value for w in writes for _ in w.hashes],
             [m for w in writes for m in w.memos],
             [d for w in writes for d in w.durations_ms],
+            [w.signer for w in writes],
         )
         return [
             RecordedSteps(held=True, recorded=row["recorded"], function_id=row["function_id"])
