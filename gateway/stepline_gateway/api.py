@@ -20,7 +20,7 @@ from starlette.routing import Route
 from stepline import signing
 from stepline.protocol import Header
 from stepline_store.errors import DATABASE_ERRORS, is_transient
-from stepline_store.identity import namespace_of_function
+from stepline_store.identity import DEFAULT_NAMESPACE, namespace_of_function
 
 from stepline_gateway import bodies, checkpoint, dashboard, ingest, query, secrets, sync, webhooks
 from stepline_gateway.access import principal
@@ -88,20 +88,22 @@ async def register_app(request: Request) -> Response:
 
 
 async def remove_app(request: Request) -> Response:
-    """``DELETE /v1/apps/{app_id}``: remove an SDK app's functions, so that it may sync from another URL."""
+    """``DELETE /v1/apps/{app_id}?namespace=``: remove an SDK app's functions in one namespace (the token's,
+    else the one named, else ``default``), so that it may sync from another URL."""
     gateway = _gateway(request)
     app_id = query.path_id(request.path_params["app_id"], "app")
     holder = principal(request)
     holder.require_operator("remove apps")
-    for function in gateway.routes.functions.values():
-        if function.app_id == app_id:
-            holder.require_function(function.id, f"app {app_id}")
-    removed = await gateway.registry.remove_app(app_id)
+    namespace = query.text(request.query_params, "namespace") or holder.namespace or DEFAULT_NAMESPACE
+    holder.require_namespace(namespace, f"app {app_id}")
+    removed = await gateway.registry.remove_app(app_id, namespace)
     if not removed:
-        raise NotFound(f"no app {app_id} has synced functions: GET /v1/functions lists them")
+        raise NotFound(
+            f"no app {app_id} has synced functions in namespace {namespace}: GET /v1/functions lists them"
+        )
     await gateway.reload_routes()
-    log.info("removed the %d function(s) of app %s", removed, app_id)
-    return JSONResponse({"app_id": app_id, "removed": removed})
+    log.info("removed the %d function(s) of app %s in namespace %s", removed, app_id, namespace)
+    return JSONResponse({"app_id": app_id, "namespace": namespace, "removed": removed})
 
 
 async def list_functions(request: Request) -> Response:

@@ -309,10 +309,13 @@ class Registry:
                     raise FunctionIdTaken(owner)
             await self._publish(conn, functions, replace_app=app_id, replace_source=SDK_SOURCE)
 
-    async def remove_app(self, app_id: str) -> int:
-        """Remove every function an SDK app synced (so that it may sync from another URL); answer how many."""
+    async def remove_app(self, app_id: str, namespace: str) -> int:
+        """Remove every function an SDK app synced in ``namespace`` (so that it may sync from another URL);
+        the same app id in another namespace is another app. Answer how many were removed."""
         async with self._store.transaction() as conn:
-            status = await self._store.execute("delete_app_functions_except", app_id, SDK_SOURCE, [], on=conn)
+            status = await self._store.execute(
+                "delete_app_functions_in_namespace", app_id, SDK_SOURCE, namespace, on=conn
+            )
             removed = int(status.split()[-1])
             if removed:
                 await self._store.execute("notify_routes", on=conn)

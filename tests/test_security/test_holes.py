@@ -140,7 +140,7 @@ async def test_a_sync_from_another_url_cannot_take_over_an_apps_functions(databa
         assert "already synced by the app demo" in taken.json()["error"]
         # Moving the app on purpose: remove it with the API token, then sync from the new URL.
         removed = await gw.http.delete("/v1/apps/demo")
-        assert removed.json() == {"app_id": "demo", "removed": 2}
+        assert removed.json() == {"app_id": "demo", "namespace": "default", "removed": 2}
         assert (await gw.http.delete("/v1/apps/demo")).status_code == 404
         assert (await sync(gw, sync_payload("demo", intruder, "a"))).status_code == 200
         assert await function_urls(gw) == {"demo-a": intruder}
@@ -161,6 +161,7 @@ async def test_a_sync_cannot_take_over_a_function_resource(database_url: str, so
             source=source,
         )
         await gw.gateway.registry.publish([function], replace_source=source)
+        await gw.gateway.reload_routes()
         taken = await sync(gw, sync_payload("shop", "http://127.0.0.1:9002/api/inngest", "process"))
         assert taken.status_code == 409
         assert f"already published by {source}" in taken.json()["error"]

@@ -117,6 +117,54 @@ async def test_an_operator_of_a_namespace_changes_only_its_runs(database_url: st
         ]
 
 
+def synced(namespace: str) -> Function:
+    """The function an SDK app ``shop`` synced into ``namespace``."""
+    prefix = "" if namespace == "default" else f"{namespace}/"
+    return Function(
+        id=f"{prefix}shop-pay",
+        app_id="shop",
+        name="pay",
+        url="http://127.0.0.1:9/api/inngest",
+        triggers=[{"event": "shop/pay"}],
+        retries=0,
+        paused=False,
+        source="sdk",
+    )
+
+
+async def test_removing_an_app_removes_only_its_namespaces_functions(database_url: str) -> None:
+    async with running_gateway(database_url, dev=False, event_keys=["k"], concurrency=0) as gw:
+        functions = [synced(namespace) for namespace in ("default", "team-a", "team-b")]
+        await gw.gateway.registry.publish(functions, replace_app="shop", replace_source="sdk")
+        await gw.gateway.reload_routes()
+
+        async def listed() -> list[str]:
+            return sorted(f["id"] for f in (await gw.http.get("/v1/functions")).json()["data"])
+
+        await publish_token(gw, "viewer", VIEWER_A, "viewer", "team-a")
+        await publish_token(gw, "operator", OPERATOR_A, "operator", "team-a")
+        async with as_holder(gw, VIEWER_A) as viewer:
+            assert (await viewer.delete("/v1/apps/shop")).status_code == 403
+        async with as_holder(gw, OPERATOR_A) as operator:
+            other = await operator.delete("/v1/apps/shop", params={"namespace": "team-b"})
+            assert other.status_code == 403
+            assert "namespace team-b" in other.json()["error"]
+            assert await listed() == ["shop-pay", "team-a/shop-pay", "team-b/shop-pay"]
+            # Without a namespace: the token's own; the same app id elsewhere is left alone.
+            removed = await operator.delete("/v1/apps/shop")
+            assert removed.status_code == 200, removed.text
+            assert removed.json() == {"app_id": "shop", "namespace": "team-a", "removed": 1}
+            assert await listed() == ["shop-pay", "team-b/shop-pay"]
+            assert (await operator.delete("/v1/apps/shop")).status_code == 404
+        # A cluster token names the namespace, or removes the app of default.
+        removed = await gw.http.delete("/v1/apps/shop", params={"namespace": "team-b"})
+        assert removed.json() == {"app_id": "shop", "namespace": "team-b", "removed": 1}
+        assert await listed() == ["shop-pay"]
+        removed = await gw.http.delete("/v1/apps/shop")
+        assert removed.json() == {"app_id": "shop", "namespace": "default", "removed": 1}
+        assert await listed() == []
+
+
 async def test_a_revoked_token_is_refused_and_its_sessions_end(database_url: str) -> None:
     async with running_gateway(database_url, dev=False, event_keys=["k"], concurrency=0) as gw:
         await publish_token(gw, "viewer", VIEWER_A, "viewer", "team-a")

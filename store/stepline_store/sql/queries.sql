@@ -44,6 +44,10 @@ DELETE FROM functions WHERE source = $1 AND NOT (id = ANY($2::text[]));
 -- $1 app id, $2 source, $3 ids to keep: an app's sync replaces what that app published before
 DELETE FROM functions WHERE app_id = $1 AND source = $2 AND NOT (id = ANY($3::text[]));
 
+-- name: delete_app_functions_in_namespace
+-- $1 app id, $2 source, $3 namespace: DELETE /v1/apps/{app_id} removes one namespace's app
+DELETE FROM functions WHERE app_id = $1 AND source = $2 AND namespace = $3;
+
 -- name: notify_routes
 SELECT pg_notify('stepline_routes', '');
 
