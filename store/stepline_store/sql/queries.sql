@@ -814,6 +814,10 @@ FROM (SELECT id FROM unnest($1::text[]) AS u (id) ORDER BY id) AS k;
 SELECT id, app_id, url, source FROM functions
 WHERE id = ANY($1::text[]) OR (app_id = $2::text AND source = $3::text) ORDER BY id;
 
+-- name: function_owners
+-- What a load of manifest files would replace: the rows of the function ids $1
+SELECT id, app_id, url, source FROM functions WHERE id = ANY($1::text[]) ORDER BY id;
+
 -- name: functions_of_id_or_source
 -- What the operator's publish would replace: the row of function $1 and the rows published from source $2
 SELECT id, app_id, name, url, triggers, retries, paused, source, cancel_on, flow, retry_policy
