@@ -36,6 +36,7 @@ async def test_a_viewer_of_a_namespace_sees_only_it_and_no_replay(
             await page.get_by_role("link", name="Events").click()
             await expect(page.locator(f'li[data-event="{of_a}"]')).to_be_visible()
             await expect(page.locator("li[data-event]")).to_have_count(1)
+            await expect(page.locator('p[data-scope="team-a"]')).to_contain_text("sent to every namespace")
             await page.get_by_role("link", name="Runs").click()
 
             await page.locator(f'tr[data-run="{run_of["team-a"]}"]').get_by_role("link").click()

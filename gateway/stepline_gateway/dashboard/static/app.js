@@ -1149,6 +1149,13 @@ async function eventsView(view, params) {
         })
       : null,
     h("h2", {}, "Received"),
+    NAMESPACE
+      ? h(
+          "p",
+          { class: "muted", "data-scope": NAMESPACE },
+          `The events sent into namespace ${NAMESPACE}; those sent to every namespace show in their runs.`,
+        )
+      : null,
     filters,
     list,
     pagerSlot,
