@@ -105,7 +105,19 @@ def _ingest_args(events: list[str], runs: list[uuid.UUID]) -> tuple[Any, ...]:
 def _steps_args(work_id: int, token: uuid.UUID, run_id: uuid.UUID) -> tuple[Any, ...]:
     hashes = [f"{run_id.hex[:8]}-{name}" for name in STEPS]
     memos = [json.dumps({"data": {"step": name}}) for name in STEPS]
-    return (work_id, token, run_id, hashes, list(STEPS), ["StepRun"] * 3, memos, [0.01] * 3, NO_OFFSET, False)
+    return (
+        work_id,
+        token,
+        run_id,
+        hashes,
+        list(STEPS),
+        ["StepRun"] * 3,
+        memos,
+        [0.01] * 3,
+        NO_OFFSET,
+        False,
+        None,
+    )
 
 
 def _finish_args(work_id: int, token: uuid.UUID, run_id: uuid.UUID) -> tuple[Any, ...]:

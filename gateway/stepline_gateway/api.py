@@ -17,7 +17,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from stepline import signing
 from stepline.protocol import Header
 from stepline_store.errors import DATABASE_ERRORS, is_transient
 from stepline_store.identity import DEFAULT_NAMESPACE, namespace_of_function
@@ -75,15 +74,22 @@ async def _ingest(request: Request, *, namespace: Scope = None) -> Response:
 async def register_app(request: Request) -> Response:
     gateway = _gateway(request)
     settings = gateway.settings
-    if not settings.dev and not signing.bearer_matches(
-        request.headers.get(Header.AUTHORIZATION), settings.signing_keys()
-    ):
-        raise Unauthorized("sync refused: the bearer token does not match the gateway's signing key")
+    try:
+        # The namespace of the key the app syncs with (the cluster's keys: default).
+        namespace = gateway.signing_keys.namespace_of_bearer(request.headers.get(Header.AUTHORIZATION))
+    except Unauthorized as err:
+        raise Unauthorized(f"sync refused: {err}") from None
     payload = (await bodies.read_json(request, settings.max_body_bytes)).value
     app_id, url, functions = sync.read_sync_from(payload)
-    await gateway.registry.sync_app(app_id, url, functions)
+    await gateway.registry.sync_app(app_id, url, functions, namespace=namespace)
     await gateway.reload_routes()
-    log.info("synced app %s: %d function(s) from %s", app_id, len(functions), payload.get("url"))
+    log.info(
+        "synced app %s into namespace %s: %d function(s) from %s",
+        app_id,
+        namespace,
+        len(functions),
+        payload.get("url"),
+    )
     return JSONResponse({"ok": True, "modified": True, "app_id": app_id, "functions": len(functions)})
 
 

@@ -10,7 +10,8 @@ an ISO 8601 time, ignored when negative or unreadable and cut to ``retry_after_m
 With a signing key, each call's ``ctx.nonce`` is fresh, so that a service can refuse a captured call sent
 again within the signature's time window (docs/protocol.md), and every answer must carry a valid
 ``x-inngest-signature`` over its raw body by the current or the previous key: an unsigned or wrongly signed
-answer is a failed attempt (retried as errors are), whatever its status, body or headers say.
+answer is a failed attempt (retried as errors are), whatever its status, body or headers say. The keys are
+those of the function's namespace (signing_keys.py: its own, else the cluster's), looked up in memory.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from typing import Any
 import aiohttp
 from stepline import signing
 from stepline.protocol import REQUEST_VERSION, Header, ServerKind
-from stepline_store.identity import wire_function_id
+from stepline_store.identity import DEFAULT_NAMESPACE, split_function_id, wire_function_id
 
 from stepline_gateway import storable
 from stepline_gateway.clock import Clock
+from stepline_gateway.signing_keys import SigningKeys
 
 _MAX_ERROR_TEXT = 2000
 # Errors are shown, not used: long messages and stacks are cut, so that a step's error stays readable.
@@ -174,8 +176,7 @@ class Caller:
         self,
         clock: Clock,
         *,
-        signing_key: str | None,
-        verify_keys: list[str] | None = None,
+        keys: SigningKeys,
         timeout_s: float,
         max_connections: int = 256,
         server_kind: ServerKind = ServerKind.CLOUD,
@@ -183,11 +184,7 @@ class Caller:
         retry_after_max_s: float = 86400.0,
     ) -> None:
         self._clock = clock
-        self._signing_key = signing_key
-        # The keys an answer may be signed by: the signing key, then the previous one during a rotation.
-        if verify_keys is None:
-            verify_keys = [signing_key] if signing_key else []
-        self._verify_keys = list(verify_keys)
+        self._keys = keys
         self._max_answer_bytes = max_answer_bytes
         self._retry_after_max_s = retry_after_max_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -221,13 +218,15 @@ class Caller:
         }
         if traceparent:
             headers["traceparent"] = traceparent
-        if self._signing_key:
+        namespace, wire_id = split_function_id(call.function_id)
+        keys = self._keys.of(namespace)
+        if keys is not None:
             payload["ctx"]["nonce"] = secrets.token_hex(16)
             data = signing.canonical_dumps(payload)
-            headers[Header.SIGNATURE] = signing.sign(data, self._signing_key)
+            headers[Header.SIGNATURE] = signing.sign(data, keys.current)
         else:
             data = json.dumps(payload, separators=(",", ":")).encode("utf-8")
-        params = {"fnId": wire_function_id(call.function_id), "stepId": call.step_id}
+        params = {"fnId": wire_id, "stepId": call.step_id}
         timeout = self._timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
         try:
             async with self._client().post(
@@ -245,8 +244,8 @@ class Caller:
                             None,
                         ),
                     )
-                if self._verify_keys:
-                    refusal = self._unsigned(response, raw, call.url)
+                if keys is not None:
+                    refusal = self._unsigned(response, raw, call.url, keys.verifying(), namespace)
                     if refusal is not None:
                         return refusal
                 return self._read(response.status, response.headers, raw, call.url)
@@ -271,15 +270,18 @@ class Caller:
                 unreachable=isinstance(err, aiohttp.ClientConnectorError),
             )
 
-    def _unsigned(self, response: aiohttp.ClientResponse, raw: bytes, url: str) -> Answer | None:
-        """None when the answer is signed by one of the keys, else the failed attempt it makes."""
+    def _unsigned(
+        self, response: aiohttp.ClientResponse, raw: bytes, url: str, keys: list[str], namespace: str
+    ) -> Answer | None:
+        """None when the answer is signed by one of ``keys``, else the failed attempt it makes."""
         try:
-            signing.verify(raw, response.headers.get(Header.SIGNATURE), self._verify_keys)
+            signing.verify(raw, response.headers.get(Header.SIGNATURE), keys)
         except signing.SignatureError as err:
             message = (
                 f"{url} answered {response.status} without a valid signature ({err}), so the answer was "
-                "not used: the service must share the gateway's signing key (STEPLINE_SIGNING_KEY or "
-                "INNGEST_SIGNING_KEY) and sign its answers, as the Inngest SDKs do"
+                f"not used: the service must sign its answers, as the Inngest SDKs do, with the signing key "
+                f"of namespace {namespace} (its Secret labelled stepline.dev/signing-key=true, else the "
+                "gateway's STEPLINE_SIGNING_KEY) as its INNGEST_SIGNING_KEY"
             )
             return Answer(status=response.status, error=error_json("SignatureError", message, None))
         return None
@@ -333,8 +335,9 @@ class Caller:
     async def request_sync(self, url: str) -> None:
         """Ask an SDK app to sync: ``PUT`` its serve URL; it then posts its functions to ``/fn/register``."""
         headers = {Header.SERVER_KIND: self._server_kind, "content-type": "application/json"}
-        if self._signing_key:
-            headers[Header.SIGNATURE] = signing.sign(b"", self._signing_key)
+        keys = self._keys.of(DEFAULT_NAMESPACE)
+        if keys is not None:
+            headers[Header.SIGNATURE] = signing.sign(b"", keys.current)
         try:
             async with self._client().put(url, headers=headers) as response:
                 body = await response.text()

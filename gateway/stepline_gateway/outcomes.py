@@ -117,6 +117,8 @@ class StepWrite:
     durations_ms: list[float | None]
     offset: datetime.timedelta
     checkpointed: bool
+    # The namespace whose signing key made a checkpoint post ("": the cluster's); None: not checked.
+    signer: str | None = None
 
 
 def step_write(
@@ -127,6 +129,7 @@ def step_write(
     ops: list[dict[str, Any]],
     offset: datetime.timedelta,
     checkpointed: bool,
+    signer: str | None = None,
 ) -> StepWrite:
     """The steps that ran (StepRun operations), in order and each once. ValueError if an output is not JSON
     the store can keep (NaN, infinities)."""
@@ -143,6 +146,7 @@ def step_write(
         durations_ms=[_duration_ms(op) for op in unique.values()],
         offset=offset,
         checkpointed=checkpointed,
+        signer=signer,
     )
 
 
@@ -160,6 +164,7 @@ async def write_steps(store: Store, write: StepWrite, *, on: Queryable = None) -
         write.durations_ms,
         write.offset,
         write.checkpointed,
+        write.signer,
         on=on,
     )
     if row is None or not row["held"]:

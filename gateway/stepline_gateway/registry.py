@@ -10,6 +10,7 @@ no stored row ever stops a gateway from starting or reloading.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import difflib
 import json
@@ -309,19 +310,26 @@ class Registry:
         async with self._store.transaction() as conn:
             await self._publish(conn, functions, replace_app=replace_app, replace_source=replace_source)
 
-    async def sync_app(self, app_id: str, url: str, functions: list[Function]) -> None:
-        """Publish an SDK app's sync from its serve ``url``, unless it would take over functions that
-        another owner published: a Function resource or manifest, another app, or the same app served
-        from another URL. ``FunctionIdTaken`` (409) names the owner; nothing is changed then."""
+    async def sync_app(
+        self, app_id: str, url: str, functions: list[Function], *, namespace: str = DEFAULT_NAMESPACE
+    ) -> None:
+        """Publish an SDK app's sync from its serve ``url`` into ``namespace`` (the namespace of the key it
+        synced with; ``functions`` carry their wire ids), unless it would take over functions that another
+        owner published there: a Function resource or manifest, another app, or the same app served from
+        another URL. ``FunctionIdTaken`` (409) names the owner; nothing is changed then."""
+        functions = [dataclasses.replace(f, id=qualified_function_id(namespace, f.id)) for f in functions]
         ids = sorted(f.id for f in functions)
         urls = {url, *(f.url for f in functions)}
+        app_lock = f"app:{qualified_function_id(namespace, app_id)}"
         async with self._store.transaction() as conn:
-            await self._store.execute("lock_function_ids", sorted({*ids, f"app:{app_id}"}), on=conn)
-            for row in await self._store.fetch("sync_owners", ids, app_id, SDK_SOURCE, on=conn):
+            await self._store.execute("lock_function_ids", sorted({*ids, app_lock}), on=conn)
+            for row in await self._store.fetch("sync_owners", ids, app_id, SDK_SOURCE, namespace, on=conn):
                 owner = _takeover(row, app_id, url, urls)
                 if owner is not None:
                     raise FunctionIdTaken(owner)
-            await self._publish(conn, functions, replace_app=app_id, replace_source=SDK_SOURCE)
+            await self._publish(
+                conn, functions, replace_app=app_id, replace_source=SDK_SOURCE, namespace=namespace
+            )
 
     async def publish_manifests(self, functions: list[Function]) -> None:
         """Make ``functions`` the functions of the manifest files, unless one would take over a function an
@@ -340,7 +348,7 @@ class Registry:
         the same app id in another namespace is another app. Answer how many were removed."""
         async with self._store.transaction() as conn:
             status = await self._store.execute(
-                "delete_app_functions_in_namespace", app_id, SDK_SOURCE, namespace, on=conn
+                "delete_app_functions_except", app_id, SDK_SOURCE, [], namespace, on=conn
             )
             removed = int(status.split()[-1])
             if removed:
@@ -348,7 +356,13 @@ class Registry:
         return removed
 
     async def _publish(
-        self, conn: Any, functions: list[Function], *, replace_app: str | None, replace_source: str
+        self,
+        conn: Any,
+        functions: list[Function],
+        *,
+        replace_app: str | None,
+        replace_source: str,
+        namespace: str | None = None,
     ) -> None:
         ids = [f.id for f in functions]
         if functions:
@@ -366,7 +380,7 @@ class Registry:
             )
         if replace_app is not None:
             await self._store.execute(
-                "delete_app_functions_except", replace_app, replace_source, ids, on=conn
+                "delete_app_functions_except", replace_app, replace_source, ids, namespace, on=conn
             )
         else:
             await self._store.execute("delete_functions_of_source_except", replace_source, ids, on=conn)

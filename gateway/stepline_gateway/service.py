@@ -41,6 +41,7 @@ from stepline_gateway.registry import MANIFEST_SOURCE, Registry, load_manifests
 from stepline_gateway.routing import RoutingTable
 from stepline_gateway.scheduler import Scheduler
 from stepline_gateway.settings import Settings
+from stepline_gateway.signing_keys import KeyPair, SigningKeys
 from stepline_gateway.step_combiner import StepCombiner
 from stepline_gateway.supervision import Health, Supervisor, describe
 from stepline_gateway.tracing import Tracing
@@ -77,6 +78,13 @@ class Gateway:
         self.routes = RoutingTable()
         self.event_keys = EventKeys(settings.event_keys)
         self.api_tokens = ApiTokens()
+        self.signing_keys = SigningKeys(
+            None
+            if settings.signing_key is None
+            else KeyPair(settings.signing_key, settings.signing_key_fallback),
+            sealer=settings.sealer(),
+            enabled=not settings.dev,
+        )
         self.routes_loaded = False
         self._migrate = migrate
         self._store: Store | None = None
@@ -96,8 +104,7 @@ class Gateway:
         )
         self.caller = Caller(
             self.clock,
-            signing_key=None if settings.dev else settings.signing_key,
-            verify_keys=[] if settings.dev else settings.signing_keys(),
+            keys=self.signing_keys,
             timeout_s=settings.call_timeout_s,
             server_kind=ServerKind.DEV if settings.dev else ServerKind.CLOUD,
             max_answer_bytes=settings.max_answer_bytes,
@@ -238,6 +245,7 @@ class Gateway:
         functions = await self.registry.load()
         self.event_keys.load(await self.store.fetch("load_event_keys"))
         self.api_tokens.load(await self.store.fetch("load_api_tokens"))
+        self.signing_keys.load(await self.store.fetch("load_signing_keys"))
         self.routes = RoutingTable(functions)
         self.routes_loaded = True
         self.scheduler.routes_changed()

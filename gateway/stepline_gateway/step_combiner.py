@@ -121,6 +121,7 @@ class StepCombiner:
                 [Opcode.STEP_RUN.value for w in writes for _ in w.hashes],
                 [m for w in writes for m in w.memos],
                 [d for w in writes for d in w.durations_ms],
+                [w.signer for w in writes],
             )
         except Exception as err:  # every caller of the batch gets the error; the next batch goes on
             log.info("a batch of %d checkpoint posts failed: %s", len(batch), type(err).__name__)

@@ -21,7 +21,7 @@ from stepline.crd import PLURAL
 from stepline.manifest import API_GROUP, API_VERSION
 from stepline_store.identity import DEFAULT_NAMESPACE, IdentityError, qualified_function_id
 
-from stepline_operator import api_tokens, conditions, event_keys, webhooks
+from stepline_operator import api_tokens, conditions, event_keys, signing_keys, webhooks
 from stepline_operator.checks import CheckedFunction, check_function
 from stepline_operator.conditions import ENDPOINT_RESOLVED, READY, ROUTED, Verdict
 from stepline_operator.endpoints import Resolution, ServiceInfo, resolve_endpoint
@@ -215,6 +215,7 @@ def build_registry(
     webhooks.register(registry, settings, routes.pool, secrets)
     event_keys.register(registry, routes.pool)
     api_tokens.register(registry, routes.pool, settings.cluster_token_namespace)
+    signing_keys.register(registry, routes.pool, settings.sealer())
 
     @kopf.on.login(registry=registry, id="login")
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:

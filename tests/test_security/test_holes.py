@@ -164,7 +164,7 @@ async def test_a_sync_cannot_take_over_a_function_resource(database_url: str, so
             source=source,
         )
         await gw.gateway.registry.publish([function], replace_source=source)
-        await gw.gateway.reload_routes()
+        await gw.gateway.reload_routes()  # not left to the NOTIFY, which a loaded machine may deliver late
         taken = await sync(gw, sync_payload("shop", "http://127.0.0.1:9002/api/inngest", "process"))
         assert taken.status_code == 409
         assert f"already published by {source}" in taken.json()["error"]

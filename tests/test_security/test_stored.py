@@ -10,11 +10,12 @@ import stepline.asgi
 from stepline import signing
 from stepline_gateway.access import token_hash
 from stepline_gateway.dashboard.auth import SESSION_COOKIE
-from stepline_operator import api_tokens
-from stepline_store.sealing import new_key
+from stepline_operator import api_tokens, signing_keys
+from stepline_store.sealing import Sealer, new_key
 
 from tests.support import API_TOKEN, route, running_gateway, serve
-from tests.test_security.test_holes import EVENT_KEY, KEY, PREVIOUS_KEY
+from tests.test_security.test_holes import EVENT_KEY, KEY, PREVIOUS_KEY, sync_payload
+from tests.test_security.test_signing_keys import KEY_A, KEY_A2, sync_with
 from tests.webhook_senders import GITHUB_SECRET, github_headers, post, publish, ref, webhook
 
 TEAM_TOKEN = "api-token-of-the-vault-team"
@@ -38,13 +39,14 @@ async def every_value(database_url: str) -> str:
 
 
 async def test_no_table_holds_a_key_a_token_a_session_or_a_webhook_secret(database_url: str) -> None:
+    sealing_key = new_key()
     async with running_gateway(
         database_url,
         dev=False,
         signing_key=KEY,
         signing_key_fallback=PREVIOUS_KEY,
         event_keys=[EVENT_KEY],
-        secrets_key=new_key(),
+        secrets_key=sealing_key,
     ) as gw:
         client = stepline.Client("vault", gateway_url=gw.url, signing_key=KEY, event_key=EVENT_KEY)
 
@@ -75,9 +77,17 @@ async def test_no_table_holds_a_key_a_token_a_session_or_a_webhook_secret(databa
         async with httpx.AsyncClient(base_url=gw.url) as http:
             team_signed_in = await http.post("/login", data={"token": TEAM_TOKEN})
             team_session = team_signed_in.cookies[SESSION_COOKIE]
+        # A namespace's signing keys (during a rotation) published from its Secret, and a sync with each.
+        sealed = signing_keys.sealed(Sealer([sealing_key]), KEY_A2.encode(), KEY_A.encode())
+        await signing_keys.publish(gw.gateway.store.pool, "vault", "kubernetes:vault/inngest", sealed)
+        await gw.gateway.reload_routes()
+        for key in (KEY_A, KEY_A2):
+            synced = await sync_with(gw, key, sync_payload("vault", "http://127.0.0.1:9/api/inngest", "x"))
+            assert synced.status_code == 200, synced.text
 
         stored = await every_value(database_url)
     assert "vault-open" in stored  # the workload is there...
+    assert "vault/vault-x" in stored
     secrets = {
         "event key": EVENT_KEY,
         "signing key": KEY,
@@ -89,6 +99,10 @@ async def test_no_table_holds_a_key_a_token_a_session_or_a_webhook_secret(databa
         "namespace's API token": TEAM_TOKEN,
         "session cookie of the namespace's token": team_session,
         "webhook secret": GITHUB_SECRET,
+        "namespace's signing key": signing.strip_prefix(KEY_A2),
+        "namespace's previous signing key": signing.strip_prefix(KEY_A),
+        "namespace's sync token": signing.bearer_token(KEY_A2),
+        "namespace's previous sync token": signing.bearer_token(KEY_A),
     }
     for what, secret in secrets.items():  # ...and none of its secrets
         assert secret not in stored, f"the {what} is stored in clear"

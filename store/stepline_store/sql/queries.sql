@@ -41,12 +41,10 @@ ON CONFLICT (id) DO UPDATE SET
 DELETE FROM functions WHERE source = $1 AND NOT (id = ANY($2::text[]));
 
 -- name: delete_app_functions_except
--- $1 app id, $2 source, $3 ids to keep: an app's sync replaces what that app published before
-DELETE FROM functions WHERE app_id = $1 AND source = $2 AND NOT (id = ANY($3::text[]));
-
--- name: delete_app_functions_in_namespace
--- $1 app id, $2 source, $3 namespace: DELETE /v1/apps/{app_id} removes one namespace's app
-DELETE FROM functions WHERE app_id = $1 AND source = $2 AND namespace = $3;
+-- $1 app id, $2 source, $3 ids to keep, $4 the app's namespace (null: every namespace): an app's sync
+-- replaces what that app published before in its namespace
+DELETE FROM functions WHERE app_id = $1 AND source = $2 AND NOT (id = ANY($3::text[]))
+    AND ($4::text IS NULL OR namespace = $4::text);
 
 -- name: notify_routes
 SELECT pg_notify('stepline_routes', '');
@@ -360,9 +358,17 @@ SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT count(*) FROM step) > 0 
 -- the steps ran one after the other before this statement, so each ends when the ones after it began (their
 -- durations summed back from now), and a microsecond after the one before it at least, so that the stack
 -- (ordered by end) and the step list (ordered by start) keep the order they were sent in. $3 run id, $4 hashes (no repeats), $5 names, $6 ops, $7 memos (JSON text), $8 durations in ms (null when
--- unknown), $9 clock offset, $10 whether they came through the checkpoint API
+-- unknown), $9 clock offset, $10 whether they came through the checkpoint API, $11 the namespace whose signing key
+-- made the post ('': the cluster's key, taken only for namespaces without keys of their own; null: not checked)
 WITH held AS (
     SELECT id, attempt FROM work WHERE id = $1::bigint AND lease_token = $2::uuid AND run_id = $3::uuid
+        AND ($11::text IS NULL OR EXISTS (
+            SELECT 1 FROM runs AS r
+            CROSS JOIN LATERAL (SELECT CASE WHEN strpos(r.function_id, '/') > 0
+                                            THEN split_part(r.function_id, '/', 1) ELSE 'default' END AS ns) AS n
+            WHERE r.id = $3::uuid AND CASE WHEN $11::text = ''
+                THEN NOT EXISTS (SELECT 1 FROM signing_keys AS k WHERE k.namespace = n.ns)
+                ELSE n.ns = $11::text END))
 ), step AS (
     INSERT INTO steps (run_id, hash, name, op, status, attempts, memo, started_at, ended_at, checkpointed,
                        attempt_started_at)
@@ -399,16 +405,25 @@ SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT count(*) FROM step) AS r
 -- statement and one commit for all of them; each call is fenced by its own lease token and answered on its own
 -- row, so a stale lease refuses that call alone. No two calls of one run in the same statement. Per call
 -- ($1 its index): $2 work ids, $3 lease tokens, $4 run ids, $5 clock offsets, $6 whether they came through the
--- checkpoint API. Per step, in each call's order: $7 the index of its call, $8 its place in that call (from
--- 1), $9 hashes (no repeats within a call), $10 names, $11 ops, $12 memos (JSON text), $13 durations in ms
--- (null when unknown). Timing and memo rules as in record_steps.
+-- checkpoint API, $14 the namespaces whose signing keys made the posts (as $11 of record_steps). Per step, in
+-- each call's order: $7 the index of its call, $8 its place in that call (from 1), $9 hashes (no repeats
+-- within a call), $10 names, $11 ops, $12 memos (JSON text), $13 durations in ms (null when unknown). Timing
+-- and memo rules as in record_steps.
 WITH calls AS (
-    SELECT * FROM unnest($1::integer[], $2::bigint[], $3::uuid[], $4::uuid[], $5::interval[], $6::boolean[])
-        AS c (call, work_id, lease_token, run_id, clock_offset, checkpointed)
+    SELECT * FROM unnest($1::integer[], $2::bigint[], $3::uuid[], $4::uuid[], $5::interval[], $6::boolean[],
+                         $14::text[])
+        AS c (call, work_id, lease_token, run_id, clock_offset, checkpointed, signer)
 ), held AS (
     SELECT c.call, c.run_id, c.clock_offset, c.checkpointed, work.id, work.attempt
     FROM calls AS c
     JOIN work ON work.id = c.work_id AND work.lease_token = c.lease_token AND work.run_id = c.run_id
+    WHERE c.signer IS NULL OR EXISTS (
+        SELECT 1 FROM runs AS r
+        CROSS JOIN LATERAL (SELECT CASE WHEN strpos(r.function_id, '/') > 0
+                                        THEN split_part(r.function_id, '/', 1) ELSE 'default' END AS ns) AS n
+        WHERE r.id = c.run_id AND CASE WHEN c.signer = ''
+            THEN NOT EXISTS (SELECT 1 FROM signing_keys AS k WHERE k.namespace = n.ns)
+            ELSE n.ns = c.signer END)
 ), step AS (
     INSERT INTO steps (run_id, hash, name, op, status, attempts, memo, started_at, ended_at, checkpointed,
                        attempt_started_at)
@@ -809,10 +824,10 @@ SELECT count(pg_advisory_xact_lock(hashtextextended('stepline.functions:' || k.i
 FROM (SELECT id FROM unnest($1::text[]) AS u (id) ORDER BY id) AS k;
 
 -- name: sync_owners
--- What an SDK sync of app $2 would replace: the rows of the function ids $1 and the rows app $2 synced
--- before (source $3)
+-- What an SDK sync of app $2 into namespace $4 would replace: the rows of the function ids $1 and the rows
+-- app $2 synced there before (source $3)
 SELECT id, app_id, url, source FROM functions
-WHERE id = ANY($1::text[]) OR (app_id = $2::text AND source = $3::text) ORDER BY id;
+WHERE id = ANY($1::text[]) OR (app_id = $2::text AND source = $3::text AND namespace = $4::text) ORDER BY id;
 
 -- name: function_owners
 -- What a load of manifest files would replace: the rows of the function ids $1
@@ -1399,6 +1414,34 @@ WITH gone AS (
     ON CONFLICT (sha256, namespace) DO NOTHING RETURNING 1
 )
 SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM added) AS changed;
+
+-- Signing keys of namespaces (the operator publishes them sealed from labelled Secrets; the gateways open them)
+
+-- name: load_signing_keys
+SELECT namespace, current, previous FROM signing_keys;
+
+-- name: replace_signing_key
+-- The keys of Secret $2 (source) for namespace $1: $3 the sealed current key, $4 the sealed previous one
+-- (null: none), $5 their fingerprint. A namespace's keys come from one Secret: when another Secret holds
+-- it, nothing changes. Answers 'changed', 'same' or the source that holds the namespace.
+WITH held AS (
+    SELECT source, fingerprint FROM signing_keys WHERE namespace = $1::text
+), written AS (
+    INSERT INTO signing_keys (namespace, source, current, previous, fingerprint)
+    VALUES ($1::text, $2::text, $3::text, $4::text, $5::text)
+    ON CONFLICT (namespace) DO UPDATE
+        SET current = EXCLUDED.current, previous = EXCLUDED.previous, fingerprint = EXCLUDED.fingerprint,
+            updated_at = now()
+    WHERE signing_keys.source = EXCLUDED.source AND signing_keys.fingerprint <> EXCLUDED.fingerprint
+    RETURNING 1
+)
+SELECT CASE WHEN EXISTS (SELECT 1 FROM written) THEN 'changed'
+            WHEN (SELECT source FROM held) = $2::text THEN 'same'
+            ELSE (SELECT source FROM held) END AS outcome;
+
+-- name: remove_signing_key
+-- Secret $1 (source) is gone or no longer labelled: its keys are removed; answers how many rows went
+DELETE FROM signing_keys WHERE source = $1::text;
 
 -- name: load_api_tokens
 SELECT sha256, namespace, role FROM api_tokens;

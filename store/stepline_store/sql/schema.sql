@@ -383,6 +383,19 @@ CREATE TABLE public.runs (
 PARTITION BY RANGE (id);
 
 --
+-- Name: signing_keys; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.signing_keys (
+    namespace text NOT NULL,
+    source text NOT NULL,
+    current text NOT NULL,
+    previous text,
+    fingerprint text NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+--
 -- Name: singletons; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -646,6 +659,13 @@ ALTER TABLE ONLY public.rate_limits
 
 ALTER TABLE ONLY public.runs
     ADD CONSTRAINT runs_pkey PRIMARY KEY (id);
+
+--
+-- Name: signing_keys signing_keys_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.signing_keys
+    ADD CONSTRAINT signing_keys_pkey PRIMARY KEY (namespace);
 
 --
 -- Name: singletons singletons_pkey; Type: CONSTRAINT; Schema: public; Owner: -
