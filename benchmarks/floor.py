@@ -98,6 +98,9 @@ def _ingest_args(events: list[str], runs: list[uuid.UUID]) -> tuple[Any, ...]:
         [None] * count,
         [None] * count,
         [None] * count,
+        [],
+        None,
+        NO_OFFSET,
         None,
     )
 

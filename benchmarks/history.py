@@ -121,18 +121,8 @@ async def statements(conn: asyncpg.Connection, queries: dict[str, str]) -> list[
     run_id = uuid.UUID(int=(int(time.time() * 1000) << 80) | (0x7 << 76) | (0b10 << 62))
     url = "http://127.0.0.1:9/api/inngest"
     ingest_args = (["bench-new"], ["history/go"], [{"n": 0}], [None], [None], zero)
-    ingest_args += (
-        [run_id],
-        ["bench-new"],
-        ["history-fn1"],
-        ["fn1"],
-        [url],
-        [3],
-        [None],
-        [None],
-        [None],
-        None,
-    )
+    ingest_args += ([run_id], ["bench-new"], ["history-fn1"], ["fn1"], [url], [3], [None], [None], [None])
+    ingest_args += ([], None, zero, None)
     at, key = (deep["created_at"], deep["id"]) if deep else (None, None)
     event_at, event_key = (deep_event["received_at"], deep_event["id"]) if deep_event else (None, None)
     lease = datetime.timedelta(seconds=30)

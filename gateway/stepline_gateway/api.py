@@ -64,7 +64,8 @@ async def _ingest(request: Request, *, namespace: Scope = None) -> Response:
     events = parse_events(body, max_event_bytes=settings.max_event_bytes)
     if not settings.dev:
         refuse_reserved(events)
-    result = await gateway.ingestor.ingest(events, namespace=namespace)
+    starts = None if settings.no_start_here else gateway.dispatcher
+    result = await gateway.ingestor.ingest(events, namespace=namespace, starts=starts)
     gateway.metrics.events_ingested(len(result.new_ids))
     log.info("received %s, started %d run(s)", ingest.describe(events), result.runs_created)
     # ``runs_started`` beside Inngest's shape: how many runs these events started (0 when no trigger matched).

@@ -28,6 +28,7 @@ import math
 import uuid
 from typing import Any
 
+from stepline.protocol import DISCOVERY_STEP_ID
 from stepline_store.pool import Record, Store
 
 from stepline_gateway import storable
@@ -35,6 +36,7 @@ from stepline_gateway.calls import Call, queue_item_ref
 from stepline_gateway.clock import Clock, wait
 from stepline_gateway.executor import Executor
 from stepline_gateway.flow_claims import TIMERS
+from stepline_gateway.ingest import LeasedRun
 from stepline_gateway.metrics import Metrics
 from stepline_gateway.outcomes import Claim
 from stepline_gateway.supervision import Health
@@ -116,9 +118,74 @@ class Dispatcher:
         self._inflight: dict[asyncio.Task[None], tuple[int, uuid.UUID]] = {}
         self._orphans_possible = False
         self._stopping = False
+        # Call slots held for runs an ingest in progress may start here (ingest.py's LocalStarts).
+        self._reserved = 0
+        self._lapse_check: asyncio.TimerHandle | None = None
 
     def wake(self) -> None:
         self._wake.set()
+
+    def leased_elsewhere(self) -> None:
+        """Another replica (or this one) leased new runs as it ingested them: should it die before making
+        their calls, their leases lapse within a lease, so look again then (one timer at a time: the claim
+        it wakes asks the database for the next lapse)."""
+        if self._lapse_check is None or self._lapse_check.cancelled():
+            self._lapse_check = asyncio.get_running_loop().call_later(
+                self._lease.total_seconds(), self._lapse_due
+            )
+
+    def _lapse_due(self) -> None:
+        self._lapse_check = None
+        self._wake.set()
+
+    @property
+    def lease(self) -> datetime.timedelta:
+        return self._lease
+
+    def reserve(self, urls: list[str]) -> list[bool]:
+        """Which of the new runs calling ``urls`` may start here: a free call slot each, and no endpoint
+        past its share, counting the slots held already. Those slots are held until ``adopt`` or
+        ``release``."""
+        taken: list[bool] = []
+        for url in urls:
+            free = self._concurrency - len(self._inflight) - self._reserved
+            room = not self._stopping and free > 0 and self._by_url[url] < self._endpoint_cap
+            if room:
+                self._reserved += 1
+                self._by_url[url] += 1
+            taken.append(room)
+        return taken
+
+    def release(self, urls: list[str]) -> None:
+        """Slots held by ``reserve`` are free again."""
+        for url in urls:
+            self._reserved -= 1
+            self._by_url[url] -= 1
+            if self._by_url[url] <= 0:
+                del self._by_url[url]
+        self._wake.set()
+
+    def adopt(self, leased: list[LeasedRun], reserved: list[str]) -> None:
+        """Make the first calls of runs the ingest leased to this replica (it has committed)."""
+        self.release(reserved)
+        for run in leased:
+            function = run.function
+            call = Call(
+                run_id=str(run.run_id),
+                function_id=function.id,
+                url=function.url,
+                step_id=DISCOVERY_STEP_ID,
+                attempt=0,
+                max_attempts=function.max_attempts,
+                event=run.event,
+                memos={},
+                stack=[],
+                qi_id=queue_item_ref(run.work_id, run.lease_token),
+                state_bytes=storable.size({}),
+            )
+            self._metrics.first_call(function.id, 0.0)
+            self._start(Claim(work_id=run.work_id, lease_token=run.lease_token, call=call))
+        self._metrics.inflight.set(len(self._inflight))
 
     async def run(self, health: Health) -> None:
         """The claim loop (supervised): claim due calls while slots are free, then wait for a wake-up or for
@@ -127,7 +194,7 @@ class Dispatcher:
             self._wake.clear()
             if self._orphans_possible:
                 await self._release_orphans()
-            free = self._concurrency - len(self._inflight)
+            free = self._concurrency - len(self._inflight) - self._reserved
             delay: float | None = None
             if free > 0:
                 full = await self._claim(free)
@@ -162,14 +229,16 @@ class Dispatcher:
         for row in rows:
             if row["step_id"] not in TIMERS:
                 self._metrics.first_call(row["function_id"], row["queued_s"])
-            claim = claim_from_row(row, batches.get(row["run_id"]))
-            task = asyncio.create_task(self._execute(claim))
-            self._inflight[task] = (claim.work_id, claim.lease_token)
-            self._urls[task] = claim.call.url
-            self._by_url[claim.call.url] += 1
-            task.add_done_callback(self._done)
+            self._start(claim_from_row(row, batches.get(row["run_id"])))
         self._metrics.inflight.set(len(self._inflight))
         return len(rows) == limit
+
+    def _start(self, claim: Claim) -> None:
+        task = asyncio.create_task(self._execute(claim))
+        self._inflight[task] = (claim.work_id, claim.lease_token)
+        self._urls[task] = claim.call.url
+        self._by_url[claim.call.url] += 1
+        task.add_done_callback(self._done)
 
     async def _batches(self, rows: list[Record]) -> dict[uuid.UUID, list[dict[str, Any]]]:
         """The events of the batch runs among the claimed calls: read after the claim, in a statement of its

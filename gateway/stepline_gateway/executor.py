@@ -59,9 +59,10 @@ from stepline_gateway.ingest import Ingestor
 from stepline_gateway.labels import FunctionLabels
 from stepline_gateway.log_context import about_run
 from stepline_gateway.metrics import Metrics
-from stepline_gateway.outcomes import Claim, Outcomes, op_error, record_steps, step_name
+from stepline_gateway.outcomes import Claim, Outcomes, op_error, record_steps, step_name, step_write
 from stepline_gateway.reachability import Reachability
 from stepline_gateway.routing import RoutingTable
+from stepline_gateway.run_ends import RunEnd, RunEndCombiner
 from stepline_gateway.supervision import RetryDelay, describe
 from stepline_gateway.tracing import Tracing
 
@@ -93,8 +94,10 @@ class Executor:
         max_lost_leases: int = 5,
         tracing: Tracing | None = None,
         labels: FunctionLabels | None = None,
+        run_ends: RunEndCombiner | None = None,
     ) -> None:
         self._store = store
+        self._run_ends = run_ends
         self._routes = routes
         self._tracing = tracing or Tracing()
         self._labels = labels or FunctionLabels(routes)
@@ -233,6 +236,9 @@ class Executor:
             if problem is not None:
                 await self._refuse(claim, [], None, problem)
                 return None
+            if self._run_ends is not None and self._run_ends.enabled:
+                await self._complete(self._run_ends, claim, [], answer.output)
+                return None
             await self._outcomes.finish(claim, "Completed", output=answer.output, error=None)
             return None
         if answer.error is not None:
@@ -261,6 +267,14 @@ class Executor:
         if not rest:
             # Only steps that ran: the last one goes on to the next call, like a single StepRun.
             rest = [ran.pop()]
+        if (
+            self._run_ends is not None
+            and self._run_ends.enabled
+            and len(rest) == 1
+            and rest[0].get("op") == Opcode.RUN_COMPLETE
+        ):
+            await self._complete(self._run_ends, claim, ran, rest[0].get("data"))
+            return None
         if not ran:
             return await self._settle_final(claim, rest, answer, started)
         call = claim.call
@@ -285,6 +299,31 @@ class Executor:
             following = await self._settle_final(progressed, rest, answer, time.monotonic(), on=conn)
         self._wake()
         return following
+
+    async def _complete(
+        self, run_ends: RunEndCombiner, claim: Claim, ran: list[dict[str, Any]], output: Any
+    ) -> None:
+        """Complete the run with ``output`` after recording the steps that ran before its end, in a statement
+        shared with the other runs that end meanwhile (run_ends.py)."""
+        call = claim.call
+        steps = step_write(
+            work_id=claim.work_id,
+            lease_token=claim.lease_token,
+            run_id=uuid.UUID(call.run_id),
+            ops=ran,
+            offset=self._clock.offset(),
+            checkpointed=False,
+        )
+        result = await run_ends.record(RunEnd.of(steps, output))
+        if not result.held:
+            log.info("run %s: lease lost or run cancelled; dropping the answer", call.run_id)
+            return
+        if result.recorded:
+            self._metrics.steps_recorded(call.function_id, "completed", result.recorded)
+        if result.ended:
+            self._outcomes.completed(call, result.created_at, result.ended_at)
+        if ran:
+            self._wake()
 
     async def _refuse(
         self, claim: Claim, before: list[dict[str, Any]], op: dict[str, Any] | None, problem: Problem

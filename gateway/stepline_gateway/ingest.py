@@ -6,8 +6,12 @@ the event's ``ts`` when that lies in the future; it also answers the open waits 
 the same transaction the waits that match are resolved and the ``cancelOn`` rules that match cancel their
 runs (which emits ``inngest/function.cancelled``). Workers are woken by NOTIFY when the transaction commits.
 Functions that declare rateLimit, idempotency, singleton, debounce or batchEvents have their runs decided by
-admission.py, in the same transaction, after the events are stored. Every time is the database's (plus the
-clock's offset in tests): an event sent without a ``ts`` gets the
+admission.py, in the same transaction, after the events are stored. Given ``starts`` (the ingesting
+replica's dispatcher), the first calls of new runs due at once are leased to that replica in the same
+statement, as many as it has free call slots, and handed to it right after COMMIT: a run starts where it
+was ingested, without a NOTIFY round trip. Runs with flow control at the claim (concurrency, throttle,
+priority, timeouts) and those decided by admission are left to the claim, which does their accounting.
+Every time is the database's (plus the clock's offset in tests): an event sent without a ``ts`` gets the
 database's now as its ``ts``, so a replica whose own clock runs ahead delays nothing.
 """
 
@@ -18,8 +22,8 @@ import functools
 import json
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from stepline.protocol import FUNCTION_CANCELLED_EVENT
 from stepline_store.identity import namespace_of_function, split_function_id
@@ -38,10 +42,45 @@ _MAX_DEPTH = 3
 
 
 @dataclass(frozen=True)
+class LeasedRun:
+    """A new run whose first call the ingest statement leased to this replica."""
+
+    work_id: int
+    lease_token: uuid.UUID
+    run_id: uuid.UUID
+    function: Function
+    # The event as the function receives it (its ts as stored).
+    event: dict[str, Any]
+
+
+class LocalStarts(Protocol):
+    """Where new runs may start at once: the ingesting replica's dispatcher (dispatcher.py)."""
+
+    @property
+    def owner(self) -> str: ...
+
+    @property
+    def lease(self) -> datetime.timedelta: ...
+
+    def reserve(self, urls: list[str]) -> list[bool]:
+        """Which of the runs calling ``urls`` may start here (their slots held until adopt or release)."""
+        ...
+
+    def release(self, urls: list[str]) -> None: ...
+
+    def adopt(self, leased: list[LeasedRun], reserved: list[str]) -> None:
+        """Make the leased runs' first calls (after COMMIT); the slots reserved are the dispatcher's again."""
+        ...
+
+
+@dataclass(frozen=True)
 class Ingested:
     ids: list[str]
     new_ids: list[str]
     runs_created: int
+    leased: list[LeasedRun] = field(default_factory=list)
+    # The URLs of the call slots held for runs that could start here (LocalStarts.reserve).
+    reserved: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -93,16 +132,29 @@ class Ingestor:
         on: Queryable = None,
         runs: list[PlannedRun] | None = None,
         namespace: Scope = None,
+        starts: LocalStarts | None = None,
     ) -> Ingested:
         """Store ``events``; start the runs routing chooses for them, or exactly ``runs`` when given.
 
         With a ``namespace`` (an event a run of it emits, or one sent with its key) the events reach only
-        that namespace's functions, waits and cancel rules; without one, those of every namespace.
+        that namespace's functions, waits and cancel rules; without one, those of every namespace. With
+        ``starts`` (and a transaction of its own: no ``on``) new runs start on this replica after COMMIT.
         """
         if on is not None:
             return await self._ingest(on, events, runs, depth=0, namespace=namespace)
-        async with self._store.transaction() as conn:
-            return await self._ingest(conn, events, runs, depth=0, namespace=namespace)
+        reserved: list[str] = []
+        try:
+            async with self._store.transaction() as conn:
+                result = await self._ingest(
+                    conn, events, runs, depth=0, namespace=namespace, starts=starts, reserved=reserved
+                )
+        except BaseException:
+            if starts is not None and reserved:
+                starts.release(reserved)
+            raise
+        if starts is not None and reserved:
+            starts.adopt(result.leased, result.reserved)
+        return result
 
     async def cancel(self, run_ids: list[uuid.UUID], *, on: Queryable) -> list[Record]:
         """Cancel runs not yet ended; emit ``inngest/function.cancelled`` for each; answer those cancelled."""
@@ -116,6 +168,8 @@ class Ingestor:
         depth: int,
         *,
         namespace: Scope,
+        starts: LocalStarts | None = None,
+        reserved: list[str] | None = None,
     ) -> Ingested:
         unique: dict[str, Event] = {}
         for event in events:
@@ -130,6 +184,17 @@ class Ingestor:
                 for function in table.match(event.payload(), namespace):
                     (flowed if admits(function) else planned).append(PlannedRun(function, event))
         run_ids = [new_run_id(self._clock.now()) for _ in planned]
+        here: list[uuid.UUID] = []
+        if starts is not None and reserved is not None:
+            # Runs with flow control at the claim go through it; the others may start here.
+            eligible = [
+                (r, p.function.url) for r, p in zip(run_ids, planned, strict=True) if p.function.flow is None
+            ]
+            if eligible:
+                taken = starts.reserve([url for _, url in eligible])
+                chosen = [item for item, ok in zip(eligible, taken, strict=True) if ok]
+                reserved.extend(url for _, url in chosen)
+                here = [run_id for run_id, _ in chosen]
         row = await self._store.fetchrow(
             "ingest",
             [e.id for e in unique.values()],
@@ -147,6 +212,9 @@ class Ingestor:
             [p.parent_run_id for p in planned],
             [p.parent_step for p in planned],
             [e.v for e in unique.values()],
+            here,
+            None if starts is None else starts.owner,
+            None if starts is None else starts.lease,
             sent_into(namespace),
             on=conn,
         )
@@ -184,7 +252,23 @@ class Ingestor:
             await self._resolve_waits(conn, waits, fresh)
         if depth < _MAX_DEPTH:
             await self._apply_cancel_rules(conn, fresh, now, depth, namespace)
-        return Ingested(ids=[event.id for event in events], new_ids=list(stamped), runs_created=runs_created)
+        leased: list[LeasedRun] = []
+        if row["leased"]:
+            by_run = {run_id: p for run_id, p in zip(run_ids, planned, strict=True)}
+            for item in row["leased"]:
+                run_id = uuid.UUID(item["run_id"])
+                p = by_run[run_id]
+                payload = replace(p.event, ts=stamped[p.event.id]).payload()
+                leased.append(
+                    LeasedRun(item["id"], uuid.UUID(item["lease_token"]), run_id, p.function, payload)
+                )
+        return Ingested(
+            ids=[event.id for event in events],
+            new_ids=list(stamped),
+            runs_created=runs_created,
+            leased=leased,
+            reserved=list(reserved or []),
+        )
 
     async def _resolve_waits(
         self, conn: Queryable, waits: list[dict[str, Any]], fresh: Iterable[Event]

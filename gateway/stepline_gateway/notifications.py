@@ -1,7 +1,8 @@
 """The NOTIFY listener: one connection of its own that LISTENs on ``stepline_work``, ``stepline_routes`` and
 ``stepline_webhooks``.
 
-A notification on ``stepline_work`` wakes the dispatcher; one on ``stepline_routes`` or
+A notification on ``stepline_work`` wakes the dispatcher (one with the payload ``leased``, runs leased as
+they were ingested, only has it look for a lapsed lease a lease later); one on ``stepline_routes`` or
 ``stepline_webhooks`` asks for a reload of the routing table and the webhooks. The connection is watched
 without polling: asyncpg reports its end (the server restarted, failed over or terminated the backend)
 through a termination listener, and ``run`` (a supervised task) then fails, so the supervisor opens a new
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 WORK_CHANNEL = "stepline_work"
 ROUTES_CHANNEL = "stepline_routes"
 WEBHOOKS_CHANNEL = "stepline_webhooks"
+# The payload of a work notification for runs leased as they were ingested (nothing to claim now).
+LEASED = "leased"
 
 
 class ListenerLost(ConnectionError):
@@ -43,7 +46,9 @@ class Listener:
         on_routes: Callable[[], None],
         on_subscribed: Callable[[], None],
         application_name: str,
+        on_leased: Callable[[], None] | None = None,
     ) -> None:
+        self._on_leased = on_leased
         self._database_url = database_url
         self._on_work = on_work
         self._on_routes = on_routes
@@ -103,7 +108,11 @@ class Listener:
             with contextlib.suppress(Exception):
                 await conn.close(timeout=2)
 
-    def _work(self, *_: Any) -> None:
+    def _work(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
+        if payload == LEASED:
+            if self._on_leased is not None:
+                self._on_leased()
+            return
         self._on_work()
 
     def _routes(self, *_: Any) -> None:

@@ -619,9 +619,25 @@ class Outcomes:
         self._ended(call, status, ended, error)
         log.warning("run %s of %s failed: %s", call.run_id, call.function_id, describe(error or {}))
 
+    def completed(
+        self, call: Call, created_at: datetime.datetime | None, ended_at: datetime.datetime | None
+    ) -> None:
+        """The run of ``call`` was completed by a statement of run_ends.py: its metrics, span and log line."""
+        self._run_ended(call, "Completed", created_at, ended_at, None)
+        log.info("run %s of %s completed", call.run_id, call.function_id)
+
     def _ended(self, call: Call, status: str, ended: Any, error: dict[str, Any] | None) -> None:
         """The run ended (``ended``: the row of finish_run): its metrics and its trace's root span."""
-        created_at, ended_at = ended["created_at"], ended["ended_at"]
+        self._run_ended(call, status, ended["created_at"], ended["ended_at"], error)
+
+    def _run_ended(
+        self,
+        call: Call,
+        status: str,
+        created_at: datetime.datetime | None,
+        ended_at: datetime.datetime | None,
+        error: dict[str, Any] | None,
+    ) -> None:
         seconds = (ended_at - created_at).total_seconds() if created_at and ended_at else None
         self._metrics.run_ended(call.function_id, status, seconds)
         if self._tracing.enabled:

@@ -39,6 +39,7 @@ from stepline_gateway.queue import QueueGauges, QueueSnapshot
 from stepline_gateway.reachability import Reachability
 from stepline_gateway.registry import MANIFEST_SOURCE, Registry, load_manifests
 from stepline_gateway.routing import RoutingTable
+from stepline_gateway.run_ends import RunEndCombiner
 from stepline_gateway.scheduler import Scheduler
 from stepline_gateway.settings import Settings
 from stepline_gateway.signing_keys import KeyPair, SigningKeys
@@ -152,6 +153,9 @@ class Gateway:
         self.step_combiner = StepCombiner(
             self.store, enabled=not settings.no_group_commit, wait_s=settings.group_commit_wait_ms / 1000
         )
+        self.run_ends = RunEndCombiner(
+            self.store, enabled=not settings.no_group_commit, wait_s=settings.group_commit_wait_ms / 1000
+        )
         self.history = HistoryDays(
             store=self.store, clock=self.clock, retention=datetime.timedelta(hours=settings.retention_h)
         )
@@ -179,6 +183,7 @@ class Gateway:
                 reachability=Reachability(datetime.timedelta(seconds=settings.unreachable_patience_s)),
                 limits=self.answer_limits,
                 max_lost_leases=settings.max_lost_leases,
+                run_ends=self.run_ends,
             ),
             clock=self.clock,
             metrics=self.metrics,
@@ -204,6 +209,7 @@ class Gateway:
         self._listener = Listener(
             settings.session_url,
             on_work=self.dispatcher.wake,
+            on_leased=self.dispatcher.leased_elsewhere,
             on_routes=self._routes_changed.set,
             on_subscribed=self._resubscribed,
             application_name=f"{_APPLICATION_NAME} listener",

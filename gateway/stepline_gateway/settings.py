@@ -108,15 +108,20 @@ class Settings(BaseSettings):
     )
     no_group_commit: bool = Field(
         default=False,
-        description="record each checkpoint post with a statement of its own, instead of the posts of many "
-        "runs that arrive together in one statement and one commit (docs/performance.md)",
+        description="record each checkpoint post and each run's end with a statement of its own, instead of "
+        "those of many runs that arrive together in one statement and one commit (docs/performance.md)",
+    )
+    no_start_here: bool = Field(
+        default=False,
+        description="leave every new run to the claim (woken by NOTIFY) instead of leasing the runs of a "
+        "POST /e to the replica that ingests it, up to its free call slots, and starting them after COMMIT",
     )
     group_commit_wait_ms: float = Field(
         default=0.0,
         ge=0,
         le=50,
-        description="how long the first checkpoint post to arrive while no batch is in flight waits for "
-        "others to join it (0: one turn of the event loop; timers round up to a millisecond)",
+        description="how long the first checkpoint post or run end arriving while no batch is in flight waits"
+        " for others to join it (0: one turn of the event loop; timers round up to a millisecond)",
     )
     no_metrics: bool = Field(
         default=False,

@@ -103,25 +103,30 @@ async def test_a_stale_lease_is_refused_for_its_run_alone(database_url: str) -> 
             call.answer(200, "done")
 
 
-async def test_a_database_error_fails_the_callers_of_its_batch_only(database_url: str) -> None:
+async def test_a_write_postgres_refuses_fails_its_caller_alone(database_url: str) -> None:
     async with manual_service(database_url) as manual:
         calls = await open_calls(manual, 3)
         combiner = StepCombiner(manual.gw.gateway.store, wait_s=0.05)
         good = write_for(calls[0], steps_of(calls[0]))
-        # A memo Postgres refuses (not JSON): the statement of its batch fails on the server.
+        # A memo Postgres refuses (not JSON): the statement of its batch fails on the server, and the batch's
+        # writes are tried again each with a statement of its own.
         bad = StepWrite(**{**write_for(calls[1], steps_of(calls[1])).__dict__, "memos": ["{not json", "1"]})
-        first = [asyncio.create_task(combiner.record(good)), asyncio.create_task(combiner.record(bad))]
-        await asyncio.sleep(0.1)  # that batch has been taken: what follows is a batch of its own
-        later = await combiner.record(write_for(calls[2], steps_of(calls[2])))
-        outcomes = await asyncio.gather(*first, return_exceptions=True)
-        assert all(isinstance(o, asyncpg.PostgresError) for o in outcomes), outcomes
-        assert later == RecordedSteps(held=True, recorded=2, function_id="manual-fn")
+        outcomes = await asyncio.gather(
+            combiner.record(good),
+            combiner.record(bad),
+            combiner.record(write_for(calls[2], steps_of(calls[2]))),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[1], asyncpg.PostgresError), outcomes
+        assert outcomes[0] == outcomes[2] == RecordedSteps(held=True, recorded=2, function_id="manual-fn")
+        assert combiner.batches == 0  # the batch statement failed; the writes went alone
         stored = await memos(database_url)
-        assert (calls[0].ctx["run_id"], "a") not in stored
+        assert (calls[0].ctx["run_id"], "a") in stored
+        assert (calls[1].ctx["run_id"], "a") not in stored
+        assert (calls[2].ctx["run_id"], "b") in stored
         # The caller tries again, as a failed checkpoint post does, and its steps are recorded.
-        retried = await combiner.record(good)
+        retried = await combiner.record(write_for(calls[1], steps_of(calls[1])))
         assert (retried.held, retried.recorded) == (True, 2)
-        assert (calls[0].ctx["run_id"], "a") in await memos(database_url)
         for call in calls:
             call.answer(200, "done")
 

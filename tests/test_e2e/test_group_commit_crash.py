@@ -1,6 +1,7 @@
-"""A gateway process killed with SIGKILL while the checkpoint posts of many runs are being combined into
-shared statements (group commit): after a restart every run completes, and no step that was recorded before
-the kill runs again or changes."""
+"""A gateway process killed with SIGKILL while the writes of many runs are being combined into shared
+statements (group commit): the checkpoint posts of a post after every step, or the answers that carry a
+run's steps with its end (run_ends.py). After a restart every run completes, and no step that was recorded
+before the kill runs again or changes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections import Counter
 
 import asyncpg
 import httpx
+import pytest
 import stepline
 import stepline.asgi
 
@@ -48,13 +50,21 @@ async def _outputs(database_url: str) -> dict[str, str | None]:
     return {row["run"]: row["output"] if row["status"] == "Completed" else None for row in rows}
 
 
+# A post after every step; or every step buffered and sent with the run's end in the call's answer.
+POLICIES = {
+    "posts": stepline.Checkpoint.every_step(),
+    "answers": stepline.Checkpoint(buffered_steps=None, max_at_risk=None),
+}
+
+
+@pytest.mark.parametrize("policy", list(POLICIES))
 async def test_a_gateway_killed_between_batches_loses_no_recorded_step(
-    gateway_processes: GatewayProcesses,
+    gateway_processes: GatewayProcesses, policy: str
 ) -> None:
     port = free_port()
     executions: Counter[tuple[str, str]] = Counter()
     client = stepline.Client(
-        "gc", gateway_url=f"http://127.0.0.1:{port}", dev=True, checkpoint=stepline.Checkpoint.every_step()
+        "gc", gateway_url=f"http://127.0.0.1:{port}", dev=True, checkpoint=POLICIES[policy]
     )
 
     @client.function(id="three", trigger="gc/go")
@@ -64,7 +74,8 @@ async def test_a_gateway_killed_between_batches_loses_no_recorded_step(
 
             async def step(name: str = name) -> str:
                 executions[(ctx.run_id, name)] += 1
-                await asyncio.sleep(0.05)
+                # Runs end over half a second, so that the kill falls between their batches.
+                await asyncio.sleep(0.02 * (1 + ctx.event.data["n"] % 10))
                 return f"{name}-{ctx.event.data['n']}"
 
             done.append(await ctx.step.run(name, step))

@@ -57,14 +57,18 @@ SELECT pg_notify('stepline_routes', '');
 -- or at the event's ts when that lies ahead; an event sent without a ts gets now as its ts.
 -- $1 event ids, $2 names, $3 data, $4 users, $5 ts (ms; null: now), $6 clock offset,
 -- $7 run ids, $8 their event ids, $9 function ids, $10 function names, $11 urls, $12 max attempts,
--- $13 parent run ids, $14 parent step hashes (null unless invoked), $15 event versions (null when none),
--- $16 the namespaces the events were sent into (null: every namespace)
+-- $13 parent run ids, $14 parent step hashes (null unless invoked), $15 event versions (null when none).
+-- A run started where it was ingested: $16 the run ids whose first call is leased to owner $17 for $18 (from
+-- statement_timestamp()) when it is due at once; those runs are Running already. The NOTIFY wakes the
+-- replicas for calls left unleased; for leased ones a 'leased' notification tells them when to look for a
+-- lapsed lease (the ingesting replica may die before it makes the call).
+-- $19 the namespaces the events were sent into (null: every namespace).
 WITH clock AS (
     SELECT statement_timestamp() + $6::interval AS now
 ), new_events AS (
     INSERT INTO events (id, name, data, "user", ts, received_at, v, namespaces)
     SELECT e.id, e.name, e.data, e.usr, coalesce(e.ts, floor(extract(epoch FROM c.now) * 1000)::bigint), c.now,
-           e.v, $16::text[]
+           e.v, $19::text[]
     FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[], $5::bigint[], $15::text[])
          AS e (id, name, data, usr, ts, v)
     CROSS JOIN clock c
@@ -77,26 +81,38 @@ WITH clock AS (
     RETURNING id, name, ts
 ), new_runs AS (
     INSERT INTO runs (id, event_id, function_id, function_name, url, max_attempts, status, created_at,
-                      parent_run_id, parent_step)
-    SELECT r.run_id, r.event_id, r.function_id, r.function_name, r.url, r.max_attempts, 'Queued', c.now,
-           r.parent_run_id, r.parent_step
+                      parent_run_id, parent_step, started_at)
+    SELECT r.run_id, r.event_id, r.function_id, r.function_name, r.url, r.max_attempts,
+           CASE WHEN l.here THEN 'Running' ELSE 'Queued' END, c.now, r.parent_run_id, r.parent_step,
+           CASE WHEN l.here THEN c.now END
     FROM unnest($7::uuid[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int[], $13::uuid[],
                 $14::text[])
          AS r (run_id, event_id, function_id, function_name, url, max_attempts, parent_run_id, parent_step)
     JOIN new_events e ON e.id = r.event_id
     CROSS JOIN clock c
-    RETURNING id, event_id
+    CROSS JOIN LATERAL (
+        SELECT r.run_id = ANY($16::uuid[]) AND to_timestamp(e.ts / 1000.0) <= c.now AS here
+    ) AS l
+    RETURNING id, event_id, status = 'Running' AS here
 ), new_work AS (
-    INSERT INTO work (run_id, step_id, available_at)
+    INSERT INTO work (run_id, step_id, available_at, lease_owner, lease_token, lease_expires_at)
     SELECT n.id, 'step', CASE WHEN to_timestamp(e.ts / 1000.0) > c.now THEN to_timestamp(e.ts / 1000.0)
-                              ELSE statement_timestamp() END
+                              ELSE statement_timestamp() END,
+           CASE WHEN n.here THEN $17::text END, CASE WHEN n.here THEN gen_random_uuid() END,
+           CASE WHEN n.here THEN statement_timestamp() + $18::interval END
     FROM new_runs n JOIN new_events e ON e.id = n.event_id CROSS JOIN clock c
-    RETURNING available_at
+    RETURNING id, run_id, available_at, lease_token
 )
 SELECT (SELECT coalesce(jsonb_object_agg(id, ts), '{}'::jsonb) FROM new_events) AS new_events,
        (SELECT count(*) FROM new_work) AS runs_created,
        (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM new_work
-                              WHERE available_at <= (SELECT now FROM clock) LIMIT 1) AS n) AS notified,
+                              WHERE available_at <= (SELECT now FROM clock) AND lease_token IS NULL
+                              LIMIT 1) AS n) AS notified,
+       (SELECT count(*) FROM (SELECT pg_notify('stepline_work', 'leased') FROM new_work
+                              WHERE lease_token IS NOT NULL LIMIT 1) AS n) AS notified_leased,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'run_id', run_id, 'lease_token', lease_token)),
+                        '[]'::jsonb)
+        FROM new_work WHERE lease_token IS NOT NULL) AS leased,
        (SELECT now FROM clock) AS now,
        (SELECT coalesce(jsonb_agg(jsonb_build_object(
                 'run_id', w.run_id, 'function_id', r.function_id, 'hash', w.hash, 'event_name', w.event_name,
@@ -456,6 +472,68 @@ SELECT c.call, h.id IS NOT NULL AS held,
        (SELECT count(*) FROM step WHERE step.run_id = c.run_id) AS recorded,
        (SELECT function_id FROM runs WHERE runs.id = c.run_id) AS function_id
 FROM calls AS c LEFT JOIN held AS h ON h.call = c.call
+ORDER BY c.call;
+
+-- name: finish_runs_many
+-- The steps at the end of a call's answer and the end of its run (Completed) for several calls at once (group
+-- commit across runs: stepline_gateway/group_commit.py), one statement and one commit for all of them; what
+-- record_steps and finish_run do for one call, each call fenced by its own lease token and answered on its
+-- own row, so a stale lease refuses that call alone. No two calls of one run in the same statement. Per call
+-- ($1 its index): $2 work ids, $3 lease tokens, $4 run ids, $5 clock offsets, $6 outputs (JSON text; null:
+-- SQL null). Per step, in each call's order: $7 the index of its call, $8 its place in that call (from 1),
+-- $9 hashes (no repeats within a call), $10 names, $11 ops, $12 memos (JSON text), $13 durations in ms (null
+-- when unknown). Runs are locked before their work rows (the lock order), in the order of the calls.
+WITH calls AS (
+    SELECT * FROM unnest($1::integer[], $2::bigint[], $3::uuid[], $4::uuid[], $5::interval[], $6::text[])
+        AS c (call, work_id, lease_token, run_id, clock_offset, output)
+), held AS (
+    SELECT c.call, c.run_id, c.clock_offset, c.output::jsonb AS output
+    FROM calls AS c
+    JOIN work ON work.id = c.work_id AND work.lease_token = c.lease_token AND work.run_id = c.run_id
+), step AS (
+    INSERT INTO steps (run_id, hash, name, op, status, attempts, memo, started_at, ended_at, checkpointed,
+                       attempt_started_at)
+    SELECT h.run_id, s.hash, s.name, s.op, 'Completed', 1, s.memo::jsonb,
+           e.ended_at - coalesce(s.ms, 0) * interval '1 millisecond', e.ended_at, false,
+           e.ended_at - coalesce(s.ms, 0) * interval '1 millisecond'
+    FROM (
+        SELECT u.*, coalesce(sum(coalesce(u.ms, 0)) OVER (
+                   PARTITION BY u.call ORDER BY u.n ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0)
+                   AS later_ms
+        FROM unnest($7::integer[], $8::integer[], $9::text[], $10::text[], $11::text[], $12::text[],
+                    $13::float8[]) AS u (call, n, hash, name, op, memo, ms)
+    ) AS s
+    JOIN held AS h ON h.call = s.call
+    CROSS JOIN LATERAL (
+        SELECT statement_timestamp() + h.clock_offset - s.later_ms * interval '1 millisecond'
+               + (s.n - 1) * interval '1 microsecond' AS ended_at
+    ) AS e
+    ON CONFLICT (run_id, hash) DO UPDATE
+        SET op = EXCLUDED.op, status = EXCLUDED.status, attempts = steps.attempts + 1, memo = EXCLUDED.memo,
+            error = NULL, ended_at = EXCLUDED.ended_at, checkpointed = EXCLUDED.checkpointed,
+            attempt_started_at = EXCLUDED.attempt_started_at
+        WHERE steps.memo IS NULL
+    RETURNING run_id
+), ended AS (
+    UPDATE runs SET status = 'Completed', output = h.output, error = NULL,
+                    ended_at = statement_timestamp() + h.clock_offset
+    FROM held AS h WHERE runs.id = h.run_id AND runs.status IN ('Queued', 'Running')
+    RETURNING runs.id, runs.function_id, runs.parent_run_id, runs.parent_step, runs.created_at, runs.ended_at,
+              runs.output
+), dropped AS (
+    DELETE FROM work WHERE run_id IN (SELECT id FROM ended)
+), dropped_waits AS (
+    DELETE FROM waits WHERE run_id IN (SELECT id FROM ended)
+), parent AS (
+    UPDATE work SET available_at = statement_timestamp(), resolution = jsonb_build_object('data', ended.output)
+    FROM ended WHERE work.run_id = ended.parent_run_id AND work.resolves = ended.parent_step
+    RETURNING 1
+)
+SELECT c.call, h.call IS NOT NULL AS held,
+       (SELECT count(*) FROM step WHERE step.run_id = c.run_id) AS recorded,
+       e.id IS NOT NULL AS ended, e.function_id, e.created_at, e.ended_at,
+       (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM parent LIMIT 1) AS n) AS notified
+FROM calls AS c LEFT JOIN held AS h ON h.call = c.call LEFT JOIN ended AS e ON e.id = c.run_id
 ORDER BY c.call;
 
 -- name: held_attempt

@@ -1,0 +1,147 @@
+"""Group commit across runs: the writes of many runs that settle together go as one statement, one commit.
+
+``Combiner`` is the shared design; its subclasses say what one batch statement is: the checkpoint posts'
+step records (step_combiner.py) and the ends of runs that a call's answer completes, with the steps that
+came in it (run_ends.py). ``record`` queues a write and waits. The first write to arrive while nothing is in
+flight waits ``wait_s`` for company (by default none: one turn of the event loop, since asyncio's timers
+round a fraction of a millisecond up to a whole one); then everything queued goes to Postgres as one
+statement, and whatever arrives while that batch is in flight forms the next one. A batch holds at most one
+write per run (two would make the statement touch a run's rows twice): a second write of a run waits for
+the next batch. Batches are sorted by run id, so the batches of two replicas lock shared rows in one order.
+
+Each caller gets its own result: the statement fences every write by its own lease token, so a stale lease
+refuses that write alone. A statement that fails for a reason of its data (not the database being away) is
+tried again write by write, each with a statement of its own, so a write Postgres refuses fails its caller
+alone and the others are recorded. A transient error (the database away) fails the callers of that batch,
+who try again as they would after any failed statement; the next batch is tried afresh.
+
+Nothing is acknowledged before its batch commits, so a crash between batches loses only writes that no
+caller was told of.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Generic, TypeVar
+
+from stepline_store.errors import is_transient
+
+log = logging.getLogger(__name__)
+
+W = TypeVar("W")
+R = TypeVar("R")
+
+
+class Combiner(Generic[W, R]):
+    """Writes of many runs in one statement (``enabled``), or each with its own (``write_one``)."""
+
+    # What a batch carries, for the log.
+    what = "writes"
+
+    def __init__(self, *, enabled: bool = True, wait_s: float = 0.0, max_calls: int = 500) -> None:
+        self.enabled = enabled
+        self._wait_s = wait_s
+        self._max_calls = max_calls
+        self._pending: list[tuple[W, asyncio.Future[R]]] = []
+        self._in_flight: list[tuple[W, asyncio.Future[R]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        # Statements sent and calls they carried, for the benchmarks and the tests.
+        self.batches = 0
+        self.calls = 0
+
+    def run_of(self, write: W) -> uuid.UUID:
+        """The run a write belongs to (at most one write per run in a batch)."""
+        raise NotImplementedError
+
+    async def write_many(self, writes: list[W]) -> list[R]:
+        """One statement for ``writes`` (in run id order, one per run): their results, in the same order."""
+        raise NotImplementedError
+
+    async def write_one(self, write: W) -> R:
+        """A write with a statement of its own: when combining is off, and each write of a failed batch."""
+        [result] = await self.write_many([write])
+        return result
+
+    async def record(self, write: W) -> R:
+        if not self.enabled:
+            return await self.write_one(write)
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((write, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name=f"group commit of {self.what}")
+            self._flusher.add_done_callback(self._stopped)
+        return await future
+
+    async def _flush(self) -> None:
+        """Send batches until nothing is queued; the task ends then and the next write starts another."""
+        await asyncio.sleep(self._wait_s)
+        while self._pending:
+            self._in_flight = self._take()
+            await self._write(self._in_flight)
+            self._in_flight = []
+
+    def _stopped(self, task: asyncio.Task[None]) -> None:
+        """The flusher ended: if it was stopped (the gateway stopping) or failed, callers are told."""
+        if not task.cancelled() and task.exception() is None:
+            return
+        # An OSError: callers answer as when the database is away (a 503 to a checkpoint post, an answer
+        # kept and recorded again by the executor).
+        stopped = ConnectionAbortedError(f"the gateway stopped before these {self.what} were recorded")
+        for _, future in [*self._in_flight, *self._pending]:
+            if not future.done():
+                future.set_exception(stopped)
+        self._in_flight = []
+        self._pending = []
+
+    def _take(self) -> list[tuple[W, asyncio.Future[R]]]:
+        """The next batch: queued writes taken in order of arrival, at most ``max_calls``, one per run."""
+        batch: list[tuple[W, asyncio.Future[R]]] = []
+        left: list[tuple[W, asyncio.Future[R]]] = []
+        runs: set[uuid.UUID] = set()
+        for item in self._pending:
+            write, future = item
+            if future.done():  # its caller gave up waiting
+                continue
+            run = self.run_of(write)
+            if len(batch) >= self._max_calls or run in runs:
+                left.append(item)
+                continue
+            runs.add(run)
+            batch.append(item)
+        self._pending = left
+        batch.sort(key=lambda item: self.run_of(item[0]))
+        return batch
+
+    async def _write(self, batch: list[tuple[W, asyncio.Future[R]]]) -> None:
+        if not batch:
+            return
+        try:
+            results = await self.write_many([write for write, _ in batch])
+        except Exception as err:
+            log.info("a batch of %d %s failed: %s", len(batch), self.what, type(err).__name__)
+            if is_transient(err) or len(batch) == 1:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(err)
+                return
+            await self._write_each(batch)
+            return
+        self.batches += 1
+        self.calls += len(batch)
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    async def _write_each(self, batch: list[tuple[W, asyncio.Future[R]]]) -> None:
+        """A batch refused by Postgres, write by write: only the writes at fault fail."""
+        for write, future in batch:
+            if future.done():
+                continue
+            try:
+                result = await self.write_one(write)
+            except Exception as err:
+                future.set_exception(err)
+            else:
+                future.set_result(result)
