@@ -101,6 +101,7 @@ def _ingest_args(events: list[str], runs: list[uuid.UUID]) -> tuple[Any, ...]:
         [],
         None,
         NO_OFFSET,
+        None,
     )
 
 

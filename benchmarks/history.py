@@ -122,7 +122,7 @@ async def statements(conn: asyncpg.Connection, queries: dict[str, str]) -> list[
     url = "http://127.0.0.1:9/api/inngest"
     ingest_args = (["bench-new"], ["history/go"], [{"n": 0}], [None], [None], zero)
     ingest_args += ([run_id], ["bench-new"], ["history-fn1"], ["fn1"], [url], [3], [None], [None], [None])
-    ingest_args += ([], None, zero)
+    ingest_args += ([], None, zero, None)
     at, key = (deep["created_at"], deep["id"]) if deep else (None, None)
     event_at, event_key = (deep_event["received_at"], deep_event["id"]) if deep_event else (None, None)
     lease = datetime.timedelta(seconds=30)
@@ -133,6 +133,9 @@ async def statements(conn: asyncpg.Connection, queries: dict[str, str]) -> list[
         Statement("runs_page first", queries["runs_page"], (None, None, None, 50)),
         Statement("runs_page deep", queries["runs_page"], (None, at, key, 50)),
         Statement("runs_page_of_function deep", queries["runs_page_of_function"], (None, at, key, 50, fn)),
+        Statement(
+            "runs_page_in_namespace", queries["runs_page_in_namespace"], (None, at, key, 50, "default", None)
+        ),
         Statement("list_events first", events, (None, None, 50, None)),
         Statement(
             "list_events deep", queries["list_events_without_internal"], (event_at, event_key, 50, None)

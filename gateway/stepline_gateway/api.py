@@ -19,10 +19,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from stepline.protocol import Header
 from stepline_store.errors import DATABASE_ERRORS, is_transient
-from stepline_store.identity import namespace_of_function
+from stepline_store.identity import DEFAULT_NAMESPACE, namespace_of_function
 
 from stepline_gateway import bodies, checkpoint, dashboard, ingest, query, secrets, sync, webhooks
-from stepline_gateway.access import principal
+from stepline_gateway.access import Principal, principal
 from stepline_gateway.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from stepline_gateway.events import parse_events, refuse_reserved
 from stepline_gateway.routing import Scope
@@ -95,20 +95,22 @@ async def register_app(request: Request) -> Response:
 
 
 async def remove_app(request: Request) -> Response:
-    """``DELETE /v1/apps/{app_id}``: remove an SDK app's functions, so that it may sync from another URL."""
+    """``DELETE /v1/apps/{app_id}?namespace=``: remove an SDK app's functions in one namespace (the token's,
+    else the one named, else ``default``), so that it may sync from another URL."""
     gateway = _gateway(request)
     app_id = query.path_id(request.path_params["app_id"], "app")
     holder = principal(request)
     holder.require_operator("remove apps")
-    for function in gateway.routes.functions.values():
-        if function.app_id == app_id:
-            holder.require_function(function.id, f"app {app_id}")
-    removed = await gateway.registry.remove_app(app_id)
+    namespace = query.text(request.query_params, "namespace") or holder.namespace or DEFAULT_NAMESPACE
+    holder.require_namespace(namespace, f"app {app_id}")
+    removed = await gateway.registry.remove_app(app_id, namespace)
     if not removed:
-        raise NotFound(f"no app {app_id} has synced functions: GET /v1/functions lists them")
+        raise NotFound(
+            f"no app {app_id} has synced functions in namespace {namespace}: GET /v1/functions lists them"
+        )
     await gateway.reload_routes()
-    log.info("removed the %d function(s) of app %s", removed, app_id)
-    return JSONResponse({"app_id": app_id, "removed": removed})
+    log.info("removed the %d function(s) of app %s in namespace %s", removed, app_id, namespace)
+    return JSONResponse({"app_id": app_id, "namespace": namespace, "removed": removed})
 
 
 async def list_functions(request: Request) -> Response:
@@ -150,9 +152,7 @@ async def list_runs(request: Request) -> Response:
         holder.require_namespace(namespace, f"namespace {namespace}")
     runs = await queries.list_runs(
         function_id=function_id,
-        namespaces=None
-        if namespace is None and holder.namespace is None
-        else [namespace or holder.namespace or ""],
+        namespace=namespace or holder.namespace,
         status=status,
         after=query.run_cursor(params),
         limit=limit,
@@ -224,19 +224,27 @@ async def cancel_run(request: Request) -> Response:
 
 
 async def list_events(request: Request) -> Response:
-    principal(request).require_cluster("the event log")
+    """``GET /v1/events``: the event log; a namespace's token (or ``?namespace=``) lists the events sent
+    into that namespace, a cluster token without one every event."""
+    holder = principal(request)
     queries = RunQueries(_gateway(request).read_store)
     params = request.query_params
     limit = query.limit(params)
     internal = params.get("internal", "true")
     if internal not in ("true", "false"):
         raise BadRequest("internal must be true or false (false leaves out the inngest/* events)")
+    namespace = query.text(params, "namespace")
+    if namespace is not None:
+        holder.require_namespace(namespace, f"namespace {namespace}")
     events = await queries.list_events(
         after=query.cursor_in(params),
         limit=limit,
         name=query.text(params, "name"),
         internal=internal == "true",
+        namespace=namespace or holder.namespace,
     )
+    for event in events:
+        _runs_seen_by(holder, event)
     next_cursor = None
     if len(events) == limit:
         last = events[-1]
@@ -245,10 +253,28 @@ async def list_events(request: Request) -> Response:
 
 
 async def get_event(request: Request) -> Response:
-    principal(request).require_cluster("the event log")
+    """``GET /v1/events/{id}``: 403 for a namespace's token unless the event was sent into its namespace."""
+    holder = principal(request)
     event_id = query.path_id(request.path_params["event_id"], "event")
     event = await RunQueries(_gateway(request).read_store).get_event(event_id)
+    if holder.namespace is not None and holder.namespace not in (event["namespaces"] or []):
+        if event["namespaces"] is None:
+            raise Forbidden(
+                f"event {event_id} was sent to every namespace (with a cluster key or token), and this API "
+                f"token sees only namespace {holder.namespace}: read it through its runs, or use a token "
+                "of the cluster"
+            )
+        holder.require_namespace(event["namespaces"][0], f"event {event_id}")
+    _runs_seen_by(holder, event)
     return JSONResponse(event)
+
+
+def _runs_seen_by(holder: Principal, event: dict[str, Any]) -> None:
+    """Leave out of an event the runs and skips of namespaces the token does not see (an event sent with a
+    key that two namespaces hold)."""
+    if holder.namespace is not None:
+        event["runs"] = [r for r in event["runs"] if holder.sees_function(r["function_id"])]
+        event["skipped"] = [s for s in event["skipped"] if holder.sees_function(s["function_id"])]
 
 
 async def healthz(request: Request) -> Response:

@@ -215,6 +215,7 @@ class Ingestor:
             here,
             None if starts is None else starts.owner,
             None if starts is None else starts.lease,
+            sent_into(namespace),
             on=conn,
         )
         assert row is not None
@@ -344,6 +345,13 @@ def _seconds(row: Record) -> float | None:
         return None
     seconds: float = (row["ended_at"] - row["created_at"]).total_seconds()
     return seconds
+
+
+def sent_into(namespace: Scope) -> list[str] | None:
+    """What the event log keeps of the namespaces an event was sent into (None: every namespace)."""
+    if namespace is None:
+        return None
+    return [namespace] if isinstance(namespace, str) else sorted(namespace)
 
 
 def describe(events: list[Event]) -> str:

@@ -260,6 +260,20 @@ def _takeover(row: Any, app_id: str, url: str, urls: set[str]) -> str | None:
     return None
 
 
+def _manifest_takeover(row: Any) -> str:
+    """Why a manifest may not replace the stored ``row`` of another owner."""
+    if row["source"] == SDK_SOURCE:
+        return (
+            f"function id {row['id']} is already synced by the app {row['app_id']} from {row['url']}: a "
+            "manifest cannot take it over; give the Function another metadata.name (or spec.functionId), or "
+            f"remove the app first (DELETE /v1/apps/{row['app_id']}) and load the manifests again"
+        )
+    return (
+        f"function id {row['id']} is already published by {row['source']}: a manifest cannot take it over; "
+        "give the Function another metadata.name (or spec.functionId), or remove the other one"
+    )
+
+
 def function_from_row(row: Any) -> Function:
     """The routed function of a ``functions`` row; ValueError when the row holds what cannot be routed."""
     stored = StoredFunction.model_validate(dict(row))
@@ -317,11 +331,24 @@ class Registry:
                 conn, functions, replace_app=app_id, replace_source=SDK_SOURCE, namespace=namespace
             )
 
-    async def remove_app(self, app_id: str) -> int:
-        """Remove every function an SDK app synced (so that it may sync from another URL); answer how many."""
+    async def publish_manifests(self, functions: list[Function]) -> None:
+        """Make ``functions`` the functions of the manifest files, unless one would take over a function an
+        SDK app synced or a Function resource published: ``FunctionIdTaken`` (409) names the owner, and
+        nothing is changed then (the functions loaded before stay)."""
+        ids = sorted(f.id for f in functions)
+        async with self._store.transaction() as conn:
+            await self._store.execute("lock_function_ids", ids, on=conn)
+            for row in await self._store.fetch("function_owners", ids, on=conn):
+                if row["source"] != MANIFEST_SOURCE:
+                    raise FunctionIdTaken(_manifest_takeover(row))
+            await self._publish(conn, functions, replace_app=None, replace_source=MANIFEST_SOURCE)
+
+    async def remove_app(self, app_id: str, namespace: str) -> int:
+        """Remove every function an SDK app synced in ``namespace`` (so that it may sync from another URL);
+        the same app id in another namespace is another app. Answer how many were removed."""
         async with self._store.transaction() as conn:
             status = await self._store.execute(
-                "delete_app_functions_except", app_id, SDK_SOURCE, [], None, on=conn
+                "delete_app_functions_except", app_id, SDK_SOURCE, [], namespace, on=conn
             )
             removed = int(status.split()[-1])
             if removed:

@@ -81,6 +81,11 @@ def event_json(row: Record) -> dict[str, Any]:
     }
 
 
+def logged_event_json(row: Record) -> dict[str, Any]:
+    """An event of the log: with the namespaces it was sent into (null: every namespace)."""
+    return {**event_json(row), "namespaces": row["namespaces"]}
+
+
 class RunQueries:
     def __init__(self, store: Store, *, offset: datetime.timedelta = datetime.timedelta(0)) -> None:
         self._store = store
@@ -133,16 +138,16 @@ class RunQueries:
         limit: int,
         since: datetime.datetime | None = None,
         until: datetime.datetime | None = None,
-        namespaces: list[str] | None = None,
+        namespace: str | None = None,
     ) -> list[dict[str, Any]]:
         """Runs newest first, created in [since, until), after the keyset position ``after``; of
-        ``namespaces`` only when given (a function given is checked against them by the caller)."""
+        ``namespace`` only when given (a function given is checked against it by the caller)."""
         # "Before until" is "before (until, the smallest uuid)": one bound with the cursor, one index range.
         bounds = [b for b in (after, (until, _NIL_UUID) if until else None) if b is not None]
         before_at, before_id = min(bounds) if bounds else (None, None)
         page = (since, before_at, before_id, limit)
-        if namespaces is not None and function_id is None:
-            rows = await self._store.fetch("runs_page_in_namespaces", *page, namespaces, status)
+        if namespace is not None and function_id is None:
+            rows = await self._store.fetch("runs_page_in_namespace", *page, namespace, status)
         elif function_id is not None and status is not None:
             rows = await self._store.fetch("runs_page_of_function_with_status", *page, function_id, status)
         elif function_id is not None:
@@ -172,15 +177,19 @@ class RunQueries:
         limit: int,
         name: str | None,
         internal: bool = True,
+        namespace: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Events newest first; without ``internal``, those the system emits (``inngest/*``) are left out."""
+        """Events newest first; without ``internal``, those the system emits (``inngest/*``) are left out;
+        with a ``namespace``, only the events sent into it (not those sent to every namespace)."""
         after_at, after_id = after if after else (None, None)
         page = (after_at, after_id, limit, name)
-        if internal:
+        if namespace is not None:
+            rows = await self._store.fetch("list_events_in_namespace", *page, namespace, internal)
+        elif internal:
             rows = await self._store.fetch("list_events", *page)
         else:
             rows = await self._store.fetch("list_events_without_internal", *page)
-        events = [event_json(row) for row in rows]
+        events = [logged_event_json(row) for row in rows]
         await self._attach_runs(events)
         return events
 
@@ -188,7 +197,7 @@ class RunQueries:
         row = await self._store.fetchrow("get_event", event_id)
         if row is None:
             raise NotFound(f"no event {event_id!r}")
-        event = event_json(row)
+        event = logged_event_json(row)
         await self._attach_runs([event])
         return event
 

@@ -231,10 +231,10 @@ class Gateway:
 
     async def load_manifests(self) -> None:
         """Publish the Function and Webhook manifests given at start (replacing those published from
-        manifests before)."""
+        manifests before); ``FunctionIdTaken`` (409) when one names a function another owner published."""
         functions = load_manifests(self._manifests)
         webhooks = load_webhook_manifests(self._manifests, sealer=self.webhooks.sealer)
-        await self.registry.publish(functions, replace_source=MANIFEST_SOURCE)
+        await self.registry.publish_manifests(functions)
         await self.webhooks.publish(webhooks, source=MANIFEST_SOURCE)
         log.info("loaded %d function(s) and %d webhook(s) from manifests", len(functions), len(webhooks))
 

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from stepline.webhook import webhook_path
 from stepline_store import webhooks as published
+from stepline_store.identity import DEFAULT_NAMESPACE
 from stepline_store.pool import Store
 from stepline_store.sealing import SealBroken, Sealer
 
@@ -63,6 +64,14 @@ class Endpoint:
     @property
     def label(self) -> str:
         return f"{self.row.namespace}/{self.row.name}"
+
+    @property
+    def reaches(self) -> str:
+        """The namespace whose functions, waits and cancel rules this webhook's events reach: a Webhook
+        resource's own; for manifest files, ``default``, where every manifest's Function lives."""
+        if self.row.source == published.MANIFEST_SOURCE:
+            return DEFAULT_NAMESPACE
+        return self.row.namespace
 
     def to_json(self) -> dict[str, Any]:
         """What the API and the dashboard show: never the secrets, only how many there are."""
@@ -244,7 +253,11 @@ class Webhooks:
             )
         try:
             async with self._store.transaction() as conn:
-                result = await self._ingestor.ingest(events, on=conn) if events else None
+                result = (
+                    await self._ingestor.ingest(events, on=conn, namespace=endpoint.reaches)
+                    if events
+                    else None
+                )
                 if result is not None and events and not result.new_ids:
                     reason = "duplicate: every event id was received before, nothing new started"
                 ids = result.ids if result is not None else []

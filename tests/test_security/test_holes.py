@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -29,6 +30,8 @@ from stepline.protocol import (
     FUNCTION_INVOKED_EVENT,
 )
 from stepline_gateway.dashboard.auth import SESSION_COOKIE
+from stepline_gateway.errors import FunctionIdTaken
+from stepline_gateway.registry import load_manifests
 from stepline_gateway.routing import Function
 from stepline_store.sealing import new_key
 
@@ -140,7 +143,7 @@ async def test_a_sync_from_another_url_cannot_take_over_an_apps_functions(databa
         assert "already synced by the app demo" in taken.json()["error"]
         # Moving the app on purpose: remove it with the API token, then sync from the new URL.
         removed = await gw.http.delete("/v1/apps/demo")
-        assert removed.json() == {"app_id": "demo", "removed": 2}
+        assert removed.json() == {"app_id": "demo", "namespace": "default", "removed": 2}
         assert (await gw.http.delete("/v1/apps/demo")).status_code == 404
         assert (await sync(gw, sync_payload("demo", intruder, "a"))).status_code == 200
         assert await function_urls(gw) == {"demo-a": intruder}
@@ -342,3 +345,39 @@ async def test_a_captured_call_sent_again_runs_nothing(database_url: str) -> Non
                     assert again.status_code == 401
                     assert "received before" in again.json()["error"]
             assert len(calls) == 1
+
+
+MANIFEST = """\
+apiVersion: stepline.dev/v1alpha1
+kind: Function
+metadata: {{name: {name}}}
+spec:
+  app: demo
+  endpoint: {{url: "http://127.0.0.1:9003/api/inngest"}}
+  triggers: [{{event: demo/{name}}}]
+"""
+
+
+async def test_in_dev_a_manifest_cannot_take_over_a_function_an_sdk_app_synced(
+    database_url: str, tmp_path: Path
+) -> None:
+    synced_from = "http://127.0.0.1:9001/api/inngest"
+    async with running_gateway(database_url, concurrency=0) as gw:
+        assert gw.gateway.settings.dev
+        assert (await sync(gw, sync_payload("demo", synced_from, "a", "b"))).status_code == 200
+        await gw.gateway.reload_routes()
+        (tmp_path / "fn.yaml").write_text(MANIFEST.format(name="b") + "---\n" + MANIFEST.format(name="c"))
+        with pytest.raises(FunctionIdTaken) as taken:
+            await gw.gateway.registry.publish_manifests(load_manifests([tmp_path]))
+        assert taken.value.status == 409
+        assert "already synced by the app demo from http://127.0.0.1:9001/api/inngest" in str(taken.value)
+        await gw.gateway.reload_routes()
+        # Nothing changed: the app keeps both its functions, the manifest's other function is not loaded.
+        assert await function_urls(gw) == {"demo-a": synced_from, "demo-b": synced_from}
+
+        # A manifest of its own ids loads beside the app, and loads again (it replaces only its own).
+        (tmp_path / "fn.yaml").write_text(MANIFEST.format(name="c"))
+        for _ in range(2):
+            await gw.gateway.registry.publish_manifests(load_manifests([tmp_path]))
+        await gw.gateway.reload_routes()
+        assert sorted(await function_urls(gw)) == ["demo-a", "demo-b", "demo-c"]

@@ -13,13 +13,17 @@ from typing import Any
 import stepline
 import stepline.asgi
 from stepline.errors import NonRetriableError
+from stepline.webhook import parse_webhook
 from stepline_gateway.routing import Function
 from stepline_operator import event_keys
 from stepline_operator.event_keys import hashes_of
 from stepline_operator.routes import RouteTable
+from stepline_store.sealing import new_key
+from stepline_store.webhooks import MANIFEST_SOURCE, kubernetes_source, seal_webhook
 
-from tests.support import RunningGateway, eventually, running_gateway, serve
+from tests.support import RunningGateway, eventually, route, running_gateway, serve
 from tests.test_security.test_holes import EVENT_KEY, KEY, sync, sync_payload
+from tests.webhook_senders import webhook
 
 
 def service(gateway_url: str, seen: list[str]) -> Any:
@@ -161,3 +165,56 @@ async def test_a_namespaces_event_key_reaches_only_its_namespace_and_is_revoked_
 
 def encode(key: bytes) -> str:
     return base64.b64encode(key).decode()
+
+
+async def test_a_webhooks_events_reach_only_the_functions_of_its_namespace(database_url: str) -> None:
+    parked = "http://127.0.0.1:9/api/inngest"
+    async with running_gateway(
+        database_url, dev=False, signing_key=KEY, event_keys=[EVENT_KEY], concurrency=0, secrets_key=new_key()
+    ) as gw:
+        for namespace in ("team-a", "team-b"):
+            function = published(namespace, "on-push", parked, {"event": "github/push"})
+            await gw.gateway.registry.publish([function], replace_source=f"kubernetes:{namespace}/on-push")
+            # As the operator publishes a Webhook resource of the namespace, the same name in each.
+            document = webhook("github", {"none": {}}, transform=PUSH, namespace=namespace)
+            row = seal_webhook(
+                parse_webhook(document),
+                [],
+                sealer=gw.gateway.webhooks.sealer,
+                source=kubernetes_source(namespace, "github"),
+            )
+            await gw.gateway.webhooks.publish([row], source=kubernetes_source(namespace, "github"))
+        # A function of default matches the same event name, and a manifest's webhook reaches it.
+        await gw.publish(route("shop-on-push", parked, {"event": "github/push"}))
+        await gw.gateway.webhooks.publish(
+            [
+                seal_webhook(
+                    parse_webhook(webhook("github", {"none": {}}, transform=PUSH, namespace="tools")),
+                    [],
+                    sealer=gw.gateway.webhooks.sealer,
+                    source=MANIFEST_SOURCE,
+                )
+            ],
+            source=MANIFEST_SOURCE,
+        )
+        await gw.gateway.reload_routes()
+
+        for path, expected in (
+            ("/webhooks/team-a/github", ["team-a/shop-on-push"]),
+            ("/webhooks/team-b/github", ["team-b/shop-on-push"]),
+            ("/webhooks/tools/github", ["shop-on-push"]),
+        ):
+            answer = await gw.http.post(
+                path, json={"ref": path}, headers={"content-type": "application/json"}
+            )
+            assert answer.status_code == 200, answer.text
+            [event_id] = answer.json()["ids"]
+            started = sorted(run["function_id"] for run in await gw.runs_of(event_id))
+            assert started == expected, path
+        # The same event sent with a cluster key still reaches every namespace.
+        [event_id] = await gw.send({"name": "github/push", "data": {}}, key=EVENT_KEY)
+        started = sorted(run["function_id"] for run in await gw.runs_of(event_id))
+        assert started == ["shop-on-push", "team-a/shop-on-push", "team-b/shop-on-push"]
+
+
+PUSH = '{"name": "github/push", "data": body}'

@@ -9,9 +9,11 @@ from typing import Any
 import httpx
 from stepline_gateway.access import token_hash
 from stepline_gateway.routing import Function
-from stepline_operator import api_tokens
+from stepline_operator import api_tokens, event_keys
+from stepline_operator.event_keys import hashes_of
 
 from tests.support import RunningGateway, eventually, running_gateway
+from tests.test_security.test_namespaces import encode
 
 VIEWER_A = "viewer-token-of-team-a"
 OPERATOR_A = "operator-token-of-team-a"
@@ -81,7 +83,9 @@ async def test_a_viewer_of_a_namespace_sees_only_it_and_changes_nothing(database
             assert (await viewer.get("/v1/runs?function=team-b/shop-pay")).status_code == 403
             assert (await viewer.get("/v1/runs?namespace=team-b")).status_code == 403
             assert (await viewer.get("/v1/queue?namespace=team-b")).status_code == 403
-            assert (await viewer.get("/v1/events")).status_code == 403
+            # The one event was sent to every namespace (by the cluster token): not in team-a's log.
+            assert (await viewer.get("/v1/events")).json()["data"] == []
+            assert (await viewer.get("/v1/events?namespace=team-b")).status_code == 403
             assert (await viewer.get("/v1/webhooks")).json()["data"] == []
             assert (await viewer.get("/v1/webhooks/deliveries")).status_code == 200
             assert (await viewer.get("/v1/webhooks/deliveries?webhook=team-b/hook")).status_code == 403
@@ -115,6 +119,102 @@ async def test_an_operator_of_a_namespace_changes_only_its_runs(database_url: st
             ("team-a/shop-pay", "Queued"),
             ("team-b/shop-pay", "Queued"),
         ]
+
+
+def synced(namespace: str) -> Function:
+    """The function an SDK app ``shop`` synced into ``namespace``."""
+    prefix = "" if namespace == "default" else f"{namespace}/"
+    return Function(
+        id=f"{prefix}shop-pay",
+        app_id="shop",
+        name="pay",
+        url="http://127.0.0.1:9/api/inngest",
+        triggers=[{"event": "shop/pay"}],
+        retries=0,
+        paused=False,
+        source="sdk",
+    )
+
+
+async def test_removing_an_app_removes_only_its_namespaces_functions(database_url: str) -> None:
+    async with running_gateway(database_url, dev=False, event_keys=["k"], concurrency=0) as gw:
+        functions = [synced(namespace) for namespace in ("default", "team-a", "team-b")]
+        await gw.gateway.registry.publish(functions, replace_app="shop", replace_source="sdk")
+        await gw.gateway.reload_routes()
+
+        async def listed() -> list[str]:
+            return sorted(f["id"] for f in (await gw.http.get("/v1/functions")).json()["data"])
+
+        await publish_token(gw, "viewer", VIEWER_A, "viewer", "team-a")
+        await publish_token(gw, "operator", OPERATOR_A, "operator", "team-a")
+        async with as_holder(gw, VIEWER_A) as viewer:
+            assert (await viewer.delete("/v1/apps/shop")).status_code == 403
+        async with as_holder(gw, OPERATOR_A) as operator:
+            other = await operator.delete("/v1/apps/shop", params={"namespace": "team-b"})
+            assert other.status_code == 403
+            assert "namespace team-b" in other.json()["error"]
+            assert await listed() == ["shop-pay", "team-a/shop-pay", "team-b/shop-pay"]
+            # Without a namespace: the token's own; the same app id elsewhere is left alone.
+            removed = await operator.delete("/v1/apps/shop")
+            assert removed.status_code == 200, removed.text
+            assert removed.json() == {"app_id": "shop", "namespace": "team-a", "removed": 1}
+            assert await listed() == ["shop-pay", "team-b/shop-pay"]
+            assert (await operator.delete("/v1/apps/shop")).status_code == 404
+        # A cluster token names the namespace, or removes the app of default.
+        removed = await gw.http.delete("/v1/apps/shop", params={"namespace": "team-b"})
+        assert removed.json() == {"app_id": "shop", "namespace": "team-b", "removed": 1}
+        assert await listed() == ["shop-pay"]
+        removed = await gw.http.delete("/v1/apps/shop")
+        assert removed.json() == {"app_id": "shop", "namespace": "default", "removed": 1}
+        assert await listed() == []
+
+
+async def test_the_event_log_of_a_namespace_holds_only_the_events_sent_into_it(database_url: str) -> None:
+    async with running_gateway(database_url, dev=False, event_keys=["cluster-key"], concurrency=0) as gw:
+        for namespace in ("team-a", "team-b"):
+            await gw.gateway.registry.publish(
+                [parked(namespace)], replace_source=f"kubernetes:{namespace}/pay"
+            )
+            await event_keys.publish(
+                gw.gateway.store.pool,
+                namespace,
+                "keys",
+                hashes_of({"k": encode(f"key-of-{namespace}".encode())}),
+            )
+        await publish_token(gw, "viewer", VIEWER_A, "viewer", "team-a")
+        await publish_token(gw, "operator", OPERATOR_A, "operator", "team-a")
+
+        async def sent(key: str, name: str) -> str:
+            answer = await gw.http.post(f"/e/{key}", json={"name": name, "data": {}})
+            assert answer.status_code == 200, answer.text
+            [event_id] = answer.json()["ids"]
+            return str(event_id)
+
+        of_a = await sent("key-of-team-a", "shop/pay")
+        of_b = await sent("key-of-team-b", "shop/pay")
+        of_all = await sent("cluster-key", "shop/pay")
+        async with as_holder(gw, OPERATOR_A) as operator:
+            test_event = await operator.post("/v1/events", json={"name": "shop/test", "data": {}})
+            [of_a_token] = test_event.json()["ids"]
+        async with as_holder(gw, VIEWER_A) as viewer:
+            listed = (await viewer.get("/v1/events")).json()["data"]
+            assert [e["id"] for e in listed] == [of_a_token, of_a]
+            assert [e["namespaces"] for e in listed] == [["team-a"], ["team-a"]]
+            [run] = listed[1]["runs"]
+            assert run["function_id"] == "team-a/shop-pay"
+            named = (await viewer.get("/v1/events", params={"name": "shop/pay"})).json()["data"]
+            assert [e["id"] for e in named] == [of_a]
+            assert (await viewer.get(f"/v1/events/{of_a}")).status_code == 200
+            for other, said in ((of_b, "namespace team-b"), (of_all, "every namespace")):
+                refused = await viewer.get(f"/v1/events/{other}")
+                assert refused.status_code == 403, refused.text
+                assert said in refused.json()["error"]
+        # A cluster token reads every event, or one namespace's.
+        every = (await gw.http.get("/v1/events")).json()["data"]
+        assert {e["id"] for e in every} == {of_a, of_b, of_all, of_a_token}
+        assert (await gw.http.get(f"/v1/events/{of_all}")).json()["namespaces"] is None
+        of_b_only = (await gw.http.get("/v1/events", params={"namespace": "team-b"})).json()["data"]
+        assert [e["id"] for e in of_b_only] == [of_b]
 
 
 async def test_a_revoked_token_is_refused_and_its_sessions_end(database_url: str) -> None:

@@ -62,12 +62,13 @@ SELECT pg_notify('stepline_routes', '');
 -- statement_timestamp()) when it is due at once; those runs are Running already. The NOTIFY wakes the
 -- replicas for calls left unleased; for leased ones a 'leased' notification tells them when to look for a
 -- lapsed lease (the ingesting replica may die before it makes the call).
+-- $19 the namespaces the events were sent into (null: every namespace).
 WITH clock AS (
     SELECT statement_timestamp() + $6::interval AS now
 ), new_events AS (
-    INSERT INTO events (id, name, data, "user", ts, received_at, v)
+    INSERT INTO events (id, name, data, "user", ts, received_at, v, namespaces)
     SELECT e.id, e.name, e.data, e.usr, coalesce(e.ts, floor(extract(epoch FROM c.now) * 1000)::bigint), c.now,
-           e.v
+           e.v, $19::text[]
     FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[], $5::bigint[], $15::text[])
          AS e (id, name, data, usr, ts, v)
     CROSS JOIN clock c
@@ -796,13 +797,14 @@ WHERE r.function_id = $5::text AND r.status = $6::text
 ORDER BY r.created_at DESC, r.id DESC
 LIMIT $4;
 
--- name: runs_page_in_namespaces
--- Like runs_page, for a token that sees only some namespaces; $5 the namespaces, $6 status or null
+-- name: runs_page_in_namespace
+-- Like runs_page, for one namespace (a namespace's token, the dashboard's selector); $5 the namespace, $6
+-- status or null. The namespace is the expression of the runs_namespace_created index, read in its order.
 SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
        r.created_at, r.started_at, r.ended_at
 FROM runs r
 WHERE (CASE WHEN strpos(r.function_id, '/') > 0 THEN split_part(r.function_id, '/', 1) ELSE 'default' END)
-      = ANY($5::text[])
+      = $5::text
   AND ($6::text IS NULL OR r.status = $6::text)
   AND r.created_at >= coalesce($1::timestamptz, '-infinity')
   AND (r.created_at, r.id) < (coalesce($2::timestamptz, 'infinity'),
@@ -825,11 +827,11 @@ GROUP BY f.id, r.status
 ORDER BY f.id, r.status;
 
 -- name: get_event
-SELECT id, name, data, "user", ts, received_at, v FROM events WHERE id = $1;
+SELECT id, name, data, "user", ts, received_at, v, namespaces FROM events WHERE id = $1;
 
 -- name: list_events
 -- Newest first, keyset paged: $1/$2 the last row seen (received_at, id) or null, $3 limit, $4 name or null
-SELECT id, name, data, "user", ts, received_at, v
+SELECT id, name, data, "user", ts, received_at, v, namespaces
 FROM events
 WHERE ($1::timestamptz IS NULL OR (received_at, id) < ($1, $2::text))
   AND ($4::text IS NULL OR name = $4)
@@ -905,6 +907,10 @@ FROM (SELECT id FROM unnest($1::text[]) AS u (id) ORDER BY id) AS k;
 SELECT id, app_id, url, source FROM functions
 WHERE id = ANY($1::text[]) OR (app_id = $2::text AND source = $3::text AND namespace = $4::text) ORDER BY id;
 
+-- name: function_owners
+-- What a load of manifest files would replace: the rows of the function ids $1
+SELECT id, app_id, url, source FROM functions WHERE id = ANY($1::text[]) ORDER BY id;
+
 -- name: functions_of_id_or_source
 -- What the operator's publish would replace: the row of function $1 and the rows published from source $2
 SELECT id, app_id, name, url, triggers, retries, paused, source, cancel_on, flow, retry_policy
@@ -912,9 +918,21 @@ FROM functions WHERE id = $1::text OR source = $2::text ORDER BY id FOR UPDATE;
 
 -- Events without Stepline's own (the dashboard and the API's first look)
 
+-- name: list_events_in_namespace
+-- Like list_events, of the events sent into namespace $5 (not those sent to every namespace); $6 false leaves
+-- out the events the system emits (inngest/*)
+SELECT id, name, data, "user", ts, received_at, v, namespaces
+FROM events
+WHERE namespaces @> ARRAY[$5::text] AND namespaces IS NOT NULL
+  AND ($1::timestamptz IS NULL OR (received_at, id) < ($1, $2::text))
+  AND ($4::text IS NULL OR name = $4)
+  AND ($6::boolean OR name NOT LIKE 'inngest/%')
+ORDER BY received_at DESC, id DESC
+LIMIT $3;
+
 -- name: list_events_without_internal
 -- Like list_events, leaving out the events the system emits (names starting with inngest/)
-SELECT id, name, data, "user", ts, received_at, v
+SELECT id, name, data, "user", ts, received_at, v, namespaces
 FROM events
 WHERE ($1::timestamptz IS NULL OR (received_at, id) < ($1, $2::text))
   AND ($4::text IS NULL OR name = $4)

@@ -288,7 +288,8 @@ CREATE TABLE public.events (
     "user" jsonb,
     ts bigint NOT NULL,
     received_at timestamp with time zone NOT NULL,
-    v text
+    v text,
+    namespaces text[]
 )
 PARTITION BY RANGE (received_at);
 
@@ -773,6 +774,12 @@ CREATE INDEX debounces_run ON public.debounces USING btree (run_id);
 CREATE INDEX event_keys_source ON public.event_keys USING btree (source);
 
 --
+-- Name: events_namespaces; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX events_namespaces ON ONLY public.events USING gin (namespaces) WHERE (namespaces IS NOT NULL);
+
+--
 -- Name: events_received; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -819,6 +826,16 @@ CREATE INDEX runs_event ON ONLY public.runs USING btree (event_id);
 --
 
 CREATE INDEX runs_function_created ON ONLY public.runs USING btree (function_id, created_at DESC, id DESC);
+
+--
+-- Name: runs_namespace_created; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX runs_namespace_created ON ONLY public.runs USING btree ((
+CASE
+    WHEN (strpos(function_id, '/'::text) > 0) THEN split_part(function_id, '/'::text, 1)
+    ELSE 'default'::text
+END), created_at DESC, id DESC);
 
 --
 -- Name: runs_status_created; Type: INDEX; Schema: public; Owner: -

@@ -1112,6 +1112,8 @@ async function eventsView(view, params) {
     const query = new URLSearchParams({ limit: "20" });
     if (state.name) query.set("name", state.name);
     if (!state.internal && !state.name) query.set("internal", "false");
+    // A namespace chosen: the events sent into it (those sent to every namespace show through its runs).
+    if (NAMESPACE) query.set("namespace", NAMESPACE);
     const cursor = state.cursors[state.cursors.length - 1];
     if (cursor) query.set("cursor", cursor);
     const asked = ++state.asked;
@@ -1147,6 +1149,13 @@ async function eventsView(view, params) {
         })
       : null,
     h("h2", {}, "Received"),
+    NAMESPACE
+      ? h(
+          "p",
+          { class: "muted", "data-scope": NAMESPACE },
+          `The events sent into namespace ${NAMESPACE}; those sent to every namespace show in their runs.`,
+        )
+      : null,
     filters,
     list,
     pagerSlot,
@@ -1568,8 +1577,6 @@ async function start() {
     // An older gateway, or one that cannot answer now: the dashboard as before, the API still decides.
   }
   $("#mode").before(namespaceSelector());
-  // The event log is not kept per namespace: a namespace's token reads events through its runs.
-  if (ACCESS.namespace !== null) $('.top nav a[data-section="events"]').hidden = true;
   if (!ACCESS.may_change) $("#mode").append(h("span", { class: "badge", title: "this token may read only" }, "viewer"));
   const modeEl = $("#mode");
   if (mode === "dev") modeEl.append(badge("dev mode"));
