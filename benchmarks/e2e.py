@@ -256,6 +256,22 @@ def manifest_text(service_port: int, flow: str = "none") -> str:
     ) + FLOWS[flow]
 
 
+def other_functions_text(service_port: int, count: int) -> str:
+    """``count`` more Functions on the same service, each on an event of its own that the bench never sends:
+    the routing table the bench's events are matched against, and the functions table, grow with them."""
+    return "".join(
+        "---\n"
+        "apiVersion: stepline.dev/v1alpha1\n"
+        "kind: Function\n"
+        f"metadata: {{name: other-{i}, namespace: bench}}\n"
+        "spec:\n"
+        f"  app: {bench_service.APP_ID}\n"
+        f'  endpoint: {{url: "http://127.0.0.1:{service_port}{bench_service.SERVE_PATH}"}}\n'
+        f"  triggers: [{{event: bench/other-{i}}}]\n"
+        for i in range(count)
+    )
+
+
 def process_tree_cpu(pid: int | None) -> float:
     """User + system CPU seconds of a process and its descendants (0 if gone)."""
     if pid is None:
@@ -436,6 +452,9 @@ class Stack:
         manifests = self.folder / "manifests"
         manifests.mkdir()
         (manifests / "bench.yaml").write_text(manifest_text(self.service_port, self.flow))
+        if self.options.functions > 1:
+            others = other_functions_text(self.service_port, self.options.functions - 1)
+            (manifests / "others.yaml").write_text(others)
         port = urlsplit(self.gateway_url).port
         argv = [*stepline_command(), "gateway", "--database-url", self.database_url]
         if self.signing_key:
@@ -1163,6 +1182,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="MODES",
         help="comma-separated modes to compare, each trial run once per mode: off (--no-metrics), metrics "
         "(the default: /metrics scraped every 2 s), tracing (metrics and OTLP traces to a sink)",
+    )
+    parser.add_argument(
+        "--functions",
+        type=int,
+        default=1,
+        metavar="N",
+        help="route N Functions: the bench's and N - 1 others on events it never sends (cost flat in "
+        "functions routed)",
     )
     parser.add_argument(
         "--history",
