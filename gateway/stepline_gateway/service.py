@@ -92,6 +92,8 @@ class Gateway:
         self._read_store: Store | None = None
         self._listener: Listener | None = None
         self._routes_changed = asyncio.Event()
+        # One reload at a time: two that overlap could finish out of order and install the older read.
+        self._reloading = asyncio.Lock()
         # Why the gateway gave up (a task that kept failing with errors that waiting does not cure).
         self.unrecoverable: str | None = None
         self._on_unrecoverable = on_unrecoverable
@@ -248,14 +250,17 @@ class Gateway:
         self.supervisor.wake()
 
     async def reload_routes(self) -> None:
-        functions = await self.registry.load()
-        self.event_keys.load(await self.store.fetch("load_event_keys"))
-        self.api_tokens.load(await self.store.fetch("load_api_tokens"))
-        self.signing_keys.load(await self.store.fetch("load_signing_keys"))
-        self.routes = RoutingTable(functions)
-        self.routes_loaded = True
-        self.scheduler.routes_changed()
-        self.metrics.routes.set(len(self.routes))
+        """Read the routing table and the keys and install them. Reloads are serialised, so the last one
+        to finish is the last one to start: a reload begun after a change always leaves it installed."""
+        async with self._reloading:
+            functions = await self.registry.load()
+            self.event_keys.load(await self.store.fetch("load_event_keys"))
+            self.api_tokens.load(await self.store.fetch("load_api_tokens"))
+            self.signing_keys.load(await self.store.fetch("load_signing_keys"))
+            self.routes = RoutingTable(functions)
+            self.routes_loaded = True
+            self.scheduler.routes_changed()
+            self.metrics.routes.set(len(self.routes))
 
     async def _refresh_routes(self, health: Health) -> None:
         """Reload the routing table on NOTIFY stepline_routes, and every ``routes_refresh_s`` (supervised).

@@ -172,6 +172,27 @@ async def test_replay_and_cancel_work_from_the_keyboard(dashboard: Dashboard) ->
     await eventually(lambda: _count_runs(gw, event_id, 2))
 
 
+async def test_a_dialog_opened_again_before_its_close_event_still_answers(dashboard: Dashboard) -> None:
+    # The browser delivers a dialog's "close" event as a task of its own and may handle the next key press
+    # first: here the dialog is closed and opened again in one task, so its close event comes after.
+    gw, page = dashboard.gw, dashboard.page
+    [event_id] = await gw.send({"name": "lead/created", "data": {}})
+    [run] = await gw.finished_runs(event_id)
+    await page.goto(f"{dashboard.url}/#/runs/{run['id']}")
+    await expect(page.locator(".page-head .badge")).to_have_text("Completed")
+    await page.locator("#replay").click()
+    await expect(page.get_by_role("dialog")).to_be_visible()
+    await page.evaluate("""() => {
+        document.querySelector("#confirm").close("no");
+        document.querySelector("#replay").click();
+    }""")
+    await expect(page.get_by_role("dialog")).to_be_visible()
+    assert len(await gw.runs_of(event_id)) == 1
+    await page.get_by_role("dialog").get_by_role("button", name="Replay", exact=True).click()
+    await expect(page.get_by_text("Replay of")).to_be_visible()
+    await eventually(lambda: _count_runs(gw, event_id, 2))
+
+
 async def _count_runs(gw: RunningGateway, event_id: str, count: int) -> bool:
     return len(await gw.runs_of(event_id)) == count
 

@@ -326,7 +326,12 @@ function every(view, ms, task) {
   return tick;
 }
 
+// The opening of the dialog still waiting for its close event, ended by the next opening if that comes first
+// (the browser delivers "close" as a task of its own, and may handle a key press before it).
+let settleOpenDialog = null;
+
 function confirmAction({ title, body, confirm, keep, danger }) {
+  settleOpenDialog?.();
   const dialog = $("#confirm");
   const yes = $("#confirm-yes");
   const no = $("#confirm-no");
@@ -336,20 +341,23 @@ function confirmAction({ title, body, confirm, keep, danger }) {
   yes.className = danger ? "danger" : "primary";
   no.textContent = keep;
   return new Promise((resolve) => {
-    const done = (answer) => () => dialog.close(answer);
-    const onYes = done("yes");
-    const onNo = done("no");
+    const onYes = () => dialog.close("yes");
+    const onNo = () => dialog.close("no");
+    const settle = () => {
+      settleOpenDialog = null;
+      yes.removeEventListener("click", onYes);
+      no.removeEventListener("click", onNo);
+      dialog.removeEventListener("close", onClose);
+      resolve(dialog.returnValue === "yes");
+    };
+    // A close event delivered while the dialog is open again belongs to an earlier opening: not this one.
+    const onClose = () => {
+      if (!dialog.open) settle();
+    };
+    settleOpenDialog = settle;
     yes.addEventListener("click", onYes);
     no.addEventListener("click", onNo);
-    dialog.addEventListener(
-      "close",
-      () => {
-        yes.removeEventListener("click", onYes);
-        no.removeEventListener("click", onNo);
-        resolve(dialog.returnValue === "yes");
-      },
-      { once: true },
-    );
+    dialog.addEventListener("close", onClose);
     dialog.returnValue = "";
     dialog.showModal();
     (danger ? no : yes).focus();
