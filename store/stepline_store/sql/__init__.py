@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-_QUERY_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+_QUERY_NAME = re.compile(r"^-- name: (\w+)(?: :(?:one|many|value|exec))?\s*$", re.MULTILINE)
 
 
 def load_queries() -> dict[str, str]:

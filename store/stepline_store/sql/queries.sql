@@ -1,24 +1,35 @@
--- Every SQL statement Stepline runs, by name. store.py loads this file; nothing else writes SQL.
--- Parameters are positional ($1...) and documented above each query.
+-- Every SQL statement Stepline runs, by name. stepline_store.sql loads this file; nothing else writes SQL.
+-- scripts/generate-queries turns it into stepline_store/queries.py: one typed async function per query,
+-- with the parameter and column types that Postgres itself reports for the statement. Each query says:
+--   -- name: <name> :<kind>   many: a list of rows; one: a row or None; value: the first column of the
+--                             first row (None when there is none); exec: the command status ("UPDATE 3")
+--   -- params: a, b?, c       the keyword names of $1, $2, $3...; "?" marks one that may be NULL (None)
+--   -- nullable: x, y         the result columns that may be NULL (an outer join, a nullable column, an
+--                             aggregate or function that can answer NULL); the others are never NULL
+-- The prose under them says what the query does and what each parameter means.
 
--- name: load_functions
+-- name: load_functions :many
+-- nullable: checkpoint, flow, retry_policy
 SELECT id, app_id, name, url, triggers, retries, paused, source, cancel_on, checkpoint, flow, retry_policy,
        created_at, updated_at
 FROM functions ORDER BY id;
 
--- name: set_cancel_rules
+-- name: set_cancel_rules :exec
+-- params: function_ids, cancel_rules
 -- $1 function ids, $2 their cancel rules (JSON text: [{"event", "if"?, "timeout"?}])
 UPDATE functions SET cancel_on = c.rules::jsonb
 FROM unnest($1::text[], $2::text[]) AS c (id, rules)
 WHERE functions.id = c.id AND functions.cancel_on IS DISTINCT FROM c.rules::jsonb;
 
--- name: set_checkpoint_settings
+-- name: set_checkpoint_settings :exec
+-- params: function_ids, checkpoint_settings
 -- $1 function ids, $2 their checkpoint settings from the sync (JSON text, null when none were sent)
 UPDATE functions SET checkpoint = c.settings::jsonb
 FROM unnest($1::text[], $2::text[]) AS c (id, settings)
 WHERE functions.id = c.id AND functions.checkpoint IS DISTINCT FROM c.settings::jsonb;
 
--- name: set_flow_control
+-- name: set_flow_control :exec
+-- params: function_ids, flow, retry_policies
 -- $1 function ids, $2 their flow-control settings, $3 their retry policies (JSON text each, null when none)
 UPDATE functions SET flow = c.flow::jsonb, retry_policy = c.retry_policy::jsonb
 FROM unnest($1::text[], $2::text[], $3::text[]) AS c (id, flow, retry_policy)
@@ -26,7 +37,8 @@ WHERE functions.id = c.id
   AND (functions.flow IS DISTINCT FROM c.flow::jsonb
        OR functions.retry_policy IS DISTINCT FROM c.retry_policy::jsonb);
 
--- name: upsert_functions
+-- name: upsert_functions :exec
+-- params: ids, app_ids, names, urls, triggers, retries, paused, sources
 -- $1 ids, $2 app ids, $3 names, $4 urls, $5 triggers (JSON text), $6 retries, $7 paused, $8 sources
 INSERT INTO functions (id, app_id, name, url, triggers, retries, paused, source, updated_at)
 SELECT f.id, f.app_id, f.name, f.url, f.triggers::jsonb, f.retries, f.paused, f.source, now()
@@ -36,20 +48,24 @@ ON CONFLICT (id) DO UPDATE SET
     app_id = EXCLUDED.app_id, name = EXCLUDED.name, url = EXCLUDED.url, triggers = EXCLUDED.triggers,
     retries = EXCLUDED.retries, paused = EXCLUDED.paused, source = EXCLUDED.source, updated_at = now();
 
--- name: delete_functions_of_source_except
+-- name: delete_functions_of_source_except :exec
+-- params: source, ids_to
 -- $1 source, $2 ids to keep
 DELETE FROM functions WHERE source = $1 AND NOT (id = ANY($2::text[]));
 
--- name: delete_app_functions_except
+-- name: delete_app_functions_except :exec
+-- params: app_id, source, ids_to, app
 -- $1 app id, $2 source, $3 ids to keep, $4 the app's namespace (null: every namespace): an app's sync
 -- replaces what that app published before in its namespace
 DELETE FROM functions WHERE app_id = $1 AND source = $2 AND NOT (id = ANY($3::text[]))
     AND ($4::text IS NULL OR namespace = $4::text);
 
--- name: notify_routes
+-- name: notify_routes :exec
 SELECT pg_notify('stepline_routes', '');
 
--- name: ingest
+-- name: ingest :one
+-- params: event_ids, names, data, users, ts, clock_offset, run_ids, event_ids, function_ids, function_names, urls, max_attempts, parent_run, parent_step, event_versions, run_ids, for, p18, namespaces_the
+-- nullable: new_events, runs_created, notified, notified_leased, leased, now, waits
 -- Stores events (a known id is skipped) and, for the events that are new, their runs and first calls;
 -- answers the open waits for the new events' names, to be matched by the caller in the same transaction.
 -- Times are the database's: "now" is statement_timestamp() + $6, the clock offset (zero but in tests). A
@@ -121,7 +137,9 @@ SELECT (SELECT coalesce(jsonb_object_agg(id, ts), '{}'::jsonb) FROM new_events) 
         FROM waits w JOIN runs r ON r.id = w.run_id JOIN events e ON e.id = r.event_id
         WHERE w.event_name IN (SELECT name FROM new_events)) AS waits;
 
--- name: resolve_waits
+-- name: resolve_waits :one
+-- params: run_ids, step_hashes, events
+-- nullable: resolved, notified
 -- Events arrived for open waits: each wait is closed and its parked call made due at once (the database's
 -- statement_timestamp()) with the event as the step's memo. A wait closed already (another event was first)
 -- is skipped. $1 run ids, $2 step hashes, $3 events (JSON text)
@@ -140,13 +158,16 @@ WITH matched AS (
 SELECT (SELECT count(*) FROM due) AS resolved,
        (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM due LIMIT 1) AS n) AS notified;
 
--- name: cancel_candidates
+-- name: cancel_candidates :many
+-- params: not_yet
 -- Runs that a cancel rule may stop: those of functions $1 not yet ended, with their triggering events.
 SELECT r.id, r.function_id, r.created_at, e.id AS event_id, e.name, e.data, e.ts
 FROM runs r JOIN events e ON e.id = r.event_id
 WHERE r.function_id = ANY($1::text[]) AND r.status IN ('Queued', 'Running');
 
--- name: replay_run
+-- name: replay_run :one
+-- params: new, run_replayed, clock_offset, url, max_attempts
+-- nullable: notified
 -- A new run of the same function on the same event (a batch run: on the same events), due at once. $1 new
 -- run id, $2 run replayed, $3 clock offset, $4 url, $5 max attempts (from the current route when there is
 -- one, else the old run's)
@@ -168,7 +189,9 @@ WITH new_run AS (
 SELECT (SELECT id FROM new_run) AS id,
        (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM new_work LIMIT 1) AS n) AS notified;
 
--- name: claim_work
+-- name: claim_work :many
+-- params: p1, calls_to, for, p4, is_not
+-- nullable: lease_token, resolves, resolves_op, resolves_name, resolution, event_data, event_user, event_ts, event_v, batched, queued_s, memos, stack
 -- Leases up to $2 calls to owner $3 for $4 (an interval of the database's clock), with all a call needs:
 -- first calls whose lease lapsed (judged by statement_timestamp() alone, so that no replica's own clock
 -- decides whether another one's lease is over), then due calls (available_at <= statement_timestamp() + $1,
@@ -312,7 +335,9 @@ FROM claimed c JOIN runs r ON r.id = c.run_id JOIN events e ON e.id = r.event_id
 -- another): calls due together are started first come, first served.
 ORDER BY c.id;
 
--- name: next_due
+-- name: next_due :value
+-- params: or_the
+-- nullable: extract
 -- Seconds until a claim would find something (negative: already), null when the queue is empty: the next
 -- due call for a replica of clock offset $1, or the next lease to lapse. Two first-row reads of the partial
 -- indexes.
@@ -322,7 +347,8 @@ SELECT extract(epoch FROM least(
            (SELECT min(lease_expires_at) FROM work WHERE lease_token IS NOT NULL)
                - statement_timestamp()))::float8;
 
--- name: extend_leases
+-- name: extend_leases :exec
+-- params: p1, p2, more_from
 -- The heartbeat: the leases this replica holds, named by work id and token ($1, $2), last $3 more from the
 -- database's statement_timestamp(). Primary key lookups only; a row whose token changed (lost lease,
 -- cancelled run) is left.
@@ -330,12 +356,15 @@ UPDATE work SET lease_expires_at = statement_timestamp() + $3::interval
 FROM unnest($1::bigint[], $2::uuid[]) AS held (id, token)
 WHERE work.id = held.id AND work.lease_token = held.token;
 
--- name: lock_run
+-- name: lock_run :value
+-- params: run_id
 -- Serialises the outcomes of one run's parallel calls. $1 run id. NO KEY UPDATE: steps inserted meanwhile
 -- (their foreign key takes a KEY SHARE lock on the run) are not held up.
 SELECT status FROM runs WHERE id = $1 FOR NO KEY UPDATE;
 
--- name: record_step
+-- name: record_step :one
+-- params: work_id, lease_token, run_id, step_hash, step_name, next_step, from_the, op, status, memo, attempts, error, seconds_the, clock_offset
+-- nullable: held, recorded, memos_before
 -- Records a step's memo once (a second record of the same step changes nothing; SQL NULL means JSON null)
 -- and turns the held call into the next one: $6 next step id ("step" to discover what follows), its lease
 -- renewed for $7 from the database's statement_timestamp().
@@ -367,7 +396,9 @@ SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT count(*) FROM step) > 0 
        -- the checkpoint API meanwhile, and the next call must carry them too (run_memos).
        (SELECT count(*) FROM steps WHERE run_id = $3::uuid AND memo IS NOT NULL) AS memos_before;
 
--- name: record_steps
+-- name: record_steps :one
+-- params: with_lease, and_restarts, run_id, hashes, names, ops, memos, durations_in, clock_offset, whether_they, namespace_whose
+-- nullable: held, recorded
 -- Records steps that ran (StepRun), each once (a step recorded already keeps its memo), for the call that
 -- holds work $1 with lease token $2, and restarts that call's attempt count when one was new: it made
 -- progress (steps recorded before change nothing, or sending them again would retry without end). In order:
@@ -416,7 +447,9 @@ WITH held AS (
 SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT count(*) FROM step) AS recorded,
        (SELECT function_id FROM runs WHERE id = $3::uuid) AS function_id;
 
--- name: record_steps_many
+-- name: record_steps_many :many
+-- params: index, work_ids, lease_tokens, run_ids, clock_offsets, whether_they, index_of, place_in, hashes, names, of_record_steps, memos, durations_in, namespaces_whose
+-- nullable: call, held, recorded
 -- record_steps for several calls at once (group commit across runs: stepline_gateway/step_combiner.py), one
 -- statement and one commit for all of them; each call is fenced by its own lease token and answered on its own
 -- row, so a stale lease refuses that call alone. No two calls of one run in the same statement. Per call
@@ -474,7 +507,9 @@ SELECT c.call, h.id IS NOT NULL AS held,
 FROM calls AS c LEFT JOIN held AS h ON h.call = c.call
 ORDER BY c.call;
 
--- name: finish_runs_many
+-- name: finish_runs_many :many
+-- params: index, work_ids, lease_tokens, run_ids, clock_offsets, outputs, index_of, place_in, hashes, names, ops, memos, durations_in
+-- nullable: call, held, recorded, ended, ended_at, notified
 -- The steps at the end of a call's answer and the end of its run (Completed) for several calls at once (group
 -- commit across runs: stepline_gateway/group_commit.py), one statement and one commit for all of them; what
 -- record_steps and finish_run do for one call, each call fenced by its own lease token and answered on its
@@ -536,19 +571,24 @@ SELECT c.call, h.call IS NOT NULL AS held,
 FROM calls AS c LEFT JOIN held AS h ON h.call = c.call LEFT JOIN ended AS e ON e.id = c.run_id
 ORDER BY c.call;
 
--- name: held_attempt
+-- name: held_attempt :value
+-- params: with_lease, p2
 -- The attempt count of the call holding work $1 with lease token $2 (null when the lease is lost): the
 -- checkpoint API restarts it while the call runs.
 SELECT attempt FROM work WHERE id = $1::bigint AND lease_token = $2::uuid;
 
--- name: run_memos
+-- name: run_memos :one
+-- params: as_claim_work
+-- nullable: memos, stack
 -- The memos and the stack of run $1, as claim_work gives them.
 SELECT (SELECT coalesce(jsonb_object_agg(s.hash, s.memo), '{}'::jsonb)
         FROM steps s WHERE s.run_id = $1::uuid AND s.memo IS NOT NULL) AS memos,
        (SELECT coalesce(array_agg(s.hash ORDER BY s.ended_at, s.hash), '{}')
         FROM steps s WHERE s.run_id = $1::uuid AND s.memo IS NOT NULL) AS stack;
 
--- name: rediscover
+-- name: rediscover :one
+-- params: work_id, lease_token, from_the, run_id
+-- nullable: held, memos, stack
 -- The service asked for a new call (DiscoveryRequest): the held call becomes a discovery call, its lease
 -- renewed for $3 from the database's clock, with the run's memos and stack.
 -- $1 work id, $2 lease token, $4 run id
@@ -563,7 +603,9 @@ SELECT (SELECT count(*) FROM held) > 0 AS held,
        (SELECT coalesce(array_agg(s.hash ORDER BY s.ended_at, s.hash), '{}')
         FROM steps s WHERE s.run_id = $4::uuid AND s.memo IS NOT NULL) AS stack;
 
--- name: record_parallel_step
+-- name: record_parallel_step :one
+-- params: work_id, lease_token, run_id, hash, name, op, status, memo, attempts, error, seconds_the, clock_offset
+-- nullable: goes_on, done
 -- Like record_step for a call that targeted one of several parallel steps (run locked by lock_run): the
 -- call is done; the last one of the run to finish becomes the discovery call that goes on, released and due
 -- at once for any replica. $1 work id, $2 lease token, $3 run id, $4 hash, $5 name, $6 op, $7 status,
@@ -596,7 +638,9 @@ WITH step AS (
 )
 SELECT (SELECT count(*) FROM goes_on) > 0 AS goes_on, (SELECT count(*) FROM done) > 0 AS done;
 
--- name: plan_steps
+-- name: plan_steps :one
+-- params: work_id, lease_token, run_id, hashes, names, clock_offset
+-- nullable: held, notified
 -- The held call found parallel steps: one call per step, due at once, and the held call is done. Each step
 -- begins a microsecond after the one before it, so that steps listed by start keep the order of the calls.
 -- $1 work id, $2 lease token, $3 run id, $4 hashes (in call order), $5 names, $6 clock offset
@@ -620,7 +664,9 @@ WITH held AS (
 SELECT (SELECT count(*) FROM held) > 0 AS held,
        (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM calls LIMIT 1) AS n) AS notified;
 
--- name: retry_call
+-- name: retry_call :one
+-- params: work_id, lease_token, next_attempt, p4, run_id, step_hash, step_name, error, clock_offset, p10, seconds_since
+-- nullable: held, due
 -- An attempt failed and may be tried again: the call is released with its attempt count raised, due after
 -- $4 (the backoff, from statement_timestamp() + $9, the clock offset) and not before $10 (a retry-after
 -- instant, or null), and a step's failed attempt is kept in its history. The run's row is locked first (the
@@ -661,7 +707,9 @@ WITH run AS (
 )
 SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT available_at FROM held) AS due;
 
--- name: finish_run
+-- name: finish_run :one
+-- params: run_id, status, output, error, clock_offset, work, lease_token
+-- nullable: ended_at, notified
 -- Ends a run (Completed or Failed), drops its calls and waits, and hands its result to the run that invoked
 -- it (its parked call is due at once). $1 run id, $2 status, $3 output, $4 error, $5 clock offset, $6 work
 -- id, $7 lease token (held by the caller). The run's row is locked before its work rows (the lock order).
@@ -688,7 +736,9 @@ SELECT id, function_id, event_id, created_at, ended_at,
        (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM parent LIMIT 1) AS n) AS notified
 FROM ended;
 
--- name: park_call
+-- name: park_call :one
+-- params: work_id, lease_token, run_id, hash, name, op, step_status, from_statement_timestamp, as_the, p10, event_name, wait_expression, p13
+-- nullable: held
 -- The held call waits: for a time (Sleep), an event (WaitForEvent, with an open wait) or a child run
 -- (InvokeFunction). It is released until $8 from statement_timestamp() + $10 (the clock offset), and not
 -- before $13 (an instant, or null); then it records $9 as the step's memo and goes on.
@@ -715,7 +765,9 @@ WITH held AS (
 )
 SELECT (SELECT count(*) FROM held) > 0 AS held;
 
--- name: cancel_runs
+-- name: cancel_runs :many
+-- params: that_have, clock_offset
+-- nullable: ended_at
 -- Cancels the runs $1 that have not ended; drops their calls and waits. $2 clock offset. The runs' rows are
 -- locked before their work rows (the lock order: see claim_work).
 WITH cancelled AS (
@@ -730,15 +782,20 @@ WITH cancelled AS (
 SELECT c.id, c.function_id, e.id AS event_id, e.name, e.data, e.ts, c.created_at, c.ended_at
 FROM cancelled c JOIN events e ON e.id = c.event_id;
 
--- name: run_status
+-- name: run_status :value
+-- params: p1
 SELECT status FROM runs WHERE id = $1;
 
--- name: get_run
+-- name: get_run :one
+-- params: p1
+-- nullable: output, error, replay_of, started_at, ended_at
 SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
        r.created_at, r.started_at, r.ended_at
 FROM runs r WHERE r.id = $1;
 
--- name: get_steps
+-- name: get_steps :many
+-- params: p1
+-- nullable: memo, error, started_at, ended_at, attempt_started_at, failed_attempts
 SELECT s.hash, s.name, s.op, s.status, s.attempts, s.memo, s.error, s.started_at, s.ended_at, s.checkpointed,
        s.attempt_started_at,
        (SELECT coalesce(jsonb_agg(jsonb_build_object('attempt', a.attempt, 'error', a.error,
@@ -747,7 +804,9 @@ SELECT s.hash, s.name, s.op, s.status, s.attempts, s.memo, s.error, s.started_at
         FROM step_attempts a WHERE a.run_id = s.run_id AND a.hash = s.hash) AS failed_attempts
 FROM steps s WHERE s.run_id = $1 ORDER BY s.started_at, s.hash;
 
--- name: runs_page
+-- name: runs_page :many
+-- params: created_at, p2, rows_before, limit
+-- nullable: output, error, replay_of, started_at, ended_at
 -- Runs newest first, keyset paged. With its filtered twins below (one query per filter, so that every plan,
 -- generic ones included, is a range scan of the index that fits, never reading the rows it skips):
 -- $1 created at or after (null: no bound), $2/$3 rows before (created_at, id): the last row seen, or
@@ -761,7 +820,9 @@ WHERE r.created_at >= coalesce($1::timestamptz, '-infinity')
 ORDER BY r.created_at DESC, r.id DESC
 LIMIT $4;
 
--- name: runs_page_of_function
+-- name: runs_page_of_function :many
+-- params: p1, p2, p3, p4, function_id
+-- nullable: output, error, replay_of, started_at, ended_at
 -- Like runs_page; $5 function id
 SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
        r.created_at, r.started_at, r.ended_at
@@ -773,7 +834,9 @@ WHERE r.function_id = $5::text
 ORDER BY r.created_at DESC, r.id DESC
 LIMIT $4;
 
--- name: runs_page_with_status
+-- name: runs_page_with_status :many
+-- params: p1, p2, p3, p4, status
+-- nullable: output, error, replay_of, started_at, ended_at
 -- Like runs_page; $5 status
 SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
        r.created_at, r.started_at, r.ended_at
@@ -785,7 +848,9 @@ WHERE r.status = $5::text
 ORDER BY r.created_at DESC, r.id DESC
 LIMIT $4;
 
--- name: runs_page_of_function_with_status
+-- name: runs_page_of_function_with_status :many
+-- params: p1, p2, p3, p4, function_id, status
+-- nullable: output, error, replay_of, started_at, ended_at
 -- Like runs_page; $5 function id, $6 status (read through the function's index)
 SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
        r.created_at, r.started_at, r.ended_at
@@ -797,7 +862,9 @@ WHERE r.function_id = $5::text AND r.status = $6::text
 ORDER BY r.created_at DESC, r.id DESC
 LIMIT $4;
 
--- name: runs_page_in_namespace
+-- name: runs_page_in_namespace :many
+-- params: p1, p2, p3, p4, namespace, p6
+-- nullable: output, error, replay_of, started_at, ended_at
 -- Like runs_page, for one namespace (a namespace's token, the dashboard's selector); $5 the namespace, $6
 -- status or null. The namespace is the expression of the runs_namespace_created index, read in its order.
 SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
@@ -812,7 +879,9 @@ WHERE (CASE WHEN strpos(r.function_id, '/') > 0 THEN split_part(r.function_id, '
 ORDER BY r.created_at DESC, r.id DESC
 LIMIT $4;
 
--- name: count_recent_runs
+-- name: count_recent_runs :many
+-- params: at_most, of_each
+-- nullable: runs
 -- The recent runs of each routed function by status (the dashboard's Functions page): those created at or
 -- after $1, at most the newest $2 of each function, so that the cost stays bounded however busy the window.
 SELECT f.id AS function_id, r.status, count(*) AS runs
@@ -826,10 +895,14 @@ CROSS JOIN LATERAL (
 GROUP BY f.id, r.status
 ORDER BY f.id, r.status;
 
--- name: get_event
+-- name: get_event :one
+-- params: p1
+-- nullable: user, v, namespaces
 SELECT id, name, data, "user", ts, received_at, v, namespaces FROM events WHERE id = $1;
 
--- name: list_events
+-- name: list_events :many
+-- params: p1, last_row, limit, name_or
+-- nullable: user, v, namespaces
 -- Newest first, keyset paged: $1/$2 the last row seen (received_at, id) or null, $3 limit, $4 name or null
 SELECT id, name, data, "user", ts, received_at, v, namespaces
 FROM events
@@ -838,7 +911,8 @@ WHERE ($1::timestamptz IS NULL OR (received_at, id) < ($1, $2::text))
 ORDER BY received_at DESC, id DESC
 LIMIT $3;
 
--- name: runs_of_events
+-- name: runs_of_events :many
+-- params: those_they
 -- The runs of events $1: those they started, and the batch runs they are part of.
 SELECT id, event_id, function_id, status, created_at FROM runs WHERE event_id = ANY($1::text[])
 UNION ALL
@@ -847,78 +921,98 @@ FROM batch_events b JOIN runs r ON r.id = b.run_id
 WHERE b.event_id = ANY($1::text[]) AND b.position > 0
 ORDER BY created_at;
 
--- name: ping
+-- name: ping :value
+-- nullable: ?column?
 SELECT 1;
 
--- name: lock_migrations
+-- name: lock_migrations :exec
+-- params: p1
 SELECT pg_advisory_lock($1);
 
--- name: unlock_migrations
+-- name: unlock_migrations :exec
+-- params: p1
 SELECT pg_advisory_unlock($1);
 
--- name: create_migrations_table
+-- name: create_migrations_table :exec
 CREATE TABLE IF NOT EXISTS stepline_migrations (
     version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now()
 );
 
--- name: schema_version
+-- name: schema_version :value
+-- nullable: coalesce
 SELECT CASE WHEN to_regclass('stepline_migrations') IS NULL THEN 0
             ELSE (SELECT coalesce(max(version), 0) FROM stepline_migrations) END;
 
--- name: migrations_after
+-- name: migrations_after :value
+-- params: as
+-- nullable: coalesce
 -- The names of the migrations applied after version $1, as "NNNN name", in order
 SELECT coalesce(array_agg(lpad(version::text, 4, '0') || ' ' || name ORDER BY version), '{}')
 FROM stepline_migrations WHERE version > $1;
 
--- name: record_migration
+-- name: record_migration :exec
+-- params: p1, p2
 INSERT INTO stepline_migrations (version, name) VALUES ($1, $2);
 
--- name: create_history_partitions
+-- name: create_history_partitions :value
+-- params: to, that_do, ms_for
+-- nullable: stepline_create_history_partitions
 -- Makes the day partitions of history (events, runs, steps, step attempts) from UTC day $1 to $2 that do not
 -- exist yet, waiting at most $3 ms for a lock on the tables (else lock_not_available); answers how many days
 -- were made.
 SELECT stepline_create_history_partitions($1::date, $2::date, $3::int);
 
--- name: drop_history_before
+-- name: drop_history_before :value
+-- params: p1, p2, ms_is
+-- nullable: stepline_drop_history_before
 -- Retention: drops the days of history that ended at or before statement_timestamp() + $1 (the clock offset)
 -- - $2 (the retention period), but those still holding a run not ended (or the event of one); a day whose
 -- tables stay locked for $3 ms is left for the next time. Answers the days dropped.
 SELECT stepline_drop_history_before(statement_timestamp() + $1::interval - $2::interval, $3::int);
 
--- name: history_days
+-- name: history_days :many
+-- nullable: day
 -- The UTC days of history kept (the day partitions of runs), oldest first.
 SELECT to_date(substr(c.relname, 7), 'YYYYMMDD') AS day
 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 WHERE i.inhparent = 'runs'::regclass AND c.relname ~ '^runs_p[0-9]{8}$'
 ORDER BY day;
 
--- name: lock_function_id
+-- name: lock_function_id :exec
+-- params: function_id
 -- The operator's publish: serialises two resources that would publish the same function id. $1 function id
 SELECT pg_advisory_xact_lock(hashtextextended('stepline.functions:' || $1::text, 0));
 
--- name: lock_function_ids
+-- name: lock_function_ids :exec
+-- params: p1
 -- An SDK sync: the same locks as lock_function_id, for each of $1 (sorted, so two syncs never deadlock)
 SELECT count(pg_advisory_xact_lock(hashtextextended('stepline.functions:' || k.id, 0)))
 FROM (SELECT id FROM unnest($1::text[]) AS u (id) ORDER BY id) AS k;
 
--- name: sync_owners
+-- name: sync_owners :many
+-- params: and_the, into_namespace, p3, would_replace
 -- What an SDK sync of app $2 into namespace $4 would replace: the rows of the function ids $1 and the rows
 -- app $2 synced there before (source $3)
 SELECT id, app_id, url, source FROM functions
 WHERE id = ANY($1::text[]) OR (app_id = $2::text AND source = $3::text AND namespace = $4::text) ORDER BY id;
 
--- name: function_owners
+-- name: function_owners :many
+-- params: p1
 -- What a load of manifest files would replace: the rows of the function ids $1
 SELECT id, app_id, url, source FROM functions WHERE id = ANY($1::text[]) ORDER BY id;
 
--- name: functions_of_id_or_source
+-- name: functions_of_id_or_source :many
+-- params: and_the, p2
+-- nullable: flow, retry_policy
 -- What the operator's publish would replace: the row of function $1 and the rows published from source $2
 SELECT id, app_id, name, url, triggers, retries, paused, source, cancel_on, flow, retry_policy
 FROM functions WHERE id = $1::text OR source = $2::text ORDER BY id FOR UPDATE;
 
 -- Events without Stepline's own (the dashboard and the API's first look)
 
--- name: list_events_in_namespace
+-- name: list_events_in_namespace :many
+-- params: p1, p2, p3, p4, p5, false_leaves
+-- nullable: user, v, namespaces
 -- Like list_events, of the events sent into namespace $5 (not those sent to every namespace); $6 false leaves
 -- out the events the system emits (inngest/*)
 SELECT id, name, data, "user", ts, received_at, v, namespaces
@@ -930,7 +1024,9 @@ WHERE namespaces @> ARRAY[$5::text] AND namespaces IS NOT NULL
 ORDER BY received_at DESC, id DESC
 LIMIT $3;
 
--- name: list_events_without_internal
+-- name: list_events_without_internal :many
+-- params: p1, p2, p3, p4
+-- nullable: user, v, namespaces
 -- Like list_events, leaving out the events the system emits (names starting with inngest/)
 SELECT id, name, data, "user", ts, received_at, v, namespaces
 FROM events
@@ -942,15 +1038,18 @@ LIMIT $3;
 
 -- Webhooks: the published webhooks (sealed secrets), their reload NOTIFY, and the log of recent deliveries.
 
--- name: load_webhooks
+-- name: load_webhooks :many
+-- nullable: namespace, transform
 SELECT namespace, name, scheme, options, secrets, transform, source, fingerprint, updated_at
 FROM webhooks ORDER BY namespace, name;
 
--- name: lock_webhooks
+-- name: lock_webhooks :exec
 -- Serialises publishers (the operator, gateways loading manifests): a publish checks, then writes.
 SELECT pg_advisory_xact_lock(hashtextextended('stepline.webhooks', 0));
 
--- name: webhooks_of_keys_or_source
+-- name: webhooks_of_keys_or_source :many
+-- params: p1, p2, p3
+-- nullable: namespace
 -- What a publish would replace: the rows of the given (namespace, name) pairs ($1, $2) and those of source $3
 SELECT w.namespace, w.name, w.source, w.fingerprint
 FROM webhooks w
@@ -958,7 +1057,9 @@ WHERE w.source = $3::text
    OR (w.namespace, w.name) IN (SELECT * FROM unnest($1::text[], $2::text[]))
 ORDER BY w.namespace, w.name;
 
--- name: upsert_webhooks
+-- name: upsert_webhooks :many
+-- params: namespaces, names, schemes, options, sealed_secrets, transforms, sources, fingerprints
+-- nullable: namespace
 -- $1 namespaces, $2 names, $3 schemes, $4 options (JSON text), $5 sealed secrets (JSON text), $6 transforms,
 -- $7 sources, $8 fingerprints. A row whose fingerprint and source are unchanged is not written; answers the
 -- rows written.
@@ -974,39 +1075,49 @@ ON CONFLICT (namespace, name) DO UPDATE SET
 WHERE webhooks.fingerprint IS DISTINCT FROM EXCLUDED.fingerprint OR webhooks.source <> EXCLUDED.source
 RETURNING namespace, name;
 
--- name: delete_webhooks_of_source_except
+-- name: delete_webhooks_of_source_except :many
+-- params: source, p2, the
+-- nullable: namespace
 -- $1 source, $2/$3 the (namespace, name) pairs to keep; answers the rows deleted
 DELETE FROM webhooks w
 WHERE w.source = $1::text
   AND (w.namespace, w.name) NOT IN (SELECT * FROM unnest($2::text[], $3::text[]))
 RETURNING namespace, name;
 
--- name: notify_webhooks
+-- name: notify_webhooks :exec
 SELECT pg_notify('stepline_webhooks', '');
 
--- name: record_webhook_delivery
+-- name: record_webhook_delivery :exec
+-- params: namespace, name, received_at, accepted, p5, reason, event_ids
 -- $1 namespace, $2 name, $3 received at, $4 accepted, $5 HTTP status, $6 reason, $7 event ids
 INSERT INTO webhook_deliveries (namespace, name, received_at, accepted, status, reason, event_ids)
 VALUES ($1, $2, $3, $4, $5, $6, $7::text[]);
 
--- name: list_webhook_deliveries
+-- name: list_webhook_deliveries :many
+-- params: deliveries_of
+-- nullable: namespace
 -- The newest $1 deliveries of every webhook
 SELECT id, namespace, name, received_at, accepted, status, reason, event_ids
 FROM webhook_deliveries ORDER BY received_at DESC, id DESC LIMIT $1::int;
 
--- name: list_deliveries_in_namespace
+-- name: list_deliveries_in_namespace :many
+-- params: p1, deliveries_of
+-- nullable: namespace
 -- The newest $2 deliveries of the webhooks of namespace $1 (a namespace's API token)
 SELECT id, namespace, name, received_at, accepted, status, reason, event_ids
 FROM webhook_deliveries WHERE namespace = $1
 ORDER BY received_at DESC, id DESC LIMIT $2::int;
 
--- name: list_deliveries_of_webhook
+-- name: list_deliveries_of_webhook :many
+-- params: p1, p2, deliveries_of
+-- nullable: namespace
 -- The newest $3 deliveries of webhook $1/$2
 SELECT id, namespace, name, received_at, accepted, status, reason, event_ids
 FROM webhook_deliveries WHERE namespace = $1 AND name = $2
 ORDER BY received_at DESC, id DESC LIMIT $3::int;
 
--- name: prune_webhook_deliveries
+-- name: prune_webhook_deliveries :exec
+-- params: p1, p2, of_each
 -- Deletes the deliveries received more than $2 (an interval) before statement_timestamp() + $1 (the clock
 -- offset), and those beyond the newest $3 of each webhook
 DELETE FROM webhook_deliveries WHERE received_at < statement_timestamp() + $1::interval - $2::interval OR id IN (
@@ -1019,11 +1130,14 @@ DELETE FROM webhook_deliveries WHERE received_at < statement_timestamp() + $1::i
 
 -- Database faults and time from the database --------------------------------------------------------------
 
--- name: clock_now
+-- name: clock_now :value
+-- params: clock_offset
+-- nullable: ?column?
 -- The gateway's now: the database's clock plus $1, the clock offset (zero but in tests).
 SELECT statement_timestamp() + $1::interval;
 
--- name: release_orphaned_leases
+-- name: release_orphaned_leases :exec
+-- params: without_the, work_ids
 -- After a claim whose answer was lost (the connection died on the way back), the rows it may have leased to
 -- owner $1 without the owner knowing: every row leased to $1 but the ones it holds ($2 work ids) is released,
 -- due at once. Reads the partial index of leased rows (a few per replica).
@@ -1033,7 +1147,8 @@ WHERE lease_token IS NOT NULL AND lease_owner = $1::text AND NOT (id = ANY($2::b
 
 -- Input limits and poison answers.
 
--- name: fail_step
+-- name: fail_step :exec
+-- params: work_id, lease_token, run_id, step_hash, step_name, attempts, error, clock_offset
 -- A step's last attempt failed and its run ends with that error: the step shows it too, Failed. $1 work id,
 -- $2 lease token (held by the caller), $3 run id, $4 step hash, $5 step name, $6 attempts, $7 error,
 -- $8 clock offset
@@ -1046,7 +1161,9 @@ ON CONFLICT (run_id, hash) DO UPDATE
         ended_at = EXCLUDED.ended_at
     WHERE steps.memo IS NULL;
 
--- name: next_due_except
+-- name: next_due_except :value
+-- params: clock_offset, p2
+-- nullable: extract
 -- Like next_due, leaving out the work of $2, URLs at their share of the call slots (a slot of theirs that
 -- frees wakes the dispatcher instead). Only asked while some URL is at its share: each read walks its
 -- partial index in order, looking up the URL of each row until one is not capped. $1 clock offset
@@ -1066,7 +1183,9 @@ SELECT extract(epoch FROM least(
 
 -- Observability: the queue as the metrics show it, and the live counts the operator writes on Functions.
 
--- name: queue_depth
+-- name: queue_depth :many
+-- params: or_its
+-- nullable: runs, calls_due, oldest_due_s
 -- The queue by function and by why each call waits, for the metrics (one read per scrape, shared by
 -- concurrent scrapes): every work row once, its run's function by primary key (never a read of the run
 -- history). A call is "running" while its lease holds; due (a claim would take it now: unleased and due for a
@@ -1105,7 +1224,9 @@ FROM (
 ) AS q
 GROUP BY q.function_id, q.reason;
 
--- name: function_stats
+-- name: function_stats :many
+-- params: p1, of_each
+-- nullable: running, queued, completed_hour, failed_hour, completed_day, failed_day, last_run_at
 -- The live counts of the functions whose source is LIKE one of $1 (the operator's Function resources:
 -- 'kubernetes:%', or 'kubernetes:<namespace>/%' for each namespace it watches), for
 -- status.stats: runs Running and Queued now, Completed and Failed in the last hour and day (by creation, at
@@ -1140,7 +1261,9 @@ ORDER BY w.source, w.id;
 
 -- Flow control at claim time (docs/flow-control.md; the claim itself is claim_work).
 
--- name: gate_runs
+-- name: gate_runs :one
+-- params: run_ids, their, throttle_keys, throttle_labels, seconds_between, seconds_a, priority, timeouts, timeouts, clock_offset
+-- nullable: gated
 -- The flow control of runs just created (their first call, 'step', not yet committed): $1 run ids, $2 their
 -- concurrency keys (JSON text [[key, label, limit], ...], or null), $3 throttle keys, $4 throttle labels,
 -- $5 seconds between throttled starts, $6 seconds a start may run ahead of that pace, $7 priority (seconds
@@ -1179,7 +1302,9 @@ WITH g AS (
 )
 SELECT count(*) AS gated FROM gated;
 
--- name: runs_waiting
+-- name: runs_waiting :many
+-- params: wait, clock_offset
+-- nullable: waiting, label, lim, until
 -- Why the runs $1 wait, for those that wait on flow control: a slot of a concurrency key (its label, the
 -- leases held under it and the call's limit), or a throttle (its label and the start it allows, later than
 -- statement_timestamp() + $2, the clock offset).
@@ -1193,7 +1318,9 @@ WHERE w.run_id = ANY($1::uuid[])
        OR (w.waiting = 'throttled' AND w.available_at > statement_timestamp() + $2::interval))
 ORDER BY w.run_id, w.id;
 
--- name: expire_run
+-- name: expire_run :value
+-- params: with_lease, of_run, p3
+-- nullable: expired
 -- A timer of timeouts ran out (the claimed row $1 with lease token $2, of run $3): for 'timeout:start' the
 -- run is cancelled when it is still Queued, for 'timeout:finish' when it has not ended; the timer is
 -- dropped either way. Answers whether the run is to be cancelled (the caller cancels it, as a cancel from
@@ -1207,7 +1334,8 @@ SELECT EXISTS (
       AND (r.status = 'Queued' OR (t.step_id = 'timeout:finish' AND r.status = 'Running'))
 ) AS expired;
 
--- name: set_run_error
+-- name: set_run_error :exec
+-- params: run_id, p2
 -- The error a run that ended shows ($2 JSON), $1 run id.
 UPDATE runs SET error = $2::jsonb WHERE id = $1::uuid;
 
@@ -1215,14 +1343,17 @@ UPDATE runs SET error = $2::jsonb WHERE id = $1::uuid;
 -- functions that declare one of these run the statements below; ingest of the others is the one statement
 -- above. Times are the database's plus $n the clock offset, as everywhere.
 
--- name: flow_lock_keys
+-- name: flow_lock_keys :value
+-- params: lock_names
+-- nullable: count
 -- Serialises the ingests of one function and key (singleton, debounce, batchEvents) across replicas, for the
 -- rest of the transaction; the statements that follow see what the previous holder committed. Taken in
 -- sorted order, so that two ingests never wait for each other both ways. $1 lock names
 SELECT count(pg_advisory_xact_lock(hashtextextended(k.name, 0)))
 FROM (SELECT DISTINCT unnest($1::text[]) AS name ORDER BY 1) AS k;
 
--- name: flow_rate_limit
+-- name: flow_rate_limit :many
+-- params: function_ids, keys, events_arriving, seconds, second_period, p6, clock_offset
 -- GCRA per function and key, in the key's row (locked by the upsert, so concurrent ingests queue up on it):
 -- of $3 events arriving together, the first ones up to what the limit allows are let through, each taking
 -- $4 seconds (period / limit) of the $5 second period; a key seen for the first time lets $6 (the limit)
@@ -1244,7 +1375,8 @@ ON CONFLICT (function_id, key) DO UPDATE SET
                 / EXCLUDED.step_s + 1e-9)))::int * EXCLUDED.step_s * interval '1 second'
 RETURNING function_id, key, admitted;
 
--- name: flow_idempotency
+-- name: flow_idempotency :many
+-- params: function_ids, keys, event_ids, clock_offset
 -- Takes each idempotency key (one per function and key: the caller keeps the first event of each) unless a
 -- run took it in the last 24 hours. $1 function ids, $2 keys, $3 event ids, $4 clock offset. Answers the
 -- keys taken.
@@ -1258,21 +1390,24 @@ ON CONFLICT (function_id, key) DO UPDATE SET event_id = EXCLUDED.event_id, expir
     WHERE k.expires_at <= EXCLUDED.expires_at - interval '24 hours'
 RETURNING function_id, key;
 
--- name: flow_singletons
+-- name: flow_singletons :many
+-- params: p1, p2
 -- The runs not yet ended that hold the singleton keys $1 (function ids), $2 (keys); read under their locks.
 SELECT s.function_id, s.key, s.run_id
 FROM singletons s JOIN runs r ON r.id = s.run_id
 WHERE (s.function_id, s.key) IN (SELECT * FROM unnest($1::text[], $2::text[]))
   AND r.status IN ('Queued', 'Running');
 
--- name: flow_debounces
+-- name: flow_debounces :many
+-- params: p1, p2
 -- The pending debounced runs of keys $1 (function ids), $2 (keys), with their first event's time; read
 -- under their locks.
 SELECT d.function_id, d.key, d.run_id, d.first_at
 FROM debounces d
 WHERE (d.function_id, d.key) IN (SELECT * FROM unnest($1::text[], $2::text[]));
 
--- name: flow_debounce_extend
+-- name: flow_debounce_extend :many
+-- params: run_ids, event_ids, seconds_from, p4, clock_offset
 -- A new event for a pending debounced run: the run takes it as its event and its first call is pushed to
 -- $3 seconds from now, but not past $4 (the first event's time plus the timeout, or null). Only a run whose
 -- first call has not been claimed moves; the run's row is locked before its work row (the lock order), and
@@ -1299,20 +1434,24 @@ WITH clock AS (
 )
 SELECT run_id, available_at FROM moved;
 
--- name: flow_set_debounces
+-- name: flow_set_debounces :exec
+-- params: function_ids, keys, run_ids, clock_offset
 -- The new pending runs of keys: $1 function ids, $2 keys, $3 run ids, $4 clock offset (first_at is now).
 INSERT INTO debounces (function_id, key, run_id, first_at)
 SELECT d.function_id, d.key, d.run_id, statement_timestamp() + $4::interval
 FROM unnest($1::text[], $2::text[], $3::uuid[]) AS d (function_id, key, run_id)
 ON CONFLICT (function_id, key) DO UPDATE SET run_id = EXCLUDED.run_id, first_at = EXCLUDED.first_at;
 
--- name: flow_batches
+-- name: flow_batches :many
+-- params: p1, p2
 -- The open batches of keys $1 (function ids), $2 (keys); read under their locks.
 SELECT b.function_id, b.key, b.run_id, b.size, b.max_size
 FROM batches b
 WHERE (b.function_id, b.key) IN (SELECT * FROM unnest($1::text[], $2::text[]));
 
--- name: flow_batch_append
+-- name: flow_batch_append :many
+-- params: run_ids, event_ids, positions, runs, whether_each
+-- nullable: is_full, notified
 -- Adds events to open batches whose run has not been called yet: $1 run ids, $2 event ids, $3 positions
 -- (one row per event), $4 the runs, $5 whether each is full now (its first call is then due at once). The
 -- work row is written either way, so that a claim that raced this append reads the row as written here and
@@ -1339,7 +1478,8 @@ SELECT o.run_id, o.is_full,
            AS notified
 FROM opened o;
 
--- name: flow_set_batches
+-- name: flow_set_batches :exec
+-- params: function_ids, keys, run_ids, sizes, max_sizes
 -- The open batch of each key after an ingest: $1 function ids, $2 keys, $3 run ids (null: no open batch),
 -- $4 sizes, $5 max sizes.
 WITH gone AS (
@@ -1353,7 +1493,9 @@ WHERE s.run_id IS NOT NULL
 ON CONFLICT (function_id, key) DO UPDATE SET run_id = EXCLUDED.run_id, size = EXCLUDED.size,
                                              max_size = EXCLUDED.max_size;
 
--- name: flow_start_runs
+-- name: flow_start_runs :one
+-- params: run_ids, event_ids, function_ids, function_names, urls, max_attempts, seconds_from, batched, clock_offset, run_ids, event_ids, positions
+-- nullable: runs_created, notified
 -- The runs flow control lets start, for events stored by this transaction: each run's first call is due
 -- $7 seconds from now (debounce, a batch's timeout), or when null at once (or at the event's ts when that
 -- lies ahead). $1 run ids, $2 event ids, $3 function ids, $4 function names, $5 urls, $6 max attempts,
@@ -1389,13 +1531,15 @@ SELECT (SELECT count(*) FROM new_work) AS runs_created,
        (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM new_work
                               WHERE available_at <= (SELECT now FROM clock) LIMIT 1) AS n) AS notified;
 
--- name: flow_set_singletons
+-- name: flow_set_singletons :exec
+-- params: function_ids, keys, run_ids
 -- The runs that now hold singleton keys: $1 function ids, $2 keys, $3 run ids.
 INSERT INTO singletons (function_id, key, run_id)
 SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[])
 ON CONFLICT (function_id, key) DO UPDATE SET run_id = EXCLUDED.run_id;
 
--- name: flow_skip_events
+-- name: flow_skip_events :exec
+-- params: event_ids, function_ids, reasons, clock
 -- Events that started no run of a function, and why: $1 event ids, $2 function ids, $3 reasons, $4 clock
 -- offset.
 INSERT INTO skipped_events (event_id, function_id, reason, skipped_at)
@@ -1403,7 +1547,9 @@ SELECT s.event_id, s.function_id, s.reason, statement_timestamp() + $4::interval
 FROM unnest($1::text[], $2::text[], $3::text[]) AS s (event_id, function_id, reason)
 ON CONFLICT (event_id, function_id) DO NOTHING;
 
--- name: batch_events_of_runs
+-- name: batch_events_of_runs :many
+-- params: in_order
+-- nullable: events
 -- The events of batch runs $1 in order, as calls send them; read after the claim that leased their calls.
 SELECT b.run_id, jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
            'id', e.id, 'name', e.name, 'data', e.data, 'ts', e.ts, 'user', e."user", 'v', e.v))
@@ -1412,12 +1558,15 @@ FROM batch_events b JOIN events e ON e.id = b.event_id
 WHERE b.run_id = ANY($1::uuid[])
 GROUP BY b.run_id;
 
--- name: skipped_of_events
+-- name: skipped_of_events :many
+-- params: started_no
 -- Why events $1 started no run of some functions.
 SELECT event_id, function_id, reason, skipped_at FROM skipped_events
 WHERE event_id = ANY($1::text[]) ORDER BY skipped_at, function_id;
 
--- name: runs_flow_wait
+-- name: runs_flow_wait :many
+-- params: wait_at
+-- nullable: due, debounced, batch_max, batch_events
 -- Why the Queued runs $1 wait at ingest's flow control: debounced (until their first call is due) or
 -- batching (the open batch's events of its max size). Only the runs that are either are answered.
 SELECT w.run_id, w.available_at AS due, d.run_id IS NOT NULL AS debounced, b.max_size AS batch_max,
@@ -1428,7 +1577,9 @@ LEFT JOIN batches b ON b.run_id = w.run_id
 WHERE w.run_id = ANY($1::uuid[]) AND w.step_id = 'step' AND w.lease_token IS NULL AND w.attempt = 0
   AND (d.run_id IS NOT NULL OR b.run_id IS NOT NULL);
 
--- name: prune_flow_state
+-- name: prune_flow_state :value
+-- params: clock_offset
+-- nullable: pruned
 -- Flow-control state that decides nothing any more: rate limits whose period has passed, idempotency keys
 -- past their 24 hours, singletons, debounces and batches whose run is no longer Queued (or Running, for
 -- singletons). A row is deleted only when its run is seen ended: a row an ingest is writing names a run this
@@ -1453,13 +1604,16 @@ SELECT (SELECT count(*) FROM rates) + (SELECT count(*) FROM keys) + (SELECT coun
 
 -- Dashboard sessions (dashboard/auth.py): a random cookie per sign-in, kept as its sha256
 
--- name: open_session
+-- name: open_session :exec
+-- params: sha, how_long, role, namespace, sha
 -- $1 sha256 hex of the session cookie, $2 how long it lasts, $3 role, $4 namespace (null: the cluster),
 -- $5 sha256 hex of the token signed in with (null: the cluster admin token)
 INSERT INTO dashboard_sessions (id_sha256, expires_at, role, namespace, token_sha256)
 VALUES ($1::text, now() + $2::interval, $3::text, $4::text, $5::text);
 
--- name: session_is_open
+-- name: session_is_open :one
+-- params: sha
+-- nullable: namespace
 -- $1 sha256 hex of the cookie: a row when the session exists and has not expired (by the database's clock)
 -- and its token (if one of api_tokens) is still published with the same role and namespace (a changed
 -- grant ends the session: the browser signs in again); answers its role and namespace
@@ -1469,19 +1623,23 @@ WHERE s.id_sha256 = $1::text AND s.expires_at > now()
       SELECT 1 FROM api_tokens t
       WHERE t.sha256 = s.token_sha256 AND t.role = s.role AND t.namespace IS NOT DISTINCT FROM s.namespace));
 
--- name: close_session
+-- name: close_session :exec
+-- params: sha
 -- $1 sha256 hex of the cookie
 DELETE FROM dashboard_sessions WHERE id_sha256 = $1::text;
 
--- name: prune_sessions
+-- name: prune_sessions :exec
 DELETE FROM dashboard_sessions WHERE expires_at <= now();
 
 -- Event keys of namespaces (the operator publishes them from labelled Secrets; the gateways read them)
 
--- name: load_event_keys
+-- name: load_event_keys :many
+-- nullable: namespace
 SELECT sha256, namespace FROM event_keys;
 
--- name: replace_event_keys
+-- name: replace_event_keys :value
+-- params: source, namespace, sha
+-- nullable: changed
 -- The keys of one Secret: $1 source, $2 namespace, $3 sha256 hex of each key. Answers whether anything
 -- changed (then the caller notifies).
 WITH gone AS (
@@ -1495,10 +1653,13 @@ SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM added) AS changed;
 
 -- Signing keys of namespaces (the operator publishes them sealed from labelled Secrets; the gateways open them)
 
--- name: load_signing_keys
+-- name: load_signing_keys :many
+-- nullable: namespace, previous
 SELECT namespace, current, previous FROM signing_keys;
 
--- name: replace_signing_key
+-- name: replace_signing_key :value
+-- params: p1, p2, sealed_current, sealed_previous, fingerprint
+-- nullable: outcome
 -- The keys of Secret $2 (source) for namespace $1: $3 the sealed current key, $4 the sealed previous one
 -- (null: none), $5 their fingerprint. A namespace's keys come from one Secret: when another Secret holds
 -- it, nothing changes. Answers 'changed', 'same' or the source that holds the namespace.
@@ -1517,14 +1678,18 @@ SELECT CASE WHEN EXISTS (SELECT 1 FROM written) THEN 'changed'
             WHEN (SELECT source FROM held) = $2::text THEN 'same'
             ELSE (SELECT source FROM held) END AS outcome;
 
--- name: remove_signing_key
+-- name: remove_signing_key :exec
+-- params: p1
 -- Secret $1 (source) is gone or no longer labelled: its keys are removed; answers how many rows went
 DELETE FROM signing_keys WHERE source = $1::text;
 
--- name: load_api_tokens
+-- name: load_api_tokens :many
+-- nullable: namespace
 SELECT sha256, namespace, role FROM api_tokens;
 
--- name: replace_api_tokens
+-- name: replace_api_tokens :value
+-- params: source, namespace, role, sha
+-- nullable: changed
 -- The tokens of one Secret: $1 source, $2 namespace (null: the cluster), $3 role, $4 sha256 hex of each
 -- token. Answers whether anything changed (then the caller notifies).
 WITH gone AS (
