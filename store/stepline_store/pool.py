@@ -139,3 +139,35 @@ class Store:
 
     async def close(self) -> None:
         await self.pool.close()
+
+
+# Where a query of ``stepline_store.queries`` runs: a ``Store`` (its failures counted) or a bare connection
+# or pool (the operator's, the migrations').
+Db = Store | Connection | asyncpg.Pool
+
+
+async def fetch(db: Db, name: str, args: tuple[Any, ...], on: Queryable) -> list[Record]:
+    if isinstance(db, Store):
+        return await db.fetch(name, *args, on=on)
+    rows: list[Record] = await (on or db).fetch(QUERIES[name], *args)
+    return rows
+
+
+async def fetchrow(db: Db, name: str, args: tuple[Any, ...], on: Queryable) -> Record | None:
+    if isinstance(db, Store):
+        return await db.fetchrow(name, *args, on=on)
+    row: Record | None = await (on or db).fetchrow(QUERIES[name], *args)
+    return row
+
+
+async def fetchval(db: Db, name: str, args: tuple[Any, ...], on: Queryable) -> Any:
+    if isinstance(db, Store):
+        return await db.fetchval(name, *args, on=on)
+    return await (on or db).fetchval(QUERIES[name], *args)
+
+
+async def execute(db: Db, name: str, args: tuple[Any, ...], on: Queryable) -> str:
+    if isinstance(db, Store):
+        return await db.execute(name, *args, on=on)
+    status: str = await (on or db).execute(QUERIES[name], *args)
+    return status
