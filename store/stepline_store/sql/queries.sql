@@ -29,7 +29,7 @@ FROM unnest($1::text[], $2::text[]) AS c (id, settings)
 WHERE functions.id = c.id AND functions.checkpoint IS DISTINCT FROM c.settings::jsonb;
 
 -- name: set_flow_control :exec
--- params: function_ids, flow, retry_policies
+-- params: function_ids, flows, retry_policies
 -- $1 function ids, $2 their flow-control settings, $3 their retry policies (JSON text each, null when none)
 UPDATE functions SET flow = c.flow::jsonb, retry_policy = c.retry_policy::jsonb
 FROM unnest($1::text[], $2::text[], $3::text[]) AS c (id, flow, retry_policy)
@@ -49,12 +49,12 @@ ON CONFLICT (id) DO UPDATE SET
     retries = EXCLUDED.retries, paused = EXCLUDED.paused, source = EXCLUDED.source, updated_at = now();
 
 -- name: delete_functions_of_source_except :exec
--- params: source, ids_to
+-- params: source, keep_ids
 -- $1 source, $2 ids to keep
 DELETE FROM functions WHERE source = $1 AND NOT (id = ANY($2::text[]));
 
 -- name: delete_app_functions_except :exec
--- params: app_id, source, ids_to, app
+-- params: app_id, source, keep_ids, namespace?
 -- $1 app id, $2 source, $3 ids to keep, $4 the app's namespace (null: every namespace): an app's sync
 -- replaces what that app published before in its namespace
 DELETE FROM functions WHERE app_id = $1 AND source = $2 AND NOT (id = ANY($3::text[]))
@@ -64,8 +64,7 @@ DELETE FROM functions WHERE app_id = $1 AND source = $2 AND NOT (id = ANY($3::te
 SELECT pg_notify('stepline_routes', '');
 
 -- name: ingest :one
--- params: event_ids, names, data, users, ts, clock_offset, run_ids, event_ids, function_ids, function_names, urls, max_attempts, parent_run, parent_step, event_versions, run_ids, for, p18, namespaces_the
--- nullable: new_events, runs_created, notified, notified_leased, leased, now, waits
+-- params: event_ids, event_names, event_data, event_users, event_ts, clock_offset, run_ids, run_event_ids, function_ids, function_names, urls, max_attempts, parent_run_ids, parent_steps, event_versions, leased_run_ids, lease_owner?, lease_duration?, namespaces?
 -- Stores events (a known id is skipped) and, for the events that are new, their runs and first calls;
 -- answers the open waits for the new events' names, to be matched by the caller in the same transaction.
 -- Times are the database's: "now" is statement_timestamp() + $6, the clock offset (zero but in tests). A
@@ -139,7 +138,6 @@ SELECT (SELECT coalesce(jsonb_object_agg(id, ts), '{}'::jsonb) FROM new_events) 
 
 -- name: resolve_waits :one
 -- params: run_ids, step_hashes, events
--- nullable: resolved, notified
 -- Events arrived for open waits: each wait is closed and its parked call made due at once (the database's
 -- statement_timestamp()) with the event as the step's memo. A wait closed already (another event was first)
 -- is skipped. $1 run ids, $2 step hashes, $3 events (JSON text)
@@ -159,15 +157,15 @@ SELECT (SELECT count(*) FROM due) AS resolved,
        (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM due LIMIT 1) AS n) AS notified;
 
 -- name: cancel_candidates :many
--- params: not_yet
+-- params: function_ids
 -- Runs that a cancel rule may stop: those of functions $1 not yet ended, with their triggering events.
 SELECT r.id, r.function_id, r.created_at, e.id AS event_id, e.name, e.data, e.ts
 FROM runs r JOIN events e ON e.id = r.event_id
 WHERE r.function_id = ANY($1::text[]) AND r.status IN ('Queued', 'Running');
 
 -- name: replay_run :one
--- params: new, run_replayed, clock_offset, url, max_attempts
--- nullable: notified
+-- params: new_run_id, replayed_run_id, clock_offset, url?, max_attempts?
+-- nullable: id
 -- A new run of the same function on the same event (a batch run: on the same events), due at once. $1 new
 -- run id, $2 run replayed, $3 clock offset, $4 url, $5 max attempts (from the current route when there is
 -- one, else the old run's)
@@ -190,8 +188,8 @@ SELECT (SELECT id FROM new_run) AS id,
        (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM new_work LIMIT 1) AS n) AS notified;
 
 -- name: claim_work :many
--- params: p1, calls_to, for, p4, is_not
--- nullable: lease_token, resolves, resolves_op, resolves_name, resolution, event_data, event_user, event_ts, event_v, batched, queued_s, memos, stack
+-- params: clock_offset, limit, lease_owner, lease_duration, urls_at_cap
+-- nullable: resolves, resolves_op, resolves_name, resolution, event_user, event_v, batched, queued_s
 -- Leases up to $2 calls to owner $3 for $4 (an interval of the database's clock), with all a call needs:
 -- first calls whose lease lapsed (judged by statement_timestamp() alone, so that no replica's own clock
 -- decides whether another one's lease is over), then due calls (available_at <= statement_timestamp() + $1,
@@ -336,7 +334,7 @@ FROM claimed c JOIN runs r ON r.id = c.run_id JOIN events e ON e.id = r.event_id
 ORDER BY c.id;
 
 -- name: next_due :value
--- params: or_the
+-- params: clock_offset
 -- nullable: extract
 -- Seconds until a claim would find something (negative: already), null when the queue is empty: the next
 -- due call for a replica of clock offset $1, or the next lease to lapse. Two first-row reads of the partial
@@ -348,7 +346,7 @@ SELECT extract(epoch FROM least(
                - statement_timestamp()))::float8;
 
 -- name: extend_leases :exec
--- params: p1, p2, more_from
+-- params: work_ids, lease_tokens, lease_duration
 -- The heartbeat: the leases this replica holds, named by work id and token ($1, $2), last $3 more from the
 -- database's statement_timestamp(). Primary key lookups only; a row whose token changed (lost lease,
 -- cancelled run) is left.
@@ -363,8 +361,7 @@ WHERE work.id = held.id AND work.lease_token = held.token;
 SELECT status FROM runs WHERE id = $1 FOR NO KEY UPDATE;
 
 -- name: record_step :one
--- params: work_id, lease_token, run_id, step_hash, step_name, next_step, from_the, op, status, memo, attempts, error, seconds_the, clock_offset
--- nullable: held, recorded, memos_before
+-- params: work_id, lease_token, run_id, step_hash, step_name, next_step_id, lease_duration, op, status, memo?, attempts, error?, elapsed_s, clock_offset
 -- Records a step's memo once (a second record of the same step changes nothing; SQL NULL means JSON null)
 -- and turns the held call into the next one: $6 next step id ("step" to discover what follows), its lease
 -- renewed for $7 from the database's statement_timestamp().
@@ -397,8 +394,8 @@ SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT count(*) FROM step) > 0 
        (SELECT count(*) FROM steps WHERE run_id = $3::uuid AND memo IS NOT NULL) AS memos_before;
 
 -- name: record_steps :one
--- params: with_lease, and_restarts, run_id, hashes, names, ops, memos, durations_in, clock_offset, whether_they, namespace_whose
--- nullable: held, recorded
+-- params: work_id, lease_token, run_id, hashes, names, ops, memos, durations_ms, clock_offset, checkpointed, signer?
+-- nullable: function_id
 -- Records steps that ran (StepRun), each once (a step recorded already keeps its memo), for the call that
 -- holds work $1 with lease token $2, and restarts that call's attempt count when one was new: it made
 -- progress (steps recorded before change nothing, or sending them again would retry without end). In order:
@@ -448,8 +445,8 @@ SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT count(*) FROM step) AS r
        (SELECT function_id FROM runs WHERE id = $3::uuid) AS function_id;
 
 -- name: record_steps_many :many
--- params: index, work_ids, lease_tokens, run_ids, clock_offsets, whether_they, index_of, place_in, hashes, names, of_record_steps, memos, durations_in, namespaces_whose
--- nullable: call, held, recorded
+-- params: call_indexes, work_ids, lease_tokens, run_ids, clock_offsets, checkpointed, step_call_indexes, step_places, hashes, names, ops, memos, durations_ms, signers
+-- nullable: function_id
 -- record_steps for several calls at once (group commit across runs: stepline_gateway/step_combiner.py), one
 -- statement and one commit for all of them; each call is fenced by its own lease token and answered on its own
 -- row, so a stale lease refuses that call alone. No two calls of one run in the same statement. Per call
@@ -508,8 +505,8 @@ FROM calls AS c LEFT JOIN held AS h ON h.call = c.call
 ORDER BY c.call;
 
 -- name: finish_runs_many :many
--- params: index, work_ids, lease_tokens, run_ids, clock_offsets, outputs, index_of, place_in, hashes, names, ops, memos, durations_in
--- nullable: call, held, recorded, ended, ended_at, notified
+-- params: call_indexes, work_ids, lease_tokens, run_ids, clock_offsets, outputs, step_call_indexes, step_places, hashes, names, ops, memos, durations_ms
+-- nullable: function_id, created_at, ended_at
 -- The steps at the end of a call's answer and the end of its run (Completed) for several calls at once (group
 -- commit across runs: stepline_gateway/group_commit.py), one statement and one commit for all of them; what
 -- record_steps and finish_run do for one call, each call fenced by its own lease token and answered on its
@@ -572,14 +569,13 @@ FROM calls AS c LEFT JOIN held AS h ON h.call = c.call LEFT JOIN ended AS e ON e
 ORDER BY c.call;
 
 -- name: held_attempt :value
--- params: with_lease, p2
+-- params: work_id, lease_token
 -- The attempt count of the call holding work $1 with lease token $2 (null when the lease is lost): the
 -- checkpoint API restarts it while the call runs.
 SELECT attempt FROM work WHERE id = $1::bigint AND lease_token = $2::uuid;
 
 -- name: run_memos :one
--- params: as_claim_work
--- nullable: memos, stack
+-- params: run_id
 -- The memos and the stack of run $1, as claim_work gives them.
 SELECT (SELECT coalesce(jsonb_object_agg(s.hash, s.memo), '{}'::jsonb)
         FROM steps s WHERE s.run_id = $1::uuid AND s.memo IS NOT NULL) AS memos,
@@ -587,8 +583,7 @@ SELECT (SELECT coalesce(jsonb_object_agg(s.hash, s.memo), '{}'::jsonb)
         FROM steps s WHERE s.run_id = $1::uuid AND s.memo IS NOT NULL) AS stack;
 
 -- name: rediscover :one
--- params: work_id, lease_token, from_the, run_id
--- nullable: held, memos, stack
+-- params: work_id, lease_token, lease_duration, run_id
 -- The service asked for a new call (DiscoveryRequest): the held call becomes a discovery call, its lease
 -- renewed for $3 from the database's clock, with the run's memos and stack.
 -- $1 work id, $2 lease token, $4 run id
@@ -604,8 +599,7 @@ SELECT (SELECT count(*) FROM held) > 0 AS held,
         FROM steps s WHERE s.run_id = $4::uuid AND s.memo IS NOT NULL) AS stack;
 
 -- name: record_parallel_step :one
--- params: work_id, lease_token, run_id, hash, name, op, status, memo, attempts, error, seconds_the, clock_offset
--- nullable: goes_on, done
+-- params: work_id, lease_token, run_id, step_hash, step_name, op, status, memo?, attempts, error?, elapsed_s, clock_offset
 -- Like record_step for a call that targeted one of several parallel steps (run locked by lock_run): the
 -- call is done; the last one of the run to finish becomes the discovery call that goes on, released and due
 -- at once for any replica. $1 work id, $2 lease token, $3 run id, $4 hash, $5 name, $6 op, $7 status,
@@ -640,7 +634,6 @@ SELECT (SELECT count(*) FROM goes_on) > 0 AS goes_on, (SELECT count(*) FROM done
 
 -- name: plan_steps :one
 -- params: work_id, lease_token, run_id, hashes, names, clock_offset
--- nullable: held, notified
 -- The held call found parallel steps: one call per step, due at once, and the held call is done. Each step
 -- begins a microsecond after the one before it, so that steps listed by start keep the order of the calls.
 -- $1 work id, $2 lease token, $3 run id, $4 hashes (in call order), $5 names, $6 clock offset
@@ -665,8 +658,8 @@ SELECT (SELECT count(*) FROM held) > 0 AS held,
        (SELECT count(*) FROM (SELECT pg_notify('stepline_work', '') FROM calls LIMIT 1) AS n) AS notified;
 
 -- name: retry_call :one
--- params: work_id, lease_token, next_attempt, p4, run_id, step_hash, step_name, error, clock_offset, p10, seconds_since
--- nullable: held, due
+-- params: work_id, lease_token, next_attempt, backoff, run_id, step_hash?, step_name?, error, clock_offset, not_before?, elapsed_s?
+-- nullable: due
 -- An attempt failed and may be tried again: the call is released with its attempt count raised, due after
 -- $4 (the backoff, from statement_timestamp() + $9, the clock offset) and not before $10 (a retry-after
 -- instant, or null), and a step's failed attempt is kept in its history. The run's row is locked first (the
@@ -708,8 +701,7 @@ WITH run AS (
 SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT available_at FROM held) AS due;
 
 -- name: finish_run :one
--- params: run_id, status, output, error, clock_offset, work, lease_token
--- nullable: ended_at, notified
+-- params: run_id, status, output?, error?, clock_offset, work_id, lease_token
 -- Ends a run (Completed or Failed), drops its calls and waits, and hands its result to the run that invoked
 -- it (its parked call is due at once). $1 run id, $2 status, $3 output, $4 error, $5 clock offset, $6 work
 -- id, $7 lease token (held by the caller). The run's row is locked before its work rows (the lock order).
@@ -737,8 +729,7 @@ SELECT id, function_id, event_id, created_at, ended_at,
 FROM ended;
 
 -- name: park_call :one
--- params: work_id, lease_token, run_id, hash, name, op, step_status, from_statement_timestamp, as_the, p10, event_name, wait_expression, p13
--- nullable: held
+-- params: work_id, lease_token, run_id, step_hash, step_name, op, step_status, delay, resolution?, clock_offset, event_name?, wait_expression?, not_before?
 -- The held call waits: for a time (Sleep), an event (WaitForEvent, with an open wait) or a child run
 -- (InvokeFunction). It is released until $8 from statement_timestamp() + $10 (the clock offset), and not
 -- before $13 (an instant, or null); then it records $9 as the step's memo and goes on.
@@ -766,8 +757,7 @@ WITH held AS (
 SELECT (SELECT count(*) FROM held) > 0 AS held;
 
 -- name: cancel_runs :many
--- params: that_have, clock_offset
--- nullable: ended_at
+-- params: run_ids, clock_offset
 -- Cancels the runs $1 that have not ended; drops their calls and waits. $2 clock offset. The runs' rows are
 -- locked before their work rows (the lock order: see claim_work).
 WITH cancelled AS (
@@ -783,19 +773,19 @@ SELECT c.id, c.function_id, e.id AS event_id, e.name, e.data, e.ts, c.created_at
 FROM cancelled c JOIN events e ON e.id = c.event_id;
 
 -- name: run_status :value
--- params: p1
+-- params: run_id
 SELECT status FROM runs WHERE id = $1;
 
 -- name: get_run :one
--- params: p1
+-- params: run_id
 -- nullable: output, error, replay_of, started_at, ended_at
 SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
        r.created_at, r.started_at, r.ended_at
 FROM runs r WHERE r.id = $1;
 
 -- name: get_steps :many
--- params: p1
--- nullable: memo, error, started_at, ended_at, attempt_started_at, failed_attempts
+-- params: run_id
+-- nullable: memo, error, ended_at, attempt_started_at
 SELECT s.hash, s.name, s.op, s.status, s.attempts, s.memo, s.error, s.started_at, s.ended_at, s.checkpointed,
        s.attempt_started_at,
        (SELECT coalesce(jsonb_agg(jsonb_build_object('attempt', a.attempt, 'error', a.error,
@@ -805,7 +795,7 @@ SELECT s.hash, s.name, s.op, s.status, s.attempts, s.memo, s.error, s.started_at
 FROM steps s WHERE s.run_id = $1 ORDER BY s.started_at, s.hash;
 
 -- name: runs_page :many
--- params: created_at, p2, rows_before, limit
+-- params: since?, before_at?, before_id?, limit
 -- nullable: output, error, replay_of, started_at, ended_at
 -- Runs newest first, keyset paged. With its filtered twins below (one query per filter, so that every plan,
 -- generic ones included, is a range scan of the index that fits, never reading the rows it skips):
@@ -821,7 +811,7 @@ ORDER BY r.created_at DESC, r.id DESC
 LIMIT $4;
 
 -- name: runs_page_of_function :many
--- params: p1, p2, p3, p4, function_id
+-- params: since?, before_at?, before_id?, limit, function_id
 -- nullable: output, error, replay_of, started_at, ended_at
 -- Like runs_page; $5 function id
 SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
@@ -835,7 +825,7 @@ ORDER BY r.created_at DESC, r.id DESC
 LIMIT $4;
 
 -- name: runs_page_with_status :many
--- params: p1, p2, p3, p4, status
+-- params: since?, before_at?, before_id?, limit, status
 -- nullable: output, error, replay_of, started_at, ended_at
 -- Like runs_page; $5 status
 SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
@@ -849,7 +839,7 @@ ORDER BY r.created_at DESC, r.id DESC
 LIMIT $4;
 
 -- name: runs_page_of_function_with_status :many
--- params: p1, p2, p3, p4, function_id, status
+-- params: since?, before_at?, before_id?, limit, function_id, status
 -- nullable: output, error, replay_of, started_at, ended_at
 -- Like runs_page; $5 function id, $6 status (read through the function's index)
 SELECT r.id, r.function_id, r.function_name, r.url, r.status, r.event_id, r.output, r.error, r.replay_of,
@@ -863,7 +853,7 @@ ORDER BY r.created_at DESC, r.id DESC
 LIMIT $4;
 
 -- name: runs_page_in_namespace :many
--- params: p1, p2, p3, p4, namespace, p6
+-- params: since?, before_at?, before_id?, limit, namespace, status?
 -- nullable: output, error, replay_of, started_at, ended_at
 -- Like runs_page, for one namespace (a namespace's token, the dashboard's selector); $5 the namespace, $6
 -- status or null. The namespace is the expression of the runs_namespace_created index, read in its order.
@@ -880,8 +870,7 @@ ORDER BY r.created_at DESC, r.id DESC
 LIMIT $4;
 
 -- name: count_recent_runs :many
--- params: at_most, of_each
--- nullable: runs
+-- params: since, at_most
 -- The recent runs of each routed function by status (the dashboard's Functions page): those created at or
 -- after $1, at most the newest $2 of each function, so that the cost stays bounded however busy the window.
 SELECT f.id AS function_id, r.status, count(*) AS runs
@@ -896,12 +885,12 @@ GROUP BY f.id, r.status
 ORDER BY f.id, r.status;
 
 -- name: get_event :one
--- params: p1
+-- params: event_id
 -- nullable: user, v, namespaces
 SELECT id, name, data, "user", ts, received_at, v, namespaces FROM events WHERE id = $1;
 
 -- name: list_events :many
--- params: p1, last_row, limit, name_or
+-- params: after_at?, after_id?, limit, name?
 -- nullable: user, v, namespaces
 -- Newest first, keyset paged: $1/$2 the last row seen (received_at, id) or null, $3 limit, $4 name or null
 SELECT id, name, data, "user", ts, received_at, v, namespaces
@@ -912,7 +901,7 @@ ORDER BY received_at DESC, id DESC
 LIMIT $3;
 
 -- name: runs_of_events :many
--- params: those_they
+-- params: event_ids
 -- The runs of events $1: those they started, and the batch runs they are part of.
 SELECT id, event_id, function_id, status, created_at FROM runs WHERE event_id = ANY($1::text[])
 UNION ALL
@@ -922,15 +911,14 @@ WHERE b.event_id = ANY($1::text[]) AND b.position > 0
 ORDER BY created_at;
 
 -- name: ping :value
--- nullable: ?column?
 SELECT 1;
 
 -- name: lock_migrations :exec
--- params: p1
+-- params: lock_key
 SELECT pg_advisory_lock($1);
 
 -- name: unlock_migrations :exec
--- params: p1
+-- params: lock_key
 SELECT pg_advisory_unlock($1);
 
 -- name: create_migrations_table :exec
@@ -939,39 +927,34 @@ CREATE TABLE IF NOT EXISTS stepline_migrations (
 );
 
 -- name: schema_version :value
--- nullable: coalesce
 SELECT CASE WHEN to_regclass('stepline_migrations') IS NULL THEN 0
             ELSE (SELECT coalesce(max(version), 0) FROM stepline_migrations) END;
 
 -- name: migrations_after :value
--- params: as
--- nullable: coalesce
+-- params: version
 -- The names of the migrations applied after version $1, as "NNNN name", in order
 SELECT coalesce(array_agg(lpad(version::text, 4, '0') || ' ' || name ORDER BY version), '{}')
 FROM stepline_migrations WHERE version > $1;
 
 -- name: record_migration :exec
--- params: p1, p2
+-- params: version, name
 INSERT INTO stepline_migrations (version, name) VALUES ($1, $2);
 
 -- name: create_history_partitions :value
--- params: to, that_do, ms_for
--- nullable: stepline_create_history_partitions
+-- params: first_day, last_day, lock_ms
 -- Makes the day partitions of history (events, runs, steps, step attempts) from UTC day $1 to $2 that do not
 -- exist yet, waiting at most $3 ms for a lock on the tables (else lock_not_available); answers how many days
 -- were made.
 SELECT stepline_create_history_partitions($1::date, $2::date, $3::int);
 
 -- name: drop_history_before :value
--- params: p1, p2, ms_is
--- nullable: stepline_drop_history_before
+-- params: clock_offset, retention, lock_ms
 -- Retention: drops the days of history that ended at or before statement_timestamp() + $1 (the clock offset)
 -- - $2 (the retention period), but those still holding a run not ended (or the event of one); a day whose
 -- tables stay locked for $3 ms is left for the next time. Answers the days dropped.
 SELECT stepline_drop_history_before(statement_timestamp() + $1::interval - $2::interval, $3::int);
 
 -- name: history_days :many
--- nullable: day
 -- The UTC days of history kept (the day partitions of runs), oldest first.
 SELECT to_date(substr(c.relname, 7), 'YYYYMMDD') AS day
 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -984,7 +967,7 @@ ORDER BY day;
 SELECT pg_advisory_xact_lock(hashtextextended('stepline.functions:' || $1::text, 0));
 
 -- name: lock_function_ids :exec
--- params: p1
+-- params: function_ids
 -- An SDK sync: the same locks as lock_function_id, for each of $1 (sorted, so two syncs never deadlock)
 SELECT count(pg_advisory_xact_lock(hashtextextended('stepline.functions:' || k.id, 0)))
 FROM (SELECT id FROM unnest($1::text[]) AS u (id) ORDER BY id) AS k;
