@@ -973,19 +973,19 @@ SELECT count(pg_advisory_xact_lock(hashtextextended('stepline.functions:' || k.i
 FROM (SELECT id FROM unnest($1::text[]) AS u (id) ORDER BY id) AS k;
 
 -- name: sync_owners :many
--- params: and_the, into_namespace, p3, would_replace
+-- params: function_ids, app_id, source, namespace
 -- What an SDK sync of app $2 into namespace $4 would replace: the rows of the function ids $1 and the rows
 -- app $2 synced there before (source $3)
 SELECT id, app_id, url, source FROM functions
 WHERE id = ANY($1::text[]) OR (app_id = $2::text AND source = $3::text AND namespace = $4::text) ORDER BY id;
 
 -- name: function_owners :many
--- params: p1
+-- params: function_ids
 -- What a load of manifest files would replace: the rows of the function ids $1
 SELECT id, app_id, url, source FROM functions WHERE id = ANY($1::text[]) ORDER BY id;
 
 -- name: functions_of_id_or_source :many
--- params: and_the, p2
+-- params: function_id, source
 -- nullable: flow, retry_policy
 -- What the operator's publish would replace: the row of function $1 and the rows published from source $2
 SELECT id, app_id, name, url, triggers, retries, paused, source, cancel_on, flow, retry_policy
@@ -994,8 +994,8 @@ FROM functions WHERE id = $1::text OR source = $2::text ORDER BY id FOR UPDATE;
 -- Events without Stepline's own (the dashboard and the API's first look)
 
 -- name: list_events_in_namespace :many
--- params: p1, p2, p3, p4, p5, false_leaves
--- nullable: user, v, namespaces
+-- params: after_received_at?, after_id?, limit, name?, namespace, include_internal
+-- nullable: user, v
 -- Like list_events, of the events sent into namespace $5 (not those sent to every namespace); $6 false leaves
 -- out the events the system emits (inngest/*)
 SELECT id, name, data, "user", ts, received_at, v, namespaces
@@ -1008,7 +1008,7 @@ ORDER BY received_at DESC, id DESC
 LIMIT $3;
 
 -- name: list_events_without_internal :many
--- params: p1, p2, p3, p4
+-- params: after_received_at?, after_id?, limit, name?
 -- nullable: user, v, namespaces
 -- Like list_events, leaving out the events the system emits (names starting with inngest/)
 SELECT id, name, data, "user", ts, received_at, v, namespaces
@@ -1022,7 +1022,7 @@ LIMIT $3;
 -- Webhooks: the published webhooks (sealed secrets), their reload NOTIFY, and the log of recent deliveries.
 
 -- name: load_webhooks :many
--- nullable: namespace, transform
+-- nullable: transform
 SELECT namespace, name, scheme, options, secrets, transform, source, fingerprint, updated_at
 FROM webhooks ORDER BY namespace, name;
 
@@ -1031,8 +1031,7 @@ FROM webhooks ORDER BY namespace, name;
 SELECT pg_advisory_xact_lock(hashtextextended('stepline.webhooks', 0));
 
 -- name: webhooks_of_keys_or_source :many
--- params: p1, p2, p3
--- nullable: namespace
+-- params: namespaces, names, source
 -- What a publish would replace: the rows of the given (namespace, name) pairs ($1, $2) and those of source $3
 SELECT w.namespace, w.name, w.source, w.fingerprint
 FROM webhooks w
@@ -1042,7 +1041,6 @@ ORDER BY w.namespace, w.name;
 
 -- name: upsert_webhooks :many
 -- params: namespaces, names, schemes, options, sealed_secrets, transforms, sources, fingerprints
--- nullable: namespace
 -- $1 namespaces, $2 names, $3 schemes, $4 options (JSON text), $5 sealed secrets (JSON text), $6 transforms,
 -- $7 sources, $8 fingerprints. A row whose fingerprint and source are unchanged is not written; answers the
 -- rows written.
@@ -1059,8 +1057,7 @@ WHERE webhooks.fingerprint IS DISTINCT FROM EXCLUDED.fingerprint OR webhooks.sou
 RETURNING namespace, name;
 
 -- name: delete_webhooks_of_source_except :many
--- params: source, p2, the
--- nullable: namespace
+-- params: source, keep_namespaces, keep_names
 -- $1 source, $2/$3 the (namespace, name) pairs to keep; answers the rows deleted
 DELETE FROM webhooks w
 WHERE w.source = $1::text
@@ -1071,36 +1068,33 @@ RETURNING namespace, name;
 SELECT pg_notify('stepline_webhooks', '');
 
 -- name: record_webhook_delivery :exec
--- params: namespace, name, received_at, accepted, p5, reason, event_ids
+-- params: namespace, name, received_at, accepted, http_status, reason, event_ids
 -- $1 namespace, $2 name, $3 received at, $4 accepted, $5 HTTP status, $6 reason, $7 event ids
 INSERT INTO webhook_deliveries (namespace, name, received_at, accepted, status, reason, event_ids)
 VALUES ($1, $2, $3, $4, $5, $6, $7::text[]);
 
 -- name: list_webhook_deliveries :many
--- params: deliveries_of
--- nullable: namespace
+-- params: limit
 -- The newest $1 deliveries of every webhook
 SELECT id, namespace, name, received_at, accepted, status, reason, event_ids
 FROM webhook_deliveries ORDER BY received_at DESC, id DESC LIMIT $1::int;
 
 -- name: list_deliveries_in_namespace :many
--- params: p1, deliveries_of
--- nullable: namespace
+-- params: namespace, limit
 -- The newest $2 deliveries of the webhooks of namespace $1 (a namespace's API token)
 SELECT id, namespace, name, received_at, accepted, status, reason, event_ids
 FROM webhook_deliveries WHERE namespace = $1
 ORDER BY received_at DESC, id DESC LIMIT $2::int;
 
 -- name: list_deliveries_of_webhook :many
--- params: p1, p2, deliveries_of
--- nullable: namespace
+-- params: namespace, name, limit
 -- The newest $3 deliveries of webhook $1/$2
 SELECT id, namespace, name, received_at, accepted, status, reason, event_ids
 FROM webhook_deliveries WHERE namespace = $1 AND name = $2
 ORDER BY received_at DESC, id DESC LIMIT $3::int;
 
 -- name: prune_webhook_deliveries :exec
--- params: p1, p2, of_each
+-- params: clock_offset, retention, keep_per_webhook
 -- Deletes the deliveries received more than $2 (an interval) before statement_timestamp() + $1 (the clock
 -- offset), and those beyond the newest $3 of each webhook
 DELETE FROM webhook_deliveries WHERE received_at < statement_timestamp() + $1::interval - $2::interval OR id IN (
@@ -1115,12 +1109,11 @@ DELETE FROM webhook_deliveries WHERE received_at < statement_timestamp() + $1::i
 
 -- name: clock_now :value
 -- params: clock_offset
--- nullable: ?column?
 -- The gateway's now: the database's clock plus $1, the clock offset (zero but in tests).
 SELECT statement_timestamp() + $1::interval;
 
 -- name: release_orphaned_leases :exec
--- params: without_the, work_ids
+-- params: lease_owner, held_work_ids
 -- After a claim whose answer was lost (the connection died on the way back), the rows it may have leased to
 -- owner $1 without the owner knowing: every row leased to $1 but the ones it holds ($2 work ids) is released,
 -- due at once. Reads the partial index of leased rows (a few per replica).
@@ -1145,7 +1138,7 @@ ON CONFLICT (run_id, hash) DO UPDATE
     WHERE steps.memo IS NULL;
 
 -- name: next_due_except :value
--- params: clock_offset, p2
+-- params: clock_offset, capped_urls
 -- nullable: extract
 -- Like next_due, leaving out the work of $2, URLs at their share of the call slots (a slot of theirs that
 -- frees wakes the dispatcher instead). Only asked while some URL is at its share: each read walks its
@@ -1167,8 +1160,8 @@ SELECT extract(epoch FROM least(
 -- Observability: the queue as the metrics show it, and the live counts the operator writes on Functions.
 
 -- name: queue_depth :many
--- params: or_its
--- nullable: runs, calls_due, oldest_due_s
+-- params: clock_offset
+-- nullable: oldest_due_s
 -- The queue by function and by why each call waits, for the metrics (one read per scrape, shared by
 -- concurrent scrapes): every work row once, its run's function by primary key (never a read of the run
 -- history). A call is "running" while its lease holds; due (a claim would take it now: unleased and due for a
@@ -1208,8 +1201,8 @@ FROM (
 GROUP BY q.function_id, q.reason;
 
 -- name: function_stats :many
--- params: p1, of_each
--- nullable: running, queued, completed_hour, failed_hour, completed_day, failed_day, last_run_at
+-- params: source_patterns, counted_at_most
+-- nullable: last_run_at
 -- The live counts of the functions whose source is LIKE one of $1 (the operator's Function resources:
 -- 'kubernetes:%', or 'kubernetes:<namespace>/%' for each namespace it watches), for
 -- status.stats: runs Running and Queued now, Completed and Failed in the last hour and day (by creation, at
@@ -1245,8 +1238,7 @@ ORDER BY w.source, w.id;
 -- Flow control at claim time (docs/flow-control.md; the claim itself is claim_work).
 
 -- name: gate_runs :one
--- params: run_ids, their, throttle_keys, throttle_labels, seconds_between, seconds_a, priority, timeouts, timeouts, clock_offset
--- nullable: gated
+-- params: run_ids, concurrency_keys, throttle_keys, throttle_labels, throttle_interval_seconds, throttle_tolerance_seconds, priority_seconds, start_timeout_seconds, finish_timeout_seconds, clock_offset
 -- The flow control of runs just created (their first call, 'step', not yet committed): $1 run ids, $2 their
 -- concurrency keys (JSON text [[key, label, limit], ...], or null), $3 throttle keys, $4 throttle labels,
 -- $5 seconds between throttled starts, $6 seconds a start may run ahead of that pace, $7 priority (seconds
@@ -1286,8 +1278,8 @@ WITH g AS (
 SELECT count(*) AS gated FROM gated;
 
 -- name: runs_waiting :many
--- params: wait, clock_offset
--- nullable: waiting, label, lim, until
+-- params: run_ids, clock_offset
+-- nullable: label, in_flight, lim, until
 -- Why the runs $1 wait, for those that wait on flow control: a slot of a concurrency key (its label, the
 -- leases held under it and the call's limit), or a throttle (its label and the start it allows, later than
 -- statement_timestamp() + $2, the clock offset).
@@ -1302,8 +1294,7 @@ WHERE w.run_id = ANY($1::uuid[])
 ORDER BY w.run_id, w.id;
 
 -- name: expire_run :value
--- params: with_lease, of_run, p3
--- nullable: expired
+-- params: work_id, lease_token, run_id
 -- A timer of timeouts ran out (the claimed row $1 with lease token $2, of run $3): for 'timeout:start' the
 -- run is cancelled when it is still Queued, for 'timeout:finish' when it has not ended; the timer is
 -- dropped either way. Answers whether the run is to be cancelled (the caller cancels it, as a cancel from
@@ -1318,7 +1309,7 @@ SELECT EXISTS (
 ) AS expired;
 
 -- name: set_run_error :exec
--- params: run_id, p2
+-- params: run_id, error
 -- The error a run that ended shows ($2 JSON), $1 run id.
 UPDATE runs SET error = $2::jsonb WHERE id = $1::uuid;
 
@@ -1328,7 +1319,6 @@ UPDATE runs SET error = $2::jsonb WHERE id = $1::uuid;
 
 -- name: flow_lock_keys :value
 -- params: lock_names
--- nullable: count
 -- Serialises the ingests of one function and key (singleton, debounce, batchEvents) across replicas, for the
 -- rest of the transaction; the statements that follow see what the previous holder committed. Taken in
 -- sorted order, so that two ingests never wait for each other both ways. $1 lock names
@@ -1336,7 +1326,7 @@ SELECT count(pg_advisory_xact_lock(hashtextextended(k.name, 0)))
 FROM (SELECT DISTINCT unnest($1::text[]) AS name ORDER BY 1) AS k;
 
 -- name: flow_rate_limit :many
--- params: function_ids, keys, events_arriving, seconds, second_period, p6, clock_offset
+-- params: function_ids, keys, event_counts, step_seconds, period_seconds, limits, clock_offset
 -- GCRA per function and key, in the key's row (locked by the upsert, so concurrent ingests queue up on it):
 -- of $3 events arriving together, the first ones up to what the limit allows are let through, each taking
 -- $4 seconds (period / limit) of the $5 second period; a key seen for the first time lets $6 (the limit)
@@ -1374,7 +1364,7 @@ ON CONFLICT (function_id, key) DO UPDATE SET event_id = EXCLUDED.event_id, expir
 RETURNING function_id, key;
 
 -- name: flow_singletons :many
--- params: p1, p2
+-- params: function_ids, keys
 -- The runs not yet ended that hold the singleton keys $1 (function ids), $2 (keys); read under their locks.
 SELECT s.function_id, s.key, s.run_id
 FROM singletons s JOIN runs r ON r.id = s.run_id
@@ -1382,7 +1372,7 @@ WHERE (s.function_id, s.key) IN (SELECT * FROM unnest($1::text[], $2::text[]))
   AND r.status IN ('Queued', 'Running');
 
 -- name: flow_debounces :many
--- params: p1, p2
+-- params: function_ids, keys
 -- The pending debounced runs of keys $1 (function ids), $2 (keys), with their first event's time; read
 -- under their locks.
 SELECT d.function_id, d.key, d.run_id, d.first_at
@@ -1390,7 +1380,7 @@ FROM debounces d
 WHERE (d.function_id, d.key) IN (SELECT * FROM unnest($1::text[], $2::text[]));
 
 -- name: flow_debounce_extend :many
--- params: run_ids, event_ids, seconds_from, p4, clock_offset
+-- params: run_ids, event_ids, delay_seconds, deadlines, clock_offset
 -- A new event for a pending debounced run: the run takes it as its event and its first call is pushed to
 -- $3 seconds from now, but not past $4 (the first event's time plus the timeout, or null). Only a run whose
 -- first call has not been claimed moves; the run's row is locked before its work row (the lock order), and
@@ -1426,15 +1416,15 @@ FROM unnest($1::text[], $2::text[], $3::uuid[]) AS d (function_id, key, run_id)
 ON CONFLICT (function_id, key) DO UPDATE SET run_id = EXCLUDED.run_id, first_at = EXCLUDED.first_at;
 
 -- name: flow_batches :many
--- params: p1, p2
+-- params: function_ids, keys
 -- The open batches of keys $1 (function ids), $2 (keys); read under their locks.
 SELECT b.function_id, b.key, b.run_id, b.size, b.max_size
 FROM batches b
 WHERE (b.function_id, b.key) IN (SELECT * FROM unnest($1::text[], $2::text[]));
 
 -- name: flow_batch_append :many
--- params: run_ids, event_ids, positions, runs, whether_each
--- nullable: is_full, notified
+-- params: event_run_ids, event_ids, event_positions, run_ids, is_full
+-- nullable: is_full
 -- Adds events to open batches whose run has not been called yet: $1 run ids, $2 event ids, $3 positions
 -- (one row per event), $4 the runs, $5 whether each is full now (its first call is then due at once). The
 -- work row is written either way, so that a claim that raced this append reads the row as written here and
@@ -1477,8 +1467,7 @@ ON CONFLICT (function_id, key) DO UPDATE SET run_id = EXCLUDED.run_id, size = EX
                                              max_size = EXCLUDED.max_size;
 
 -- name: flow_start_runs :one
--- params: run_ids, event_ids, function_ids, function_names, urls, max_attempts, seconds_from, batched, clock_offset, run_ids, event_ids, positions
--- nullable: runs_created, notified
+-- params: run_ids, event_ids, function_ids, function_names, urls, max_attempts, delay_seconds, batched, clock_offset, batch_run_ids, batch_event_ids, batch_positions
 -- The runs flow control lets start, for events stored by this transaction: each run's first call is due
 -- $7 seconds from now (debounce, a batch's timeout), or when null at once (or at the event's ts when that
 -- lies ahead). $1 run ids, $2 event ids, $3 function ids, $4 function names, $5 urls, $6 max attempts,
@@ -1522,7 +1511,7 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[])
 ON CONFLICT (function_id, key) DO UPDATE SET run_id = EXCLUDED.run_id;
 
 -- name: flow_skip_events :exec
--- params: event_ids, function_ids, reasons, clock
+-- params: event_ids, function_ids, reasons, clock_offset
 -- Events that started no run of a function, and why: $1 event ids, $2 function ids, $3 reasons, $4 clock
 -- offset.
 INSERT INTO skipped_events (event_id, function_id, reason, skipped_at)
@@ -1531,8 +1520,7 @@ FROM unnest($1::text[], $2::text[], $3::text[]) AS s (event_id, function_id, rea
 ON CONFLICT (event_id, function_id) DO NOTHING;
 
 -- name: batch_events_of_runs :many
--- params: in_order
--- nullable: events
+-- params: run_ids
 -- The events of batch runs $1 in order, as calls send them; read after the claim that leased their calls.
 SELECT b.run_id, jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
            'id', e.id, 'name', e.name, 'data', e.data, 'ts', e.ts, 'user', e."user", 'v', e.v))
@@ -1542,14 +1530,14 @@ WHERE b.run_id = ANY($1::uuid[])
 GROUP BY b.run_id;
 
 -- name: skipped_of_events :many
--- params: started_no
+-- params: event_ids
 -- Why events $1 started no run of some functions.
 SELECT event_id, function_id, reason, skipped_at FROM skipped_events
 WHERE event_id = ANY($1::text[]) ORDER BY skipped_at, function_id;
 
 -- name: runs_flow_wait :many
--- params: wait_at
--- nullable: due, debounced, batch_max, batch_events
+-- params: run_ids
+-- nullable: batch_max
 -- Why the Queued runs $1 wait at ingest's flow control: debounced (until their first call is due) or
 -- batching (the open batch's events of its max size). Only the runs that are either are answered.
 SELECT w.run_id, w.available_at AS due, d.run_id IS NOT NULL AS debounced, b.max_size AS batch_max,
@@ -1562,7 +1550,6 @@ WHERE w.run_id = ANY($1::uuid[]) AND w.step_id = 'step' AND w.lease_token IS NUL
 
 -- name: prune_flow_state :value
 -- params: clock_offset
--- nullable: pruned
 -- Flow-control state that decides nothing any more: rate limits whose period has passed, idempotency keys
 -- past their 24 hours, singletons, debounces and batches whose run is no longer Queued (or Running, for
 -- singletons). A row is deleted only when its run is seen ended: a row an ingest is writing names a run this
@@ -1588,14 +1575,14 @@ SELECT (SELECT count(*) FROM rates) + (SELECT count(*) FROM keys) + (SELECT coun
 -- Dashboard sessions (dashboard/auth.py): a random cookie per sign-in, kept as its sha256
 
 -- name: open_session :exec
--- params: sha, how_long, role, namespace, sha
+-- params: session_sha256, lifetime, role, namespace?, token_sha256?
 -- $1 sha256 hex of the session cookie, $2 how long it lasts, $3 role, $4 namespace (null: the cluster),
 -- $5 sha256 hex of the token signed in with (null: the cluster admin token)
 INSERT INTO dashboard_sessions (id_sha256, expires_at, role, namespace, token_sha256)
 VALUES ($1::text, now() + $2::interval, $3::text, $4::text, $5::text);
 
 -- name: session_is_open :one
--- params: sha
+-- params: session_sha256
 -- nullable: namespace
 -- $1 sha256 hex of the cookie: a row when the session exists and has not expired (by the database's clock)
 -- and its token (if one of api_tokens) is still published with the same role and namespace (a changed
@@ -1607,7 +1594,7 @@ WHERE s.id_sha256 = $1::text AND s.expires_at > now()
       WHERE t.sha256 = s.token_sha256 AND t.role = s.role AND t.namespace IS NOT DISTINCT FROM s.namespace));
 
 -- name: close_session :exec
--- params: sha
+-- params: session_sha256
 -- $1 sha256 hex of the cookie
 DELETE FROM dashboard_sessions WHERE id_sha256 = $1::text;
 
@@ -1617,12 +1604,10 @@ DELETE FROM dashboard_sessions WHERE expires_at <= now();
 -- Event keys of namespaces (the operator publishes them from labelled Secrets; the gateways read them)
 
 -- name: load_event_keys :many
--- nullable: namespace
 SELECT sha256, namespace FROM event_keys;
 
 -- name: replace_event_keys :value
--- params: source, namespace, sha
--- nullable: changed
+-- params: source, namespace, key_hashes
 -- The keys of one Secret: $1 source, $2 namespace, $3 sha256 hex of each key. Answers whether anything
 -- changed (then the caller notifies).
 WITH gone AS (
@@ -1637,11 +1622,11 @@ SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM added) AS changed;
 -- Signing keys of namespaces (the operator publishes them sealed from labelled Secrets; the gateways open them)
 
 -- name: load_signing_keys :many
--- nullable: namespace, previous
+-- nullable: previous
 SELECT namespace, current, previous FROM signing_keys;
 
 -- name: replace_signing_key :value
--- params: p1, p2, sealed_current, sealed_previous, fingerprint
+-- params: namespace, source, sealed_current, sealed_previous?, fingerprint
 -- nullable: outcome
 -- The keys of Secret $2 (source) for namespace $1: $3 the sealed current key, $4 the sealed previous one
 -- (null: none), $5 their fingerprint. A namespace's keys come from one Secret: when another Secret holds
@@ -1662,7 +1647,7 @@ SELECT CASE WHEN EXISTS (SELECT 1 FROM written) THEN 'changed'
             ELSE (SELECT source FROM held) END AS outcome;
 
 -- name: remove_signing_key :exec
--- params: p1
+-- params: source
 -- Secret $1 (source) is gone or no longer labelled: its keys are removed; answers how many rows went
 DELETE FROM signing_keys WHERE source = $1::text;
 
@@ -1671,8 +1656,7 @@ DELETE FROM signing_keys WHERE source = $1::text;
 SELECT sha256, namespace, role FROM api_tokens;
 
 -- name: replace_api_tokens :value
--- params: source, namespace, role, sha
--- nullable: changed
+-- params: source, namespace?, role, token_hashes
 -- The tokens of one Secret: $1 source, $2 namespace (null: the cluster), $3 role, $4 sha256 hex of each
 -- token. Answers whether anything changed (then the caller notifies).
 WITH gone AS (
