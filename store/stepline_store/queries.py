@@ -1,6 +1,7 @@
-"""One typed async function per named query of ``sql/queries.sql``: written by scripts/generate-queries
-from the queries and their annotations, with the types Postgres reports for each statement (never edit it
-by hand; stepline_store/query_module.py says how it is made).
+"""One typed async function per named query of ``sql/queries.sql``.
+
+Written by scripts/generate-queries from the queries and their annotations, with the types Postgres reports
+for each statement (never edit it by hand; stepline_store/query_module.py says how it is made).
 
 Each function takes the store (a ``Store``, whose statements are counted, or a bare connection or pool) and
 the query's parameters by keyword; ``on`` runs it on a connection of a transaction the caller holds. Rows are
@@ -62,11 +63,11 @@ async def set_flow_control(
     db: Db,
     *,
     function_ids: Sequence[str | None],
-    flow: Sequence[str | None],
+    flows: Sequence[str | None],
     retry_policies: Sequence[str | None],
     on: Queryable = None,
 ) -> str:
-    return await execute(db, "set_flow_control", (function_ids, flow, retry_policies), on)
+    return await execute(db, "set_flow_control", (function_ids, flows, retry_policies), on)
 
 
 async def upsert_functions(
@@ -91,10 +92,10 @@ async def delete_functions_of_source_except(
     db: Db,
     *,
     source: str,
-    ids_to: Sequence[str | None],
+    keep_ids: Sequence[str | None],
     on: Queryable = None,
 ) -> str:
-    return await execute(db, "delete_functions_of_source_except", (source, ids_to), on)
+    return await execute(db, "delete_functions_of_source_except", (source, keep_ids), on)
 
 
 async def delete_app_functions_except(
@@ -102,11 +103,11 @@ async def delete_app_functions_except(
     *,
     app_id: str,
     source: str,
-    ids_to: Sequence[str | None],
-    app: str,
+    keep_ids: Sequence[str | None],
+    namespace: str | None,
     on: Queryable = None,
 ) -> str:
-    return await execute(db, "delete_app_functions_except", (app_id, source, ids_to, app), on)
+    return await execute(db, "delete_app_functions_except", (app_id, source, keep_ids, namespace), on)
 
 
 async def notify_routes(db: Db, on: Queryable = None) -> str:
@@ -115,11 +116,11 @@ async def notify_routes(db: Db, on: Queryable = None) -> str:
 
 class IngestRow(TypedDict):
     new_events: Any
-    runs_created: int | None
-    notified: int | None
-    notified_leased: int | None
+    runs_created: int
+    notified: int
+    notified_leased: int
     leased: Any
-    now: datetime.datetime | None
+    now: datetime.datetime
     waits: Any
 
 
@@ -127,24 +128,24 @@ async def ingest(
     db: Db,
     *,
     event_ids: Sequence[str | None],
-    names: Sequence[str | None],
-    data: Sequence[Any],
-    users: Sequence[Any],
-    ts: Sequence[int | None],
+    event_names: Sequence[str | None],
+    event_data: Sequence[Any],
+    event_users: Sequence[Any],
+    event_ts: Sequence[int | None],
     clock_offset: datetime.timedelta,
     run_ids: Sequence[uuid.UUID | None],
-    p8: Sequence[str | None],
+    run_event_ids: Sequence[str | None],
     function_ids: Sequence[str | None],
     function_names: Sequence[str | None],
     urls: Sequence[str | None],
     max_attempts: Sequence[int | None],
-    parent_run: Sequence[uuid.UUID | None],
-    parent_step: Sequence[str | None],
+    parent_run_ids: Sequence[uuid.UUID | None],
+    parent_steps: Sequence[str | None],
     event_versions: Sequence[str | None],
-    p16: Sequence[uuid.UUID | None],
-    p17: str,
-    p18: datetime.timedelta,
-    namespaces_the: Sequence[str | None],
+    leased_run_ids: Sequence[uuid.UUID | None],
+    lease_owner: str | None,
+    lease_duration: datetime.timedelta | None,
+    namespaces: Sequence[str | None] | None,
     on: Queryable = None,
 ) -> IngestRow | None:
     """Stores events (a known id is skipped) and, for the events that are new, their runs and first calls;
@@ -157,24 +158,24 @@ async def ingest(
             "ingest",
             (
                 event_ids,
-                names,
-                data,
-                users,
-                ts,
+                event_names,
+                event_data,
+                event_users,
+                event_ts,
                 clock_offset,
                 run_ids,
-                p8,
+                run_event_ids,
                 function_ids,
                 function_names,
                 urls,
                 max_attempts,
-                parent_run,
-                parent_step,
+                parent_run_ids,
+                parent_steps,
                 event_versions,
-                p16,
-                p17,
-                p18,
-                namespaces_the,
+                leased_run_ids,
+                lease_owner,
+                lease_duration,
+                namespaces,
             ),
             on,
         ),
@@ -182,8 +183,8 @@ async def ingest(
 
 
 class ResolveWaitsRow(TypedDict):
-    resolved: int | None
-    notified: int | None
+    resolved: int
+    notified: int
 
 
 async def resolve_waits(
@@ -215,32 +216,32 @@ class CancelCandidatesRow(TypedDict):
 async def cancel_candidates(
     db: Db,
     *,
-    not_yet: Sequence[str | None],
+    function_ids: Sequence[str | None],
     on: Queryable = None,
 ) -> list[CancelCandidatesRow]:
     """Runs that a cancel rule may stop: those of functions $1 not yet ended, with their triggering events."""
-    return cast("list[CancelCandidatesRow]", await fetch(db, "cancel_candidates", (not_yet,), on))
+    return cast("list[CancelCandidatesRow]", await fetch(db, "cancel_candidates", (function_ids,), on))
 
 
 class ReplayRunRow(TypedDict):
-    id: uuid.UUID
-    notified: int | None
+    id: uuid.UUID | None
+    notified: int
 
 
 async def replay_run(
     db: Db,
     *,
-    new: uuid.UUID,
-    run_replayed: uuid.UUID,
+    new_run_id: uuid.UUID,
+    replayed_run_id: uuid.UUID,
     clock_offset: datetime.timedelta,
-    url: str,
-    max_attempts: int,
+    url: str | None,
+    max_attempts: int | None,
     on: Queryable = None,
 ) -> ReplayRunRow | None:
     """A new run of the same function on the same event (a batch run: on the same events), due at once."""
     return cast(
         "ReplayRunRow | None",
-        await fetchrow(db, "replay_run", (new, run_replayed, clock_offset, url, max_attempts), on),
+        await fetchrow(db, "replay_run", (new_run_id, replayed_run_id, clock_offset, url, max_attempts), on),
     )
 
 
@@ -249,7 +250,7 @@ class ClaimWorkRow(TypedDict):
     run_id: uuid.UUID
     step_id: str
     attempt: int
-    lease_token: uuid.UUID | None
+    lease_token: uuid.UUID
     resolves: str | None
     resolves_op: str | None
     resolves_name: str | None
@@ -262,22 +263,22 @@ class ClaimWorkRow(TypedDict):
     event_name: str
     event_data: Any
     event_user: Any
-    event_ts: int | None
+    event_ts: int
     event_v: str | None
     batched: bool | None
     queued_s: float | None
     memos: Any
-    stack: list[str | None] | None
+    stack: list[str | None]
 
 
 async def claim_work(
     db: Db,
     *,
-    p1: datetime.timedelta,
-    calls_to: int,
-    p3: str,
-    p4: datetime.timedelta,
-    is_not: Sequence[str | None],
+    clock_offset: datetime.timedelta,
+    limit: int,
+    lease_owner: str,
+    lease_duration: datetime.timedelta,
+    urls_at_cap: Sequence[str | None],
     on: Queryable = None,
 ) -> list[ClaimWorkRow]:
     """Leases up to $2 calls to owner $3 for $4 (an interval of the database's clock), with all a call
@@ -285,39 +286,42 @@ async def claim_work(
     clock decides whether another one's lease is over), then due calls (available_at <=
     statement_timestamp() + $1, the clock offset).
     """
-    return cast("list[ClaimWorkRow]", await fetch(db, "claim_work", (p1, calls_to, p3, p4, is_not), on))
+    return cast(
+        "list[ClaimWorkRow]",
+        await fetch(db, "claim_work", (clock_offset, limit, lease_owner, lease_duration, urls_at_cap), on),
+    )
 
 
-async def next_due(db: Db, *, or_the: datetime.timedelta, on: Queryable = None) -> float | None:
+async def next_due(db: Db, *, clock_offset: datetime.timedelta, on: Queryable = None) -> float | None:
     """Seconds until a claim would find something (negative: already), null when the queue is empty: the
     next due call for a replica of clock offset $1, or the next lease to lapse.
     """
-    return cast("float | None", await fetchval(db, "next_due", (or_the,), on))
+    return cast("float | None", await fetchval(db, "next_due", (clock_offset,), on))
 
 
 async def extend_leases(
     db: Db,
     *,
-    p1: Sequence[int | None],
-    p2: Sequence[uuid.UUID | None],
-    more_from: datetime.timedelta,
+    work_ids: Sequence[int | None],
+    lease_tokens: Sequence[uuid.UUID | None],
+    lease_duration: datetime.timedelta,
     on: Queryable = None,
 ) -> str:
     """The heartbeat: the leases this replica holds, named by work id and token ($1, $2), last $3 more from
     the database's statement_timestamp().
     """
-    return await execute(db, "extend_leases", (p1, p2, more_from), on)
+    return await execute(db, "extend_leases", (work_ids, lease_tokens, lease_duration), on)
 
 
-async def lock_run(db: Db, *, run_id: uuid.UUID, on: Queryable = None) -> str:
+async def lock_run(db: Db, *, run_id: uuid.UUID, on: Queryable = None) -> str | None:
     """Serialises the outcomes of one run's parallel calls."""
-    return cast("str", await fetchval(db, "lock_run", (run_id,), on))
+    return cast("str | None", await fetchval(db, "lock_run", (run_id,), on))
 
 
 class RecordStepRow(TypedDict):
-    held: bool | None
-    recorded: bool | None
-    memos_before: int | None
+    held: bool
+    recorded: bool
+    memos_before: int
 
 
 async def record_step(
@@ -328,14 +332,14 @@ async def record_step(
     run_id: uuid.UUID,
     step_hash: str,
     step_name: str,
-    next_step: str,
-    from_the: datetime.timedelta,
+    next_step_id: str,
+    lease_duration: datetime.timedelta,
     op: str,
     status: str,
     memo: Any,
     attempts: int,
     error: Any,
-    seconds_the: float,
+    elapsed_s: float,
     clock_offset: datetime.timedelta,
     on: Queryable = None,
 ) -> RecordStepRow | None:
@@ -354,14 +358,14 @@ async def record_step(
                 run_id,
                 step_hash,
                 step_name,
-                next_step,
-                from_the,
+                next_step_id,
+                lease_duration,
                 op,
                 status,
                 memo,
                 attempts,
                 error,
-                seconds_the,
+                elapsed_s,
                 clock_offset,
             ),
             on,
@@ -370,25 +374,25 @@ async def record_step(
 
 
 class RecordStepsRow(TypedDict):
-    held: bool | None
-    recorded: int | None
-    function_id: str
+    held: bool
+    recorded: int
+    function_id: str | None
 
 
 async def record_steps(
     db: Db,
     *,
-    with_lease: int,
-    and_restarts: uuid.UUID,
+    work_id: int,
+    lease_token: uuid.UUID,
     run_id: uuid.UUID,
     hashes: Sequence[str | None],
     names: Sequence[str | None],
     ops: Sequence[str | None],
     memos: Sequence[str | None],
-    durations_in: Sequence[float | None],
+    durations_ms: Sequence[float | None],
     clock_offset: datetime.timedelta,
-    whether_they: bool,
-    namespace_whose: str,
+    checkpointed: bool,
+    signer: str | None,
     on: Queryable = None,
 ) -> RecordStepsRow | None:
     """Records steps that ran (StepRun), each once (a step recorded already keeps its memo), for the call
@@ -401,17 +405,17 @@ async def record_steps(
             db,
             "record_steps",
             (
-                with_lease,
-                and_restarts,
+                work_id,
+                lease_token,
                 run_id,
                 hashes,
                 names,
                 ops,
                 memos,
-                durations_in,
+                durations_ms,
                 clock_offset,
-                whether_they,
-                namespace_whose,
+                checkpointed,
+                signer,
             ),
             on,
         ),
@@ -419,29 +423,29 @@ async def record_steps(
 
 
 class RecordStepsManyRow(TypedDict):
-    call: int | None
-    held: bool | None
-    recorded: int | None
-    function_id: str
+    call: int
+    held: bool
+    recorded: int
+    function_id: str | None
 
 
 async def record_steps_many(
     db: Db,
     *,
-    index: Sequence[int | None],
+    call_indexes: Sequence[int | None],
     work_ids: Sequence[int | None],
     lease_tokens: Sequence[uuid.UUID | None],
     run_ids: Sequence[uuid.UUID | None],
     clock_offsets: Sequence[datetime.timedelta | None],
-    whether_they: Sequence[bool | None],
-    index_of: Sequence[int | None],
-    place_in: Sequence[int | None],
+    checkpointed: Sequence[bool | None],
+    step_call_indexes: Sequence[int | None],
+    step_places: Sequence[int | None],
     hashes: Sequence[str | None],
     names: Sequence[str | None],
-    of_record_steps: Sequence[str | None],
+    ops: Sequence[str | None],
     memos: Sequence[str | None],
-    durations_in: Sequence[float | None],
-    namespaces_whose: Sequence[str | None],
+    durations_ms: Sequence[float | None],
+    signers: Sequence[str | None],
     on: Queryable = None,
 ) -> list[RecordStepsManyRow]:
     """record_steps for several calls at once (group commit across runs:
@@ -454,20 +458,20 @@ async def record_steps_many(
             db,
             "record_steps_many",
             (
-                index,
+                call_indexes,
                 work_ids,
                 lease_tokens,
                 run_ids,
                 clock_offsets,
-                whether_they,
-                index_of,
-                place_in,
+                checkpointed,
+                step_call_indexes,
+                step_places,
                 hashes,
                 names,
-                of_record_steps,
+                ops,
                 memos,
-                durations_in,
-                namespaces_whose,
+                durations_ms,
+                signers,
             ),
             on,
         ),
@@ -475,32 +479,32 @@ async def record_steps_many(
 
 
 class FinishRunsManyRow(TypedDict):
-    call: int | None
-    held: bool | None
-    recorded: int | None
-    ended: bool | None
-    function_id: str
-    created_at: datetime.datetime
+    call: int
+    held: bool
+    recorded: int
+    ended: bool
+    function_id: str | None
+    created_at: datetime.datetime | None
     ended_at: datetime.datetime | None
-    notified: int | None
+    notified: int
 
 
 async def finish_runs_many(
     db: Db,
     *,
-    index: Sequence[int | None],
+    call_indexes: Sequence[int | None],
     work_ids: Sequence[int | None],
     lease_tokens: Sequence[uuid.UUID | None],
     run_ids: Sequence[uuid.UUID | None],
     clock_offsets: Sequence[datetime.timedelta | None],
     outputs: Sequence[str | None],
-    index_of: Sequence[int | None],
-    place_in: Sequence[int | None],
+    step_call_indexes: Sequence[int | None],
+    step_places: Sequence[int | None],
     hashes: Sequence[str | None],
     names: Sequence[str | None],
     ops: Sequence[str | None],
     memos: Sequence[str | None],
-    durations_in: Sequence[float | None],
+    durations_ms: Sequence[float | None],
     on: Queryable = None,
 ) -> list[FinishRunsManyRow]:
     """The steps at the end of a call's answer and the end of its run (Completed) for several calls at once
@@ -514,46 +518,46 @@ async def finish_runs_many(
             db,
             "finish_runs_many",
             (
-                index,
+                call_indexes,
                 work_ids,
                 lease_tokens,
                 run_ids,
                 clock_offsets,
                 outputs,
-                index_of,
-                place_in,
+                step_call_indexes,
+                step_places,
                 hashes,
                 names,
                 ops,
                 memos,
-                durations_in,
+                durations_ms,
             ),
             on,
         ),
     )
 
 
-async def held_attempt(db: Db, *, with_lease: int, p2: uuid.UUID, on: Queryable = None) -> int:
+async def held_attempt(db: Db, *, work_id: int, lease_token: uuid.UUID, on: Queryable = None) -> int | None:
     """The attempt count of the call holding work $1 with lease token $2 (null when the lease is lost): the
     checkpoint API restarts it while the call runs.
     """
-    return cast("int", await fetchval(db, "held_attempt", (with_lease, p2), on))
+    return cast("int | None", await fetchval(db, "held_attempt", (work_id, lease_token), on))
 
 
 class RunMemosRow(TypedDict):
     memos: Any
-    stack: list[str | None] | None
+    stack: list[str | None]
 
 
-async def run_memos(db: Db, *, as_claim_work: uuid.UUID, on: Queryable = None) -> RunMemosRow | None:
+async def run_memos(db: Db, *, run_id: uuid.UUID, on: Queryable = None) -> RunMemosRow | None:
     """The memos and the stack of run $1, as claim_work gives them."""
-    return cast("RunMemosRow | None", await fetchrow(db, "run_memos", (as_claim_work,), on))
+    return cast("RunMemosRow | None", await fetchrow(db, "run_memos", (run_id,), on))
 
 
 class RediscoverRow(TypedDict):
-    held: bool | None
+    held: bool
     memos: Any
-    stack: list[str | None] | None
+    stack: list[str | None]
 
 
 async def rediscover(
@@ -561,7 +565,7 @@ async def rediscover(
     *,
     work_id: int,
     lease_token: uuid.UUID,
-    from_the: datetime.timedelta,
+    lease_duration: datetime.timedelta,
     run_id: uuid.UUID,
     on: Queryable = None,
 ) -> RediscoverRow | None:
@@ -569,13 +573,14 @@ async def rediscover(
     lease renewed for $3 from the database's clock, with the run's memos and stack.
     """
     return cast(
-        "RediscoverRow | None", await fetchrow(db, "rediscover", (work_id, lease_token, from_the, run_id), on)
+        "RediscoverRow | None",
+        await fetchrow(db, "rediscover", (work_id, lease_token, lease_duration, run_id), on),
     )
 
 
 class RecordParallelStepRow(TypedDict):
-    goes_on: bool | None
-    done: bool | None
+    goes_on: bool
+    done: bool
 
 
 async def record_parallel_step(
@@ -584,14 +589,14 @@ async def record_parallel_step(
     work_id: int,
     lease_token: uuid.UUID,
     run_id: uuid.UUID,
-    hash: str,
-    name: str,
+    step_hash: str,
+    step_name: str,
     op: str,
     status: str,
     memo: Any,
     attempts: int,
     error: Any,
-    seconds_the: float,
+    elapsed_s: float,
     clock_offset: datetime.timedelta,
     on: Queryable = None,
 ) -> RecordParallelStepRow | None:
@@ -608,14 +613,14 @@ async def record_parallel_step(
                 work_id,
                 lease_token,
                 run_id,
-                hash,
-                name,
+                step_hash,
+                step_name,
                 op,
                 status,
                 memo,
                 attempts,
                 error,
-                seconds_the,
+                elapsed_s,
                 clock_offset,
             ),
             on,
@@ -624,8 +629,8 @@ async def record_parallel_step(
 
 
 class PlanStepsRow(TypedDict):
-    held: bool | None
-    notified: int | None
+    held: bool
+    notified: int
 
 
 async def plan_steps(
@@ -647,7 +652,7 @@ async def plan_steps(
 
 
 class RetryCallRow(TypedDict):
-    held: bool | None
+    held: bool
     due: datetime.datetime | None
 
 
@@ -657,14 +662,14 @@ async def retry_call(
     work_id: int,
     lease_token: uuid.UUID,
     next_attempt: int,
-    p4: datetime.timedelta,
+    backoff: datetime.timedelta,
     run_id: uuid.UUID,
-    step_hash: str,
-    step_name: str,
+    step_hash: str | None,
+    step_name: str | None,
     error: Any,
     clock_offset: datetime.timedelta,
-    p10: datetime.datetime,
-    seconds_since: float,
+    not_before: datetime.datetime | None,
+    elapsed_s: float | None,
     on: Queryable = None,
 ) -> RetryCallRow | None:
     """An attempt failed and may be tried again: the call is released with its attempt count raised, due
@@ -680,14 +685,14 @@ async def retry_call(
                 work_id,
                 lease_token,
                 next_attempt,
-                p4,
+                backoff,
                 run_id,
                 step_hash,
                 step_name,
                 error,
                 clock_offset,
-                p10,
-                seconds_since,
+                not_before,
+                elapsed_s,
             ),
             on,
         ),
@@ -699,8 +704,8 @@ class FinishRunRow(TypedDict):
     function_id: str
     event_id: str
     created_at: datetime.datetime
-    ended_at: datetime.datetime | None
-    notified: int | None
+    ended_at: datetime.datetime
+    notified: int
 
 
 async def finish_run(
@@ -711,7 +716,7 @@ async def finish_run(
     output: Any,
     error: Any,
     clock_offset: datetime.timedelta,
-    work: int,
+    work_id: int,
     lease_token: uuid.UUID,
     on: Queryable = None,
 ) -> FinishRunRow | None:
@@ -721,13 +726,13 @@ async def finish_run(
     return cast(
         "FinishRunRow | None",
         await fetchrow(
-            db, "finish_run", (run_id, status, output, error, clock_offset, work, lease_token), on
+            db, "finish_run", (run_id, status, output, error, clock_offset, work_id, lease_token), on
         ),
     )
 
 
 class ParkCallRow(TypedDict):
-    held: bool | None
+    held: bool
 
 
 async def park_call(
@@ -736,16 +741,16 @@ async def park_call(
     work_id: int,
     lease_token: uuid.UUID,
     run_id: uuid.UUID,
-    hash: str,
-    name: str,
+    step_hash: str,
+    step_name: str,
     op: str,
     step_status: str,
-    from_statement_timestamp: datetime.timedelta,
-    as_the: Any,
-    p10: datetime.timedelta,
-    event_name: str,
-    wait_expression: str,
-    p13: datetime.datetime,
+    delay: datetime.timedelta,
+    resolution: Any,
+    clock_offset: datetime.timedelta,
+    event_name: str | None,
+    wait_expression: str | None,
+    not_before: datetime.datetime | None,
     on: Queryable = None,
 ) -> ParkCallRow | None:
     """The held call waits: for a time (Sleep), an event (WaitForEvent, with an open wait) or a child run
@@ -760,16 +765,16 @@ async def park_call(
                 work_id,
                 lease_token,
                 run_id,
-                hash,
-                name,
+                step_hash,
+                step_name,
                 op,
                 step_status,
-                from_statement_timestamp,
-                as_the,
-                p10,
+                delay,
+                resolution,
+                clock_offset,
                 event_name,
                 wait_expression,
-                p13,
+                not_before,
             ),
             on,
         ),
@@ -784,22 +789,22 @@ class CancelRunsRow(TypedDict):
     data: Any
     ts: int
     created_at: datetime.datetime
-    ended_at: datetime.datetime | None
+    ended_at: datetime.datetime
 
 
 async def cancel_runs(
     db: Db,
     *,
-    that_have: Sequence[uuid.UUID | None],
+    run_ids: Sequence[uuid.UUID | None],
     clock_offset: datetime.timedelta,
     on: Queryable = None,
 ) -> list[CancelRunsRow]:
     """Cancels the runs $1 that have not ended; drops their calls and waits."""
-    return cast("list[CancelRunsRow]", await fetch(db, "cancel_runs", (that_have, clock_offset), on))
+    return cast("list[CancelRunsRow]", await fetch(db, "cancel_runs", (run_ids, clock_offset), on))
 
 
-async def run_status(db: Db, *, p1: uuid.UUID, on: Queryable = None) -> str:
-    return cast("str", await fetchval(db, "run_status", (p1,), on))
+async def run_status(db: Db, *, run_id: uuid.UUID, on: Queryable = None) -> str | None:
+    return cast("str | None", await fetchval(db, "run_status", (run_id,), on))
 
 
 class GetRunRow(TypedDict):
@@ -817,8 +822,8 @@ class GetRunRow(TypedDict):
     ended_at: datetime.datetime | None
 
 
-async def get_run(db: Db, *, p1: uuid.UUID, on: Queryable = None) -> GetRunRow | None:
-    return cast("GetRunRow | None", await fetchrow(db, "get_run", (p1,), on))
+async def get_run(db: Db, *, run_id: uuid.UUID, on: Queryable = None) -> GetRunRow | None:
+    return cast("GetRunRow | None", await fetchrow(db, "get_run", (run_id,), on))
 
 
 class GetStepsRow(TypedDict):
@@ -829,15 +834,15 @@ class GetStepsRow(TypedDict):
     attempts: int
     memo: Any
     error: Any
-    started_at: datetime.datetime | None
+    started_at: datetime.datetime
     ended_at: datetime.datetime | None
     checkpointed: bool
     attempt_started_at: datetime.datetime | None
     failed_attempts: Any
 
 
-async def get_steps(db: Db, *, p1: uuid.UUID, on: Queryable = None) -> list[GetStepsRow]:
-    return cast("list[GetStepsRow]", await fetch(db, "get_steps", (p1,), on))
+async def get_steps(db: Db, *, run_id: uuid.UUID, on: Queryable = None) -> list[GetStepsRow]:
+    return cast("list[GetStepsRow]", await fetch(db, "get_steps", (run_id,), on))
 
 
 class RunsPageRow(TypedDict):
@@ -858,14 +863,14 @@ class RunsPageRow(TypedDict):
 async def runs_page(
     db: Db,
     *,
-    created_at: datetime.datetime,
-    p2: datetime.datetime,
-    rows_before: uuid.UUID,
+    since: datetime.datetime | None,
+    before_at: datetime.datetime | None,
+    before_id: uuid.UUID | None,
     limit: int,
     on: Queryable = None,
 ) -> list[RunsPageRow]:
     """Runs newest first, keyset paged."""
-    return cast("list[RunsPageRow]", await fetch(db, "runs_page", (created_at, p2, rows_before, limit), on))
+    return cast("list[RunsPageRow]", await fetch(db, "runs_page", (since, before_at, before_id, limit), on))
 
 
 class RunsPageOfFunctionRow(TypedDict):
@@ -886,17 +891,17 @@ class RunsPageOfFunctionRow(TypedDict):
 async def runs_page_of_function(
     db: Db,
     *,
-    p1: datetime.datetime,
-    p2: datetime.datetime,
-    p3: uuid.UUID,
-    p4: int,
+    since: datetime.datetime | None,
+    before_at: datetime.datetime | None,
+    before_id: uuid.UUID | None,
+    limit: int,
     function_id: str,
     on: Queryable = None,
 ) -> list[RunsPageOfFunctionRow]:
     """Like runs_page; $5 function id."""
     return cast(
         "list[RunsPageOfFunctionRow]",
-        await fetch(db, "runs_page_of_function", (p1, p2, p3, p4, function_id), on),
+        await fetch(db, "runs_page_of_function", (since, before_at, before_id, limit, function_id), on),
     )
 
 
@@ -918,16 +923,17 @@ class RunsPageWithStatusRow(TypedDict):
 async def runs_page_with_status(
     db: Db,
     *,
-    p1: datetime.datetime,
-    p2: datetime.datetime,
-    p3: uuid.UUID,
-    p4: int,
+    since: datetime.datetime | None,
+    before_at: datetime.datetime | None,
+    before_id: uuid.UUID | None,
+    limit: int,
     status: str,
     on: Queryable = None,
 ) -> list[RunsPageWithStatusRow]:
     """Like runs_page; $5 status."""
     return cast(
-        "list[RunsPageWithStatusRow]", await fetch(db, "runs_page_with_status", (p1, p2, p3, p4, status), on)
+        "list[RunsPageWithStatusRow]",
+        await fetch(db, "runs_page_with_status", (since, before_at, before_id, limit, status), on),
     )
 
 
@@ -949,10 +955,10 @@ class RunsPageOfFunctionWithStatusRow(TypedDict):
 async def runs_page_of_function_with_status(
     db: Db,
     *,
-    p1: datetime.datetime,
-    p2: datetime.datetime,
-    p3: uuid.UUID,
-    p4: int,
+    since: datetime.datetime | None,
+    before_at: datetime.datetime | None,
+    before_id: uuid.UUID | None,
+    limit: int,
     function_id: str,
     status: str,
     on: Queryable = None,
@@ -960,7 +966,12 @@ async def runs_page_of_function_with_status(
     """Like runs_page; $5 function id, $6 status (read through the function's index)."""
     return cast(
         "list[RunsPageOfFunctionWithStatusRow]",
-        await fetch(db, "runs_page_of_function_with_status", (p1, p2, p3, p4, function_id, status), on),
+        await fetch(
+            db,
+            "runs_page_of_function_with_status",
+            (since, before_at, before_id, limit, function_id, status),
+            on,
+        ),
     )
 
 
@@ -982,12 +993,12 @@ class RunsPageInNamespaceRow(TypedDict):
 async def runs_page_in_namespace(
     db: Db,
     *,
-    p1: datetime.datetime,
-    p2: datetime.datetime,
-    p3: uuid.UUID,
-    p4: int,
+    since: datetime.datetime | None,
+    before_at: datetime.datetime | None,
+    before_id: uuid.UUID | None,
+    limit: int,
     namespace: str,
-    p6: str,
+    status: str | None,
     on: Queryable = None,
 ) -> list[RunsPageInNamespaceRow]:
     """Like runs_page, for one namespace (a namespace's token, the dashboard's selector); $5 the namespace,
@@ -995,28 +1006,30 @@ async def runs_page_in_namespace(
     """
     return cast(
         "list[RunsPageInNamespaceRow]",
-        await fetch(db, "runs_page_in_namespace", (p1, p2, p3, p4, namespace, p6), on),
+        await fetch(
+            db, "runs_page_in_namespace", (since, before_at, before_id, limit, namespace, status), on
+        ),
     )
 
 
 class CountRecentRunsRow(TypedDict):
     function_id: str
     status: str
-    runs: int | None
+    runs: int
 
 
 async def count_recent_runs(
     db: Db,
     *,
-    at_most: datetime.datetime,
-    of_each: int,
+    since: datetime.datetime,
+    at_most: int,
     on: Queryable = None,
 ) -> list[CountRecentRunsRow]:
     """The recent runs of each routed function by status (the dashboard's Functions page): those created at
     or after $1, at most the newest $2 of each function, so that the cost stays bounded however busy the
     window.
     """
-    return cast("list[CountRecentRunsRow]", await fetch(db, "count_recent_runs", (at_most, of_each), on))
+    return cast("list[CountRecentRunsRow]", await fetch(db, "count_recent_runs", (since, at_most), on))
 
 
 class GetEventRow(TypedDict):
@@ -1030,8 +1043,8 @@ class GetEventRow(TypedDict):
     namespaces: list[str | None] | None
 
 
-async def get_event(db: Db, *, p1: str, on: Queryable = None) -> GetEventRow | None:
-    return cast("GetEventRow | None", await fetchrow(db, "get_event", (p1,), on))
+async def get_event(db: Db, *, event_id: str, on: Queryable = None) -> GetEventRow | None:
+    return cast("GetEventRow | None", await fetchrow(db, "get_event", (event_id,), on))
 
 
 class ListEventsRow(TypedDict):
@@ -1048,16 +1061,16 @@ class ListEventsRow(TypedDict):
 async def list_events(
     db: Db,
     *,
-    p1: datetime.datetime,
-    last_row: str,
+    after_at: datetime.datetime | None,
+    after_id: str | None,
     limit: int,
-    name_or: str,
+    name: str | None,
     on: Queryable = None,
 ) -> list[ListEventsRow]:
     """Newest first, keyset paged: $1/$2 the last row seen (received_at, id) or null, $3 limit, $4 name or
     null.
     """
-    return cast("list[ListEventsRow]", await fetch(db, "list_events", (p1, last_row, limit, name_or), on))
+    return cast("list[ListEventsRow]", await fetch(db, "list_events", (after_at, after_id, limit, name), on))
 
 
 class RunsOfEventsRow(TypedDict):
@@ -1071,76 +1084,77 @@ class RunsOfEventsRow(TypedDict):
 async def runs_of_events(
     db: Db,
     *,
-    those_they: Sequence[str | None],
+    event_ids: Sequence[str | None],
     on: Queryable = None,
 ) -> list[RunsOfEventsRow]:
     """The runs of events $1: those they started, and the batch runs they are part of."""
-    return cast("list[RunsOfEventsRow]", await fetch(db, "runs_of_events", (those_they,), on))
+    return cast("list[RunsOfEventsRow]", await fetch(db, "runs_of_events", (event_ids,), on))
 
 
-async def ping(db: Db, on: Queryable = None) -> int | None:
-    return cast("int | None", await fetchval(db, "ping", (), on))
+async def ping(db: Db, on: Queryable = None) -> int:
+    return cast("int", await fetchval(db, "ping", (), on))
 
 
-async def lock_migrations(db: Db, *, p1: int, on: Queryable = None) -> str:
-    return await execute(db, "lock_migrations", (p1,), on)
+async def lock_migrations(db: Db, *, lock_key: int, on: Queryable = None) -> str:
+    return await execute(db, "lock_migrations", (lock_key,), on)
 
 
-async def unlock_migrations(db: Db, *, p1: int, on: Queryable = None) -> str:
-    return await execute(db, "unlock_migrations", (p1,), on)
+async def unlock_migrations(db: Db, *, lock_key: int, on: Queryable = None) -> str:
+    return await execute(db, "unlock_migrations", (lock_key,), on)
 
 
 async def create_migrations_table(db: Db, on: Queryable = None) -> str:
     return await execute(db, "create_migrations_table", (), on)
 
 
-async def schema_version(db: Db, on: Queryable = None) -> int | None:
-    return cast("int | None", await fetchval(db, "schema_version", (), on))
+async def schema_version(db: Db, on: Queryable = None) -> int:
+    return cast("int", await fetchval(db, "schema_version", (), on))
 
 
-async def migrations_after(db: Db, *, p1: int, on: Queryable = None) -> list[str | None] | None:
+async def migrations_after(db: Db, *, version: int, on: Queryable = None) -> list[str | None]:
     """The names of the migrations applied after version $1, as "NNNN name", in order."""
-    return cast("list[str | None] | None", await fetchval(db, "migrations_after", (p1,), on))
+    return cast("list[str | None]", await fetchval(db, "migrations_after", (version,), on))
 
 
-async def record_migration(db: Db, *, p1: int, p2: str, on: Queryable = None) -> str:
-    return await execute(db, "record_migration", (p1, p2), on)
+async def record_migration(db: Db, *, version: int, name: str, on: Queryable = None) -> str:
+    return await execute(db, "record_migration", (version, name), on)
 
 
 async def create_history_partitions(
     db: Db,
     *,
-    to: datetime.date,
-    that_do: datetime.date,
-    ms_for: int,
+    first_day: datetime.date,
+    last_day: datetime.date,
+    lock_ms: int,
     on: Queryable = None,
-) -> int | None:
+) -> int:
     """Makes the day partitions of history (events, runs, steps, step attempts) from UTC day $1 to $2 that
     do not exist yet, waiting at most $3 ms for a lock on the tables (else lock_not_available); answers how
     many days were made.
     """
-    return cast("int | None", await fetchval(db, "create_history_partitions", (to, that_do, ms_for), on))
+    return cast("int", await fetchval(db, "create_history_partitions", (first_day, last_day, lock_ms), on))
 
 
 async def drop_history_before(
     db: Db,
     *,
-    p1: datetime.timedelta,
-    p2: datetime.timedelta,
-    ms_is: int,
+    clock_offset: datetime.timedelta,
+    retention: datetime.timedelta,
+    lock_ms: int,
     on: Queryable = None,
-) -> list[datetime.date | None] | None:
+) -> list[datetime.date | None]:
     """Retention: drops the days of history that ended at or before statement_timestamp() + $1 (the clock
     offset) - $2 (the retention period), but those still holding a run not ended (or the event of one); a
     day whose tables stay locked for $3 ms is left for the next time.
     """
     return cast(
-        "list[datetime.date | None] | None", await fetchval(db, "drop_history_before", (p1, p2, ms_is), on)
+        "list[datetime.date | None]",
+        await fetchval(db, "drop_history_before", (clock_offset, retention, lock_ms), on),
     )
 
 
 class HistoryDaysRow(TypedDict):
-    day: datetime.date | None
+    day: datetime.date
 
 
 async def history_days(db: Db, on: Queryable = None) -> list[HistoryDaysRow]:
@@ -1153,11 +1167,11 @@ async def lock_function_id(db: Db, *, function_id: str, on: Queryable = None) ->
     return await execute(db, "lock_function_id", (function_id,), on)
 
 
-async def lock_function_ids(db: Db, *, p1: Sequence[str | None], on: Queryable = None) -> str:
+async def lock_function_ids(db: Db, *, function_ids: Sequence[str | None], on: Queryable = None) -> str:
     """An SDK sync: the same locks as lock_function_id, for each of $1 (sorted, so two syncs never
     deadlock).
     """
-    return await execute(db, "lock_function_ids", (p1,), on)
+    return await execute(db, "lock_function_ids", (function_ids,), on)
 
 
 class SyncOwnersRow(TypedDict):
@@ -1170,18 +1184,17 @@ class SyncOwnersRow(TypedDict):
 async def sync_owners(
     db: Db,
     *,
-    and_the: Sequence[str | None],
-    into_namespace: str,
-    p3: str,
-    would_replace: str,
+    function_ids: Sequence[str | None],
+    app_id: str,
+    source: str,
+    namespace: str,
     on: Queryable = None,
 ) -> list[SyncOwnersRow]:
     """What an SDK sync of app $2 into namespace $4 would replace: the rows of the function ids $1 and the
     rows app $2 synced there before (source $3).
     """
     return cast(
-        "list[SyncOwnersRow]",
-        await fetch(db, "sync_owners", (and_the, into_namespace, p3, would_replace), on),
+        "list[SyncOwnersRow]", await fetch(db, "sync_owners", (function_ids, app_id, source, namespace), on)
     )
 
 
@@ -1195,11 +1208,11 @@ class FunctionOwnersRow(TypedDict):
 async def function_owners(
     db: Db,
     *,
-    p1: Sequence[str | None],
+    function_ids: Sequence[str | None],
     on: Queryable = None,
 ) -> list[FunctionOwnersRow]:
     """What a load of manifest files would replace: the rows of the function ids $1."""
-    return cast("list[FunctionOwnersRow]", await fetch(db, "function_owners", (p1,), on))
+    return cast("list[FunctionOwnersRow]", await fetch(db, "function_owners", (function_ids,), on))
 
 
 class FunctionsOfIdOrSourceRow(TypedDict):
@@ -1219,15 +1232,16 @@ class FunctionsOfIdOrSourceRow(TypedDict):
 async def functions_of_id_or_source(
     db: Db,
     *,
-    and_the: str,
-    p2: str,
+    function_id: str,
+    source: str,
     on: Queryable = None,
 ) -> list[FunctionsOfIdOrSourceRow]:
     """What the operator's publish would replace: the row of function $1 and the rows published from source
     $2.
     """
     return cast(
-        "list[FunctionsOfIdOrSourceRow]", await fetch(db, "functions_of_id_or_source", (and_the, p2), on)
+        "list[FunctionsOfIdOrSourceRow]",
+        await fetch(db, "functions_of_id_or_source", (function_id, source), on),
     )
 
 
@@ -1239,18 +1253,18 @@ class ListEventsInNamespaceRow(TypedDict):
     ts: int
     received_at: datetime.datetime
     v: str | None
-    namespaces: list[str | None] | None
+    namespaces: list[str | None]
 
 
 async def list_events_in_namespace(
     db: Db,
     *,
-    p1: datetime.datetime,
-    p2: str,
-    p3: int,
-    p4: str,
-    p5: str,
-    false_leaves: bool,
+    after_received_at: datetime.datetime | None,
+    after_id: str | None,
+    limit: int,
+    name: str | None,
+    namespace: str,
+    include_internal: bool,
     on: Queryable = None,
 ) -> list[ListEventsInNamespaceRow]:
     """Like list_events, of the events sent into namespace $5 (not those sent to every namespace); $6 false
@@ -1258,7 +1272,12 @@ async def list_events_in_namespace(
     """
     return cast(
         "list[ListEventsInNamespaceRow]",
-        await fetch(db, "list_events_in_namespace", (p1, p2, p3, p4, p5, false_leaves), on),
+        await fetch(
+            db,
+            "list_events_in_namespace",
+            (after_received_at, after_id, limit, name, namespace, include_internal),
+            on,
+        ),
     )
 
 
@@ -1276,21 +1295,21 @@ class ListEventsWithoutInternalRow(TypedDict):
 async def list_events_without_internal(
     db: Db,
     *,
-    p1: datetime.datetime,
-    p2: str,
-    p3: int,
-    p4: str,
+    after_received_at: datetime.datetime | None,
+    after_id: str | None,
+    limit: int,
+    name: str | None,
     on: Queryable = None,
 ) -> list[ListEventsWithoutInternalRow]:
     """Like list_events, leaving out the events the system emits (names starting with inngest/)."""
     return cast(
         "list[ListEventsWithoutInternalRow]",
-        await fetch(db, "list_events_without_internal", (p1, p2, p3, p4), on),
+        await fetch(db, "list_events_without_internal", (after_received_at, after_id, limit, name), on),
     )
 
 
 class LoadWebhooksRow(TypedDict):
-    namespace: str | None
+    namespace: str
     name: str
     scheme: str
     options: Any
@@ -1311,7 +1330,7 @@ async def lock_webhooks(db: Db, on: Queryable = None) -> str:
 
 
 class WebhooksOfKeysOrSourceRow(TypedDict):
-    namespace: str | None
+    namespace: str
     name: str
     source: str
     fingerprint: str
@@ -1320,21 +1339,22 @@ class WebhooksOfKeysOrSourceRow(TypedDict):
 async def webhooks_of_keys_or_source(
     db: Db,
     *,
-    p1: Sequence[str | None],
-    p2: Sequence[str | None],
-    p3: str,
+    namespaces: Sequence[str | None],
+    names: Sequence[str | None],
+    source: str,
     on: Queryable = None,
 ) -> list[WebhooksOfKeysOrSourceRow]:
     """What a publish would replace: the rows of the given (namespace, name) pairs ($1, $2) and those of
     source $3.
     """
     return cast(
-        "list[WebhooksOfKeysOrSourceRow]", await fetch(db, "webhooks_of_keys_or_source", (p1, p2, p3), on)
+        "list[WebhooksOfKeysOrSourceRow]",
+        await fetch(db, "webhooks_of_keys_or_source", (namespaces, names, source), on),
     )
 
 
 class UpsertWebhooksRow(TypedDict):
-    namespace: str | None
+    namespace: str
     name: str
 
 
@@ -1363,7 +1383,7 @@ async def upsert_webhooks(
 
 
 class DeleteWebhooksOfSourceExceptRow(TypedDict):
-    namespace: str | None
+    namespace: str
     name: str
 
 
@@ -1371,13 +1391,13 @@ async def delete_webhooks_of_source_except(
     db: Db,
     *,
     source: str,
-    p2: Sequence[str | None],
-    the: Sequence[str | None],
+    keep_namespaces: Sequence[str | None],
+    keep_names: Sequence[str | None],
     on: Queryable = None,
 ) -> list[DeleteWebhooksOfSourceExceptRow]:
     return cast(
         "list[DeleteWebhooksOfSourceExceptRow]",
-        await fetch(db, "delete_webhooks_of_source_except", (source, p2, the), on),
+        await fetch(db, "delete_webhooks_of_source_except", (source, keep_namespaces, keep_names), on),
     )
 
 
@@ -1392,19 +1412,22 @@ async def record_webhook_delivery(
     name: str,
     received_at: datetime.datetime,
     accepted: bool,
-    p5: int,
+    http_status: int,
     reason: str,
     event_ids: Sequence[str | None],
     on: Queryable = None,
 ) -> str:
     return await execute(
-        db, "record_webhook_delivery", (namespace, name, received_at, accepted, p5, reason, event_ids), on
+        db,
+        "record_webhook_delivery",
+        (namespace, name, received_at, accepted, http_status, reason, event_ids),
+        on,
     )
 
 
 class ListWebhookDeliveriesRow(TypedDict):
     id: int
-    namespace: str | None
+    namespace: str
     name: str
     received_at: datetime.datetime
     accepted: bool
@@ -1416,18 +1439,16 @@ class ListWebhookDeliveriesRow(TypedDict):
 async def list_webhook_deliveries(
     db: Db,
     *,
-    deliveries_of: int,
+    limit: int,
     on: Queryable = None,
 ) -> list[ListWebhookDeliveriesRow]:
     """The newest $1 deliveries of every webhook."""
-    return cast(
-        "list[ListWebhookDeliveriesRow]", await fetch(db, "list_webhook_deliveries", (deliveries_of,), on)
-    )
+    return cast("list[ListWebhookDeliveriesRow]", await fetch(db, "list_webhook_deliveries", (limit,), on))
 
 
 class ListDeliveriesInNamespaceRow(TypedDict):
     id: int
-    namespace: str | None
+    namespace: str
     name: str
     received_at: datetime.datetime
     accepted: bool
@@ -1439,20 +1460,20 @@ class ListDeliveriesInNamespaceRow(TypedDict):
 async def list_deliveries_in_namespace(
     db: Db,
     *,
-    p1: str,
-    deliveries_of: int,
+    namespace: str,
+    limit: int,
     on: Queryable = None,
 ) -> list[ListDeliveriesInNamespaceRow]:
     """The newest $2 deliveries of the webhooks of namespace $1 (a namespace's API token)."""
     return cast(
         "list[ListDeliveriesInNamespaceRow]",
-        await fetch(db, "list_deliveries_in_namespace", (p1, deliveries_of), on),
+        await fetch(db, "list_deliveries_in_namespace", (namespace, limit), on),
     )
 
 
 class ListDeliveriesOfWebhookRow(TypedDict):
     id: int
-    namespace: str | None
+    namespace: str
     name: str
     received_at: datetime.datetime
     accepted: bool
@@ -1464,54 +1485,49 @@ class ListDeliveriesOfWebhookRow(TypedDict):
 async def list_deliveries_of_webhook(
     db: Db,
     *,
-    p1: str,
-    p2: str,
-    deliveries_of: int,
+    namespace: str,
+    name: str,
+    limit: int,
     on: Queryable = None,
 ) -> list[ListDeliveriesOfWebhookRow]:
     """The newest $3 deliveries of webhook $1/$2."""
     return cast(
         "list[ListDeliveriesOfWebhookRow]",
-        await fetch(db, "list_deliveries_of_webhook", (p1, p2, deliveries_of), on),
+        await fetch(db, "list_deliveries_of_webhook", (namespace, name, limit), on),
     )
 
 
 async def prune_webhook_deliveries(
     db: Db,
     *,
-    p1: datetime.timedelta,
-    p2: datetime.timedelta,
-    of_each: int,
+    clock_offset: datetime.timedelta,
+    retention: datetime.timedelta,
+    keep_per_webhook: int,
     on: Queryable = None,
 ) -> str:
     """Deletes the deliveries received more than $2 (an interval) before statement_timestamp() + $1 (the
     clock offset), and those beyond the newest $3 of each webhook.
     """
-    return await execute(db, "prune_webhook_deliveries", (p1, p2, of_each), on)
+    return await execute(db, "prune_webhook_deliveries", (clock_offset, retention, keep_per_webhook), on)
 
 
-async def clock_now(
-    db: Db,
-    *,
-    clock_offset: datetime.timedelta,
-    on: Queryable = None,
-) -> datetime.datetime | None:
+async def clock_now(db: Db, *, clock_offset: datetime.timedelta, on: Queryable = None) -> datetime.datetime:
     """The gateway's now: the database's clock plus $1, the clock offset (zero but in tests)."""
-    return cast("datetime.datetime | None", await fetchval(db, "clock_now", (clock_offset,), on))
+    return cast("datetime.datetime", await fetchval(db, "clock_now", (clock_offset,), on))
 
 
 async def release_orphaned_leases(
     db: Db,
     *,
-    without_the: str,
-    work_ids: Sequence[int | None],
+    lease_owner: str,
+    held_work_ids: Sequence[int | None],
     on: Queryable = None,
 ) -> str:
     """After a claim whose answer was lost (the connection died on the way back), the rows it may have
     leased to owner $1 without the owner knowing: every row leased to $1 but the ones it holds ($2 work
     ids) is released, due at once.
     """
-    return await execute(db, "release_orphaned_leases", (without_the, work_ids), on)
+    return await execute(db, "release_orphaned_leases", (lease_owner, held_work_ids), on)
 
 
 async def fail_step(
@@ -1540,48 +1556,53 @@ async def next_due_except(
     db: Db,
     *,
     clock_offset: datetime.timedelta,
-    p2: Sequence[str | None],
+    capped_urls: Sequence[str | None],
     on: Queryable = None,
 ) -> float | None:
     """Like next_due, leaving out the work of $2, URLs at their share of the call slots (a slot of theirs
     that frees wakes the dispatcher instead).
     """
-    return cast("float | None", await fetchval(db, "next_due_except", (clock_offset, p2), on))
+    return cast("float | None", await fetchval(db, "next_due_except", (clock_offset, capped_urls), on))
 
 
 class QueueDepthRow(TypedDict):
     function_id: str
     reason: str
-    runs: int | None
-    calls_due: int | None
+    runs: int
+    calls_due: int
     oldest_due_s: float | None
 
 
-async def queue_depth(db: Db, *, or_its: datetime.timedelta, on: Queryable = None) -> list[QueueDepthRow]:
+async def queue_depth(
+    db: Db,
+    *,
+    clock_offset: datetime.timedelta,
+    on: Queryable = None,
+) -> list[QueueDepthRow]:
     """The queue by function and by why each call waits, for the metrics (one read per scrape, shared by
     concurrent scrapes): every work row once, its run's function by primary key (never a read of the run
     history).
     """
-    return cast("list[QueueDepthRow]", await fetch(db, "queue_depth", (or_its,), on))
+    return cast("list[QueueDepthRow]", await fetch(db, "queue_depth", (clock_offset,), on))
 
 
 class FunctionStatsRow(TypedDict):
     source: str
     function_id: str
-    running: int | None
-    queued: int | None
-    completed_hour: int | None
-    failed_hour: int | None
-    completed_day: int | None
-    failed_day: int | None
+    running: int
+    queued: int
+    completed_hour: int
+    failed_hour: int
+    completed_day: int
+    failed_day: int
     last_run_at: datetime.datetime | None
 
 
 async def function_stats(
     db: Db,
     *,
-    p1: Sequence[str | None],
-    of_each: int,
+    source_patterns: Sequence[str | None],
+    counted_at_most: int,
     on: Queryable = None,
 ) -> list[FunctionStatsRow]:
     """The live counts of the functions whose source is LIKE one of $1 (the operator's Function resources:
@@ -1590,25 +1611,27 @@ async def function_stats(
     $2 of each function in the day, so that a tick's cost stays bounded however busy), and when the newest
     run was created.
     """
-    return cast("list[FunctionStatsRow]", await fetch(db, "function_stats", (p1, of_each), on))
+    return cast(
+        "list[FunctionStatsRow]", await fetch(db, "function_stats", (source_patterns, counted_at_most), on)
+    )
 
 
 class GateRunsRow(TypedDict):
-    gated: int | None
+    gated: int
 
 
 async def gate_runs(
     db: Db,
     *,
     run_ids: Sequence[uuid.UUID | None],
-    their: Sequence[str | None],
+    concurrency_keys: Sequence[str | None],
     throttle_keys: Sequence[str | None],
     throttle_labels: Sequence[str | None],
-    seconds_between: Sequence[float | None],
-    seconds_a: Sequence[float | None],
-    priority: Sequence[int | None],
-    timeouts: Sequence[float | None],
-    p9: Sequence[float | None],
+    throttle_interval_seconds: Sequence[float | None],
+    throttle_tolerance_seconds: Sequence[float | None],
+    priority_seconds: Sequence[int | None],
+    start_timeout_seconds: Sequence[float | None],
+    finish_timeout_seconds: Sequence[float | None],
     clock_offset: datetime.timedelta,
     on: Queryable = None,
 ) -> GateRunsRow | None:
@@ -1625,14 +1648,14 @@ async def gate_runs(
             "gate_runs",
             (
                 run_ids,
-                their,
+                concurrency_keys,
                 throttle_keys,
                 throttle_labels,
-                seconds_between,
-                seconds_a,
-                priority,
-                timeouts,
-                p9,
+                throttle_interval_seconds,
+                throttle_tolerance_seconds,
+                priority_seconds,
+                start_timeout_seconds,
+                finish_timeout_seconds,
                 clock_offset,
             ),
             on,
@@ -1642,9 +1665,9 @@ async def gate_runs(
 
 class RunsWaitingRow(TypedDict):
     run_id: uuid.UUID
-    waiting: str | None
+    waiting: str
     label: str | None
-    in_flight: int
+    in_flight: int | None
     lim: int | None
     until: datetime.datetime | None
 
@@ -1652,7 +1675,7 @@ class RunsWaitingRow(TypedDict):
 async def runs_waiting(
     db: Db,
     *,
-    wait: Sequence[uuid.UUID | None],
+    run_ids: Sequence[uuid.UUID | None],
     clock_offset: datetime.timedelta,
     on: Queryable = None,
 ) -> list[RunsWaitingRow]:
@@ -1660,34 +1683,34 @@ async def runs_waiting(
     the leases held under it and the call's limit), or a throttle (its label and the start it allows, later
     than statement_timestamp() + $2, the clock offset).
     """
-    return cast("list[RunsWaitingRow]", await fetch(db, "runs_waiting", (wait, clock_offset), on))
+    return cast("list[RunsWaitingRow]", await fetch(db, "runs_waiting", (run_ids, clock_offset), on))
 
 
 async def expire_run(
     db: Db,
     *,
-    with_lease: int,
-    of_run: uuid.UUID,
-    p3: uuid.UUID,
+    work_id: int,
+    lease_token: uuid.UUID,
+    run_id: uuid.UUID,
     on: Queryable = None,
-) -> bool | None:
+) -> bool:
     """A timer of timeouts ran out (the claimed row $1 with lease token $2, of run $3): for 'timeout:start'
     the run is cancelled when it is still Queued, for 'timeout:finish' when it has not ended; the timer is
     dropped either way.
     """
-    return cast("bool | None", await fetchval(db, "expire_run", (with_lease, of_run, p3), on))
+    return cast("bool", await fetchval(db, "expire_run", (work_id, lease_token, run_id), on))
 
 
-async def set_run_error(db: Db, *, run_id: uuid.UUID, p2: Any, on: Queryable = None) -> str:
+async def set_run_error(db: Db, *, run_id: uuid.UUID, error: Any, on: Queryable = None) -> str:
     """The error a run that ended shows ($2 JSON), $1 run id."""
-    return await execute(db, "set_run_error", (run_id, p2), on)
+    return await execute(db, "set_run_error", (run_id, error), on)
 
 
-async def flow_lock_keys(db: Db, *, lock_names: Sequence[str | None], on: Queryable = None) -> int | None:
+async def flow_lock_keys(db: Db, *, lock_names: Sequence[str | None], on: Queryable = None) -> int:
     """Serialises the ingests of one function and key (singleton, debounce, batchEvents) across replicas,
     for the rest of the transaction; the statements that follow see what the previous holder committed.
     """
-    return cast("int | None", await fetchval(db, "flow_lock_keys", (lock_names,), on))
+    return cast("int", await fetchval(db, "flow_lock_keys", (lock_names,), on))
 
 
 class FlowRateLimitRow(TypedDict):
@@ -1701,10 +1724,10 @@ async def flow_rate_limit(
     *,
     function_ids: Sequence[str | None],
     keys: Sequence[str | None],
-    events_arriving: Sequence[int | None],
-    seconds: Sequence[float | None],
-    second_period: Sequence[float | None],
-    p6: Sequence[int | None],
+    event_counts: Sequence[int | None],
+    step_seconds: Sequence[float | None],
+    period_seconds: Sequence[float | None],
+    limits: Sequence[int | None],
     clock_offset: datetime.timedelta,
     on: Queryable = None,
 ) -> list[FlowRateLimitRow]:
@@ -1718,7 +1741,7 @@ async def flow_rate_limit(
         await fetch(
             db,
             "flow_rate_limit",
-            (function_ids, keys, events_arriving, seconds, second_period, p6, clock_offset),
+            (function_ids, keys, event_counts, step_seconds, period_seconds, limits, clock_offset),
             on,
         ),
     )
@@ -1756,14 +1779,14 @@ class FlowSingletonsRow(TypedDict):
 async def flow_singletons(
     db: Db,
     *,
-    p1: Sequence[str | None],
-    p2: Sequence[str | None],
+    function_ids: Sequence[str | None],
+    keys: Sequence[str | None],
     on: Queryable = None,
 ) -> list[FlowSingletonsRow]:
     """The runs not yet ended that hold the singleton keys $1 (function ids), $2 (keys); read under their
     locks.
     """
-    return cast("list[FlowSingletonsRow]", await fetch(db, "flow_singletons", (p1, p2), on))
+    return cast("list[FlowSingletonsRow]", await fetch(db, "flow_singletons", (function_ids, keys), on))
 
 
 class FlowDebouncesRow(TypedDict):
@@ -1776,14 +1799,14 @@ class FlowDebouncesRow(TypedDict):
 async def flow_debounces(
     db: Db,
     *,
-    p1: Sequence[str | None],
-    p2: Sequence[str | None],
+    function_ids: Sequence[str | None],
+    keys: Sequence[str | None],
     on: Queryable = None,
 ) -> list[FlowDebouncesRow]:
     """The pending debounced runs of keys $1 (function ids), $2 (keys), with their first event's time; read
     under their locks.
     """
-    return cast("list[FlowDebouncesRow]", await fetch(db, "flow_debounces", (p1, p2), on))
+    return cast("list[FlowDebouncesRow]", await fetch(db, "flow_debounces", (function_ids, keys), on))
 
 
 class FlowDebounceExtendRow(TypedDict):
@@ -1796,8 +1819,8 @@ async def flow_debounce_extend(
     *,
     run_ids: Sequence[uuid.UUID | None],
     event_ids: Sequence[str | None],
-    seconds_from: Sequence[float | None],
-    p4: Sequence[datetime.datetime | None],
+    delay_seconds: Sequence[float | None],
+    deadlines: Sequence[datetime.datetime | None],
     clock_offset: datetime.timedelta,
     on: Queryable = None,
 ) -> list[FlowDebounceExtendRow]:
@@ -1806,7 +1829,9 @@ async def flow_debounce_extend(
     """
     return cast(
         "list[FlowDebounceExtendRow]",
-        await fetch(db, "flow_debounce_extend", (run_ids, event_ids, seconds_from, p4, clock_offset), on),
+        await fetch(
+            db, "flow_debounce_extend", (run_ids, event_ids, delay_seconds, deadlines, clock_offset), on
+        ),
     )
 
 
@@ -1836,28 +1861,28 @@ class FlowBatchesRow(TypedDict):
 async def flow_batches(
     db: Db,
     *,
-    p1: Sequence[str | None],
-    p2: Sequence[str | None],
+    function_ids: Sequence[str | None],
+    keys: Sequence[str | None],
     on: Queryable = None,
 ) -> list[FlowBatchesRow]:
     """The open batches of keys $1 (function ids), $2 (keys); read under their locks."""
-    return cast("list[FlowBatchesRow]", await fetch(db, "flow_batches", (p1, p2), on))
+    return cast("list[FlowBatchesRow]", await fetch(db, "flow_batches", (function_ids, keys), on))
 
 
 class FlowBatchAppendRow(TypedDict):
     run_id: uuid.UUID
     is_full: bool | None
-    notified: int | None
+    notified: int
 
 
 async def flow_batch_append(
     db: Db,
     *,
-    run_ids: Sequence[uuid.UUID | None],
+    event_run_ids: Sequence[uuid.UUID | None],
     event_ids: Sequence[str | None],
-    positions: Sequence[int | None],
-    runs: Sequence[uuid.UUID | None],
-    whether_each: Sequence[bool | None],
+    event_positions: Sequence[int | None],
+    run_ids: Sequence[uuid.UUID | None],
+    is_full: Sequence[bool | None],
     on: Queryable = None,
 ) -> list[FlowBatchAppendRow]:
     """Adds events to open batches whose run has not been called yet: $1 run ids, $2 event ids, $3
@@ -1866,7 +1891,9 @@ async def flow_batch_append(
     """
     return cast(
         "list[FlowBatchAppendRow]",
-        await fetch(db, "flow_batch_append", (run_ids, event_ids, positions, runs, whether_each), on),
+        await fetch(
+            db, "flow_batch_append", (event_run_ids, event_ids, event_positions, run_ids, is_full), on
+        ),
     )
 
 
@@ -1887,8 +1914,8 @@ async def flow_set_batches(
 
 
 class FlowStartRunsRow(TypedDict):
-    runs_created: int | None
-    notified: int | None
+    runs_created: int
+    notified: int
 
 
 async def flow_start_runs(
@@ -1900,12 +1927,12 @@ async def flow_start_runs(
     function_names: Sequence[str | None],
     urls: Sequence[str | None],
     max_attempts: Sequence[int | None],
-    seconds_from: Sequence[float | None],
+    delay_seconds: Sequence[float | None],
     batched: Sequence[bool | None],
     clock_offset: datetime.timedelta,
-    p10: Sequence[uuid.UUID | None],
-    p11: Sequence[str | None],
-    positions: Sequence[int | None],
+    batch_run_ids: Sequence[uuid.UUID | None],
+    batch_event_ids: Sequence[str | None],
+    batch_positions: Sequence[int | None],
     on: Queryable = None,
 ) -> FlowStartRunsRow | None:
     """The runs flow control lets start, for events stored by this transaction: each run's first call is
@@ -1924,12 +1951,12 @@ async def flow_start_runs(
                 function_names,
                 urls,
                 max_attempts,
-                seconds_from,
+                delay_seconds,
                 batched,
                 clock_offset,
-                p10,
-                p11,
-                positions,
+                batch_run_ids,
+                batch_event_ids,
+                batch_positions,
             ),
             on,
         ),
@@ -1954,13 +1981,13 @@ async def flow_skip_events(
     event_ids: Sequence[str | None],
     function_ids: Sequence[str | None],
     reasons: Sequence[str | None],
-    clock: datetime.timedelta,
+    clock_offset: datetime.timedelta,
     on: Queryable = None,
 ) -> str:
     """Events that started no run of a function, and why: $1 event ids, $2 function ids, $3 reasons, $4
     clock offset.
     """
-    return await execute(db, "flow_skip_events", (event_ids, function_ids, reasons, clock), on)
+    return await execute(db, "flow_skip_events", (event_ids, function_ids, reasons, clock_offset), on)
 
 
 class BatchEventsOfRunsRow(TypedDict):
@@ -1971,13 +1998,13 @@ class BatchEventsOfRunsRow(TypedDict):
 async def batch_events_of_runs(
     db: Db,
     *,
-    in_order: Sequence[uuid.UUID | None],
+    run_ids: Sequence[uuid.UUID | None],
     on: Queryable = None,
 ) -> list[BatchEventsOfRunsRow]:
     """The events of batch runs $1 in order, as calls send them; read after the claim that leased their
     calls.
     """
-    return cast("list[BatchEventsOfRunsRow]", await fetch(db, "batch_events_of_runs", (in_order,), on))
+    return cast("list[BatchEventsOfRunsRow]", await fetch(db, "batch_events_of_runs", (run_ids,), on))
 
 
 class SkippedOfEventsRow(TypedDict):
@@ -1990,52 +2017,52 @@ class SkippedOfEventsRow(TypedDict):
 async def skipped_of_events(
     db: Db,
     *,
-    started_no: Sequence[str | None],
+    event_ids: Sequence[str | None],
     on: Queryable = None,
 ) -> list[SkippedOfEventsRow]:
     """Why events $1 started no run of some functions."""
-    return cast("list[SkippedOfEventsRow]", await fetch(db, "skipped_of_events", (started_no,), on))
+    return cast("list[SkippedOfEventsRow]", await fetch(db, "skipped_of_events", (event_ids,), on))
 
 
 class RunsFlowWaitRow(TypedDict):
     run_id: uuid.UUID
-    due: datetime.datetime | None
-    debounced: bool | None
+    due: datetime.datetime
+    debounced: bool
     batch_max: int | None
-    batch_events: int | None
+    batch_events: int
 
 
 async def runs_flow_wait(
     db: Db,
     *,
-    wait_at: Sequence[uuid.UUID | None],
+    run_ids: Sequence[uuid.UUID | None],
     on: Queryable = None,
 ) -> list[RunsFlowWaitRow]:
     """Why the Queued runs $1 wait at ingest's flow control: debounced (until their first call is due) or
     batching (the open batch's events of its max size).
     """
-    return cast("list[RunsFlowWaitRow]", await fetch(db, "runs_flow_wait", (wait_at,), on))
+    return cast("list[RunsFlowWaitRow]", await fetch(db, "runs_flow_wait", (run_ids,), on))
 
 
-async def prune_flow_state(db: Db, *, clock_offset: datetime.timedelta, on: Queryable = None) -> int | None:
+async def prune_flow_state(db: Db, *, clock_offset: datetime.timedelta, on: Queryable = None) -> int:
     """Flow-control state that decides nothing any more: rate limits whose period has passed, idempotency
     keys past their 24 hours, singletons, debounces and batches whose run is no longer Queued (or Running,
     for singletons).
     """
-    return cast("int | None", await fetchval(db, "prune_flow_state", (clock_offset,), on))
+    return cast("int", await fetchval(db, "prune_flow_state", (clock_offset,), on))
 
 
 async def open_session(
     db: Db,
     *,
-    sha: str,
-    how_long: datetime.timedelta,
+    session_sha256: str,
+    lifetime: datetime.timedelta,
     role: str,
-    namespace: str,
-    p5: str,
+    namespace: str | None,
+    token_sha256: str | None,
     on: Queryable = None,
 ) -> str:
-    return await execute(db, "open_session", (sha, how_long, role, namespace, p5), on)
+    return await execute(db, "open_session", (session_sha256, lifetime, role, namespace, token_sha256), on)
 
 
 class SessionIsOpenRow(TypedDict):
@@ -2043,12 +2070,12 @@ class SessionIsOpenRow(TypedDict):
     namespace: str | None
 
 
-async def session_is_open(db: Db, *, sha: str, on: Queryable = None) -> SessionIsOpenRow | None:
-    return cast("SessionIsOpenRow | None", await fetchrow(db, "session_is_open", (sha,), on))
+async def session_is_open(db: Db, *, session_sha256: str, on: Queryable = None) -> SessionIsOpenRow | None:
+    return cast("SessionIsOpenRow | None", await fetchrow(db, "session_is_open", (session_sha256,), on))
 
 
-async def close_session(db: Db, *, sha: str, on: Queryable = None) -> str:
-    return await execute(db, "close_session", (sha,), on)
+async def close_session(db: Db, *, session_sha256: str, on: Queryable = None) -> str:
+    return await execute(db, "close_session", (session_sha256,), on)
 
 
 async def prune_sessions(db: Db, on: Queryable = None) -> str:
@@ -2057,7 +2084,7 @@ async def prune_sessions(db: Db, on: Queryable = None) -> str:
 
 class LoadEventKeysRow(TypedDict):
     sha256: str
-    namespace: str | None
+    namespace: str
 
 
 async def load_event_keys(db: Db, on: Queryable = None) -> list[LoadEventKeysRow]:
@@ -2069,15 +2096,15 @@ async def replace_event_keys(
     *,
     source: str,
     namespace: str,
-    sha: Sequence[str | None],
+    key_hashes: Sequence[str | None],
     on: Queryable = None,
-) -> int | None:
+) -> int:
     """The keys of one Secret: $1 source, $2 namespace, $3 sha256 hex of each key."""
-    return cast("int | None", await fetchval(db, "replace_event_keys", (source, namespace, sha), on))
+    return cast("int", await fetchval(db, "replace_event_keys", (source, namespace, key_hashes), on))
 
 
 class LoadSigningKeysRow(TypedDict):
-    namespace: str | None
+    namespace: str
     current: str
     previous: str | None
 
@@ -2089,10 +2116,10 @@ async def load_signing_keys(db: Db, on: Queryable = None) -> list[LoadSigningKey
 async def replace_signing_key(
     db: Db,
     *,
-    p1: str,
-    p2: str,
+    namespace: str,
+    source: str,
     sealed_current: str,
-    sealed_previous: str,
+    sealed_previous: str | None,
     fingerprint: str,
     on: Queryable = None,
 ) -> str | None:
@@ -2101,13 +2128,15 @@ async def replace_signing_key(
     """
     return cast(
         "str | None",
-        await fetchval(db, "replace_signing_key", (p1, p2, sealed_current, sealed_previous, fingerprint), on),
+        await fetchval(
+            db, "replace_signing_key", (namespace, source, sealed_current, sealed_previous, fingerprint), on
+        ),
     )
 
 
-async def remove_signing_key(db: Db, *, p1: str, on: Queryable = None) -> str:
+async def remove_signing_key(db: Db, *, source: str, on: Queryable = None) -> str:
     """Secret $1 (source) is gone or no longer labelled: its keys are removed; answers how many rows went."""
-    return await execute(db, "remove_signing_key", (p1,), on)
+    return await execute(db, "remove_signing_key", (source,), on)
 
 
 class LoadApiTokensRow(TypedDict):
@@ -2124,12 +2153,12 @@ async def replace_api_tokens(
     db: Db,
     *,
     source: str,
-    namespace: str,
+    namespace: str | None,
     role: str,
-    sha: Sequence[str | None],
+    token_hashes: Sequence[str | None],
     on: Queryable = None,
-) -> int | None:
+) -> int:
     """The tokens of one Secret: $1 source, $2 namespace (null: the cluster), $3 role, $4 sha256 hex of
     each token.
     """
-    return cast("int | None", await fetchval(db, "replace_api_tokens", (source, namespace, role, sha), on))
+    return cast("int", await fetchval(db, "replace_api_tokens", (source, namespace, role, token_hashes), on))

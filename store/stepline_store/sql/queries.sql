@@ -356,6 +356,7 @@ WHERE work.id = held.id AND work.lease_token = held.token;
 
 -- name: lock_run :value
 -- params: run_id
+-- nullable: status
 -- Serialises the outcomes of one run's parallel calls. $1 run id. NO KEY UPDATE: steps inserted meanwhile
 -- (their foreign key takes a KEY SHARE lock on the run) are not held up.
 SELECT status FROM runs WHERE id = $1 FOR NO KEY UPDATE;
@@ -570,6 +571,7 @@ ORDER BY c.call;
 
 -- name: held_attempt :value
 -- params: work_id, lease_token
+-- nullable: attempt
 -- The attempt count of the call holding work $1 with lease token $2 (null when the lease is lost): the
 -- checkpoint API restarts it while the call runs.
 SELECT attempt FROM work WHERE id = $1::bigint AND lease_token = $2::uuid;
@@ -774,6 +776,7 @@ FROM cancelled c JOIN events e ON e.id = c.event_id;
 
 -- name: run_status :value
 -- params: run_id
+-- nullable: status
 SELECT status FROM runs WHERE id = $1;
 
 -- name: get_run :one
