@@ -268,7 +268,7 @@ class ClaimWorkRow(TypedDict):
     batched: bool | None
     queued_s: float | None
     memos: Any
-    stack: list[str | None]
+    stack: list[str]
 
 
 async def claim_work(
@@ -546,7 +546,7 @@ async def held_attempt(db: Db, *, work_id: int, lease_token: uuid.UUID, on: Quer
 
 class RunMemosRow(TypedDict):
     memos: Any
-    stack: list[str | None]
+    stack: list[str]
 
 
 async def run_memos(db: Db, *, run_id: uuid.UUID, on: Queryable = None) -> RunMemosRow | None:
@@ -557,7 +557,7 @@ async def run_memos(db: Db, *, run_id: uuid.UUID, on: Queryable = None) -> RunMe
 class RediscoverRow(TypedDict):
     held: bool
     memos: Any
-    stack: list[str | None]
+    stack: list[str]
 
 
 async def rediscover(
@@ -1040,7 +1040,7 @@ class GetEventRow(TypedDict):
     ts: int
     received_at: datetime.datetime
     v: str | None
-    namespaces: list[str | None] | None
+    namespaces: list[str] | None
 
 
 async def get_event(db: Db, *, event_id: str, on: Queryable = None) -> GetEventRow | None:
@@ -1055,7 +1055,7 @@ class ListEventsRow(TypedDict):
     ts: int
     received_at: datetime.datetime
     v: str | None
-    namespaces: list[str | None] | None
+    namespaces: list[str] | None
 
 
 async def list_events(
@@ -1111,9 +1111,9 @@ async def schema_version(db: Db, on: Queryable = None) -> int:
     return cast("int", await fetchval(db, "schema_version", (), on))
 
 
-async def migrations_after(db: Db, *, version: int, on: Queryable = None) -> list[str | None]:
+async def migrations_after(db: Db, *, version: int, on: Queryable = None) -> list[str]:
     """The names of the migrations applied after version $1, as "NNNN name", in order."""
-    return cast("list[str | None]", await fetchval(db, "migrations_after", (version,), on))
+    return cast("list[str]", await fetchval(db, "migrations_after", (version,), on))
 
 
 async def record_migration(db: Db, *, version: int, name: str, on: Queryable = None) -> str:
@@ -1142,13 +1142,13 @@ async def drop_history_before(
     retention: datetime.timedelta,
     lock_ms: int,
     on: Queryable = None,
-) -> list[datetime.date | None]:
+) -> list[datetime.date]:
     """Retention: drops the days of history that ended at or before statement_timestamp() + $1 (the clock
     offset) - $2 (the retention period), but those still holding a run not ended (or the event of one); a
     day whose tables stay locked for $3 ms is left for the next time.
     """
     return cast(
-        "list[datetime.date | None]",
+        "list[datetime.date]",
         await fetchval(db, "drop_history_before", (clock_offset, retention, lock_ms), on),
     )
 
@@ -1253,7 +1253,7 @@ class ListEventsInNamespaceRow(TypedDict):
     ts: int
     received_at: datetime.datetime
     v: str | None
-    namespaces: list[str | None]
+    namespaces: list[str]
 
 
 async def list_events_in_namespace(
@@ -1289,7 +1289,7 @@ class ListEventsWithoutInternalRow(TypedDict):
     ts: int
     received_at: datetime.datetime
     v: str | None
-    namespaces: list[str | None] | None
+    namespaces: list[str] | None
 
 
 async def list_events_without_internal(
@@ -1433,7 +1433,7 @@ class ListWebhookDeliveriesRow(TypedDict):
     accepted: bool
     status: int
     reason: str
-    event_ids: list[str | None]
+    event_ids: list[str]
 
 
 async def list_webhook_deliveries(
@@ -1454,7 +1454,7 @@ class ListDeliveriesInNamespaceRow(TypedDict):
     accepted: bool
     status: int
     reason: str
-    event_ids: list[str | None]
+    event_ids: list[str]
 
 
 async def list_deliveries_in_namespace(
@@ -1479,7 +1479,7 @@ class ListDeliveriesOfWebhookRow(TypedDict):
     accepted: bool
     status: int
     reason: str
-    event_ids: list[str | None]
+    event_ids: list[str]
 
 
 async def list_deliveries_of_webhook(

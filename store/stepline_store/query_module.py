@@ -78,8 +78,10 @@ def _python(type_: asyncpg.types.Type, *, param: bool) -> str:
         element = _SCALARS.get(type_.name.removesuffix("[]"))
         if element is None:
             raise ValueError(f"no Python type for Postgres array type {type_.name!r}")
-        element = element if element in ("Any", "None") else f"{element} | None"
-        return f"Sequence[{element}]" if param else f"list[{element}]"
+        if not param:
+            # The arrays that queries answer are aggregates of values that are never NULL.
+            return f"list[{element}]"
+        return f"Sequence[{element if element in ('Any', 'None') else f'{element} | None'}]"
     return _scalar(type_)
 
 

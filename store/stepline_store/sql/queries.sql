@@ -6,7 +6,8 @@
 --   -- params: a, b?, c       the keyword names of $1, $2, $3...; "?" marks one that may be NULL (None)
 --   -- nullable: x, y         the result columns that may be NULL (an outer join, a nullable column, an
 --                             aggregate or function that can answer NULL); the others are never NULL
--- The prose under them says what the query does and what each parameter means.
+-- Array parameters may hold NULLs; the arrays that queries answer never do. The prose under the annotations
+-- says what the query does and what each parameter means.
 
 -- name: load_functions :many
 -- nullable: checkpoint, flow, retry_policy
