@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import difflib
-import json
 import logging
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -25,8 +24,11 @@ from stepline.durations import parse_duration
 from stepline.flow import FlowControl, RetryPolicy, known_fields
 from stepline.manifest import FunctionResource, describe_error, parse_function
 from stepline.protocol import match_expression
+from stepline_store import queries
+from stepline_store.functions import PublishedFunction, publish_functions, remove_functions
 from stepline_store.identity import DEFAULT_NAMESPACE, IdentityError, qualified_function_id
-from stepline_store.pool import Store
+from stepline_store.pool import Queryable, Store
+from stepline_store.queries import FunctionOwnersRow, LoadFunctionsRow, SyncOwnersRow
 
 from stepline_gateway.errors import BadRequest, FunctionIdTaken
 from stepline_gateway.routing import ExpressionError, Function, compile_expression
@@ -239,7 +241,7 @@ class StoredFunction(_Stored):
     created_at: datetime.datetime | None = None
 
 
-def _takeover(row: Any, app_id: str, url: str, urls: set[str]) -> str | None:
+def _takeover(row: SyncOwnersRow, app_id: str, url: str, urls: set[str]) -> str | None:
     """Why a sync of ``app_id`` from ``url`` may not replace the stored ``row``: None when it may."""
     if row["source"] != SDK_SOURCE:
         return (
@@ -260,7 +262,7 @@ def _takeover(row: Any, app_id: str, url: str, urls: set[str]) -> str | None:
     return None
 
 
-def _manifest_takeover(row: Any) -> str:
+def _manifest_takeover(row: FunctionOwnersRow) -> str:
     """Why a manifest may not replace the stored ``row`` of another owner."""
     if row["source"] == SDK_SOURCE:
         return (
@@ -274,7 +276,7 @@ def _manifest_takeover(row: Any) -> str:
     )
 
 
-def function_from_row(row: Any) -> Function:
+def function_from_row(row: LoadFunctionsRow) -> Function:
     """The routed function of a ``functions`` row; ValueError when the row holds what cannot be routed."""
     stored = StoredFunction.model_validate(dict(row))
     flow = None if stored.flow is None else FlowControl.model_validate(known_fields(FlowControl, stored.flow))
@@ -322,8 +324,11 @@ class Registry:
         urls = {url, *(f.url for f in functions)}
         app_lock = f"app:{qualified_function_id(namespace, app_id)}"
         async with self._store.transaction() as conn:
-            await self._store.execute("lock_function_ids", sorted({*ids, app_lock}), on=conn)
-            for row in await self._store.fetch("sync_owners", ids, app_id, SDK_SOURCE, namespace, on=conn):
+            await queries.lock_function_ids(self._store, function_ids=sorted({*ids, app_lock}), on=conn)
+            owners = await queries.sync_owners(
+                self._store, function_ids=ids, app_id=app_id, source=SDK_SOURCE, namespace=namespace, on=conn
+            )
+            for row in owners:
                 owner = _takeover(row, app_id, url, urls)
                 if owner is not None:
                     raise FunctionIdTaken(owner)
@@ -337,8 +342,8 @@ class Registry:
         nothing is changed then (the functions loaded before stay)."""
         ids = sorted(f.id for f in functions)
         async with self._store.transaction() as conn:
-            await self._store.execute("lock_function_ids", ids, on=conn)
-            for row in await self._store.fetch("function_owners", ids, on=conn):
+            await queries.lock_function_ids(self._store, function_ids=ids, on=conn)
+            for row in await queries.function_owners(self._store, function_ids=ids, on=conn):
                 if row["source"] != MANIFEST_SOURCE:
                     raise FunctionIdTaken(_manifest_takeover(row))
             await self._publish(conn, functions, replace_app=None, replace_source=MANIFEST_SOURCE)
@@ -347,65 +352,49 @@ class Registry:
         """Remove every function an SDK app synced in ``namespace`` (so that it may sync from another URL);
         the same app id in another namespace is another app. Answer how many were removed."""
         async with self._store.transaction() as conn:
-            status = await self._store.execute(
-                "delete_app_functions_except", app_id, SDK_SOURCE, [], namespace, on=conn
+            return await remove_functions(
+                self._store, source=SDK_SOURCE, app_id=app_id, namespace=namespace, on=conn
             )
-            removed = int(status.split()[-1])
-            if removed:
-                await self._store.execute("notify_routes", on=conn)
-        return removed
 
     async def _publish(
         self,
-        conn: Any,
+        conn: Queryable,
         functions: list[Function],
         *,
         replace_app: str | None,
         replace_source: str,
         namespace: str | None = None,
     ) -> None:
-        ids = [f.id for f in functions]
-        if functions:
-            await self._store.execute(
-                "upsert_functions",
-                ids,
-                [f.app_id for f in functions],
-                [f.name for f in functions],
-                [f.url for f in functions],
-                [json.dumps(f.triggers) for f in functions],
-                [f.retries for f in functions],
-                [f.paused for f in functions],
-                [f.source for f in functions],
-                on=conn,
+        published = [
+            PublishedFunction(
+                id=f.id,
+                app_id=f.app_id,
+                name=f.name,
+                url=f.url,
+                triggers=f.triggers,
+                retries=f.retries,
+                paused=f.paused,
+                source=f.source,
+                cancel_on=f.cancel_on,
+                checkpoint=f.checkpoint,
+                flow=None if f.flow is None else f.flow.to_json(),
+                retry_policy=None if f.retry_policy is None else f.retry_policy.to_json(),
             )
-        if replace_app is not None:
-            await self._store.execute(
-                "delete_app_functions_except", replace_app, replace_source, ids, namespace, on=conn
-            )
-        else:
-            await self._store.execute("delete_functions_of_source_except", replace_source, ids, on=conn)
-        await self._store.execute(
-            "set_cancel_rules", ids, [json.dumps(f.cancel_on) for f in functions], on=conn
-        )
-        await self._store.execute(
-            "set_checkpoint_settings",
-            ids,
-            [None if f.checkpoint is None else json.dumps(f.checkpoint) for f in functions],
+            for f in functions
+        ]
+        await publish_functions(
+            self._store,
+            published,
+            replace_source=replace_source,
+            replace_app=replace_app,
+            namespace=namespace,
             on=conn,
         )
-        await self._store.execute(
-            "set_flow_control",
-            ids,
-            [None if f.flow is None else json.dumps(f.flow.to_json()) for f in functions],
-            [None if f.retry_policy is None else json.dumps(f.retry_policy.to_json()) for f in functions],
-            on=conn,
-        )
-        await self._store.execute("notify_routes", on=conn)
 
     async def load(self) -> list[Function]:
         """The routed functions; rows that cannot be routed are left out, each logged once as an error."""
         functions = []
-        for row in await self._store.fetch("load_functions"):
+        for row in await queries.load_functions(self._store):
             try:
                 functions.append(function_from_row(row))
             except ValueError as err:  # pydantic's ValidationError is one

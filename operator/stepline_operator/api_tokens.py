@@ -18,13 +18,11 @@ from typing import Any
 
 import asyncpg
 import kopf
+from stepline_store import queries
 from stepline_store.errors import is_transient
-from stepline_store.sql import load_queries
 
 from stepline_operator.errors import RoutingUnavailable
 from stepline_operator.event_keys import SECRETS, hashes_of, source_of
-
-QUERIES = load_queries()
 
 LABEL = "stepline.dev/api-token"
 ROLE_ANNOTATION = "stepline.dev/api-token-role"
@@ -63,9 +61,11 @@ async def publish(
     """Make ``hashes`` the tokens of ``source`` (none: remove them); answer if any changed."""
     try:
         async with pool.acquire() as conn, conn.transaction():
-            changed = await conn.fetchval(QUERIES["replace_api_tokens"], source, namespace, role, hashes)
+            changed = await queries.replace_api_tokens(
+                conn, source=source, namespace=namespace, role=role, token_hashes=hashes
+            )
             if changed:
-                await conn.execute(QUERIES["notify_routes"])
+                await queries.notify_routes(conn)
             return bool(changed)
     except Exception as err:
         if not is_transient(err):

@@ -17,12 +17,10 @@ from typing import Any
 
 import asyncpg
 import kopf
+from stepline_store import queries
 from stepline_store.errors import is_transient
-from stepline_store.sql import load_queries
 
 from stepline_operator.errors import RoutingUnavailable
-
-QUERIES = load_queries()
 
 LABEL = "stepline.dev/event-key"
 SECRETS = ("", "v1", "secrets")
@@ -55,11 +53,11 @@ async def publish(pool: asyncpg.Pool, namespace: str, name: str, hashes: list[st
     """Make ``hashes`` the keys of Secret ``namespace/name`` (none: remove them); answer if any changed."""
     try:
         async with pool.acquire() as conn, conn.transaction():
-            changed = await conn.fetchval(
-                QUERIES["replace_event_keys"], source_of(namespace, name), namespace, hashes
+            changed = await queries.replace_event_keys(
+                conn, source=source_of(namespace, name), namespace=namespace, key_hashes=hashes
             )
             if changed:
-                await conn.execute(QUERIES["notify_routes"])
+                await queries.notify_routes(conn)
             return bool(changed)
     except Exception as err:
         if not is_transient(err):

@@ -5,22 +5,22 @@ its routing table. Publishing what is already there writes nothing and notifies 
 retried reconcile re-publishes nothing. A function id already published by another resource or by an SDK
 app is refused rather than taken over. A database that is away (restarting, failing over, a terminated
 connection, a deadlock: what ``stepline_store.errors.is_transient`` names) is ``RoutingUnavailable``, which
-the handlers report and retry. The SQL is the shared named queries of ``stepline_store.sql``.
+the handlers report and retry. The writes are the gateway's own (``stepline_store.functions``).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from stepline_store.errors import is_transient
-from stepline_store.sql import load_queries, migrations
+from stepline_store import queries, schema
+from stepline_store.errors import SchemaMismatch, is_transient
+from stepline_store.functions import PublishedFunction, publish_functions, remove_functions
+from stepline_store.pool import connect, create_pool
+from stepline_store.queries import FunctionsOfIdOrSourceRow
 
 from stepline_operator.errors import FunctionIdTaken, RoutingUnavailable
-
-QUERIES = load_queries()
 
 # Names the operator's connections in pg_stat_activity.
 _APPLICATION_NAME = "stepline-operator"
@@ -48,30 +48,39 @@ class Route:
     flow: dict[str, Any] | None = None
     retry_policy: dict[str, Any] | None = None
 
-    def same_as(self, row: asyncpg.Record) -> bool:
-        return all(row[column] == getattr(self, column) for column in self.__dataclass_fields__)
+    def same_as(self, row: FunctionsOfIdOrSourceRow) -> bool:
+        stored: dict[str, Any] = dict(row)
+        return all(stored[column] == getattr(self, column) for column in self.__dataclass_fields__)
 
-
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    def published(self) -> PublishedFunction:
+        return PublishedFunction(
+            id=self.id,
+            app_id=self.app_id,
+            name=self.name,
+            url=self.url,
+            triggers=self.triggers,
+            retries=self.retries,
+            paused=self.paused,
+            source=self.source,
+            cancel_on=self.cancel_on,
+            flow=self.flow,
+            retry_policy=self.retry_policy,
+        )
 
 
 async def check_schema(database_url: str) -> None:
-    """Fail with a clear message when the database is unreachable or at another schema version."""
+    """Fail with a clear message when the database is unreachable or at another schema version (the
+    gateway's check: ``stepline_store.schema.verify``)."""
     try:
-        conn = await asyncpg.connect(database_url, timeout=15)
+        conn = await connect(database_url, application_name=_APPLICATION_NAME, within_s=15)
     except Exception as err:  # asyncpg's errors for a refused connection, credentials, a missing database
         raise RoutingUnavailable(f"cannot connect to the database: {err}") from None
     try:
-        have = await conn.fetchval(QUERIES["schema_version"])
+        await schema.verify(conn)
+    except SchemaMismatch as err:
+        raise RoutingUnavailable(str(err)) from None
     finally:
         await conn.close()
-    need = migrations()[-1].version
-    if have != need:
-        raise RoutingUnavailable(
-            f"the database schema is at version {have}, this Stepline needs {need}: "
-            + ("run `stepline migrate`" if have < need else "upgrade Stepline")
-        )
 
 
 class RouteTable:
@@ -83,13 +92,8 @@ class RouteTable:
     @classmethod
     async def open(cls, database_url: str, *, size: int) -> RouteTable:
         try:
-            pool = await asyncpg.create_pool(
-                database_url,
-                min_size=1,
-                max_size=size,
-                init=_init_connection,
-                timeout=15,
-                server_settings={"application_name": _APPLICATION_NAME},
+            pool = await create_pool(
+                database_url, min_size=1, max_size=size, application_name=_APPLICATION_NAME, within_s=15
             )
         except Exception as err:
             _reraise_unless_transient(err)
@@ -108,8 +112,10 @@ class RouteTable:
         """Make ``route`` the only route of its source; answer whether anything changed (and was notified)."""
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute(QUERIES["lock_function_id"], route.id)
-                rows = await conn.fetch(QUERIES["functions_of_id_or_source"], route.id, route.source)
+                await queries.lock_function_id(conn, function_id=route.id)
+                rows = await queries.functions_of_id_or_source(
+                    conn, function_id=route.id, source=route.source
+                )
                 current = next((row for row in rows if row["id"] == route.id), None)
                 if current is not None and current["source"] != route.source:
                     raise FunctionIdTaken(
@@ -119,26 +125,7 @@ class RouteTable:
                 others = [row["id"] for row in rows if row["id"] != route.id]
                 if current is not None and route.same_as(current) and not others:
                     return False
-                await conn.execute(
-                    QUERIES["upsert_functions"],
-                    [route.id],
-                    [route.app_id],
-                    [route.name],
-                    [route.url],
-                    [json.dumps(route.triggers)],
-                    [route.retries],
-                    [route.paused],
-                    [route.source],
-                )
-                await conn.execute(QUERIES["set_cancel_rules"], [route.id], [json.dumps(route.cancel_on)])
-                await conn.execute(
-                    QUERIES["set_flow_control"],
-                    [route.id],
-                    [None if route.flow is None else json.dumps(route.flow)],
-                    [None if route.retry_policy is None else json.dumps(route.retry_policy)],
-                )
-                await conn.execute(QUERIES["delete_functions_of_source_except"], route.source, [route.id])
-                await conn.execute(QUERIES["notify_routes"])
+                await publish_functions(conn, [route.published()], replace_source=route.source)
                 return True
         except Exception as err:
             _reraise_unless_transient(err)
@@ -148,11 +135,7 @@ class RouteTable:
         """Remove every route of ``source``; answer whether there was one (then NOTIFY)."""
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                status = await conn.execute(QUERIES["delete_functions_of_source_except"], source, [])
-                if status == "DELETE 0":
-                    return False
-                await conn.execute(QUERIES["notify_routes"])
-                return True
+                return await remove_functions(conn, source=source) > 0
         except Exception as err:
             _reraise_unless_transient(err)
             raise RoutingUnavailable(

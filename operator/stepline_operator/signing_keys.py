@@ -18,14 +18,12 @@ from typing import Any
 
 import asyncpg
 import kopf
+from stepline_store import queries
 from stepline_store.errors import is_transient
 from stepline_store.sealing import Sealer
-from stepline_store.sql import load_queries
 
 from stepline_operator.errors import RoutingUnavailable
 from stepline_operator.event_keys import SECRETS, source_of
-
-QUERIES = load_queries()
 
 LABEL = "stepline.dev/signing-key"
 CURRENT = "INNGEST_SIGNING_KEY"
@@ -78,12 +76,26 @@ async def publish(
     try:
         async with pool.acquire() as conn, conn.transaction():
             if keys is None:
-                status = await conn.execute(QUERIES["remove_signing_key"], source)
+                status = await queries.remove_signing_key(conn, source=source)
                 outcome = "changed" if status.split()[-1] != "0" else "same"
             else:
-                outcome = str(await conn.fetchval(QUERIES["replace_signing_key"], namespace, source, *keys))
+                current, previous, fingerprint = keys
+                answer = await queries.replace_signing_key(
+                    conn,
+                    namespace=namespace,
+                    source=source,
+                    sealed_current=current,
+                    sealed_previous=previous,
+                    fingerprint=fingerprint,
+                )
+                if answer is None:
+                    # Another Secret published the namespace's key at the same moment: nothing was written.
+                    raise RoutingUnavailable(
+                        f"another Secret published the signing key of {namespace} at the same moment"
+                    )
+                outcome = answer
             if outcome == "changed":
-                await conn.execute(QUERIES["notify_routes"])
+                await queries.notify_routes(conn)
             return outcome
     except Exception as err:
         if not is_transient(err):

@@ -19,17 +19,17 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+from stepline_store import queries
 from stepline_store.errors import is_transient
-from stepline_store.sql import load_queries
+from stepline_store.queries import FunctionStatsRow
 
-QUERIES = load_queries()
 # Runs of one function counted per window and tick, at most.
 COUNTED_AT_MOST = 100_000
 
 log = logging.getLogger(__name__)
 
 
-def stats_json(row: asyncpg.Record) -> dict[str, Any]:
+def stats_json(row: FunctionStatsRow) -> dict[str, Any]:
     """``status.stats`` as the CRD's schema has it."""
     last: datetime.datetime | None = row["last_run_at"]
     return {
@@ -68,7 +68,9 @@ class StatsBoard:
         async with self._lock:
             if self._taken is None or self._monotonic() - self._taken[0] >= self._max_age_s:
                 try:
-                    rows = await self._pool.fetch(QUERIES["function_stats"], self._patterns, COUNTED_AT_MOST)
+                    rows = await queries.function_stats(
+                        self._pool, source_patterns=self._patterns, counted_at_most=COUNTED_AT_MOST
+                    )
                 except Exception as err:
                     if not is_transient(err):
                         raise

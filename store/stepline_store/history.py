@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime
 
-from stepline_store.pool import QUERIES, Queryable
+from stepline_store import queries
+from stepline_store.pool import Db
 
 # Days made ahead of the clock's, and behind it (a replica whose clock is a little late, a day just begun).
 DAYS_AHEAD = 3
@@ -30,23 +31,19 @@ def days_around(at: datetime.datetime) -> tuple[datetime.date, datetime.date]:
     return day - datetime.timedelta(days=DAYS_BEHIND), day + datetime.timedelta(days=DAYS_AHEAD)
 
 
-async def make_days(conn: Queryable, around: datetime.datetime) -> int:
+async def make_days(conn: Db, around: datetime.datetime) -> int:
     """Make the days around ``around`` (``days_around``) that do not exist; answer how many were made."""
     first, last = days_around(around)
-    made: int = await conn.fetchval(QUERIES["create_history_partitions"], first, last, LOCK_MS)
-    return made
+    return await queries.create_history_partitions(conn, first_day=first, last_day=last, lock_ms=LOCK_MS)
 
 
 async def drop_days_before(
-    conn: Queryable, *, offset: datetime.timedelta, retention: datetime.timedelta
+    conn: Db, *, offset: datetime.timedelta, retention: datetime.timedelta
 ) -> list[datetime.date]:
     """Drop the days that ended more than ``retention`` ago by the database's clock (plus ``offset``), but
     those that still hold a run not ended; answer the days dropped."""
-    days: list[datetime.date] = await conn.fetchval(
-        QUERIES["drop_history_before"], offset, retention, LOCK_MS
-    )
-    return days
+    return await queries.drop_history_before(conn, clock_offset=offset, retention=retention, lock_ms=LOCK_MS)
 
 
-async def kept_days(conn: Queryable) -> list[datetime.date]:
-    return [row["day"] for row in await conn.fetch(QUERIES["history_days"])]
+async def kept_days(conn: Db) -> list[datetime.date]:
+    return [row["day"] for row in await queries.history_days(conn)]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from stepline_store.errors import is_transient
 from stepline_store.sql import load_queries
@@ -41,9 +42,15 @@ async def _keep_session(conn: Connection) -> None:
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 2, max_size: int = 10, application_name: str = "stepline"
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    application_name: str = "stepline",
+    within_s: float = 60,
 ) -> asyncpg.Pool:
-    """A pool; ``application_name`` names its connections in ``pg_stat_activity`` (who holds what)."""
+    """A pool; ``application_name`` names its connections in ``pg_stat_activity`` (who holds what), and
+    opening each connection may take ``within_s`` seconds."""
     pool: asyncpg.Pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
@@ -51,6 +58,7 @@ async def create_pool(
         init=_init_connection,
         reset=_keep_session,
         command_timeout=60,
+        timeout=within_s,
         server_settings={"application_name": application_name},
     )
     return pool
@@ -143,7 +151,7 @@ class Store:
 
 # Where a query of ``stepline_store.queries`` runs: a ``Store`` (its failures counted) or a bare connection
 # or pool (the operator's, the migrations').
-Db = Store | Connection | asyncpg.Pool
+Db = Store | Connection | asyncpg.Pool | PoolConnectionProxy
 
 
 async def fetch(db: Db, name: str, args: tuple[Any, ...], on: Queryable) -> list[Record]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import datetime
 
-from stepline_store import history
+from stepline_store import history, queries
 from stepline_store.errors import SchemaMismatch
-from stepline_store.pool import QUERIES, Connection
+from stepline_store.pool import Connection
 from stepline_store.sql import Migration, migrations
 
 # An arbitrary constant: the key of the advisory lock that serialises migrations across processes.
@@ -25,29 +25,28 @@ def latest_version() -> int:
 
 
 async def current_version(conn: Connection) -> int:
-    version: int = await conn.fetchval(QUERIES["schema_version"])
-    return version
+    return await queries.schema_version(conn)
 
 
 async def migrate(conn: Connection) -> list[Migration]:
     """Apply what is missing, each migration in its own transaction; return what was applied."""
     applied = []
-    await conn.execute(QUERIES["lock_migrations"], _LOCK_KEY)
+    await queries.lock_migrations(conn, lock_key=_LOCK_KEY)
     try:
-        await conn.execute(QUERIES["create_migrations_table"])
+        await queries.create_migrations_table(conn)
         have = await current_version(conn)
         for migration in migrations():
             if migration.version <= have:
                 continue
             async with conn.transaction():
                 await conn.execute(migration.sql)
-                await conn.execute(QUERIES["record_migration"], migration.version, migration.name)
+                await queries.record_migration(conn, version=migration.version, name=migration.name)
             applied.append(migration)
         if await current_version(conn) >= PARTITIONED_HISTORY:
-            now: datetime.datetime = await conn.fetchval(QUERIES["clock_now"], datetime.timedelta(0))
+            now = await queries.clock_now(conn, clock_offset=datetime.timedelta(0))
             await history.make_days(conn, now)
     finally:
-        await conn.execute(QUERIES["unlock_migrations"], _LOCK_KEY)
+        await queries.unlock_migrations(conn, lock_key=_LOCK_KEY)
     return applied
 
 
@@ -58,7 +57,7 @@ async def verify(conn: Connection) -> None:
             f"the database schema is at version {have}, this Stepline needs {need}: run `stepline migrate`"
         )
     if have > need:
-        names = await conn.fetchval(QUERIES["migrations_after"], need)
+        names = await queries.migrations_after(conn, version=need)
         raise SchemaMismatch(
             f"the database schema is at version {have}, newer than this Stepline ({need}): the database has"
             f" been migrated by a later Stepline ({', '.join(names)}), which this one cannot read or write;"

@@ -16,8 +16,9 @@ from typing import Any
 
 from stepline.webhook import WebhookResource, clean_secret
 
+from stepline_store import queries
 from stepline_store.errors import StoreError
-from stepline_store.pool import QUERIES, Queryable
+from stepline_store.pool import Db
 from stepline_store.sealing import Sealer
 
 CHANNEL = "stepline_webhooks"
@@ -87,15 +88,17 @@ def _plain_fingerprint(described: bytes) -> str:
 
 
 async def publish_webhooks(
-    conn: Queryable, webhooks: Sequence[PublishedWebhook], *, source: str, replace: bool
+    conn: Db, webhooks: Sequence[PublishedWebhook], *, source: str, replace: bool
 ) -> int:
     """Write ``webhooks`` (all of ``source``) in the caller's transaction; with ``replace``, remove the other
     webhooks of ``source``. Raise ``WebhookTaken`` when another source holds one. Answer the rows changed;
     when there are any, the gateways are notified at commit."""
-    await conn.execute(QUERIES["lock_webhooks"])
+    await queries.lock_webhooks(conn)
     namespaces = [w.namespace for w in webhooks]
     names = [w.name for w in webhooks]
-    existing = await conn.fetch(QUERIES["webhooks_of_keys_or_source"], namespaces, names, source)
+    existing = await queries.webhooks_of_keys_or_source(
+        conn, namespaces=namespaces, names=names, source=source
+    )
     for row in existing:
         if row["source"] != source and (row["namespace"], row["name"]) in {w.key for w in webhooks}:
             raise WebhookTaken(
@@ -104,33 +107,35 @@ async def publish_webhooks(
             )
     changed = 0
     if webhooks:
-        written = await conn.fetch(
-            QUERIES["upsert_webhooks"],
-            namespaces,
-            names,
-            [w.scheme for w in webhooks],
-            [json.dumps(w.options) for w in webhooks],
-            [json.dumps(w.secrets) for w in webhooks],
-            [w.transform for w in webhooks],
-            [w.source for w in webhooks],
-            [w.fingerprint for w in webhooks],
+        written = await queries.upsert_webhooks(
+            conn,
+            namespaces=namespaces,
+            names=names,
+            schemes=[w.scheme for w in webhooks],
+            options=[json.dumps(w.options) for w in webhooks],
+            sealed_secrets=[json.dumps(w.secrets) for w in webhooks],
+            transforms=[w.transform for w in webhooks],
+            sources=[w.source for w in webhooks],
+            fingerprints=[w.fingerprint for w in webhooks],
         )
         changed += len(written)
     if replace:
-        removed = await conn.fetch(QUERIES["delete_webhooks_of_source_except"], source, namespaces, names)
+        removed = await queries.delete_webhooks_of_source_except(
+            conn, source=source, keep_namespaces=namespaces, keep_names=names
+        )
         changed += len(removed)
     if changed:
-        await conn.execute(QUERIES["notify_webhooks"])
+        await queries.notify_webhooks(conn)
     return changed
 
 
-async def unpublish_webhooks(conn: Queryable, *, source: str) -> int:
+async def unpublish_webhooks(conn: Db, *, source: str) -> int:
     """Remove every webhook of ``source`` in the caller's transaction; answer how many (then NOTIFY)."""
     return await publish_webhooks(conn, [], source=source, replace=True)
 
 
-async def load_webhooks(conn: Queryable) -> list[PublishedWebhook]:
-    rows = await conn.fetch(QUERIES["load_webhooks"])
+async def load_webhooks(conn: Db) -> list[PublishedWebhook]:
+    rows = await queries.load_webhooks(conn)
     return [
         PublishedWebhook(
             namespace=row["namespace"],
