@@ -8,6 +8,8 @@
 --                             aggregate or function that can answer NULL); the others are never NULL
 -- Array parameters may hold NULLs; the arrays that queries answer never do. The prose under the annotations
 -- says what the query does and what each parameter means.
+-- A step whose memo is recorded is never changed again, whatever a statement asks: migration 0018's trigger
+-- skips such an update (so the upserts of steps below carry no condition for it).
 
 -- name: load_functions :many
 -- nullable: checkpoint, flow, retry_policy
@@ -387,7 +389,6 @@ WITH held AS (
     ON CONFLICT (run_id, hash) DO UPDATE
         SET op = EXCLUDED.op, status = EXCLUDED.status, attempts = EXCLUDED.attempts, memo = EXCLUDED.memo,
             error = EXCLUDED.error, ended_at = EXCLUDED.ended_at, attempt_started_at = EXCLUDED.attempt_started_at
-        WHERE steps.memo IS NULL
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM held) > 0 AS held, (SELECT count(*) FROM step) > 0 AS recorded,
@@ -436,7 +437,6 @@ WITH held AS (
         SET op = EXCLUDED.op, status = EXCLUDED.status, attempts = steps.attempts + 1, memo = EXCLUDED.memo,
             error = NULL, ended_at = EXCLUDED.ended_at, checkpointed = EXCLUDED.checkpointed,
             attempt_started_at = EXCLUDED.attempt_started_at
-        WHERE steps.memo IS NULL
     RETURNING 1
 ), restarted AS (
     -- Written only when there is something to restart: most calls that checkpoint are first attempts.
@@ -494,7 +494,6 @@ WITH calls AS (
         SET op = EXCLUDED.op, status = EXCLUDED.status, attempts = steps.attempts + 1, memo = EXCLUDED.memo,
             error = NULL, ended_at = EXCLUDED.ended_at, checkpointed = EXCLUDED.checkpointed,
             attempt_started_at = EXCLUDED.attempt_started_at
-        WHERE steps.memo IS NULL
     RETURNING run_id
 ), restarted AS (
     UPDATE work SET attempt = 0 FROM held
@@ -546,7 +545,6 @@ WITH calls AS (
         SET op = EXCLUDED.op, status = EXCLUDED.status, attempts = steps.attempts + 1, memo = EXCLUDED.memo,
             error = NULL, ended_at = EXCLUDED.ended_at, checkpointed = EXCLUDED.checkpointed,
             attempt_started_at = EXCLUDED.attempt_started_at
-        WHERE steps.memo IS NULL
     RETURNING run_id
 ), ended AS (
     UPDATE runs SET status = 'Completed', output = h.output, error = NULL,
@@ -618,7 +616,6 @@ WITH step AS (
     ON CONFLICT (run_id, hash) DO UPDATE
         SET op = EXCLUDED.op, status = EXCLUDED.status, attempts = EXCLUDED.attempts, memo = EXCLUDED.memo,
             error = EXCLUDED.error, ended_at = EXCLUDED.ended_at, attempt_started_at = EXCLUDED.attempt_started_at
-        WHERE steps.memo IS NULL
     RETURNING 1
 ), others AS (
     SELECT count(*) AS n FROM work WHERE run_id = $3 AND id <> $1 AND step_id NOT LIKE 'timeout:%'
@@ -691,7 +688,6 @@ WITH run AS (
     FROM held, began
     ON CONFLICT (run_id, hash) DO UPDATE
         SET status = 'Retrying', op = 'StepError', attempts = EXCLUDED.attempts, error = EXCLUDED.error
-        WHERE steps.memo IS NULL
 ), history AS (
     INSERT INTO step_attempts (run_id, hash, attempt, error, ended_at, started_at)
     SELECT $5::uuid, $6::text, $3::int, $8::jsonb, statement_timestamp() + $9::interval,
@@ -751,7 +747,6 @@ WITH held AS (
     SELECT $3::uuid, $4::text, $5::text, $6::text, $7::text, 1, statement_timestamp() + $10::interval
     FROM held
     ON CONFLICT (run_id, hash) DO UPDATE SET op = EXCLUDED.op, status = EXCLUDED.status
-        WHERE steps.memo IS NULL
 ), wait AS (
     INSERT INTO waits (run_id, hash, event_name, expression)
     SELECT $3::uuid, $4::text, $11::text, $12::text FROM held WHERE $11::text IS NOT NULL
@@ -1138,8 +1133,7 @@ SELECT $3::uuid, $4::text, $5::text, 'StepError', 'Failed', $6::int, $7::jsonb,
 WHERE EXISTS (SELECT 1 FROM work WHERE id = $1::bigint AND lease_token = $2::uuid)
 ON CONFLICT (run_id, hash) DO UPDATE
     SET status = 'Failed', op = 'StepError', attempts = EXCLUDED.attempts, error = EXCLUDED.error,
-        ended_at = EXCLUDED.ended_at
-    WHERE steps.memo IS NULL;
+        ended_at = EXCLUDED.ended_at;
 
 -- name: next_due_except :value
 -- params: clock_offset, capped_urls

@@ -126,6 +126,18 @@ END
 $_$;
 
 --
+-- Name: stepline_keep_recorded_step(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.stepline_keep_recorded_step() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    RETURN NULL;
+END
+$$;
+
+--
 -- Name: stepline_name_history_indexes(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -878,6 +890,12 @@ CREATE INDEX work_leased ON public.work USING btree (lease_expires_at) WHERE (le
 --
 
 CREATE INDEX work_waiting_for_slot ON public.work USING btree (waiting_key, queued_at, id) WHERE (waiting = 'concurrency'::text);
+
+--
+-- Name: steps steps_memo_written_once; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER steps_memo_written_once BEFORE UPDATE ON public.steps FOR EACH ROW WHEN ((old.memo IS NOT NULL)) EXECUTE FUNCTION public.stepline_keep_recorded_step();
 
 --
 -- Name: work work_deleted_slots; Type: TRIGGER; Schema: public; Owner: -
