@@ -14,6 +14,8 @@ import pytest
 from stepline_store import schema
 from stepline_store.pool import connect
 
+from tests.databases import DatabaseSupply
+
 TEMPLATE = "stepline_template"
 
 # Fixtures that start real gateway processes.
@@ -64,11 +66,22 @@ async def fresh_database(postgres_uri: str, *, template: str = TEMPLATE) -> Asyn
         await admin.close()
 
 
+@pytest.fixture(scope="session")
+def database_supply(postgres_uri: str) -> Iterator[DatabaseSupply]:
+    supply = DatabaseSupply(postgres_uri, TEMPLATE)
+    supply.start()
+    yield supply
+    supply.stop()
+
+
 @pytest.fixture
-async def database_url(postgres_uri: str) -> AsyncIterator[str]:
-    """A database of its own for each test, already migrated."""
-    async for url in fresh_database(postgres_uri):
-        yield url
+async def database_url(postgres_uri: str, database_supply: DatabaseSupply) -> AsyncIterator[str]:
+    """A database of its own for each test, already migrated (made ahead of the test: tests/databases.py)."""
+    name = await asyncio.to_thread(database_supply.take)
+    try:
+        yield with_database(postgres_uri, name)
+    finally:
+        database_supply.give_back(name)
 
 
 @pytest.fixture(scope="module")
