@@ -120,6 +120,9 @@ class Dispatcher:
         self._stopping = False
         # Call slots held for runs an ingest in progress may start here (ingest.py's LocalStarts).
         self._reserved = 0
+        # The slots a claim in flight may fill: its rows are not counted in _by_url until it answers, so a
+        # run started where it was ingested meanwhile must leave room for them (any endpoint's).
+        self._claiming = 0
         self._lapse_check: asyncio.TimerHandle | None = None
 
     def wake(self) -> None:
@@ -144,12 +147,12 @@ class Dispatcher:
 
     def reserve(self, urls: list[str]) -> list[bool]:
         """Which of the new runs calling ``urls`` may start here: a free call slot each, and no endpoint
-        past its share, counting the slots held already. Those slots are held until ``adopt`` or
-        ``release``."""
+        past its share, counting the slots held already and those a claim in flight may fill (with any
+        endpoint's calls). Those slots are held until ``adopt`` or ``release``."""
         taken: list[bool] = []
         for url in urls:
-            free = self._concurrency - len(self._inflight) - self._reserved
-            room = not self._stopping and free > 0 and self._by_url[url] < self._endpoint_cap
+            free = self._concurrency - len(self._inflight) - self._reserved - self._claiming
+            room = not self._stopping and free > 0 and self._by_url[url] + self._claiming < self._endpoint_cap
             if room:
                 self._reserved += 1
                 self._by_url[url] += 1
@@ -216,6 +219,7 @@ class Dispatcher:
         # No endpoint may pass its share through this claim, whichever endpoints its rows belong to.
         busiest = max((n for n in self._by_url.values() if n < self._endpoint_cap), default=0)
         limit = min(free, self._endpoint_cap - busiest)
+        self._claiming = limit
         try:
             rows = await self._store.fetch(
                 "claim_work", self._clock.offset(), limit, self.owner, self._lease, at_cap
@@ -225,7 +229,9 @@ class Dispatcher:
             # The claim may have committed and its answer been lost with the connection: rows leased to
             # this replica that it does not know of. They are released before the next claim.
             self._orphans_possible = True
+            self._claiming = 0
             raise
+        self._claiming = 0
         for row in rows:
             if row["step_id"] not in TIMERS:
                 self._metrics.first_call(row["function_id"], row["queued_s"])
