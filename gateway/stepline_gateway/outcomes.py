@@ -519,13 +519,14 @@ class Outcomes:
             )
             if row is not None and row["held"]:
                 self._metrics.retried(call.function_id)
+                # A held call's row was released with its due time: ``due`` is set whenever ``held`` is.
+                due = row["due"]
                 log.info(
                     "run %s: attempt %d failed (%s), retrying at %s",
                     call.run_id,
                     call.attempt + 1,
                     describe(error),
-                    # Due is the released call's time, which a held lease always has.
-                    due.isoformat() if (due := row["due"]) is not None else None,
+                    due.isoformat() if due is not None else None,
                 )
             self._wake()
             return
