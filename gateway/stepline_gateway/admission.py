@@ -32,6 +32,7 @@ from typing import Any
 
 from stepline.durations import parse_duration
 from stepline.flow import FlowControl
+from stepline_store import queries
 from stepline_store.ids import new_run_id
 from stepline_store.pool import Queryable, Store
 
@@ -179,20 +180,20 @@ class Admission:
         if holders:
             held = [(key, chosen[id(c)]) for key, c in holders.items() if id(c) in chosen]
             if held:
-                await self._store.execute(
-                    "flow_set_singletons",
-                    [k[0] for k, _ in held],
-                    [k[1] for k, _ in held],
-                    [run_id for _, run_id in held],
+                await queries.flow_set_singletons(
+                    self._store,
+                    function_ids=[k[0] for k, _ in held],
+                    keys=[k[1] for k, _ in held],
+                    run_ids=[run_id for _, run_id in held],
                     on=conn,
                 )
         if skipped:
-            await self._store.execute(
-                "flow_skip_events",
-                [c.event.id for c, _ in skipped],
-                [c.function.id for c, _ in skipped],
-                [reason for _, reason in skipped],
-                self._clock.offset(),
+            await queries.flow_skip_events(
+                self._store,
+                event_ids=[c.event.id for c, _ in skipped],
+                function_ids=[c.function.id for c, _ in skipped],
+                reasons=[reason for _, reason in skipped],
+                clock_offset=self._clock.offset(),
                 on=conn,
             )
             if self._metrics is not None:
@@ -216,15 +217,15 @@ class Admission:
             limited, lambda c: key_of(c.flow.rate_limit.key if c.flow.rate_limit else None, c.payload)
         )
         settings = [group[0].flow.rate_limit for group in groups.values()]
-        rows = await self._store.fetch(
-            "flow_rate_limit",
-            [k[0] for k in groups],
-            [k[1] for k in groups],
-            [len(group) for group in groups.values()],
-            [_seconds(s.period) / s.limit for s in settings if s is not None],
-            [_seconds(s.period) for s in settings if s is not None],
-            [s.limit for s in settings if s is not None],
-            self._clock.offset(),
+        rows = await queries.flow_rate_limit(
+            self._store,
+            function_ids=[k[0] for k in groups],
+            keys=[k[1] for k in groups],
+            event_counts=[len(group) for group in groups.values()],
+            step_seconds=[_seconds(s.period) / s.limit for s in settings if s is not None],
+            period_seconds=[_seconds(s.period) for s in settings if s is not None],
+            limits=[s.limit for s in settings if s is not None],
+            clock_offset=self._clock.offset(),
             on=conn,
         )
         admitted = {(row["function_id"], row["key"]): row["admitted"] for row in rows}
@@ -242,12 +243,12 @@ class Admission:
         if not keyed:
             return candidates
         groups = _grouped(keyed, lambda c: key_of(c.flow.idempotency, c.payload))
-        rows = await self._store.fetch(
-            "flow_idempotency",
-            [k[0] for k in groups],
-            [k[1] for k in groups],
-            [group[0].event.id for group in groups.values()],
-            self._clock.offset(),
+        rows = await queries.flow_idempotency(
+            self._store,
+            function_ids=[k[0] for k in groups],
+            keys=[k[1] for k in groups],
+            event_ids=[group[0].event.id for group in groups.values()],
+            clock_offset=self._clock.offset(),
             on=conn,
         )
         taken = {(row["function_id"], row["key"]) for row in rows}
@@ -270,7 +271,7 @@ class Admission:
             if flow.batch_events is not None:
                 names.add(f"stepline.batch:{c.function.id}:{key_of(flow.batch_events.key, c.payload)}")
         if names:
-            await self._store.fetchval("flow_lock_keys", sorted(names), on=conn)
+            await queries.flow_lock_keys(self._store, lock_names=sorted(names), on=conn)
 
     async def _singleton(
         self,
@@ -285,8 +286,8 @@ class Admission:
         groups = _grouped(
             single, lambda c: key_of(c.flow.singleton.key if c.flow.singleton else None, c.payload)
         )
-        rows = await self._store.fetch(
-            "flow_singletons", [k[0] for k in groups], [k[1] for k in groups], on=conn
+        rows = await queries.flow_singletons(
+            self._store, function_ids=[k[0] for k in groups], keys=[k[1] for k in groups], on=conn
         )
         running = {(row["function_id"], row["key"]): row["run_id"] for row in rows}
         refused: set[int] = set()
@@ -316,8 +317,8 @@ class Admission:
         groups = _grouped(
             candidates, lambda c: key_of(c.flow.debounce.key if c.flow.debounce else None, c.payload)
         )
-        rows = await self._store.fetch(
-            "flow_debounces", [k[0] for k in groups], [k[1] for k in groups], on=conn
+        rows = await queries.flow_debounces(
+            self._store, function_ids=[k[0] for k in groups], keys=[k[1] for k in groups], on=conn
         )
         pending = {(row["function_id"], row["key"]): row for row in rows}
         # The newest event of each key is the one the run gets; the others are superseded.
@@ -326,17 +327,17 @@ class Admission:
         moved: set[uuid.UUID] = set()
         if moving:
             settings = [last[key].flow.debounce for key, _ in moving]
-            answer = await self._store.fetch(
-                "flow_debounce_extend",
-                [row["run_id"] for _, row in moving],
-                [last[key].event.id for key, _ in moving],
-                [_seconds(s.period) for s in settings if s is not None],
-                [
+            answer = await queries.flow_debounce_extend(
+                self._store,
+                run_ids=[row["run_id"] for _, row in moving],
+                event_ids=[last[key].event.id for key, _ in moving],
+                delay_seconds=[_seconds(s.period) for s in settings if s is not None],
+                deadlines=[
                     row["first_at"] + parse_duration(s.timeout) if s.timeout else None
                     for (_, row), s in zip(moving, settings, strict=True)
                     if s is not None
                 ],
-                self._clock.offset(),
+                clock_offset=self._clock.offset(),
                 on=conn,
             )
             moved = {row["run_id"] for row in answer}
@@ -353,12 +354,12 @@ class Admission:
             runs.append(_NewRun(new_run_id(self._clock.now()), candidate, delay_s=_seconds(setting.period)))
             new_keys.append(key)
         if runs:
-            await self._store.execute(
-                "flow_set_debounces",
-                [function_id for function_id, _ in new_keys],
-                [value for _, value in new_keys],
-                [run.run_id for run in runs],
-                self._clock.offset(),
+            await queries.flow_set_debounces(
+                self._store,
+                function_ids=[function_id for function_id, _ in new_keys],
+                keys=[value for _, value in new_keys],
+                run_ids=[run.run_id for run in runs],
+                clock_offset=self._clock.offset(),
                 on=conn,
             )
         return runs
@@ -371,8 +372,8 @@ class Admission:
         groups = _grouped(
             candidates, lambda c: key_of(c.flow.batch_events.key if c.flow.batch_events else None, c.payload)
         )
-        rows = await self._store.fetch(
-            "flow_batches", [k[0] for k in groups], [k[1] for k in groups], on=conn
+        rows = await queries.flow_batches(
+            self._store, function_ids=[k[0] for k in groups], keys=[k[1] for k in groups], on=conn
         )
         open_batches = {(row["function_id"], row["key"]): row for row in rows}
         # Fill the open batches first, all in one statement.
@@ -397,13 +398,13 @@ class Admission:
                 for run_id, size, joining, _ in appends.values()
                 for n, c in enumerate(joining)
             ]
-            answer = await self._store.fetch(
-                "flow_batch_append",
-                [m[0] for m in members],
-                [m[1] for m in members],
-                [m[2] for m in members],
-                [run_id for run_id, _, _, _ in appends.values()],
-                [full for _, _, _, full in appends.values()],
+            answer = await queries.flow_batch_append(
+                self._store,
+                event_run_ids=[m[0] for m in members],
+                event_ids=[m[1] for m in members],
+                event_positions=[m[2] for m in members],
+                run_ids=[run_id for run_id, _, _, _ in appends.values()],
+                is_full=[full for _, _, _, full in appends.values()],
                 on=conn,
             )
             appended = {row["run_id"] for row in answer}
@@ -434,13 +435,13 @@ class Admission:
                 runs.append(run)
                 state = (None, 0) if full else (run.run_id, len(chunk))
             batch_state.append((key, state[0], state[1], setting.max_size))
-        await self._store.execute(
-            "flow_set_batches",
-            [key[0] for key, _, _, _ in batch_state],
-            [key[1] for key, _, _, _ in batch_state],
-            [run_id for _, run_id, _, _ in batch_state],
-            [size for _, _, size, _ in batch_state],
-            [max_size for _, _, _, max_size in batch_state],
+        await queries.flow_set_batches(
+            self._store,
+            function_ids=[key[0] for key, _, _, _ in batch_state],
+            keys=[key[1] for key, _, _, _ in batch_state],
+            run_ids=[run_id for _, run_id, _, _ in batch_state],
+            sizes=[size for _, _, size, _ in batch_state],
+            max_sizes=[max_size for _, _, _, max_size in batch_state],
             on=conn,
         )
         return runs
@@ -449,19 +450,19 @@ class Admission:
         if not runs:
             return
         members = [(run.run_id, event_id, n) for run in runs for n, event_id in enumerate(run.batch)]
-        await self._store.fetchrow(
-            "flow_start_runs",
-            [run.run_id for run in runs],
-            [run.candidate.event.id for run in runs],
-            [run.candidate.function.id for run in runs],
-            [run.candidate.function.name for run in runs],
-            [run.candidate.function.url for run in runs],
-            [run.candidate.function.max_attempts for run in runs],
-            [run.delay_s for run in runs],
-            [True if run.batch else None for run in runs],
-            self._clock.offset(),
-            [m[0] for m in members],
-            [m[1] for m in members],
-            [m[2] for m in members],
+        await queries.flow_start_runs(
+            self._store,
+            run_ids=[run.run_id for run in runs],
+            event_ids=[run.candidate.event.id for run in runs],
+            function_ids=[run.candidate.function.id for run in runs],
+            function_names=[run.candidate.function.name for run in runs],
+            urls=[run.candidate.function.url for run in runs],
+            max_attempts=[run.candidate.function.max_attempts for run in runs],
+            delay_seconds=[run.delay_s for run in runs],
+            batched=[True if run.batch else None for run in runs],
+            clock_offset=self._clock.offset(),
+            batch_run_ids=[m[0] for m in members],
+            batch_event_ids=[m[1] for m in members],
+            batch_positions=[m[2] for m in members],
             on=conn,
         )

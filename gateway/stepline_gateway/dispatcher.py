@@ -29,7 +29,9 @@ import uuid
 from typing import Any
 
 from stepline.protocol import DISCOVERY_STEP_ID
-from stepline_store.pool import Record, Store
+from stepline_store import queries
+from stepline_store.pool import Store
+from stepline_store.queries import ClaimWorkRow
 
 from stepline_gateway import storable
 from stepline_gateway.calls import Call, queue_item_ref
@@ -47,7 +49,7 @@ log = logging.getLogger(__name__)
 _IDLE_RECHECK_S = 30.0
 
 
-def claim_from_row(row: Record, events: list[dict[str, Any]] | None = None) -> Claim:
+def claim_from_row(row: ClaimWorkRow, events: list[dict[str, Any]] | None = None) -> Claim:
     event: dict[str, Any] = {
         "id": row["event_id"],
         "name": row["event_name"],
@@ -221,8 +223,13 @@ class Dispatcher:
         limit = min(free, self._endpoint_cap - busiest)
         self._claiming = limit
         try:
-            rows = await self._store.fetch(
-                "claim_work", self._clock.offset(), limit, self.owner, self._lease, at_cap
+            rows = await queries.claim_work(
+                self._store,
+                clock_offset=self._clock.offset(),
+                limit=limit,
+                lease_owner=self.owner,
+                lease_duration=self._lease,
+                urls_at_cap=at_cap,
             )
             batches = await self._batches(rows)
         except BaseException:
@@ -246,18 +253,20 @@ class Dispatcher:
         self._by_url[claim.call.url] += 1
         task.add_done_callback(self._done)
 
-    async def _batches(self, rows: list[Record]) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    async def _batches(self, rows: list[ClaimWorkRow]) -> dict[uuid.UUID, list[dict[str, Any]]]:
         """The events of the batch runs among the claimed calls: read after the claim, in a statement of its
         own, so that the events the last appends committed are all there (batchEvents, admission.py)."""
         batched = [row["run_id"] for row in rows if row["batched"]]
         if not batched:
             return {}
-        found = await self._store.fetch("batch_events_of_runs", batched)
+        found = await queries.batch_events_of_runs(self._store, run_ids=batched)
         return {row["run_id"]: row["events"] for row in found}
 
     async def _release_orphans(self) -> None:
         held = [work_id for work_id, _ in self._inflight.values()]
-        status = await self._store.execute("release_orphaned_leases", self.owner, held)
+        status = await queries.release_orphaned_leases(
+            self._store, lease_owner=self.owner, held_work_ids=held
+        )
         self._orphans_possible = False
         released = int(status.split()[-1])
         if released:
@@ -290,9 +299,11 @@ class Dispatcher:
         at_cap = self._at_cap()
         delay: float | None
         if at_cap:
-            delay = await self._store.fetchval("next_due_except", self._clock.offset(), at_cap)
+            delay = await queries.next_due_except(
+                self._store, clock_offset=self._clock.offset(), capped_urls=at_cap
+            )
         else:
-            delay = await self._store.fetchval("next_due", self._clock.offset())
+            delay = await queries.next_due(self._store, clock_offset=self._clock.offset())
         return _IDLE_RECHECK_S if delay is None else min(delay, _IDLE_RECHECK_S)
 
     async def heartbeat(self, health: Health) -> None:
@@ -302,11 +313,11 @@ class Dispatcher:
         while True:
             held = list(self._inflight.values())
             if held:
-                await self._store.execute(
-                    "extend_leases",
-                    [work_id for work_id, _ in held],
-                    [token for _, token in held],
-                    self._lease,
+                await queries.extend_leases(
+                    self._store,
+                    work_ids=[work_id for work_id, _ in held],
+                    lease_tokens=[token for _, token in held],
+                    lease_duration=self._lease,
                 )
             health.ok()
             await asyncio.sleep(interval)

@@ -46,6 +46,7 @@ from dataclasses import replace
 from typing import Any
 
 from stepline.protocol import DISCOVERY_STEP_ID, RAN_OPCODES, Opcode, data_memo
+from stepline_store import queries
 from stepline_store.errors import is_transient
 from stepline_store.pool import Queryable, Store
 
@@ -430,7 +431,9 @@ class Executor:
         """
         if claim.call.step_id != DISCOVERY_STEP_ID or claim.call.attempt == 0:
             return claim
-        attempt = await self._store.fetchval("held_attempt", claim.work_id, claim.lease_token, on=on)
+        attempt = await queries.held_attempt(
+            self._store, work_id=claim.work_id, lease_token=claim.lease_token, on=on
+        )
         if attempt is None:
             log.info("run %s: lease lost or run cancelled; dropping the answer", claim.call.run_id)
             return None

@@ -22,6 +22,7 @@ from typing import Any
 
 from stepline.durations import parse_duration
 from stepline.flow import FlowControl
+from stepline_store import queries
 from stepline_store.pool import Queryable, Store
 
 from stepline_gateway.routing import Function, compile_expression
@@ -161,18 +162,20 @@ async def gate_runs(
     if not gated:
         return
     flows = [flow for _, flow in gated]
-    await store.fetchrow(
-        "gate_runs",
-        [run_id for run_id, _ in gated],
-        [json.dumps([list(key) for key in flow.keys]) if flow.keys else None for flow in flows],
-        [flow.throttle_key for flow in flows],
-        [flow.throttle_label for flow in flows],
-        [flow.throttle_interval_s for flow in flows],
-        [flow.throttle_tolerance_s for flow in flows],
-        [flow.priority_s for flow in flows],
-        [flow.start_timeout_s for flow in flows],
-        [flow.finish_timeout_s for flow in flows],
-        offset,
+    await queries.gate_runs(
+        store,
+        run_ids=[run_id for run_id, _ in gated],
+        concurrency_keys=[
+            json.dumps([list(key) for key in flow.keys]) if flow.keys else None for flow in flows
+        ],
+        throttle_keys=[flow.throttle_key for flow in flows],
+        throttle_labels=[flow.throttle_label for flow in flows],
+        throttle_interval_seconds=[flow.throttle_interval_s for flow in flows],
+        throttle_tolerance_seconds=[flow.throttle_tolerance_s for flow in flows],
+        priority_seconds=[flow.priority_s for flow in flows],
+        start_timeout_seconds=[flow.start_timeout_s for flow in flows],
+        finish_timeout_seconds=[flow.finish_timeout_s for flow in flows],
+        clock_offset=offset,
         on=on,
     )
 
@@ -190,7 +193,7 @@ async def waiting_of(
     if not run_ids:
         return {}
     found: dict[uuid.UUID, dict[str, Any]] = {}
-    for row in await store.fetch("runs_waiting", run_ids, offset):
+    for row in await queries.runs_waiting(store, run_ids=run_ids, clock_offset=offset):
         if row["run_id"] in found:
             continue
         label = row["label"]
@@ -205,7 +208,9 @@ async def waiting_of(
                 "message": f"{what}: {running} of {limit} running",
             }
         else:
-            until: datetime.datetime = row["until"]
+            until = row["until"]
+            # A throttled call's ``until`` is its due time, which every call has.
+            assert until is not None
             found[row["run_id"]] = {
                 "reason": "throttled",
                 "until": until.isoformat(),

@@ -26,9 +26,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from stepline.protocol import FUNCTION_CANCELLED_EVENT
+from stepline_store import queries
 from stepline_store.identity import namespace_of_function, split_function_id
 from stepline_store.ids import new_run_id
-from stepline_store.pool import Queryable, Record, Store
+from stepline_store.pool import Queryable, Store
+from stepline_store.queries import CancelRunsRow
 
 from stepline_gateway.admission import Admission, admits
 from stepline_gateway.clock import Clock
@@ -99,7 +101,7 @@ def _condition(expression: str | None) -> Any:
     return wait_expression(expression)
 
 
-def cancelled_event(row: Record) -> Event:
+def cancelled_event(row: CancelRunsRow) -> Event:
     trigger = {"id": row["event_id"], "name": row["name"], "data": row["data"], "ts": row["ts"]}
     # The function as its app knows it (its fnId): what failure and cancel handlers compare with.
     data = {
@@ -156,7 +158,7 @@ class Ingestor:
             starts.adopt(result.leased, result.reserved)
         return result
 
-    async def cancel(self, run_ids: list[uuid.UUID], *, on: Queryable) -> list[Record]:
+    async def cancel(self, run_ids: list[uuid.UUID], *, on: Queryable) -> list[CancelRunsRow]:
         """Cancel runs not yet ended; emit ``inngest/function.cancelled`` for each; answer those cancelled."""
         return await self._cancel(on, run_ids, depth=0)
 
@@ -195,27 +197,27 @@ class Ingestor:
                 chosen = [item for item, ok in zip(eligible, taken, strict=True) if ok]
                 reserved.extend(url for _, url in chosen)
                 here = [run_id for run_id, _ in chosen]
-        row = await self._store.fetchrow(
-            "ingest",
-            [e.id for e in unique.values()],
-            [e.name for e in unique.values()],
-            [e.data for e in unique.values()],
-            [e.user for e in unique.values()],
-            [e.ts for e in unique.values()],
-            self._clock.offset(),
-            run_ids,
-            [p.event.id for p in planned],
-            [p.function.id for p in planned],
-            [p.function.name for p in planned],
-            [p.function.url for p in planned],
-            [p.function.max_attempts for p in planned],
-            [p.parent_run_id for p in planned],
-            [p.parent_step for p in planned],
-            [e.v for e in unique.values()],
-            here,
-            None if starts is None else starts.owner,
-            None if starts is None else starts.lease,
-            sent_into(namespace),
+        row = await queries.ingest(
+            self._store,
+            event_ids=[e.id for e in unique.values()],
+            event_names=[e.name for e in unique.values()],
+            event_data=[e.data for e in unique.values()],
+            event_users=[e.user for e in unique.values()],
+            event_ts=[e.ts for e in unique.values()],
+            clock_offset=self._clock.offset(),
+            run_ids=run_ids,
+            run_event_ids=[p.event.id for p in planned],
+            function_ids=[p.function.id for p in planned],
+            function_names=[p.function.name for p in planned],
+            urls=[p.function.url for p in planned],
+            max_attempts=[p.function.max_attempts for p in planned],
+            parent_run_ids=[p.parent_run_id for p in planned],
+            parent_steps=[p.parent_step for p in planned],
+            event_versions=[e.v for e in unique.values()],
+            leased_run_ids=here,
+            lease_owner=None if starts is None else starts.owner,
+            lease_duration=None if starts is None else starts.lease,
+            namespaces=sent_into(namespace),
             on=conn,
         )
         assert row is not None
@@ -286,7 +288,9 @@ class Ingestor:
                     open_waits.remove(wait)
         if matched:
             run_ids, hashes, payloads = (list(column) for column in zip(*matched, strict=True))
-            await self._store.fetchrow("resolve_waits", run_ids, hashes, payloads, on=conn)
+            await queries.resolve_waits(
+                self._store, run_ids=run_ids, step_hashes=hashes, events=payloads, on=conn
+            )
 
     async def _apply_cancel_rules(
         self,
@@ -306,7 +310,7 @@ class Ingestor:
         if not relevant:
             return
         function_ids = sorted({rule.function.id for _, event_rules in relevant for rule in event_rules})
-        candidates = await self._store.fetch("cancel_candidates", function_ids, on=conn)
+        candidates = await queries.cancel_candidates(self._store, function_ids=function_ids, on=conn)
         doomed: set[uuid.UUID] = set()
         for run in candidates:
             trigger = {"id": run["event_id"], "name": run["name"], "data": run["data"], "ts": run["ts"]}
@@ -323,8 +327,10 @@ class Ingestor:
         if doomed:
             await self._cancel(conn, sorted(doomed), depth)
 
-    async def _cancel(self, conn: Queryable, run_ids: list[uuid.UUID], depth: int) -> list[Record]:
-        rows = await self._store.fetch("cancel_runs", run_ids, self._clock.offset(), on=conn)
+    async def _cancel(self, conn: Queryable, run_ids: list[uuid.UUID], depth: int) -> list[CancelRunsRow]:
+        rows = await queries.cancel_runs(
+            self._store, run_ids=run_ids, clock_offset=self._clock.offset(), on=conn
+        )
         if self._metrics is not None:
             for row in rows:
                 self._metrics.run_ended(row["function_id"], "Cancelled", _seconds(row))
@@ -339,7 +345,7 @@ class Ingestor:
         return rows
 
 
-def _seconds(row: Record) -> float | None:
+def _seconds(row: CancelRunsRow) -> float | None:
     """How long a run lasted, from the row that ended it."""
     if row["created_at"] is None or row["ended_at"] is None:
         return None

@@ -27,6 +27,7 @@ from stepline.protocol import (
     Opcode,
     data_memo,
 )
+from stepline_store import queries
 from stepline_store.identity import (
     IdentityError,
     namespace_of_function,
@@ -34,6 +35,7 @@ from stepline_store.identity import (
     split_function_id,
 )
 from stepline_store.pool import Queryable, Store
+from stepline_store.queries import FinishRunRow
 
 from stepline_gateway import storable
 from stepline_gateway.backoff import Backoff
@@ -152,19 +154,19 @@ def step_write(
 
 async def write_steps(store: Store, write: StepWrite, *, on: Queryable = None) -> RecordedSteps:
     """Record one call's steps with a statement of their own (in ``on``'s transaction when given)."""
-    row = await store.fetchrow(
-        "record_steps",
-        write.work_id,
-        write.lease_token,
-        write.run_id,
-        write.hashes,
-        write.names,
-        [Opcode.STEP_RUN.value for _ in write.hashes],
-        write.memos,
-        write.durations_ms,
-        write.offset,
-        write.checkpointed,
-        write.signer,
+    row = await queries.record_steps(
+        store,
+        work_id=write.work_id,
+        lease_token=write.lease_token,
+        run_id=write.run_id,
+        hashes=write.hashes,
+        names=write.names,
+        ops=[Opcode.STEP_RUN.value for _ in write.hashes],
+        memos=write.memos,
+        durations_ms=write.durations_ms,
+        clock_offset=write.offset,
+        checkpointed=write.checkpointed,
+        signer=write.signer,
         on=on,
     )
     if row is None or not row["held"]:
@@ -283,23 +285,23 @@ class Outcomes:
         call = claim.call
         step_hash = str(op.get("id"))
         offset = self._clock.offset()
-        common = (step_hash, step_name(op))
         if call.step_id == DISCOVERY_STEP_ID:
-            row = await self._store.fetchrow(
-                "record_step",
-                claim.work_id,
-                claim.lease_token,
-                uuid.UUID(call.run_id),
-                *common,
-                DISCOVERY_STEP_ID,
-                self._lease,
-                op.get("op"),
-                status,
-                memo,
-                call.attempt + 1,
-                error,
-                _elapsed_s(started),
-                offset,
+            row = await queries.record_step(
+                self._store,
+                work_id=claim.work_id,
+                lease_token=claim.lease_token,
+                run_id=uuid.UUID(call.run_id),
+                step_hash=step_hash,
+                step_name=step_name(op),
+                next_step_id=DISCOVERY_STEP_ID,
+                lease_duration=self._lease,
+                op=op["op"],
+                status=status,
+                memo=memo,
+                attempts=call.attempt + 1,
+                error=error,
+                elapsed_s=_elapsed_s(started),
+                clock_offset=offset,
                 on=on,
             )
             if row is None or not row["held"]:
@@ -316,22 +318,23 @@ class Outcomes:
             state = call.state_bytes + (0 if step_hash in call.memos else storable.size(memo))
             return replace(claim, call=replace(call, memos=memos, stack=stack, attempt=0, state_bytes=state))
         async with self._store.transaction(on) as conn:
-            status_now = await self._store.fetchval("lock_run", uuid.UUID(call.run_id), on=conn)
+            status_now = await queries.lock_run(self._store, run_id=uuid.UUID(call.run_id), on=conn)
             if status_now not in ("Queued", "Running"):
                 return None
-            parallel = await self._store.fetchrow(
-                "record_parallel_step",
-                claim.work_id,
-                claim.lease_token,
-                uuid.UUID(call.run_id),
-                *common,
-                op.get("op"),
-                status,
-                memo,
-                call.attempt + 1,
-                error,
-                _elapsed_s(started),
-                offset,
+            parallel = await queries.record_parallel_step(
+                self._store,
+                work_id=claim.work_id,
+                lease_token=claim.lease_token,
+                run_id=uuid.UUID(call.run_id),
+                step_hash=step_hash,
+                step_name=step_name(op),
+                op=op["op"],
+                status=status,
+                memo=memo,
+                attempts=call.attempt + 1,
+                error=error,
+                elapsed_s=_elapsed_s(started),
+                clock_offset=offset,
                 on=conn,
             )
         if parallel is not None and (parallel["goes_on"] or parallel["done"]):
@@ -340,19 +343,19 @@ class Outcomes:
         return None
 
     async def _with_run_memos(self, call: Call, *, on: Queryable) -> Call:
-        row = await self._store.fetchrow("run_memos", uuid.UUID(call.run_id), on=on)
+        row = await queries.run_memos(self._store, run_id=uuid.UUID(call.run_id), on=on)
         memos, stack = (row["memos"], list(row["stack"])) if row is not None else ({}, [])
         return replace(call, memos=memos, stack=stack, attempt=0, state_bytes=storable.size(memos))
 
     async def rediscover(self, claim: Claim, *, on: Queryable = None) -> Claim | None:
         """DiscoveryRequest: the held call becomes a new discovery call, made at once in this task."""
         call = claim.call
-        row = await self._store.fetchrow(
-            "rediscover",
-            claim.work_id,
-            claim.lease_token,
-            self._lease,
-            uuid.UUID(call.run_id),
+        row = await queries.rediscover(
+            self._store,
+            work_id=claim.work_id,
+            lease_token=claim.lease_token,
+            lease_duration=self._lease,
+            run_id=uuid.UUID(call.run_id),
             on=on,
         )
         if row is None or not row["held"]:
@@ -410,21 +413,21 @@ class Outcomes:
         before ``not_before``."""
         call = claim.call
         event_name, expression = wait if wait else (None, None)
-        await self._store.fetchrow(
-            "park_call",
-            claim.work_id,
-            claim.lease_token,
-            uuid.UUID(call.run_id),
-            str(op.get("id")),
-            step_name(op),
-            op.get("op"),
-            status,
-            delay,
-            resolution,
-            self._clock.offset(),
-            event_name,
-            expression,
-            not_before,
+        await queries.park_call(
+            self._store,
+            work_id=claim.work_id,
+            lease_token=claim.lease_token,
+            run_id=uuid.UUID(call.run_id),
+            step_hash=str(op.get("id")),
+            step_name=step_name(op),
+            op=op["op"],
+            step_status=status,
+            delay=delay,
+            resolution=resolution,
+            clock_offset=self._clock.offset(),
+            event_name=event_name,
+            wait_expression=expression,
+            not_before=not_before,
             on=on,
         )
 
@@ -470,14 +473,14 @@ class Outcomes:
 
     async def plan(self, claim: Claim, planned: list[dict[str, Any]], *, on: Queryable = None) -> None:
         call = claim.call
-        await self._store.fetchrow(
-            "plan_steps",
-            claim.work_id,
-            claim.lease_token,
-            uuid.UUID(call.run_id),
-            [str(op.get("id")) for op in planned],
-            [step_name(op) for op in planned],
-            self._clock.offset(),
+        await queries.plan_steps(
+            self._store,
+            work_id=claim.work_id,
+            lease_token=claim.lease_token,
+            run_id=uuid.UUID(call.run_id),
+            hashes=[str(op.get("id")) for op in planned],
+            names=[step_name(op) for op in planned],
+            clock_offset=self._clock.offset(),
             on=on,
         )
         self._wake()
@@ -499,29 +502,31 @@ class Outcomes:
         call = claim.call
         if retriable and call.attempt + 1 < call.max_attempts:
             # The backoff runs from the database's clock; a retry-after instant is a floor.
-            row = await self._store.fetchrow(
-                "retry_call",
-                claim.work_id,
-                claim.lease_token,
-                call.attempt + 1,
-                datetime.timedelta(seconds=self._backoff_delay(call)),
-                uuid.UUID(call.run_id),
-                step_hash,
-                name or step_hash,
-                error,
-                self._clock.offset(),
-                retry_at,
-                None if started is None else time.monotonic() - started,
+            row = await queries.retry_call(
+                self._store,
+                work_id=claim.work_id,
+                lease_token=claim.lease_token,
+                next_attempt=call.attempt + 1,
+                backoff=datetime.timedelta(seconds=self._backoff_delay(call)),
+                run_id=uuid.UUID(call.run_id),
+                step_hash=step_hash,
+                step_name=name or step_hash,
+                error=error,
+                clock_offset=self._clock.offset(),
+                not_before=retry_at,
+                elapsed_s=None if started is None else time.monotonic() - started,
                 on=on,
             )
             if row is not None and row["held"]:
                 self._metrics.retried(call.function_id)
+                # A held call's row was released with its due time: ``due`` is set whenever ``held`` is.
+                due = row["due"]
                 log.info(
                     "run %s: attempt %d failed (%s), retrying at %s",
                     call.run_id,
                     call.attempt + 1,
                     describe(error),
-                    row["due"].isoformat(),
+                    due.isoformat() if due is not None else None,
                 )
             self._wake()
             return
@@ -530,16 +535,16 @@ class Outcomes:
             return
         async with self._store.transaction(on) as conn:
             # The step's last attempt: it shows the error that ended the run, not the one before.
-            failed = await self._store.execute(
-                "fail_step",
-                claim.work_id,
-                claim.lease_token,
-                uuid.UUID(call.run_id),
-                step_hash,
-                name or step_hash,
-                call.attempt + 1,
-                error,
-                self._clock.offset(),
+            failed = await queries.fail_step(
+                self._store,
+                work_id=claim.work_id,
+                lease_token=claim.lease_token,
+                run_id=uuid.UUID(call.run_id),
+                step_hash=step_hash,
+                step_name=name or step_hash,
+                attempts=call.attempt + 1,
+                error=error,
+                clock_offset=self._clock.offset(),
                 on=conn,
             )
             if failed != "INSERT 0 0":
@@ -550,19 +555,19 @@ class Outcomes:
         """The app could not be reached and is waited for (reachability.py): the call is tried again on
         the backoff of its current attempt, which it does not spend; the run shows the error meanwhile."""
         call = claim.call
-        await self._store.fetchrow(
-            "retry_call",
-            claim.work_id,
-            claim.lease_token,
-            call.attempt,
-            datetime.timedelta(seconds=self._backoff_delay(call)),
-            uuid.UUID(call.run_id),
-            None,
-            None,
-            error,
-            self._clock.offset(),
-            None,
-            None,
+        await queries.retry_call(
+            self._store,
+            work_id=claim.work_id,
+            lease_token=claim.lease_token,
+            next_attempt=call.attempt,
+            backoff=datetime.timedelta(seconds=self._backoff_delay(call)),
+            run_id=uuid.UUID(call.run_id),
+            step_hash=None,
+            step_name=None,
+            error=error,
+            clock_offset=self._clock.offset(),
+            not_before=None,
+            elapsed_s=None,
         )
         self._wake()
 
@@ -580,25 +585,16 @@ class Outcomes:
         on: Queryable = None,
     ) -> None:
         call = claim.call
-        args = (
-            uuid.UUID(call.run_id),
-            status,
-            output,
-            error,
-            self._clock.offset(),
-            claim.work_id,
-            claim.lease_token,
-        )
         if status == "Completed":
             # One statement, no explicit transaction: the common end of a run costs one round trip.
-            ended = await self._store.fetchrow("finish_run", *args, on=on)
+            ended = await self._finish_run(claim, status, output, error, on=on)
             if ended is None:
                 return
             self._ended(call, status, ended, error)
             log.info("run %s of %s completed", call.run_id, call.function_id)
             return
         async with self._store.transaction(on) as conn:
-            ended = await self._store.fetchrow("finish_run", *args, on=conn)
+            ended = await self._finish_run(claim, status, output, error, on=conn)
             if ended is None:
                 return
             namespace, wire_id = split_function_id(call.function_id)
@@ -619,6 +615,21 @@ class Outcomes:
         self._ended(call, status, ended, error)
         log.warning("run %s of %s failed: %s", call.run_id, call.function_id, describe(error or {}))
 
+    async def _finish_run(
+        self, claim: Claim, status: str, output: Any, error: dict[str, Any] | None, *, on: Queryable
+    ) -> FinishRunRow | None:
+        return await queries.finish_run(
+            self._store,
+            run_id=uuid.UUID(claim.call.run_id),
+            status=status,
+            output=output,
+            error=error,
+            clock_offset=self._clock.offset(),
+            work_id=claim.work_id,
+            lease_token=claim.lease_token,
+            on=on,
+        )
+
     def completed(
         self, call: Call, created_at: datetime.datetime | None, ended_at: datetime.datetime | None
     ) -> None:
@@ -626,7 +637,7 @@ class Outcomes:
         self._run_ended(call, "Completed", created_at, ended_at, None)
         log.info("run %s of %s completed", call.run_id, call.function_id)
 
-    def _ended(self, call: Call, status: str, ended: Any, error: dict[str, Any] | None) -> None:
+    def _ended(self, call: Call, status: str, ended: FinishRunRow, error: dict[str, Any] | None) -> None:
         """The run ended (``ended``: the row of finish_run): its metrics and its trace's root span."""
         self._run_ended(call, status, ended["created_at"], ended["ended_at"], error)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stepline.protocol import Opcode
+from stepline_store import queries
 from stepline_store.pool import Store
 
 from stepline_gateway.group_commit import Combiner
@@ -72,21 +73,21 @@ class RunEndCombiner(Combiner[RunEnd, EndedRun]):
         for call, write in enumerate(steps):
             step_calls.extend(call for _ in write.hashes)
             places.extend(range(1, len(write.hashes) + 1))
-        rows = await self._store.fetch(
-            "finish_runs_many",
-            list(range(len(writes))),
-            [s.work_id for s in steps],
-            [s.lease_token for s in steps],
-            [s.run_id for s in steps],
-            [s.offset for s in steps],
-            [w.output for w in writes],
-            step_calls,
-            places,
-            [h for s in steps for h in s.hashes],
-            [n for s in steps for n in s.names],
-            [Opcode.STEP_RUN.value for s in steps for _ in s.hashes],
-            [m for s in steps for m in s.memos],
-            [d for s in steps for d in s.durations_ms],
+        rows = await queries.finish_runs_many(
+            self._store,
+            call_indexes=list(range(len(writes))),
+            work_ids=[s.work_id for s in steps],
+            lease_tokens=[s.lease_token for s in steps],
+            run_ids=[s.run_id for s in steps],
+            clock_offsets=[s.offset for s in steps],
+            outputs=[w.output for w in writes],
+            step_call_indexes=step_calls,
+            step_places=places,
+            hashes=[h for s in steps for h in s.hashes],
+            names=[n for s in steps for n in s.names],
+            ops=[Opcode.STEP_RUN.value for s in steps for _ in s.hashes],
+            memos=[m for s in steps for m in s.memos],
+            durations_ms=[d for s in steps for d in s.durations_ms],
         )
         return [
             EndedRun(

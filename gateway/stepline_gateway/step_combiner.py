@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 
 from stepline.protocol import Opcode
+from stepline_store import queries
 from stepline_store.pool import Store
 
 from stepline_gateway.group_commit import Combiner
@@ -39,22 +40,22 @@ class StepCombiner(Combiner[StepWrite, RecordedSteps]):
         for call, write in enumerate(writes):
             step_calls.extend(call for _ in write.hashes)
             places.extend(range(1, len(write.hashes) + 1))
-        rows = await self._store.fetch(
-            "record_steps_many",
-            list(range(len(writes))),
-            [w.work_id for w in writes],
-            [w.lease_token for w in writes],
-            [w.run_id for w in writes],
-            [w.offset for w in writes],
-            [w.checkpointed for w in writes],
-            step_calls,
-            places,
-            [h for w in writes for h in w.hashes],
-            [n for w in writes for n in w.names],
-            [Opcode.STEP_RUN.value for w in writes for _ in w.hashes],
-            [m for w in writes for m in w.memos],
-            [d for w in writes for d in w.durations_ms],
-            [w.signer for w in writes],
+        rows = await queries.record_steps_many(
+            self._store,
+            call_indexes=list(range(len(writes))),
+            work_ids=[w.work_id for w in writes],
+            lease_tokens=[w.lease_token for w in writes],
+            run_ids=[w.run_id for w in writes],
+            clock_offsets=[w.offset for w in writes],
+            checkpointed=[w.checkpointed for w in writes],
+            step_call_indexes=step_calls,
+            step_places=places,
+            hashes=[h for w in writes for h in w.hashes],
+            names=[n for w in writes for n in w.names],
+            ops=[Opcode.STEP_RUN.value for w in writes for _ in w.hashes],
+            memos=[m for w in writes for m in w.memos],
+            durations_ms=[d for w in writes for d in w.durations_ms],
+            signers=[w.signer for w in writes],
         )
         return [
             RecordedSteps(held=True, recorded=row["recorded"], function_id=row["function_id"])
