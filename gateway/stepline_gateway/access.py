@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from starlette.requests import Request
 from stepline_store.identity import namespace_of_function
-from stepline_store.pool import Record
+from stepline_store.queries import LoadApiTokensRow
 
 from stepline_gateway.errors import Forbidden
 
@@ -94,7 +94,7 @@ class ApiTokens:
     def __init__(self) -> None:
         self._holders: dict[str, Principal | None] = {}
 
-    def load(self, rows: Iterable[Record]) -> None:
+    def load(self, rows: Iterable[LoadApiTokensRow]) -> None:
         found: dict[str, Principal | None] = {}
         for row in rows:
             role = row["role"]

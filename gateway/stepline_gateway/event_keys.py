@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from stepline_store.pool import Record
+from stepline_store.queries import LoadEventKeysRow
 
 from stepline_gateway import secrets
 from stepline_gateway.errors import Unauthorized
@@ -35,7 +35,7 @@ class EventKeys:
         self._cluster = list(cluster_keys)
         self._namespaces: dict[str, frozenset[str]] = {}
 
-    def load(self, rows: Iterable[Record]) -> None:
+    def load(self, rows: Iterable[LoadEventKeysRow]) -> None:
         found: dict[str, set[str]] = {}
         for row in rows:
             found.setdefault(row["sha256"], set()).add(row["namespace"])

@@ -12,7 +12,7 @@ import asyncio
 import datetime
 import logging
 
-from stepline_store import history
+from stepline_store import history, queries
 from stepline_store.pool import Store
 
 from stepline_gateway.clock import Clock, wait
@@ -37,13 +37,14 @@ class HistoryDays:
         """Make the days around the clock's now that are missing; answer how many were made. Raises
         asyncpg's LockNotAvailableError when the tables stay busy (the loop tries again)."""
         first, last = history.days_around(self._clock.now())
-        made: int = await self._store.fetchval("create_history_partitions", first, last, history.LOCK_MS)
-        return made
+        return await queries.create_history_partitions(
+            self._store, first_day=first, last_day=last, lock_ms=history.LOCK_MS
+        )
 
     async def drop_expired(self) -> list[datetime.date]:
         """Drop the days past retention (but those with runs not ended); answer the days dropped."""
-        days: list[datetime.date] = await self._store.fetchval(
-            "drop_history_before", self._clock.offset(), self._retention, history.LOCK_MS
+        days = await queries.drop_history_before(
+            self._store, clock_offset=self._clock.offset(), retention=self._retention, lock_ms=history.LOCK_MS
         )
         if days:
             log.info(

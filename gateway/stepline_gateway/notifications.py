@@ -20,7 +20,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from stepline_store.pool import QUERIES, Connection, connect
+from stepline_store import queries
+from stepline_store.pool import Connection, connect
 
 from stepline_gateway.supervision import Health, describe
 
@@ -96,7 +97,8 @@ class Listener:
             raise ListenerLost("not connected to the database")
         async with self._ping_lock:
             try:
-                await conn.fetchval(QUERIES["ping"], timeout=within_s)
+                async with asyncio.timeout(within_s):
+                    await queries.ping(conn)
             except Exception as err:
                 # Closing it fires the termination listener: run() sees the loss and reconnects.
                 conn.terminate()

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from stepline_store import queries
 from stepline_store.pool import Store
 
 from stepline_gateway.clock import Clock
@@ -98,7 +99,7 @@ class QueueGauges:
             self._taken = (self._monotonic(), task.result())
 
     async def _take(self) -> QueueSnapshot:
-        rows = await self._store.fetch("queue_depth", self._clock.offset())
+        rows = await queries.queue_depth(self._store, clock_offset=self._clock.offset())
         by_function: dict[str, FunctionQueue] = {}
         for row in rows:
             entry = by_function.setdefault(row["function_id"], FunctionQueue(function_id=row["function_id"]))

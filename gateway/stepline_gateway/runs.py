@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
+from stepline_store import queries
 from stepline_store.ids import new_run_id
-from stepline_store.pool import Record, Store
+from stepline_store.pool import Store
+from stepline_store.queries import GetEventRow, GetRunRow, GetStepsRow, ListEventsInNamespaceRow
 
 from stepline_gateway.errors import NotFound
 from stepline_gateway.flow_claims import ClaimFlow, gate_runs, waiting_of
@@ -27,12 +30,15 @@ SKIP_MESSAGES = {
     "singleton": "singleton: another run with the same singleton key had not ended",
 }
 
+# An event as the queries read it: of the log (sent into some namespaces or every one), or of one namespace.
+EventRow = GetEventRow | ListEventsInNamespaceRow
+
 
 def _time(value: datetime.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def run_json(row: Record) -> dict[str, Any]:
+def run_json(row: GetRunRow) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "function": {"id": row["function_id"], "name": row["function_name"], "url": row["url"]},
@@ -47,7 +53,7 @@ def run_json(row: Record) -> dict[str, Any]:
     }
 
 
-def step_json(row: Record) -> dict[str, Any]:
+def step_json(row: GetStepsRow) -> dict[str, Any]:
     memo = row["memo"] or {}
     return {
         "id": row["hash"],
@@ -69,7 +75,7 @@ def step_json(row: Record) -> dict[str, Any]:
     }
 
 
-def event_json(row: Record) -> dict[str, Any]:
+def event_json(row: EventRow) -> dict[str, Any]:
     return {
         "id": row["id"],
         "name": row["name"],
@@ -81,7 +87,7 @@ def event_json(row: Record) -> dict[str, Any]:
     }
 
 
-def logged_event_json(row: Record) -> dict[str, Any]:
+def logged_event_json(row: EventRow) -> dict[str, Any]:
     """An event of the log: with the namespaces it was sent into (null: every namespace)."""
     return {**event_json(row), "namespaces": row["namespaces"]}
 
@@ -110,24 +116,23 @@ class RunQueries:
             live[run_id]["waiting"] = waiting
 
     async def get_run(self, run_id: uuid.UUID, *, with_steps: bool = True) -> dict[str, Any]:
-        row = await self._store.fetchrow("get_run", run_id)
+        row = await queries.get_run(self._store, run_id=run_id)
         if row is None:
             raise NotFound(f"no run {run_id}")
         run = run_json(row)
         await self._attach_waiting([run])
         if with_steps:
-            run["steps"] = [step_json(s) for s in await self._store.fetch("get_steps", run_id)]
-            event = await self._store.fetchrow("get_event", row["event_id"])
+            run["steps"] = [step_json(s) for s in await queries.get_steps(self._store, run_id=run_id)]
+            event = await queries.get_event(self._store, event_id=row["event_id"])
             run["event"] = event_json(event) if event is not None else None
         return run
 
     async def function_of(self, run_id: uuid.UUID) -> str:
         """The function id of run ``run_id``; NotFound if there is no such run."""
-        row = await self._store.fetchrow("get_run", run_id)
+        row = await queries.get_run(self._store, run_id=run_id)
         if row is None:
             raise NotFound(f"no run {run_id}")
-        function_id: str = row["function_id"]
-        return function_id
+        return row["function_id"]
 
     async def list_runs(
         self,
@@ -145,17 +150,45 @@ class RunQueries:
         # "Before until" is "before (until, the smallest uuid)": one bound with the cursor, one index range.
         bounds = [b for b in (after, (until, _NIL_UUID) if until else None) if b is not None]
         before_at, before_id = min(bounds) if bounds else (None, None)
-        page = (since, before_at, before_id, limit)
+        store = self._store
+        rows: Sequence[GetRunRow]
         if namespace is not None and function_id is None:
-            rows = await self._store.fetch("runs_page_in_namespace", *page, namespace, status)
+            rows = await queries.runs_page_in_namespace(
+                store,
+                since=since,
+                before_at=before_at,
+                before_id=before_id,
+                limit=limit,
+                namespace=namespace,
+                status=status,
+            )
         elif function_id is not None and status is not None:
-            rows = await self._store.fetch("runs_page_of_function_with_status", *page, function_id, status)
+            rows = await queries.runs_page_of_function_with_status(
+                store,
+                since=since,
+                before_at=before_at,
+                before_id=before_id,
+                limit=limit,
+                function_id=function_id,
+                status=status,
+            )
         elif function_id is not None:
-            rows = await self._store.fetch("runs_page_of_function", *page, function_id)
+            rows = await queries.runs_page_of_function(
+                store,
+                since=since,
+                before_at=before_at,
+                before_id=before_id,
+                limit=limit,
+                function_id=function_id,
+            )
         elif status is not None:
-            rows = await self._store.fetch("runs_page_with_status", *page, status)
+            rows = await queries.runs_page_with_status(
+                store, since=since, before_at=before_at, before_id=before_id, limit=limit, status=status
+            )
         else:
-            rows = await self._store.fetch("runs_page", *page)
+            rows = await queries.runs_page(
+                store, since=since, before_at=before_at, before_id=before_id, limit=limit
+            )
         runs = [run_json(row) for row in rows]
         await self._attach_waiting(runs)
         return runs
@@ -163,7 +196,7 @@ class RunQueries:
     async def count_recent_runs(self, since: datetime.datetime, *, at_most: int) -> list[dict[str, Any]]:
         """Per routed function, its runs created since ``since`` (the newest ``at_most``) by status."""
         counts: dict[str, dict[str, int]] = {}
-        for row in await self._store.fetch("count_recent_runs", since, at_most):
+        for row in await queries.count_recent_runs(self._store, since=since, at_most=at_most):
             counts.setdefault(row["function_id"], {})[row["status"]] = row["runs"]
         return [
             {"function_id": function_id, "counts": by_status, "capped": sum(by_status.values()) >= at_most}
@@ -182,19 +215,31 @@ class RunQueries:
         """Events newest first; without ``internal``, those the system emits (``inngest/*``) are left out;
         with a ``namespace``, only the events sent into it (not those sent to every namespace)."""
         after_at, after_id = after if after else (None, None)
-        page = (after_at, after_id, limit, name)
+        rows: Sequence[EventRow]
         if namespace is not None:
-            rows = await self._store.fetch("list_events_in_namespace", *page, namespace, internal)
+            rows = await queries.list_events_in_namespace(
+                self._store,
+                after_received_at=after_at,
+                after_id=after_id,
+                limit=limit,
+                name=name,
+                namespace=namespace,
+                include_internal=internal,
+            )
         elif internal:
-            rows = await self._store.fetch("list_events", *page)
+            rows = await queries.list_events(
+                self._store, after_at=after_at, after_id=after_id, limit=limit, name=name
+            )
         else:
-            rows = await self._store.fetch("list_events_without_internal", *page)
+            rows = await queries.list_events_without_internal(
+                self._store, after_received_at=after_at, after_id=after_id, limit=limit, name=name
+            )
         events = [logged_event_json(row) for row in rows]
         await self._attach_runs(events)
         return events
 
     async def get_event(self, event_id: str) -> dict[str, Any]:
-        row = await self._store.fetchrow("get_event", event_id)
+        row = await queries.get_event(self._store, event_id=event_id)
         if row is None:
             raise NotFound(f"no event {event_id!r}")
         event = logged_event_json(row)
@@ -208,17 +253,17 @@ class RunQueries:
             event["skipped"] = []
         if not by_id:
             return
-        for row in await self._store.fetch("runs_of_events", list(by_id)):
+        for row in await queries.runs_of_events(self._store, event_ids=list(by_id)):
             by_id[row["event_id"]]["runs"].append(
                 {"id": str(row["id"]), "function_id": row["function_id"], "status": row["status"]}
             )
-        for row in await self._store.fetch("skipped_of_events", list(by_id)):
-            by_id[row["event_id"]]["skipped"].append(
+        for skipped in await queries.skipped_of_events(self._store, event_ids=list(by_id)):
+            by_id[skipped["event_id"]]["skipped"].append(
                 {
-                    "function_id": row["function_id"],
-                    "reason": row["reason"],
-                    "message": SKIP_MESSAGES.get(row["reason"], row["reason"]),
-                    "at": _time(row["skipped_at"]),
+                    "function_id": skipped["function_id"],
+                    "reason": skipped["reason"],
+                    "message": SKIP_MESSAGES.get(skipped["reason"], skipped["reason"]),
+                    "at": _time(skipped["skipped_at"]),
                 }
             )
 
@@ -227,7 +272,7 @@ class RunQueries:
         found: dict[uuid.UUID, dict[str, Any]] = {}
         if not run_ids:
             return found
-        for row in await self._store.fetch("runs_flow_wait", run_ids):
+        for row in await queries.runs_flow_wait(self._store, run_ids=run_ids):
             until = row["due"].astimezone(datetime.UTC)
             shown = f"{until:%Y-%m-%d %H:%M:%S} UTC"
             if row["debounced"]:
@@ -261,18 +306,26 @@ class RunQueries:
         url = function.url if function else None
         max_attempts = function.max_attempts if function else None
         async with self._store.transaction() as conn:
-            row = await self._store.fetchrow("replay_run", new_id, run_id, offset, url, max_attempts, on=conn)
+            row = await queries.replay_run(
+                self._store,
+                new_run_id=new_id,
+                replayed_run_id=run_id,
+                clock_offset=offset,
+                url=url,
+                max_attempts=max_attempts,
+                on=conn,
+            )
             if row is None or row["id"] is None:
                 raise NotFound(f"no run {run_id}")
             if function is not None and function.flow is not None:
-                event = await self._store.fetchrow("get_event", event_id, on=conn)
+                event = await queries.get_event(self._store, event_id=event_id, on=conn)
                 flow = ClaimFlow.of(function, event_json(event)) if event is not None else None
                 if flow is not None:
                     await gate_runs(self._store, [(new_id, flow)], offset, on=conn)
         return new_id
 
     async def status(self, run_id: uuid.UUID) -> str:
-        status: str | None = await self._store.fetchval("run_status", run_id)
+        status = await queries.run_status(self._store, run_id=run_id)
         if status is None:
             raise NotFound(f"no run {run_id}")
         return status

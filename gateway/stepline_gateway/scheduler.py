@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from stepline.protocol import CRON_EVENT
+from stepline_store import queries
 from stepline_store.pool import Store
 
 from stepline_gateway.clock import Clock, wait
@@ -127,8 +128,7 @@ class Scheduler:
 
     async def now(self) -> datetime.datetime:
         """The gateway's time: the database's clock (plus the clock's offset)."""
-        now: datetime.datetime = await self._store.fetchval("clock_now", self._clock.offset())
-        return now
+        return await queries.clock_now(self._store, clock_offset=self._clock.offset())
 
     async def fire(self, schedule: Schedule, tick: datetime.datetime) -> bool:
         """Fire one tick; answer whether this call started its run (False: another replica did)."""

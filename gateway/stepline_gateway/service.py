@@ -19,7 +19,7 @@ from pathlib import Path
 
 import asyncpg
 from stepline.protocol import ServerKind
-from stepline_store import schema
+from stepline_store import queries, schema
 from stepline_store.pool import Store, connect, create_pool
 
 from stepline_gateway.access import ApiTokens
@@ -254,9 +254,9 @@ class Gateway:
         to finish is the last one to start: a reload begun after a change always leaves it installed."""
         async with self._reloading:
             functions = await self.registry.load()
-            self.event_keys.load(await self.store.fetch("load_event_keys"))
-            self.api_tokens.load(await self.store.fetch("load_api_tokens"))
-            self.signing_keys.load(await self.store.fetch("load_signing_keys"))
+            self.event_keys.load(await queries.load_event_keys(self.store))
+            self.api_tokens.load(await queries.load_api_tokens(self.store))
+            self.signing_keys.load(await queries.load_signing_keys(self.store))
             self.routes = RoutingTable(functions)
             self.routes_loaded = True
             self.scheduler.routes_changed()
@@ -287,8 +287,8 @@ class Gateway:
         the flow control state no run needs any more and expired dashboard sessions; answer how many
         deliveries went. History itself goes by whole days (``history``)."""
         pruned = await self.webhooks.prune(datetime.timedelta(hours=self.settings.retention_h))
-        await self.store.fetchval("prune_flow_state", self.clock.offset())
-        await self.store.execute("prune_sessions")
+        await queries.prune_flow_state(self.store, clock_offset=self.clock.offset())
+        await queries.prune_sessions(self.store)
         return pruned
 
     async def _prune_periodically(self, health: Health) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from stepline import signing
 from stepline_store.identity import DEFAULT_NAMESPACE
-from stepline_store.pool import Record
+from stepline_store.queries import LoadSigningKeysRow
 from stepline_store.sealing import SealBroken, Sealer
 
 from stepline_gateway.errors import Unauthorized
@@ -67,7 +67,7 @@ class SigningKeys:
     def enabled(self) -> bool:
         return self._enabled
 
-    def load(self, rows: Iterable[Record]) -> None:
+    def load(self, rows: Iterable[LoadSigningKeysRow]) -> None:
         """Take the rows of ``load_signing_keys``. A namespace whose keys cannot be opened (no or another
         ``STEPLINE_SECRETS_KEY``) keeps the keys it had, or the cluster's, and an error is logged."""
         if not self._enabled:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+from stepline_store import queries
 from stepline_store.pool import Store
 
 from stepline_gateway.calls import error_json
@@ -38,7 +39,9 @@ async def expire(store: Store, ingestor: Ingestor, routes: RoutingTable, claim: 
     run_id = uuid.UUID(claim.call.run_id)
     timer = claim.call.step_id
     async with store.transaction() as conn:
-        expired = await store.fetchval("expire_run", claim.work_id, claim.lease_token, run_id, on=conn)
+        expired = await queries.expire_run(
+            store, work_id=claim.work_id, lease_token=claim.lease_token, run_id=run_id, on=conn
+        )
         if not expired:
             return False
         if not await ingestor.cancel([run_id], on=conn):
@@ -46,6 +49,6 @@ async def expire(store: Store, ingestor: Ingestor, routes: RoutingTable, claim: 
         function = routes.functions.get(claim.call.function_id)
         timeouts = function.flow.timeouts if function and function.flow else None
         setting = None if timeouts is None else (timeouts.start if timer == START_TIMER else timeouts.finish)
-        await store.execute("set_run_error", run_id, _timeout_error(timer, setting), on=conn)
+        await queries.set_run_error(store, run_id=run_id, error=_timeout_error(timer, setting), on=conn)
     log.info("run %s cancelled: %s ran out", run_id, timer.replace("timeout:", "timeouts."))
     return True

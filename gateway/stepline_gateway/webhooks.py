@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +22,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from stepline.webhook import webhook_path
+from stepline_store import queries
 from stepline_store import webhooks as published
 from stepline_store.identity import DEFAULT_NAMESPACE
 from stepline_store.pool import Store
+from stepline_store.queries import ListWebhookDeliveriesRow
 from stepline_store.sealing import SealBroken, Sealer
 
 from stepline_gateway import verification
@@ -291,15 +293,15 @@ class Webhooks:
         *,
         on: Any = None,
     ) -> None:
-        await self._store.execute(
-            "record_webhook_delivery",
-            endpoint.row.namespace,
-            endpoint.row.name,
-            now,
-            accepted,
-            status,
-            reason.replace("\x00", "\\u0000")[:MAX_REASON_LENGTH],
-            event_ids,
+        await queries.record_webhook_delivery(
+            self._store,
+            namespace=endpoint.row.namespace,
+            name=endpoint.row.name,
+            received_at=now,
+            accepted=accepted,
+            http_status=status,
+            reason=reason.replace("\x00", "\\u0000")[:MAX_REASON_LENGTH],
+            event_ids=event_ids,
             on=on,
         )
 
@@ -315,12 +317,15 @@ class Webhooks:
         self, *, webhook: tuple[str, str] | None, limit: int, namespace: str | None = None
     ) -> list[dict[str, Any]]:
         """The newest deliveries of ``webhook``, else of ``namespace``'s webhooks, else of every one."""
+        rows: Sequence[ListWebhookDeliveriesRow]
         if webhook is None and namespace is not None:
-            rows = await self._store.fetch("list_deliveries_in_namespace", namespace, limit)
+            rows = await queries.list_deliveries_in_namespace(self._store, namespace=namespace, limit=limit)
         elif webhook is None:
-            rows = await self._store.fetch("list_webhook_deliveries", limit)
+            rows = await queries.list_webhook_deliveries(self._store, limit=limit)
         else:
-            rows = await self._store.fetch("list_deliveries_of_webhook", webhook[0], webhook[1], limit)
+            rows = await queries.list_deliveries_of_webhook(
+                self._store, namespace=webhook[0], name=webhook[1], limit=limit
+            )
         return [
             {
                 "id": row["id"],
@@ -338,8 +343,11 @@ class Webhooks:
     async def prune(self, retention: datetime.timedelta) -> int:
         """Delete deliveries older than ``retention`` (by the database's clock), and those beyond the newest
         ``KEEP_DELIVERIES`` of each webhook."""
-        status = await self._store.execute(
-            "prune_webhook_deliveries", self._clock.offset(), retention, KEEP_DELIVERIES
+        status = await queries.prune_webhook_deliveries(
+            self._store,
+            clock_offset=self._clock.offset(),
+            retention=retention,
+            keep_per_webhook=KEEP_DELIVERIES,
         )
         return int(status.split()[-1])
 

@@ -25,6 +25,7 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
+from stepline_store import queries
 from stepline_store.pool import Store
 
 from stepline_gateway.access import ADMIN, PRINCIPAL_KEY, Principal, token_hash
@@ -68,13 +69,13 @@ async def open_session(store: Store, holder: Principal = ADMIN, token_sha256: st
     """A new random session for ``holder``, recorded; answers the cookie's value. ``token_sha256``: the
     hash of the published token signed in with, whose revocation ends the session (None: the admin's)."""
     cookie = secrets.token_urlsafe(32)
-    await store.execute(
-        "open_session",
-        session_digest(cookie),
-        datetime.timedelta(hours=SESSION_HOURS),
-        holder.role,
-        holder.namespace,
-        token_sha256,
+    await queries.open_session(
+        store,
+        session_sha256=session_digest(cookie),
+        lifetime=datetime.timedelta(hours=SESSION_HOURS),
+        role=holder.role,
+        namespace=holder.namespace,
+        token_sha256=token_sha256,
     )
     return cookie
 
@@ -83,7 +84,7 @@ async def session_holder(store: Store, cookie: str) -> Principal | None:
     """The holder of an open session, None if there is none (expired, signed out, token revoked)."""
     if not cookie:
         return None
-    row = await store.fetchrow("session_is_open", session_digest(cookie))
+    row = await queries.session_is_open(store, session_sha256=session_digest(cookie))
     if row is None:
         return None
     return Principal("operator" if row["role"] == "operator" else "viewer", row["namespace"])
@@ -95,7 +96,7 @@ async def session_is_open(store: Store, cookie: str) -> bool:
 
 async def close_session(store: Store, cookie: str) -> None:
     if cookie:
-        await store.execute("close_session", session_digest(cookie))
+        await queries.close_session(store, session_sha256=session_digest(cookie))
 
 
 def _same(given: str, expected: str) -> bool:
