@@ -104,7 +104,7 @@ class Settings(BaseSettings):
         ge=1,
         description="of pool_size, the connections that take in events (POST /e, POST /v1/events, webhooks, "
         "cron ticks) in a pool of their own; the rest run the calls, the API and the background loops, so "
-        "neither can starve the other; none: a quarter of pool_size (at least 1)",
+        "neither can starve the other; none: half of pool_size (at least 1)",
     )
     ingest_wait_s: float = Field(
         default=2.0,
@@ -184,9 +184,10 @@ class Settings(BaseSettings):
 
     @property
     def ingest_connections(self) -> int:
-        """The connections of ingest's pool: ``ingest_pool_size``, else a quarter of ``pool_size``; always
-        leaving execution at least one."""
-        wanted = self.ingest_pool_size if self.ingest_pool_size is not None else max(1, self.pool_size // 4)
+        """The connections of ingest's pool: ``ingest_pool_size``, else half of ``pool_size`` (a POST of one
+        event is a commit of its own, so ingest needs connections to overlap commits; execution batches its
+        commits across runs); always leaving execution at least one."""
+        wanted = self.ingest_pool_size if self.ingest_pool_size is not None else max(1, self.pool_size // 2)
         return min(wanted, self.pool_size - 1)
 
     @property
