@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from stepline.protocol import Header
-from stepline_store.errors import DATABASE_ERRORS, is_transient
+from stepline_store.errors import DATABASE_ERRORS, PoolBusy, is_transient
 from stepline_store.identity import DEFAULT_NAMESPACE, namespace_of_function
 
 from stepline_gateway import bodies, checkpoint, dashboard, ingest, query, secrets, sync, webhooks
@@ -344,6 +344,14 @@ async def _error_response(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=401)
     if isinstance(exc, Forbidden):
         return JSONResponse({"error": str(exc)}, status_code=403)
+    if isinstance(exc, PoolBusy):
+        # Ingest's connections all stayed busy for ingest_wait_s: nothing was stored, send the events again.
+        log.warning("%s %s: %s", request.method, secrets.redacted_path(request), exc)
+        return JSONResponse(
+            {"error": f"the gateway is busy taking in events ({exc}): nothing was stored, try again"},
+            status_code=503,
+            headers={"retry-after": "1"},
+        )
     if is_transient(exc):
         # Nothing was stored (the transaction did not commit): the client may send the same request again.
         log.warning(
@@ -400,6 +408,7 @@ def create_app(gateway: Gateway, *, extra_routes: list[Any] | None = None) -> St
         NotFound: _error_response,
         Unauthorized: _error_response,
         Forbidden: _error_response,
+        PoolBusy: _error_response,
         # Database errors by class, not only through Exception: Starlette re-raises what the Exception
         # handler answered (a traceback in the log), and a 503 while the database is away is no crash.
         **dict.fromkeys(DATABASE_ERRORS, _error_response),

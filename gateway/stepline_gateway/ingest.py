@@ -11,6 +11,8 @@ replica's dispatcher), the first calls of new runs due at once are leased to tha
 statement, as many as it has free call slots, and handed to it right after COMMIT: a run starts where it
 was ingested, without a NOTIFY round trip. Runs with flow control at the claim (concurrency, throttle,
 priority, timeouts) and those decided by admission are left to the claim, which does their accounting.
+The transactions ingest opens itself take their connection from ``share`` (the gateway's ingest pool, sized
+apart from the one that runs calls), waiting at most ``within_s``: ``PoolBusy`` then, with nothing stored.
 Every time is the database's (plus the clock's offset in tests): an event sent without a ``ts`` gets the
 database's now as its ``ts``, so a replica whose own clock runs ahead delays nothing.
 """
@@ -120,8 +122,12 @@ class Ingestor:
         clock: Clock,
         *,
         metrics: Metrics | None = None,
+        share: Store | None = None,
+        within_s: float | None = None,
     ) -> None:
         self._store = store
+        self._share = share or store
+        self._within_s = within_s
         self._routes = routes
         self._clock = clock
         self._metrics = metrics
@@ -146,7 +152,7 @@ class Ingestor:
             return await self._ingest(on, events, runs, depth=0, namespace=namespace)
         reserved: list[str] = []
         try:
-            async with self._store.transaction() as conn:
+            async with self._share.transaction(within_s=self._within_s) as conn:
                 result = await self._ingest(
                     conn, events, runs, depth=0, namespace=namespace, starts=starts, reserved=reserved
                 )

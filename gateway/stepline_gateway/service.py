@@ -90,6 +90,7 @@ class Gateway:
         self._migrate = migrate
         self._store: Store | None = None
         self._read_store: Store | None = None
+        self._ingest_store: Store | None = None
         self._listener: Listener | None = None
         self._routes_changed = asyncio.Event()
         # One reload at a time: two that overlap could finish out of order and install the older read.
@@ -121,6 +122,14 @@ class Gateway:
         return self._store
 
     @property
+    def ingest_store(self) -> Store:
+        """Where events are taken in: a pool of its own, so that ingest and execution never starve each
+        other of connections (``ingest_pool_size``)."""
+        if self._ingest_store is None:
+            raise RuntimeError("the gateway is not started")
+        return self._ingest_store
+
+    @property
     def read_store(self) -> Store:
         """Where the dashboard and the /v1 list and detail routes read: the replica when one is given."""
         return self._read_store or self.store
@@ -137,7 +146,17 @@ class Gateway:
             await conn.close()
         self._store = Store(
             await create_pool(
-                settings.database_url, max_size=settings.pool_size, application_name=_APPLICATION_NAME
+                settings.database_url,
+                max_size=settings.execution_connections,
+                application_name=_APPLICATION_NAME,
+            )
+        )
+        self._ingest_store = Store(
+            await create_pool(
+                settings.database_url,
+                min_size=1,
+                max_size=settings.ingest_connections,
+                application_name=f"{_APPLICATION_NAME} ingest",
             )
         )
         if settings.read_database_url:
@@ -150,6 +169,7 @@ class Gateway:
                 )
             )
         self.metrics.watch_pool("primary", self.store)
+        self.metrics.watch_pool("ingest", self.ingest_store)
         if self._read_store is not None:
             self.metrics.watch_pool("replica", self._read_store)
         self.step_combiner = StepCombiner(
@@ -167,7 +187,14 @@ class Gateway:
             await self.history.make()
         self.queue = QueueGauges(self.store, self.clock)
         self.registry = Registry(self.store)
-        self.ingestor = Ingestor(self.store, lambda: self.routes, self.clock, metrics=self.metrics)
+        self.ingestor = Ingestor(
+            self.store,
+            lambda: self.routes,
+            self.clock,
+            metrics=self.metrics,
+            share=self.ingest_store,
+            within_s=settings.ingest_wait_s,
+        )
         self.dispatcher = Dispatcher(
             store=self.store,
             executor=Executor(
@@ -202,6 +229,7 @@ class Gateway:
         )
         self.webhooks = Webhooks(
             store=self.store,
+            ingest_store=self.ingest_store,
             ingestor=self.ingestor,
             clock=self.clock,
             metrics=self.metrics,
@@ -342,5 +370,8 @@ class Gateway:
         if self._read_store is not None:
             await self._read_store.close()
             self._read_store = None
+        if self._ingest_store is not None:
+            await self._ingest_store.close()
+            self._ingest_store = None
         await self.store.close()
         self._store = None

@@ -93,7 +93,25 @@ class Settings(BaseSettings):
     max_answer_bytes: int = Field(default=8 * 1024 * 1024, description="largest answer read from a service")
     routes_refresh_s: float = Field(default=60.0, description="routing table reload period")
     shutdown_grace_s: float = Field(default=10.0, description="seconds to finish calls on shutdown")
-    pool_size: int = Field(default=10, description="Postgres connections per gateway")
+    pool_size: int = Field(
+        default=10,
+        ge=2,
+        description="Postgres connections per gateway, shared out between ingest and execution "
+        "(ingest_pool_size)",
+    )
+    ingest_pool_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="of pool_size, the connections that take in events (POST /e, POST /v1/events, webhooks, "
+        "cron ticks) in a pool of their own; the rest run the calls, the API and the background loops, so "
+        "neither can starve the other; none: half of pool_size (at least 1)",
+    )
+    ingest_wait_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="seconds a POST of events waits for a connection of ingest's pool before it is answered "
+        "503 with Retry-After (nothing stored: the sender sends again)",
+    )
     retention_h: float = Field(default=168.0, description="hours of event and run history kept (at least 24)")
 
     secrets_key: str | None = Field(
@@ -163,6 +181,19 @@ class Settings(BaseSettings):
     def sealer(self) -> Sealer | None:
         """What opens (and, for manifest files, seals) the secrets of webhooks; None without a key."""
         return Sealer.from_setting(self.secrets_key) if self.secrets_key else None
+
+    @property
+    def ingest_connections(self) -> int:
+        """The connections of ingest's pool: ``ingest_pool_size``, else half of ``pool_size`` (a POST of one
+        event is a commit of its own, so ingest needs connections to overlap commits; execution batches its
+        commits across runs); always leaving execution at least one."""
+        wanted = self.ingest_pool_size if self.ingest_pool_size is not None else max(1, self.pool_size // 2)
+        return min(wanted, self.pool_size - 1)
+
+    @property
+    def execution_connections(self) -> int:
+        """The connections of the pool that runs the calls, the API and the background loops."""
+        return self.pool_size - self.ingest_connections
 
     @property
     def session_url(self) -> str:

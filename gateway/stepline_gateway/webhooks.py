@@ -24,6 +24,7 @@ from starlette.routing import Route
 from stepline.webhook import webhook_path
 from stepline_store import queries
 from stepline_store import webhooks as published
+from stepline_store.errors import PoolBusy
 from stepline_store.identity import DEFAULT_NAMESPACE
 from stepline_store.pool import Store
 from stepline_store.queries import ListWebhookDeliveriesRow
@@ -159,6 +160,7 @@ class Webhooks:
         self,
         *,
         store: Store,
+        ingest_store: Store | None = None,
         ingestor: Ingestor,
         clock: Clock,
         metrics: Metrics,
@@ -166,6 +168,8 @@ class Webhooks:
         sealer: Sealer | None,
     ) -> None:
         self._store = store
+        # Deliveries and their events go through ingest's pool (service.py), at most ``ingest_wait_s`` waited.
+        self._ingest_store = ingest_store or store
         self._ingestor = ingestor
         self._clock = clock
         self._metrics = metrics
@@ -254,7 +258,7 @@ class Webhooks:
                 "; signed with the previous secret (previousSecretRef): finish the rotation at the provider"
             )
         try:
-            async with self._store.transaction() as conn:
+            async with self._ingest_store.transaction(within_s=self._settings.ingest_wait_s) as conn:
                 result = (
                     await self._ingestor.ingest(events, on=conn, namespace=endpoint.reaches)
                     if events
@@ -264,6 +268,10 @@ class Webhooks:
                     reason = "duplicate: every event id was received before, nothing new started"
                 ids = result.ids if result is not None else []
                 await self._record(endpoint, now, True, 200, reason, ids, on=conn)
+        except PoolBusy as err:
+            raise Unavailable(
+                f"the gateway is busy taking in events ({err}): nothing was stored, try again"
+            ) from None
         except _UNAVAILABLE as err:
             raise Unavailable(
                 f"the events could not be stored ({type(err).__name__}: the database is away or refused "

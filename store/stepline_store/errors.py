@@ -2,6 +2,7 @@
 
 StoreError           base
   SchemaMismatch     the database is not at the schema version this Stepline needs
+  PoolBusy           no connection of a pool came free within the time a caller allows
 
 ``is_transient`` tells what asyncpg (and the network under it) raises while Postgres restarts, fails over,
 terminates a backend or breaks a deadlock: the same statement succeeds once the database is back, so the
@@ -22,6 +23,10 @@ class SchemaMismatch(StoreError):
     """The database schema is older or newer than this Stepline."""
 
 
+class PoolBusy(StoreError):
+    """Every connection of a bounded pool stayed in use for as long as the caller would wait: nothing ran."""
+
+
 _TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset, unreachable, a unix socket gone during a restart (ConnectionError is one)
     TimeoutError,  # connect and command timeouts
@@ -36,6 +41,7 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,  # max_connections reached, for now
     asyncpg.TransactionRollbackError,  # deadlock detected, serialization failure: run it again
     asyncpg.LockNotAvailableError,  # lock_timeout: the tables busy for now (making a day of history)
+    PoolBusy,  # every connection of a bounded pool in use for now (ingest's, under a flood of events)
 )
 # InterfaceErrors that say something about the statement or its values, not about the connection.
 _PERMANENT: tuple[type[BaseException], ...] = (ValueError, UnsupportedClientFeatureError)

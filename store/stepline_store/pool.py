@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from stepline_store.errors import is_transient
+from stepline_store.errors import PoolBusy, is_transient
 from stepline_store.sql import load_queries
 
 Record = asyncpg.Record
@@ -136,14 +136,28 @@ class Store:
             raise
 
     @asynccontextmanager
-    async def transaction(self, on: Queryable = None) -> AsyncIterator[Queryable]:
-        """A transaction on a pooled connection; inside another one (``on``), a savepoint of it."""
+    async def transaction(
+        self, on: Queryable = None, *, within_s: float | None = None
+    ) -> AsyncIterator[Queryable]:
+        """A transaction on a pooled connection; inside another one (``on``), a savepoint of it. With
+        ``within_s``, ``PoolBusy`` when no connection comes free in that many seconds (nothing ran)."""
         if on is not None and on is not self.pool:
             async with on.transaction():
                 yield on
             return
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield conn
+        if within_s is None:
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield conn
+            return
+        try:
+            conn = await self.pool.acquire(timeout=within_s)
+        except TimeoutError:
+            raise PoolBusy(f"no connection came free within {within_s:g} s") from None
+        try:
+            async with conn.transaction():
+                yield conn
+        finally:
+            await self.pool.release(conn)
 
     async def close(self) -> None:
         await self.pool.close()

@@ -90,7 +90,9 @@ async def test_every_documented_series_is_exported_and_every_exported_one_docume
     assert values[("stepline_checkpointed_steps_total", ())] == 2
     labels = (("function", "contract-steps"), ("namespace", "default"), ("outcome", "completed"))
     assert values[("stepline_steps_total", labels)] == 2
-    assert values[("stepline_db_pool_max_connections", (("pool", "primary"),))] == 10
+    # --pool-size (10) shared out: half takes in events, the rest runs the calls.
+    assert values[("stepline_db_pool_max_connections", (("pool", "primary"),))] == 5
+    assert values[("stepline_db_pool_max_connections", (("pool", "ingest"),))] == 5
 
 
 async def test_no_metrics_keeps_nothing_and_answers_404(database_url: str) -> None:
