@@ -10,7 +10,6 @@ the handlers report and retry. The writes are the gateway's own (``stepline_stor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -31,41 +30,14 @@ def source_of(namespace: str, name: str) -> str:
     return f"kubernetes:{namespace}/{name}"
 
 
-@dataclass(frozen=True)
-class Route:
-    """One row of the ``functions`` table, as the gateway reads it."""
+# A Function resource's route: the row it publishes (a resource sends no checkpoint settings).
+Route = PublishedFunction
 
-    id: str
-    app_id: str
-    name: str
-    url: str
-    triggers: list[dict[str, Any]]
-    retries: int
-    paused: bool
-    source: str
-    cancel_on: list[dict[str, Any]]
-    # The flow-control settings and the retry policy as the CRD spells them; None when not declared.
-    flow: dict[str, Any] | None = None
-    retry_policy: dict[str, Any] | None = None
 
-    def same_as(self, row: FunctionsOfIdOrSourceRow) -> bool:
-        stored: dict[str, Any] = dict(row)
-        return all(stored[column] == getattr(self, column) for column in self.__dataclass_fields__)
-
-    def published(self) -> PublishedFunction:
-        return PublishedFunction(
-            id=self.id,
-            app_id=self.app_id,
-            name=self.name,
-            url=self.url,
-            triggers=self.triggers,
-            retries=self.retries,
-            paused=self.paused,
-            source=self.source,
-            cancel_on=self.cancel_on,
-            flow=self.flow,
-            retry_policy=self.retry_policy,
-        )
+def _unchanged(route: Route, row: FunctionsOfIdOrSourceRow) -> bool:
+    """Whether the stored ``row`` already says what ``route`` would publish."""
+    stored: dict[str, Any] = dict(row)
+    return all(value == getattr(route, column) for column, value in stored.items())
 
 
 async def check_schema(database_url: str) -> None:
@@ -123,9 +95,9 @@ class RouteTable:
                         "Function another spec.functionId (or spec.app), or remove the other one"
                     )
                 others = [row["id"] for row in rows if row["id"] != route.id]
-                if current is not None and route.same_as(current) and not others:
+                if current is not None and _unchanged(route, current) and not others:
                     return False
-                await publish_functions(conn, [route.published()], replace_source=route.source)
+                await publish_functions(conn, [route], replace_source=route.source)
                 return True
         except Exception as err:
             _reraise_unless_transient(err)
