@@ -224,6 +224,8 @@ async def test_no_event_key_reaches_the_log_of_a_failed_ingest(
     database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with production(database_url) as gw:
+        # Both pools away: the one ingest takes events in with, and the one the rest of the gateway uses.
+        await gw.gateway.ingest_store.close()
         await gw.gateway.store.close()
         with caplog.at_level(logging.INFO):
             failed = await gw.http.post(f"/e/{EVENT_KEY}", json={"name": "shop/x", "data": {}})
