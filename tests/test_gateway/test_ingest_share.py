@@ -17,6 +17,7 @@ from stepline_store.pool import connect
 
 from tests.services import RawService, raw
 from tests.support import RunningGateway, eventually, route, running_gateway
+from tests.webhook_senders import publish, webhook
 
 INGEST_CONNECTIONS = 2
 
@@ -28,6 +29,15 @@ async def ingest_connections_waiting(database_url: str) -> int:
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'stepline-gateway ingest'"
             " AND datname = current_database() AND wait_event_type = 'Lock'"
         )
+        return value
+    finally:
+        await conn.close()
+
+
+async def stored_events(database_url: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        value: int = await conn.fetchval("SELECT count(*) FROM events")
         return value
     finally:
         await conn.close()
@@ -47,6 +57,7 @@ async def test_execution_runs_while_ingest_holds_every_connection_of_its_share(d
         ) as gw,
     ):
         await gw.publish(route("shop-work", url, {"event": "work/go"}))
+        await publish(gw, (webhook("open", {"none": {}}), []))
         [first] = await gw.send({"id": "first", "name": "work/go", "data": {}})
         await eventually(lambda: completed(gw, first))
         [run] = await gw.runs_of(first)
@@ -71,6 +82,13 @@ async def test_execution_runs_while_ingest_holds_every_connection_of_its_share(d
             assert refused.status_code == 503, refused.text
             assert refused.headers["retry-after"] == "1"
             assert (await gw.http.get("/v1/events/late")).status_code == 404
+            # A webhook delivery takes events in through the same share: refused too, nothing stored.
+            before = await stored_events(database_url)
+            hook = await gw.http.post("/webhooks/shop/open", json={"name": "work/go", "data": {}})
+            assert hook.status_code == 503, hook.text
+            assert hook.headers["retry-after"] == "30"
+            assert "busy taking in events" in hook.json()["error"]
+            assert await stored_events(database_url) == before
 
             # Execution and the API have connections of their own: a replayed run completes meanwhile.
             replayed = await gw.http.post(f"/v1/runs/{run['id']}/replay")
