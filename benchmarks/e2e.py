@@ -152,6 +152,9 @@ class BurstResult:
     failed: int
     cpu: CpuUse
     cost: RunCost | None = None
+    # The statements that took most of the server's time during the burst (pg_stat_statements): the first
+    # words of each, its calls and its planning plus execution time in ms, most first.
+    top_statements: list[tuple[str, int, float]] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -704,6 +707,7 @@ async def burst(
     url = f"{stack.gateway_url}/e/{stack.event_key}"
     baseline = await count_ended(db, stack.started_at)
     cost_before = await database_counters(db)
+    statements_before = await statement_times(db)
     cpu_before = stack.cpu_seconds()
     ids: list[str] = []
     wall0 = time.time()
@@ -724,6 +728,7 @@ async def burst(
     # The server's statistics are flushed by each backend at most once a second.
     await asyncio.sleep(1.5)
     cost_after = await database_counters(db)
+    statements_after = await statement_times(db)
     cost = RunCost(
         **{
             name: (cost_after[name] - before) / workflows if before is not None else None
@@ -740,7 +745,34 @@ async def burst(
         failed=int(row["failed"]),
         cpu=CpuUse.between(cpu_before, cpu_after, detected - t0),
         cost=cost,
+        top_statements=top_statements(statements_before, statements_after),
     )
+
+
+async def statement_times(db: asyncpg.Connection) -> dict[int, tuple[str, int, float]]:
+    """Each statement's text, calls and planning plus execution time so far (pg_stat_statements; empty
+    when the server could not load it), by query id."""
+    try:
+        rows = await db.fetch(
+            "SELECT queryid, query, calls, total_plan_time + total_exec_time AS ms FROM pg_stat_statements"
+            " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND query NOT LIKE '%pg_stat_%' AND query NOT LIKE '/* bench */%'"
+        )
+    except asyncpg.PostgresError:
+        return {}
+    return {row["queryid"]: (row["query"], row["calls"], row["ms"]) for row in rows}
+
+
+def top_statements(
+    before: dict[int, tuple[str, int, float]], after: dict[int, tuple[str, int, float]], top: int = 6
+) -> list[tuple[str, int, float]]:
+    """The statements that took the server's time between the two readings, most first."""
+    spent = []
+    for query_id, (text, calls, ms) in after.items():
+        _, calls_before, ms_before = before.get(query_id, (text, 0, 0.0))
+        if calls > calls_before:
+            spent.append((" ".join(text.split())[:60], calls - calls_before, ms - ms_before))
+    return sorted(spent, key=lambda item: -item[2])[:top]
 
 
 async def database_counters(db: asyncpg.Connection) -> dict[str, Any]:
@@ -997,6 +1029,10 @@ def print_report(trials: list[Trial], info: dict[str, Any], options: argparse.Na
                 f" {c.wal_bytes:,.0f} WAL bytes, rows {c.rows_inserted:.1f} inserted, {c.rows_updated:.1f}"
                 f" updated, {c.rows_deleted:.1f} deleted"
             )
+        if b.top_statements:
+            print("         burst server time by statement (calls, ms):")
+            for text, calls, ms in b.top_statements:
+                print(f"           {calls:>6} {ms:>9.1f}  {text}")
         print(
             f"         paced {p.rate:g}/s for {p.duration_s:g} s: {p.completed}/{p.sent} completed, "
             f"mean {p.mean_ms:.1f} ms"
@@ -1299,6 +1335,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     runs = variants(options, argv)
     by_label: dict[str, list[Trial]] = {label: [] for label, _, _ in runs}
     info: dict[str, Any] = {"machine": machine(), "code": code_under_test()}
+    # What each variant's stack was (its gateway's flags, its history): each report shows its own.
+    stacks: dict[str, dict[str, Any]] = {label: {} for label, _, _ in runs}
     try:
         with terminate_on_sigterm():
             for index in range(options.repeat):
@@ -1307,7 +1345,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     print(f"trial {index + 1}/{options.repeat}, {label} ...", file=sys.stderr, flush=True)
                     trial, stack_info = run_trial(own, index, variant, label if len(runs) > 1 else None)
                     by_label[label].append(trial)
-                    info.update(stack_info)
+                    stacks[label].update(stack_info)
     except (KeyboardInterrupt, _Terminate):
         print("\ninterrupted; everything started was stopped and removed", file=sys.stderr)
         raise SystemExit(130) from None
@@ -1317,11 +1355,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     for label, own, _ in runs:
         if len(runs) > 1:
             print(f"\n=== variant: {label}")
-        print_report(by_label[label], info, own)
+        print_report(by_label[label], {**info, **stacks[label]}, own)
     if len(runs) > 1 or options.floor:
         print_comparison(by_label, "variant")
-    if "otlp_sink" in info:
-        print(f"traces sent by the last tracing trial: {info['otlp_sink'].removeprefix('otlp sink: ')}")
+    sinks = [stack["otlp_sink"] for stack in stacks.values() if "otlp_sink" in stack]
+    if sinks:
+        print(f"traces sent by the last tracing trial: {sinks[-1].removeprefix('otlp sink: ')}")
     if options.json:
         document = {
             "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -1329,6 +1368,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             "variants": options.variant,
             "baseline_code": _code_at(Path(options.baseline)) if options.baseline else None,
             **info,
+            **stacks[runs[-1][0]],
+            "stacks": stacks,
             "median": {label: summary(trials) for label, trials in by_label.items()},
             "trials": {label: [dataclasses.asdict(t) for t in trials] for label, trials in by_label.items()},
         }

@@ -11,7 +11,8 @@ This module runs them for ``workflows`` workflows on a migrated database, two wa
   batch's events, ``claim_work`` for the batch, and ``record_steps`` and ``finish_run`` for all of its runs
   as one pipelined ``executemany`` each, so four round trips and four commits per batch.
 
-It reports workflows per second and the CPU Postgres (and this client) used per workflow.
+Its sessions carry the store's ``SESSION_SETTINGS``, as Stepline's own do. It reports workflows per second
+and the CPU Postgres (and this client) used per workflow.
 ``benchmarks.e2e`` runs it in every trial, on a database of its own in the trial's Postgres, and puts
 Stepline's figures beside it as a fraction; alone::
 
@@ -34,6 +35,7 @@ from typing import Any
 import asyncpg
 import psutil  # type: ignore[import-untyped]
 from stepline_store.ids import new_run_id
+from stepline_store.pool import SESSION_SETTINGS
 from stepline_store.sql import load_queries
 
 QUERIES = load_queries()
@@ -232,7 +234,12 @@ async def measure_floor(
 ) -> FloorResult:
     """Both modes on a migrated database (each after a warm-up of 50 workflows)."""
     pool = await asyncpg.create_pool(
-        database_url, min_size=pool_size, max_size=pool_size, init=_init, reset=_no_reset
+        database_url,
+        min_size=pool_size,
+        max_size=pool_size,
+        init=_init,
+        reset=_no_reset,
+        server_settings=SESSION_SETTINGS,
     )
     try:
         await _unbatched(pool, 50, concurrency)

@@ -163,7 +163,10 @@ def _decoded(plan: Any) -> Any:
 
 async def whole_reads(conn: asyncpg.Connection, statement: Statement) -> list[str]:
     """The days holding rows that the statement's plans (for the values, and generic) read whole. A day of a
-    few pages does not count: reading it whole is the planner's right choice (the first hours of today)."""
+    few pages does not count: reading it whole is the planner's right choice (the first hours of today).
+    Judged with sequential scans allowed: on a large store the planner must prefer the indexes by itself
+    (Stepline's sessions turn sequential scans off, ``pool.SESSION_SETTINGS``, which would hide a missing
+    index behind another one that serves it badly)."""
     populated = {
         row["relname"]
         for row in await conn.fetch(
@@ -172,11 +175,13 @@ async def whole_reads(conn: asyncpg.Connection, statement: Statement) -> list[st
         )
     }
     found: list[str] = []
-    [custom] = _decoded(await conn.fetchval(f"EXPLAIN (FORMAT JSON) {statement.query}", *statement.args))
-    # The plan a prepared statement may keep for any values (Postgres 16 and later).
-    [generic] = _decoded(
-        await conn.fetchval(f"EXPLAIN (GENERIC_PLAN, FORMAT JSON) {statement.query}", *statement.args)
-    )
+    async with conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = on")
+        [custom] = _decoded(await conn.fetchval(f"EXPLAIN (FORMAT JSON) {statement.query}", *statement.args))
+        # The plan a prepared statement may keep for any values (Postgres 16 and later).
+        [generic] = _decoded(
+            await conn.fetchval(f"EXPLAIN (GENERIC_PLAN, FORMAT JSON) {statement.query}", *statement.args)
+        )
     for plan in (custom, generic):
         for node in plan_nodes(plan["Plan"]):
             table = node.get("Relation Name", "")

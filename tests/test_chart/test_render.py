@@ -384,7 +384,8 @@ def test_cnpg_cluster_with_pooler_and_read_replicas(renders: dict[str, list[dict
     assert cluster["spec"]["instances"] == 3
     assert cluster["spec"]["bootstrap"] == {"initdb": {"database": "stepline", "owner": "stepline"}}
     assert cluster["spec"]["storage"] == {"size": "50Gi", "storageClass": "fast"}
-    assert cluster["spec"]["postgresql"]["parameters"] == {"max_connections": "300"}
+    # The values' parameters, and sequential scans off as Stepline's sessions have them.
+    assert cluster["spec"]["postgresql"]["parameters"] == {"enable_seqscan": "off", "max_connections": "300"}
     assert cluster["spec"]["affinity"]["additionalPodAntiAffinity"][
         "requiredDuringSchedulingIgnoredDuringExecution"
     ]
@@ -392,6 +393,8 @@ def test_cnpg_cluster_with_pooler_and_read_replicas(renders: dict[str, list[dict
     pooler = named(documents, "Pooler", "stepline-db-pooler-rw")
     assert pooler["spec"]["cluster"] == {"name": "stepline-db"}
     assert pooler["spec"]["pgbouncer"]["poolMode"] == "transaction"
+    # PgBouncer refuses startup parameters it cannot keep per client unless told to leave them out.
+    assert pooler["spec"]["pgbouncer"]["parameters"]["ignore_startup_parameters"] == "enable_seqscan"
     # No bundled Postgres, and no database URL in the release's Secret: the credentials are CNPG's.
     assert not of_kind(documents, "StatefulSet")
     assert "database-url" not in named(documents, "Secret", "stepline")["data"]
