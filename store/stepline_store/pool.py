@@ -27,13 +27,15 @@ Queryable = Any
 
 QUERIES = load_queries()
 
-# The settings of every session Stepline opens. Each statement of queries.sql reads by key or by an indexed
-# range, and asyncpg keeps it prepared, so after five runs Postgres plans it once for any values and keeps
-# that plan for the connection's life. A plan made while a table holds a few rows (the work queue after a
-# quiet spell, a new day's partition of runs, steps and events) reads that table whole, which is right at
-# that moment, and goes on reading it whole as it fills: in a burst of 2,000 runs the claim took 60 to 90 ms
-# instead of 6 (docs/performance.md). With sequential scans disabled, Postgres still reads a table whole
-# where no index serves a statement, and otherwise takes the index whatever the table's size when it plans.
+# The settings of the sessions of Stepline's pools (the gateway's and the operator's). Each statement of
+# queries.sql reads by key or by an indexed range, and asyncpg keeps it prepared, so after five runs
+# Postgres plans it once for any values and keeps that plan for the connection's life. A plan made while
+# a table holds a few rows (the work queue after a quiet spell, a new day's partition of runs, steps and
+# events) reads that table whole, which is right at that moment, and goes on reading it whole as it
+# fills: in a burst of 2,000 runs the claim took 60 to 90 ms instead of 6 (docs/performance.md). With
+# sequential scans disabled, Postgres still reads a table whole where no index serves a statement, and
+# otherwise takes the index whatever the table's size when it plans. One-off sessions (``connect``: the
+# listener, migrations, schema checks) keep Postgres's defaults.
 SESSION_SETTINGS = {"enable_seqscan": "off"}
 
 
@@ -75,7 +77,7 @@ async def create_pool(
 
 async def connect(dsn: str, *, application_name: str = "stepline", within_s: float = 60) -> Connection:
     conn: Connection = await asyncpg.connect(
-        dsn, timeout=within_s, server_settings={"application_name": application_name, **SESSION_SETTINGS}
+        dsn, timeout=within_s, server_settings={"application_name": application_name}
     )
     await _init_connection(conn)
     return conn

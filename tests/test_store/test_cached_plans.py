@@ -5,7 +5,7 @@ asyncpg keeps every statement prepared, and after five runs Postgres settles on 
 generic plan) and keeps it for the connection's life. Made on a small queue, or on the first hours of a new
 day's partitions, that plan would read those tables whole and go on doing so as they fill: in a burst the
 claim then scanned today's steps once per call it claimed. These tests make the generic plans on a freshly
-migrated store, where every table is nearly empty, through Stepline's own sessions (``SESSION_SETTINGS``).
+migrated store, where every table is nearly empty, on a connection of Stepline's pool (``SESSION_SETTINGS``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from stepline_store.pool import QUERIES, connect
+from stepline_store.pool import QUERIES, create_pool
 from stepline_store.sql import query_specs
 
 # The tables that grow with the work: the queue and the history's day partitions.
@@ -51,9 +51,10 @@ async def generic_whole_reads(conn: asyncpg.Connection, name: str) -> list[str]:
 
 @pytest.fixture
 async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await connect(database_url)
-    yield connection
-    await connection.close()
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    async with pool.acquire() as connection:
+        yield connection
+    await pool.close()
 
 
 async def test_no_generic_plan_reads_a_hot_table_whole(conn: asyncpg.Connection) -> None:
