@@ -153,7 +153,7 @@ class BurstResult:
     cpu: CpuUse
     cost: RunCost | None = None
     # The statements that took most of the server's time during the burst (pg_stat_statements): the first
-    # words of each, its calls and its planning plus execution time in ms, most first.
+    # words of each, its calls and its execution time in ms, most first.
     top_statements: list[tuple[str, int, float]] = dataclasses.field(default_factory=list)
 
 
@@ -706,8 +706,7 @@ async def burst(
 ) -> BurstResult:
     url = f"{stack.gateway_url}/e/{stack.event_key}"
     baseline = await count_ended(db, stack.started_at)
-    cost_before = await database_counters(db)
-    statements_before = await statement_times(db)
+    cost_before, statements_before = await database_counters(db)
     cpu_before = stack.cpu_seconds()
     ids: list[str] = []
     wall0 = time.time()
@@ -727,8 +726,7 @@ async def burst(
     seconds = row["last"].timestamp() - wall0
     # The server's statistics are flushed by each backend at most once a second.
     await asyncio.sleep(1.5)
-    cost_after = await database_counters(db)
-    statements_after = await statement_times(db)
+    cost_after, statements_after = await database_counters(db)
     cost = RunCost(
         **{
             name: (cost_after[name] - before) / workflows if before is not None else None
@@ -749,22 +747,12 @@ async def burst(
     )
 
 
-async def statement_times(db: asyncpg.Connection) -> dict[int, tuple[str, int, float]]:
-    """Each statement's text, calls and planning plus execution time so far (pg_stat_statements; empty
-    when the server could not load it), by query id."""
-    try:
-        rows = await db.fetch(
-            "SELECT queryid, query, calls, total_plan_time + total_exec_time AS ms FROM pg_stat_statements"
-            " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            " AND query NOT LIKE '%pg_stat_%' AND query NOT LIKE '/* bench */%'"
-        )
-    except asyncpg.PostgresError:
-        return {}
-    return {row["queryid"]: (row["query"], row["calls"], row["ms"]) for row in rows}
+# pg_stat_statements by query id: each statement's text, calls and execution time in ms so far.
+StatementTimes = dict[int, tuple[str, int, float]]
 
 
 def top_statements(
-    before: dict[int, tuple[str, int, float]], after: dict[int, tuple[str, int, float]], top: int = 6
+    before: StatementTimes, after: StatementTimes, top: int = 6
 ) -> list[tuple[str, int, float]]:
     """The statements that took the server's time between the two readings, most first."""
     spent = []
@@ -775,9 +763,10 @@ def top_statements(
     return sorted(spent, key=lambda item: -item[2])[:top]
 
 
-async def database_counters(db: asyncpg.Connection) -> dict[str, Any]:
-    """The server's WAL position and the database's counters, for RunCost (the benchmark's own statements
-    are few: its polls of the runs table)."""
+async def database_counters(db: asyncpg.Connection) -> tuple[dict[str, Any], StatementTimes]:
+    """The server's WAL position and the database's counters, for RunCost, and the statements' times (empty,
+    and no statement count, when the server could not load pg_stat_statements). The benchmark's own
+    statements are left out of both but for its few polls of the runs table."""
     await db.execute("SELECT pg_stat_clear_snapshot()")
     row = await db.fetchrow(
         "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8 AS wal_bytes,"
@@ -788,16 +777,16 @@ async def database_counters(db: asyncpg.Connection) -> dict[str, Any]:
     assert row is not None
     counters: dict[str, Any] = {name: float(value) for name, value in row.items()}
     counters["statements"] = None
+    times: StatementTimes = {}
     with contextlib.suppress(asyncpg.PostgresError):
-        counters["statements"] = float(
-            await db.fetchval(
-                "SELECT sum(calls) FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database"
-                " WHERE datname = current_database()) AND query NOT LIKE '%pg_stat_%'"
-                " AND query NOT LIKE '/* bench */%'"
-            )
-            or 0
+        rows = await db.fetch(
+            "SELECT queryid, query, calls, total_exec_time AS ms FROM pg_stat_statements"
+            " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND query NOT LIKE '%pg_stat_%' AND query NOT LIKE '/* bench */%'"
         )
-    return counters
+        times = {r["queryid"]: (r["query"], r["calls"], r["ms"]) for r in rows}
+        counters["statements"] = float(sum(calls for _, calls, _ in times.values()))
+    return counters, times
 
 
 async def paced(
@@ -1368,7 +1357,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             "variants": options.variant,
             "baseline_code": _code_at(Path(options.baseline)) if options.baseline else None,
             **info,
-            **stacks[runs[-1][0]],
             "stacks": stacks,
             "median": {label: summary(trials) for label, trials in by_label.items()},
             "trials": {label: [dataclasses.asdict(t) for t in trials] for label, trials in by_label.items()},
