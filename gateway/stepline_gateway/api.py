@@ -335,11 +335,17 @@ async def queue_depth(request: Request) -> Response:
     )
 
 
+def _message(exc: Exception) -> str:
+    """The error's text, as UTF-8 can carry it: a message that quotes the input may quote a lone surrogate
+    (JSON's \\ud800 escapes decode to one), which would fail the answer's encoding."""
+    return str(exc).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 async def _error_response(request: Request, exc: Exception) -> Response:
     if isinstance(exc, BadRequest):
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        return JSONResponse({"error": _message(exc)}, status_code=exc.status)
     if isinstance(exc, NotFound):
-        return JSONResponse({"error": str(exc)}, status_code=404)
+        return JSONResponse({"error": _message(exc)}, status_code=404)
     if isinstance(exc, Unauthorized):
         return JSONResponse({"error": str(exc)}, status_code=401)
     if isinstance(exc, Forbidden):
