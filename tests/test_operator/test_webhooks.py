@@ -7,12 +7,15 @@ Secret created or changed later is picked up within the test (they wait for it, 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from typing import Any
 
+import asyncpg
 import kmock
 import pytest
+from stepline_store.queries import lock_webhooks
 from stepline_store.sealing import new_key
 
 from tests.support import RunningGateway, eventually, running_gateway
@@ -257,3 +260,42 @@ async def test_deleting_the_webhook_makes_its_path_answer_404(database_url: str,
             return any(e["reason"] == "Unpublished" for e in cluster.events("github"))
 
         await eventually(unpublished)
+
+
+async def test_a_deletion_during_a_slow_secret_refresh_waits_for_that_tick_alone(
+    database_url: str, cluster: Cluster
+) -> None:
+    """A deletion stops the Webhook's timer first; a tick caught in a slow write is waited for, and checked
+    every second once it ends (kopf's default re-checks every 60 s, holding the finalizer that long)."""
+    key = new_key()
+    async with (
+        running_gateway(database_url, concurrency=0, secrets_key=key) as gw,
+        running_operator(database_url, secrets_key=key, secret_refresh_s=REFRESH_S),
+    ):
+        await cluster.apply(secret("slow-db"))
+        await cluster.apply(github_webhook())
+        await answers(gw, "slow-db", 200)
+        conn = await asyncpg.connect(database_url)
+        try:
+
+            async def tick_waits() -> bool:
+                # The timer's next publish waits for the publishers' lock that this test holds.
+                waiting = await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND wait_event = 'advisory' AND datname = current_database()"
+                )
+                return bool(waiting)
+
+            async with conn.transaction():
+                await lock_webhooks(conn)
+                await eventually(tick_waits)
+                await cluster.kubectl("delete", "wh", "github", "-n", "shop", "--wait=false")
+                await asyncio.sleep(2.0)  # the database stays slow for two seconds more
+        finally:
+            await conn.close()
+
+        async def gone() -> bool:
+            return stored(cluster) is None
+
+        await eventually(gone, timeout=20)
+        await answers(gw, "slow-db", 404)
