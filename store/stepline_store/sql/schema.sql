@@ -17,6 +17,28 @@ SET client_min_messages = warning;
 SET row_security = off;
 
 --
+-- Name: stepline_add_day_foreign_key(text, boolean); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.stepline_add_day_foreign_key(child text, valid boolean) RETURNS void
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+    runs_day text := 'runs_' || substring(child FROM 'p[0-9]{8}$');
+    name text := child || '_run_id_fkey';
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_constraint WHERE conname = name AND conrelid = child::regclass) THEN
+        RETURN;
+    END IF;
+    EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I FOREIGN KEY (run_id) REFERENCES %I (id) ON DELETE CASCADE%s',
+                   child, name, runs_day, CASE WHEN valid THEN '' ELSE ' NOT VALID' END);
+    IF NOT valid THEN
+        EXECUTE format('ALTER TABLE %I VALIDATE CONSTRAINT %I', child, name);
+    END IF;
+END
+$_$;
+
+--
 -- Name: stepline_create_history_partitions(date, date, integer); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -46,6 +68,8 @@ BEGIN
                        'steps_p' || suffix, stepline_uuid7_floor(starts), stepline_uuid7_floor(ends));
         EXECUTE format('CREATE TABLE %I PARTITION OF step_attempts FOR VALUES FROM (%L) TO (%L)',
                        'step_attempts_p' || suffix, stepline_uuid7_floor(starts), stepline_uuid7_floor(ends));
+        PERFORM stepline_add_day_foreign_key('steps_p' || suffix, true);
+        PERFORM stepline_add_day_foreign_key('step_attempts_p' || suffix, true);
         made := made + 1;
     END LOOP;
     IF made > 0 THEN
@@ -915,20 +939,6 @@ CREATE TRIGGER work_lease_slots AFTER UPDATE OF lease_token ON public.work FOR E
 
 ALTER TABLE ONLY public.batch_events
     ADD CONSTRAINT batch_events_run_id_fkey FOREIGN KEY (run_id) REFERENCES public.runs(id) ON DELETE CASCADE;
-
---
--- Name: step_attempts step_attempts_run_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
---
-
-ALTER TABLE public.step_attempts
-    ADD CONSTRAINT step_attempts_run_id_fkey FOREIGN KEY (run_id) REFERENCES public.runs(id) ON DELETE CASCADE;
-
---
--- Name: steps steps_run_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
---
-
-ALTER TABLE public.steps
-    ADD CONSTRAINT steps_run_id_fkey FOREIGN KEY (run_id) REFERENCES public.runs(id) ON DELETE CASCADE;
 
 --
 -- Name: waits waits_run_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
