@@ -213,6 +213,10 @@ SELECT (SELECT id FROM new_run) AS id,
 -- admitted but left out because lapsed leases filled the claim: a slot it was counted in is only late). Keys with a
 -- slot left over after the claim wake that many of their waiting calls. When no due row is gated, these
 -- steps read nothing. The claim that starts a run with timeouts.finish sets its timer ('timeout:finish').
+-- The claimed rows of work are read by their ids, and each run by its id alone (LATERAL ... LIMIT 1): with
+-- joins, the planner may read the whole queue, or today's runs whole (or all the Queued ones), once per claim,
+-- on statistics the day has outgrown, as it counts a lookup by id as a probe of every day's partition (not the
+-- one left when the statement runs): a claim's cost would grow with the day (test_claim_reads.py).
 -- Lock order: everywhere else a run's row is locked before its work rows. A claim picks work first, so it
 -- never waits but for flow keys: its work rows and the runs it marks Running are both taken with SKIP LOCKED
 -- (a Queued run that is locked is being cancelled, and its work row goes with it).
@@ -267,19 +271,21 @@ WITH lapsed AS (
     WHERE s.id IN (SELECT id FROM refused) AND t.in_flight + t.taken >= s.lim
     ORDER BY s.id, s.key
 ), picked AS (
-    SELECT p.id, (SELECT count(*) FROM steps s JOIN work w ON w.id = p.id
-                  WHERE s.run_id = w.run_id AND s.memo IS NOT NULL) AS memos
-    FROM (SELECT id FROM lapsed
-          UNION ALL
-          SELECT id FROM due WHERE id NOT IN (SELECT id FROM held_back) AND id NOT IN (SELECT id FROM refused)
-          LIMIT $2::int) AS p
+    SELECT id FROM lapsed
+    UNION ALL
+    SELECT id FROM due WHERE id NOT IN (SELECT id FROM held_back) AND id NOT IN (SELECT id FROM refused)
+    LIMIT $2::int
 ), claimed AS (
     UPDATE work w SET lease_owner = $3::text, lease_token = gen_random_uuid(),
                       lease_expires_at = statement_timestamp() + $4::interval,
-                      lost_leases = CASE WHEN w.lease_token IS NULL OR picked.memos > w.claimed_memos THEN 0
-                                         ELSE w.lost_leases + 1 END,
-                      claimed_memos = picked.memos, throttle_key = NULL, waiting = NULL, waiting_key = NULL
-    FROM picked WHERE w.id = picked.id
+                      lost_leases = CASE WHEN w.lease_token IS NULL OR (
+                                             SELECT count(*) FROM steps s
+                                             WHERE s.run_id = w.run_id AND s.memo IS NOT NULL) > w.claimed_memos
+                                         THEN 0 ELSE w.lost_leases + 1 END,
+                      claimed_memos = (SELECT count(*) FROM steps s
+                                       WHERE s.run_id = w.run_id AND s.memo IS NOT NULL),
+                      throttle_key = NULL, waiting = NULL, waiting_key = NULL
+    WHERE w.id = ANY (ARRAY(SELECT id FROM picked))
     RETURNING w.id, w.run_id, w.step_id, w.attempt, w.lease_token, w.resolves, w.resolves_op, w.resolves_name,
               w.resolution, w.lost_leases, w.finish_timeout
 ), held_until AS (
@@ -305,9 +311,10 @@ WITH lapsed AS (
               FOR UPDATE SKIP LOCKED) AS x) AS r
     WHERE w.id = r.id
 ), starting AS (
-    SELECT r.id FROM runs r JOIN claimed c ON c.run_id = r.id
-    WHERE r.status = 'Queued' AND c.step_id <> 'timeout:start'
-    FOR NO KEY UPDATE OF r SKIP LOCKED
+    SELECT r.id FROM claimed c CROSS JOIN LATERAL (
+        SELECT r.id FROM runs r WHERE r.id = c.run_id AND r.status = 'Queued'
+        LIMIT 1 FOR NO KEY UPDATE OF r SKIP LOCKED) AS r
+    WHERE c.step_id <> 'timeout:start'
 ), started AS (
     UPDATE runs r SET status = 'Running', started_at = statement_timestamp() + $1::interval
     FROM starting s WHERE r.id = s.id
@@ -330,8 +337,8 @@ SELECT c.id, c.run_id, c.step_id, c.attempt, c.lease_token, c.resolves, c.resolv
         FROM steps s WHERE s.run_id = c.run_id AND s.memo IS NOT NULL) AS memos,
        (SELECT coalesce(array_agg(s.hash ORDER BY s.ended_at, s.hash), '{}')
         FROM steps s WHERE s.run_id = c.run_id AND s.memo IS NOT NULL) AS stack
-FROM claimed c JOIN runs r ON r.id = c.run_id JOIN events e ON e.id = r.event_id
-     LEFT JOIN functions f ON f.id = r.function_id
+FROM claimed c CROSS JOIN LATERAL (SELECT * FROM runs r WHERE r.id = c.run_id LIMIT 1) AS r
+     JOIN events e ON e.id = r.event_id LEFT JOIN functions f ON f.id = r.function_id
 -- In the order the calls were made (the joins with the day partitions of history may hand them on in
 -- another): calls due together are started first come, first served.
 ORDER BY c.id;
