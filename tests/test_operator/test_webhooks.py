@@ -8,8 +8,10 @@ Secret created or changed later is picked up within the test (they wait for it, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -237,21 +239,33 @@ async def test_without_a_secrets_key_the_operator_says_so(database_url: str, clu
         assert "STEPLINE_SECRETS_KEY" in ready["message"]
 
 
-async def test_deleting_the_webhook_makes_its_path_answer_404(database_url: str, cluster: Cluster) -> None:
+@contextlib.asynccontextmanager
+async def published(database_url: str, cluster: Cluster, secret_value: str) -> AsyncIterator[RunningGateway]:
+    """A gateway and the operator, with the Webhook ``github`` published and answering ``secret_value``."""
     key = new_key()
     async with (
         running_gateway(database_url, concurrency=0, secrets_key=key) as gw,
         running_operator(database_url, secrets_key=key, secret_refresh_s=REFRESH_S),
     ):
-        await cluster.apply(secret("to-be-deleted"))
+        await cluster.apply(secret(secret_value))
         await cluster.apply(github_webhook())
-        await answers(gw, "to-be-deleted", 200)
+        await answers(gw, secret_value, 200)
+        yield gw
+
+
+async def deleted(cluster: Cluster, *, timeout: float) -> None:
+    """The Webhook ``github`` is gone from the API server (its finalizer released)."""
+
+    async def gone() -> bool:
+        return stored(cluster) is None
+
+    await eventually(gone, timeout=timeout)
+
+
+async def test_deleting_the_webhook_makes_its_path_answer_404(database_url: str, cluster: Cluster) -> None:
+    async with published(database_url, cluster, "to-be-deleted") as gw:
         await cluster.kubectl("delete", "wh", "github", "-n", "shop", "--wait=false")
-
-        async def gone() -> bool:
-            return stored(cluster) is None
-
-        await eventually(gone, timeout=15)
+        await deleted(cluster, timeout=15)
         await answers(gw, "to-be-deleted", 404)
         response = await gw.http.get("/v1/webhooks")
         assert response.json()["data"] == []
@@ -267,14 +281,7 @@ async def test_a_deletion_during_a_slow_secret_refresh_waits_for_that_tick_alone
 ) -> None:
     """A deletion stops the Webhook's timer first; a tick caught in a slow write is waited for, and checked
     every second once it ends (kopf's default re-checks every 60 s, holding the finalizer that long)."""
-    key = new_key()
-    async with (
-        running_gateway(database_url, concurrency=0, secrets_key=key) as gw,
-        running_operator(database_url, secrets_key=key, secret_refresh_s=REFRESH_S),
-    ):
-        await cluster.apply(secret("slow-db"))
-        await cluster.apply(github_webhook())
-        await answers(gw, "slow-db", 200)
+    async with published(database_url, cluster, "slow-db") as gw:
         conn = await asyncpg.connect(database_url)
         try:
 
@@ -293,9 +300,5 @@ async def test_a_deletion_during_a_slow_secret_refresh_waits_for_that_tick_alone
                 await asyncio.sleep(2.0)  # the database stays slow for two seconds more
         finally:
             await conn.close()
-
-        async def gone() -> bool:
-            return stored(cluster) is None
-
-        await eventually(gone, timeout=20)
+        await deleted(cluster, timeout=20)
         await answers(gw, "slow-db", 404)
