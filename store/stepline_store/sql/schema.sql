@@ -17,10 +17,10 @@ SET client_min_messages = warning;
 SET row_security = off;
 
 --
--- Name: stepline_add_day_foreign_key(text, boolean); Type: FUNCTION; Schema: public; Owner: -
+-- Name: stepline_add_day_foreign_key(text); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.stepline_add_day_foreign_key(child text, valid boolean) RETURNS void
+CREATE FUNCTION public.stepline_add_day_foreign_key(child text) RETURNS void
     LANGUAGE plpgsql
     AS $_$
 DECLARE
@@ -30,11 +30,8 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_constraint WHERE conname = name AND conrelid = child::regclass) THEN
         RETURN;
     END IF;
-    EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I FOREIGN KEY (run_id) REFERENCES %I (id) ON DELETE CASCADE%s',
-                   child, name, runs_day, CASE WHEN valid THEN '' ELSE ' NOT VALID' END);
-    IF NOT valid THEN
-        EXECUTE format('ALTER TABLE %I VALIDATE CONSTRAINT %I', child, name);
-    END IF;
+    EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I FOREIGN KEY (run_id) REFERENCES %I (id) ON DELETE CASCADE',
+                   child, name, runs_day);
 END
 $_$;
 
@@ -68,8 +65,8 @@ BEGIN
                        'steps_p' || suffix, stepline_uuid7_floor(starts), stepline_uuid7_floor(ends));
         EXECUTE format('CREATE TABLE %I PARTITION OF step_attempts FOR VALUES FROM (%L) TO (%L)',
                        'step_attempts_p' || suffix, stepline_uuid7_floor(starts), stepline_uuid7_floor(ends));
-        PERFORM stepline_add_day_foreign_key('steps_p' || suffix, true);
-        PERFORM stepline_add_day_foreign_key('step_attempts_p' || suffix, true);
+        PERFORM stepline_add_day_foreign_key('steps_p' || suffix);
+        PERFORM stepline_add_day_foreign_key('step_attempts_p' || suffix);
         made := made + 1;
     END LOOP;
     IF made > 0 THEN
