@@ -341,15 +341,20 @@ def _message(exc: Exception) -> str:
     return str(exc).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+# The client's mistakes other than a bad request, and their statuses.
+_CLIENT_ERRORS: tuple[tuple[type[Exception], int], ...] = (
+    (NotFound, 404),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+)
+
+
 async def _error_response(request: Request, exc: Exception) -> Response:
     if isinstance(exc, BadRequest):
         return JSONResponse({"error": _message(exc)}, status_code=exc.status)
-    if isinstance(exc, NotFound):
-        return JSONResponse({"error": _message(exc)}, status_code=404)
-    if isinstance(exc, Unauthorized):
-        return JSONResponse({"error": str(exc)}, status_code=401)
-    if isinstance(exc, Forbidden):
-        return JSONResponse({"error": str(exc)}, status_code=403)
+    for kind, status in _CLIENT_ERRORS:
+        if isinstance(exc, kind):
+            return JSONResponse({"error": _message(exc)}, status_code=status)
     if isinstance(exc, PoolBusy):
         # Ingest's connections all stayed busy for ingest_wait_s: nothing was stored, send the events again.
         log.warning("%s %s: %s", request.method, secrets.redacted_path(request), exc)
