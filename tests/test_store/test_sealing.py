@@ -46,7 +46,11 @@ def test_the_fingerprint_follows_the_data_and_the_sealing_key() -> None:
     assert Sealer([key]).fingerprint(b"x") != Sealer([new_key()]).fingerprint(b"x")
 
 
-@pytest.mark.parametrize("value", ["", " , ", "not-a-key", new_key() + ",short"])
+@pytest.mark.parametrize(
+    "value",
+    ["", " , ", "not-a-key", new_key() + ",short"],
+    ids=["empty", "commas", "not-a-key", "key-and-short"],
+)
 def test_a_setting_that_is_not_keys_is_refused_saying_what_to_give(value: str) -> None:
     with pytest.raises(SealingKeyInvalid) as refused:
         parse_keys(value)
