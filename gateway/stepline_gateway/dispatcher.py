@@ -9,8 +9,13 @@ its calls fall due again for the others. The claim loop and the heartbeat are su
 
 Calls to one endpoint (an app's URL) hold at most ``endpoint_share`` of the call slots, so that a slow or
 hung service cannot starve the others: the URLs at their share are passed to ``claim_work``, which leaves
-their work in the queue, and a claim takes no more calls than any endpoint has room for. A slot that frees
-wakes the dispatcher.
+their work in the queue, and a claim takes no more calls than any endpoint has room for.
+
+A slot that frees wakes the dispatcher when a claim may find work for it: when the last claim was full or
+left endpoints at their share out, when the loop skipped a claim for want of slots, or when the call's task
+ended any other way than by completing its run (a retry, a sleep, planned steps, a lapsing lease may be due
+then). A run completed by its answer, after a claim that found all there was, queues nothing: at a steady
+rate below capacity each run then costs no claim at all (it started where it was ingested).
 
 Flow control (concurrency, throttle, priority) is the claim's: ``claim_work`` leaves a call whose key has no
 free slot waiting until a lease of that key ends (a trigger then makes it due and NOTIFYs), and a throttled
@@ -111,13 +116,13 @@ class Dispatcher:
         self._endpoint_cap = endpoint_cap(concurrency, endpoint_share)
         # Calls in flight per endpoint URL, and the URL of each task.
         self._by_url: collections.Counter[str] = collections.Counter()
-        self._urls: dict[asyncio.Task[None], str] = {}
+        self._urls: dict[asyncio.Task[bool], str] = {}
         self._lease = datetime.timedelta(seconds=lease_s)
         # Names this replica in work.lease_owner (and nothing else: a restarted process is a new owner).
         self.owner = f"gateway-{uuid.uuid4().hex[:12]}"
         self._wake = asyncio.Event()
         clock.watch(self._wake)
-        self._inflight: dict[asyncio.Task[None], tuple[int, uuid.UUID]] = {}
+        self._inflight: dict[asyncio.Task[bool], tuple[int, uuid.UUID]] = {}
         self._orphans_possible = False
         self._stopping = False
         # Call slots held for runs an ingest in progress may start here (ingest.py's LocalStarts).
@@ -126,6 +131,11 @@ class Dispatcher:
         # run started where it was ingested meanwhile must leave room for them (any endpoint's).
         self._claiming = 0
         self._lapse_check: asyncio.TimerHandle | None = None
+        # Whether a slot that frees should wake the claim loop: False only after a claim that was not full,
+        # with no endpoint at its share, and the next due time asked for (module docstring).
+        self._held_back = True
+        # Claims made, for the benchmarks and the tests.
+        self.claims = 0
 
     def wake(self) -> None:
         self._wake.set()
@@ -163,16 +173,26 @@ class Dispatcher:
 
     def release(self, urls: list[str]) -> None:
         """Slots held by ``reserve`` are free again."""
+        self._unreserve(urls)
+        self._slots_freed()
+
+    def _unreserve(self, urls: list[str]) -> None:
         for url in urls:
             self._reserved -= 1
             self._by_url[url] -= 1
             if self._by_url[url] <= 0:
                 del self._by_url[url]
-        self._wake.set()
+
+    def _slots_freed(self) -> None:
+        if self._held_back:
+            self._wake.set()
 
     def adopt(self, leased: list[LeasedRun], reserved: list[str]) -> None:
-        """Make the first calls of runs the ingest leased to this replica (it has committed)."""
-        self.release(reserved)
+        """Make the first calls of runs the ingest leased to this replica (it has committed): they take the
+        slots held for them; any slot held for a run that was not leased is free again."""
+        self._unreserve(reserved)
+        if len(leased) < len(reserved):
+            self._slots_freed()
         for run in leased:
             function = run.function
             call = Call(
@@ -197,6 +217,7 @@ class Dispatcher:
         the next due moment the database names. A database error ends it; the supervisor runs it again."""
         while not self._stopping:
             self._wake.clear()
+            self._held_back = True
             if self._orphans_possible:
                 await self._release_orphans()
             free = self._concurrency - len(self._inflight) - self._reserved
@@ -206,7 +227,10 @@ class Dispatcher:
                 health.ok()
                 if full:
                     continue  # there may be more due right now
+                left_out = bool(self._at_cap())
                 delay = await self._next_due()
+                # All that was due is claimed, and the next due time known: a freed slot need not look.
+                self._held_back = left_out or bool(self._at_cap())
             else:
                 health.ok()
             await wait(self._wake, delay)
@@ -222,6 +246,7 @@ class Dispatcher:
         busiest = max((n for n in self._by_url.values() if n < self._endpoint_cap), default=0)
         limit = min(free, self._endpoint_cap - busiest)
         self._claiming = limit
+        self.claims += 1
         try:
             rows = await queries.claim_work(
                 self._store,
@@ -272,7 +297,7 @@ class Dispatcher:
         if released:
             log.warning("released %d call(s) claimed while the connection to the database broke", released)
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, task: asyncio.Task[bool]) -> None:
         self._inflight.pop(task, None)
         url = self._urls.pop(task, None)
         if url is not None:
@@ -280,11 +305,16 @@ class Dispatcher:
             if self._by_url[url] <= 0:
                 del self._by_url[url]
         self._metrics.inflight.set(len(self._inflight))
-        self._wake.set()
+        completed = not task.cancelled() and task.exception() is None and task.result()
+        if completed:
+            self._slots_freed()
+        else:
+            self._wake.set()
 
-    async def _execute(self, claim: Claim) -> None:
+    async def _execute(self, claim: Claim) -> bool:
+        """The claimed call and those that follow it; True when its run was completed and queued nothing."""
         try:
-            await self._executor.run(claim)
+            return await self._executor.run(claim)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -292,6 +322,7 @@ class Dispatcher:
             log.exception(
                 "run %s: unexpected error while executing; the call will be retried", claim.call.run_id
             )
+            return False
 
     async def _next_due(self) -> float:
         """Seconds until a claim would find work, from the database's clock (at most the idle recheck);

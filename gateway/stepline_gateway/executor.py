@@ -43,7 +43,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from stepline.protocol import DISCOVERY_STEP_ID, RAN_OPCODES, Opcode, data_memo
 from stepline_store import queries
@@ -68,6 +68,16 @@ from stepline_gateway.supervision import RetryDelay, describe
 from stepline_gateway.tracing import Tracing
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class RunEnded:
+    """What settling an answer gives when the answer completed its run in a statement of run_ends.py:
+    nothing follows in this task, and nothing was queued by it (the dispatcher need not look for work)."""
+
+
+RUN_ENDED = RunEnded()
 
 _PARKING = frozenset({Opcode.SLEEP, Opcode.WAIT_FOR_EVENT, Opcode.INVOKE})
 # How long an answer is kept and its recording tried again while the database is away.
@@ -125,17 +135,19 @@ class Executor:
             labels=self._labels,
         )
 
-    async def run(self, claim: Claim) -> None:
-        """Make the claimed call and the calls that follow it while the lease is held."""
+    async def run(self, claim: Claim) -> bool:
+        """Make the claimed call and the calls that follow it while the lease is held. True: the run was
+        completed by the last answer and nothing was queued meanwhile; False: any other end, after which
+        the dispatcher looks for work (a retry, a sleep, planned steps or a lapsing lease may be due)."""
         namespace = self._labels.namespace(claim.call.function_id)
         about_run(claim.call.run_id, claim.call.function_id, namespace)
         if claim.call.step_id in TIMERS:
             await timeouts.expire(self._store, self._ingestor, self._routes(), claim)
-            return
+            return False
         refusal = self._refusal(claim)
         if refusal is not None:
             await self._outcomes.finish(claim, "Failed", output=None, error=refusal)
-            return
+            return False
         current: Claim | None = claim
         if claim.resolves is not None:
             current = await self._recorded(claim, functools.partial(self._outcomes.resume, claim))
@@ -155,12 +167,16 @@ class Executor:
                 span.end(answer)
             made = current
             try:
-                current = await self._recorded(made, functools.partial(self.settle, made, answer, started))
+                following = await self._recorded(made, functools.partial(self.settle, made, answer, started))
             except Exception as err:
                 # Whatever went wrong (a database away for longer than the recording's patience aside, which
                 # ends in a lapsed lease), it counts an attempt: no answer may be retried without end.
                 await self._settling_failed(made, err)
-                current = None
+                return False
+            if isinstance(following, RunEnded):
+                return True
+            current = following
+        return False
 
     def _call_timeout(self, function_id: str) -> float | None:
         """The function's ``retryPolicy.timeout`` in seconds; None: the gateway's call timeout."""
@@ -199,7 +215,7 @@ class Executor:
         target = None if call.step_id == DISCOVERY_STEP_ID else call.step_id
         await self._outcomes.failed_attempt(current, error, True, None, target, target)
 
-    async def _recorded(self, claim: Claim, record: Callable[[], Awaitable[Claim | None]]) -> Claim | None:
+    async def _recorded(self, claim: Claim, record: Callable[[], Awaitable[T]]) -> T:
         """Record an outcome, trying again while the database is away (a restart, a failover, a terminated
         connection): the answer is kept rather than lost, so the step it carries does not run again. Every
         statement checks the lease token, so a try that committed unbeknown to us makes the next one a no-op.
@@ -222,9 +238,9 @@ class Executor:
                     )
                 await asyncio.sleep(self._retry_delay.after(failures))
 
-    async def settle(self, claim: Claim, answer: Answer, started: float) -> Claim | None:
+    async def settle(self, claim: Claim, answer: Answer, started: float) -> Claim | RunEnded | None:
         """Record an answer (to a call made at ``started``, a monotonic time); return the claim to go on with
-        in this task, if any."""
+        in this task, if any, or ``RUN_ENDED`` when the answer completed the run through run_ends.py."""
         call = claim.call
         if answer.unreachable:
             if self._reachability.waits_for(call.url, self._clock.now()):
@@ -238,8 +254,7 @@ class Executor:
                 await self._refuse(claim, [], None, problem)
                 return None
             if self._run_ends is not None and self._run_ends.enabled:
-                await self._complete(self._run_ends, claim, [], answer.output)
-                return None
+                return await self._complete(self._run_ends, claim, [], answer.output)
             await self._outcomes.finish(claim, "Completed", output=answer.output, error=None)
             return None
         if answer.error is not None:
@@ -255,7 +270,7 @@ class Executor:
 
     async def settle_ops(
         self, claim: Claim, ops: list[dict[str, Any]], answer: Answer, started: float
-    ) -> Claim | None:
+    ) -> Claim | RunEnded | None:
         """Record the operations of a 206 answer, in order: the steps that ran, then what ends the answer."""
         bad = self._limits.first_problem(ops, state_bytes=claim.call.state_bytes, document=answer.document)
         if bad is not None:
@@ -274,8 +289,7 @@ class Executor:
             and len(rest) == 1
             and rest[0].get("op") == Opcode.RUN_COMPLETE
         ):
-            await self._complete(self._run_ends, claim, ran, rest[0].get("data"))
-            return None
+            return await self._complete(self._run_ends, claim, ran, rest[0].get("data"))
         if not ran:
             return await self._settle_final(claim, rest, answer, started)
         call = claim.call
@@ -303,9 +317,10 @@ class Executor:
 
     async def _complete(
         self, run_ends: RunEndCombiner, claim: Claim, ran: list[dict[str, Any]], output: Any
-    ) -> None:
+    ) -> RunEnded | None:
         """Complete the run with ``output`` after recording the steps that ran before its end, in a statement
-        shared with the other runs that end meanwhile (run_ends.py)."""
+        shared with the other runs that end meanwhile (run_ends.py). ``RUN_ENDED`` when this write ended the
+        run: it queued nothing (an invoking parent it resolved is NOTIFYed by the statement)."""
         call = claim.call
         steps = step_write(
             work_id=claim.work_id,
@@ -318,13 +333,13 @@ class Executor:
         result = await run_ends.record(RunEnd.of(steps, output))
         if not result.held:
             log.info("run %s: lease lost or run cancelled; dropping the answer", call.run_id)
-            return
+            return None
         if result.recorded:
             self._metrics.steps_recorded(call.function_id, "completed", result.recorded)
-        if result.ended:
-            self._outcomes.completed(call, result.created_at, result.ended_at)
-        if ran:
-            self._wake()
+        if not result.ended:
+            return None
+        self._outcomes.completed(call, result.created_at, result.ended_at)
+        return RUN_ENDED
 
     async def _refuse(
         self, claim: Claim, before: list[dict[str, Any]], op: dict[str, Any] | None, problem: Problem
