@@ -91,6 +91,23 @@ def claim_from_row(row: ClaimWorkRow, events: list[dict[str, Any]] | None = None
     )
 
 
+class _Wake(asyncio.Event):
+    """The claim loop's wake-up. ``news`` says whether anything but a freed slot set it since the loop last
+    looked: a NOTIFY, the executor's own scheduling, a timer, a jump of the clock (``set``) may all have
+    made work due; a freed slot (``slot_freed``) makes room, no work."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.news = True
+
+    def set(self) -> None:
+        self.news = True
+        super().set()
+
+    def slot_freed(self) -> None:
+        super().set()
+
+
 def endpoint_cap(concurrency: int, share: float) -> int:
     """Calls one endpoint may have in flight: its share of the slots, at least one."""
     return max(1, math.floor(concurrency * share))
@@ -120,7 +137,7 @@ class Dispatcher:
         self._lease = datetime.timedelta(seconds=lease_s)
         # Names this replica in work.lease_owner (and nothing else: a restarted process is a new owner).
         self.owner = f"gateway-{uuid.uuid4().hex[:12]}"
-        self._wake = asyncio.Event()
+        self._wake = _Wake()
         clock.watch(self._wake)
         self._inflight: dict[asyncio.Task[bool], tuple[int, uuid.UUID]] = {}
         self._orphans_possible = False
@@ -134,8 +151,15 @@ class Dispatcher:
         # Whether a slot that frees should wake the claim loop: False only after a claim that was not full,
         # with no endpoint at its share, and the next due time asked for (module docstring).
         self._held_back = True
-        # Claims made, for the benchmarks and the tests.
+        # The endpoints the last claim that found fewer calls than it could take left out (at their share;
+        # none: nothing at all was left due). Until news (_Wake), a claim that leaves out the same endpoints
+        # would find nothing, and would read the whole queue, row by row, to find it: it is not made.
+        self._nothing_else_due: frozenset[str] | None = None
+        # When the last next_due said work falls due (the event loop's clock).
+        self._due_at = 0.0
+        # Claims made, and those of them that left endpoints out, for the benchmarks and the tests.
         self.claims = 0
+        self.claims_leaving_out = 0
 
     def wake(self) -> None:
         self._wake.set()
@@ -185,7 +209,7 @@ class Dispatcher:
 
     def _slots_freed(self) -> None:
         if self._held_back:
-            self._wake.set()
+            self._wake.slot_freed()
 
     def adopt(self, leased: list[LeasedRun], reserved: list[str]) -> None:
         """Make the first calls of runs the ingest leased to this replica (it has committed): they take the
@@ -215,25 +239,43 @@ class Dispatcher:
     async def run(self, health: Health) -> None:
         """The claim loop (supervised): claim due calls while slots are free, then wait for a wake-up or for
         the next due moment the database names. A database error ends it; the supervisor runs it again."""
+        loop = asyncio.get_running_loop()
+        self._nothing_else_due = None  # what a claim before a failure proved is not known to hold
         while not self._stopping:
+            if self._wake.news:
+                self._nothing_else_due = None
+            self._wake.news = False
             self._wake.clear()
             self._held_back = True
             if self._orphans_possible:
                 await self._release_orphans()
             free = self._concurrency - len(self._inflight) - self._reserved
             delay: float | None = None
-            if free > 0:
+            if free > 0 and self._only_capped_due():
+                # Every endpoint with due work is at its share: a slot of theirs that frees wakes the loop.
+                health.ok()
+                delay = self._due_at - loop.time()
+            elif free > 0:
                 full = await self._claim(free)
                 health.ok()
                 if full:
                     continue  # there may be more due right now
                 left_out = bool(self._at_cap())
                 delay = await self._next_due()
+                self._due_at = loop.time() + delay
                 # All that was due is claimed, and the next due time known: a freed slot need not look.
                 self._held_back = left_out or bool(self._at_cap())
             else:
                 health.ok()
             await wait(self._wake, delay)
+            if not self._wake.is_set():
+                self._wake.news = True  # the due time came
+
+    def _only_capped_due(self) -> bool:
+        """Whether the last claim proved that no endpoint but those at their share now had due work."""
+        if self._nothing_else_due is None:
+            return False
+        return self._nothing_else_due <= set(self._at_cap())
 
     def _at_cap(self) -> list[str]:
         """The endpoints whose calls hold their whole share of the slots."""
@@ -247,6 +289,7 @@ class Dispatcher:
         limit = min(free, self._endpoint_cap - busiest)
         self._claiming = limit
         self.claims += 1
+        self.claims_leaving_out += bool(at_cap)
         try:
             rows = await queries.claim_work(
                 self._store,
@@ -264,6 +307,10 @@ class Dispatcher:
             self._claiming = 0
             raise
         self._claiming = 0
+        if len(rows) < limit:
+            # All that was due is claimed but for the endpoints left out (a claim that was full proves
+            # nothing, and leaves what an earlier one proved as it was).
+            self._nothing_else_due = frozenset(at_cap)
         for row in rows:
             if row["step_id"] not in TIMERS:
                 self._metrics.first_call(row["function_id"], row["queued_s"])
@@ -309,7 +356,7 @@ class Dispatcher:
         if completed:
             self._slots_freed()
         else:
-            self._wake.set()
+            self._wake.set()  # news: the call may have left work due (a retry, a sleep, a lapsing lease)
 
     async def _execute(self, claim: Claim) -> bool:
         """The claimed call and those that follow it; True when its run was completed and queued nothing."""
