@@ -9,6 +9,8 @@ while every slot was taken.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import stepline
@@ -54,19 +56,24 @@ async def completed(gw: RunningGateway, event_id: str, timeout: float = 15.0) ->
     return run
 
 
-async def test_runs_completed_by_their_answers_cost_no_claim(database_url: str) -> None:
+@contextlib.asynccontextmanager
+async def settled_gateway(database_url: str, **settings: Any) -> AsyncIterator[RunningGateway]:
+    """A gateway routing ``quiet-steps`` to the app, past the first claims of its start (a run completed)."""
     client, functions = app()
     async with (
         serve(stepline.asgi.serve_app(client, functions)) as app_url,
-        running_gateway(database_url, concurrency=8) as gw,
+        running_gateway(database_url, **settings) as gw,
     ):
-        url = f"{app_url}/api/inngest"
-        await gw.publish(route("quiet-steps", url, {"event": "quiet/steps"}))
-        dispatcher = gw.gateway.dispatcher
-        # The first claims of a starting gateway (the queue, the next due time) are behind it.
+        await gw.publish(route("quiet-steps", f"{app_url}/api/inngest", {"event": "quiet/steps"}))
         [first] = await gw.send({"name": "quiet/steps", "data": {}})
         await completed(gw, first)
         await asyncio.sleep(0.5)
+        yield gw
+
+
+async def test_runs_completed_by_their_answers_cost_no_claim(database_url: str) -> None:
+    async with settled_gateway(database_url, concurrency=8) as gw:
+        dispatcher = gw.gateway.dispatcher
         before = dispatcher.claims
         for n in range(RUNS):
             [event_id] = await gw.send({"name": "quiet/steps", "data": {"n": n}})
@@ -125,17 +132,8 @@ async def test_runs_queued_while_every_slot_was_taken_are_claimed_when_one_frees
 
 
 async def test_a_backlog_of_one_endpoint_at_its_share_is_claimed_a_slot_at_a_time(database_url: str) -> None:
-    client, functions = app()
-    async with (
-        serve(stepline.asgi.serve_app(client, functions)) as app_url,
-        running_gateway(database_url, concurrency=4, endpoint_share=0.5) as gw,
-    ):
-        url = f"{app_url}/api/inngest"
-        await gw.publish(route("quiet-steps", url, {"event": "quiet/steps"}))
+    async with settled_gateway(database_url, concurrency=4, endpoint_share=0.5) as gw:
         dispatcher = gw.gateway.dispatcher
-        [first] = await gw.send({"name": "quiet/steps", "data": {}})
-        await completed(gw, first)
-        await asyncio.sleep(0.5)
         before = dispatcher.claims_leaving_out
         ids = await gw.send(*({"name": "quiet/steps", "data": {"n": n}} for n in range(4 * RUNS)))
         for event_id in ids:
