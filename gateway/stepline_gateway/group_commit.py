@@ -59,12 +59,32 @@ class Combiner(Generic[W, R]):
         """One statement for ``writes`` (in run id order, one per run): their results, in the same order."""
         raise NotImplementedError
 
+    def fails_together(self, err: BaseException) -> bool:
+        """Whether a batch's failure fails all of its callers (the database away) rather than being tried
+        again write by write."""
+        return is_transient(err)
+
     async def write_one(self, write: W) -> R:
         """A write with a statement of its own: when combining is off, and each write of a failed batch."""
         [result] = await self.write_many([write])
         return result
 
-    async def record(self, write: W) -> R:
+    @property
+    def idle(self) -> bool:
+        """No batch in flight nor queued."""
+        return self._flusher is None or self._flusher.done()
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    def waited_too_long(self, within_s: float) -> Exception:
+        """What a write that stayed queued for ``within_s`` fails with (``record``)."""
+        return TimeoutError(f"no batch took these {self.what} within {within_s:g} s")
+
+    async def record(self, write: W, *, within_s: float | None = None) -> R:
+        """Queue ``write`` and wait for its batch. With ``within_s``, a write still queued after that long
+        (not yet in a batch: nothing of it was written) fails with ``waited_too_long``."""
         if not self.enabled:
             return await self.write_one(write)
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
@@ -72,7 +92,15 @@ class Combiner(Generic[W, R]):
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name=f"group commit of {self.what}")
             self._flusher.add_done_callback(self._stopped)
-        return await future
+        if within_s is None:
+            return await future
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), within_s)
+        except TimeoutError:
+            if any(taken is future for _, taken in self._in_flight):
+                return await future  # its batch is being written: the batch decides
+            future.cancel()  # the next batch leaves it out
+            raise self.waited_too_long(within_s) from None
 
     async def _flush(self) -> None:
         """Send batches until nothing is queued; the task ends then and the next write starts another."""
@@ -121,7 +149,7 @@ class Combiner(Generic[W, R]):
             results = await self.write_many([write for write, _ in batch])
         except Exception as err:
             log.info("a batch of %d %s failed: %s", len(batch), self.what, type(err).__name__)
-            if is_transient(err) or len(batch) == 1:
+            if self.fails_together(err) or len(batch) == 1:
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(err)

@@ -15,6 +15,14 @@ The transactions ingest opens itself take their connection from ``share`` (the g
 apart from the one that runs calls), waiting at most ``within_s``: ``PoolBusy`` then, with nothing stored.
 Every time is the database's (plus the clock's offset in tests): an event sent without a ``ts`` gets the
 database's now as its ``ts``, so a replica whose own clock runs ahead delays nothing.
+
+Group commit (group_commit.py): the small ``POST``s (at most ``COMBINED_EVENTS`` events, none for a
+function with flow control at ingest) that arrive while an ingest of them is in flight go to Postgres
+together, as one ingest statement (per namespace) and one commit, each answered with its own ids, new ids
+and runs. Two of them carrying one event id are as if sent one after the other: the first's is the new
+event. Larger ``POST``s are batches already and keep a transaction of their own. A batch that fails for
+its data is tried again ``POST`` by ``POST``; one that finds the database away, or no ingest connection
+within ``within_s``, fails all of its ``POST``s (503: nothing was stored).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from typing import Any, Protocol
 
 from stepline.protocol import FUNCTION_CANCELLED_EVENT
 from stepline_store import queries
+from stepline_store.errors import PoolBusy, is_transient
 from stepline_store.identity import namespace_of_function, split_function_id
 from stepline_store.ids import new_run_id
 from stepline_store.pool import Queryable, Store
@@ -38,11 +47,16 @@ from stepline_gateway.admission import Admission, admits
 from stepline_gateway.clock import Clock
 from stepline_gateway.events import Event, new_event_id
 from stepline_gateway.flow_claims import ClaimFlow, gate_runs
+from stepline_gateway.group_commit import Combiner
 from stepline_gateway.metrics import Metrics
 from stepline_gateway.routing import Function, RoutingTable, Scope, evaluate, in_scope, wait_expression
 
 # Events emitted while ingesting (cancellations) are ingested in turn, down to this depth.
 _MAX_DEPTH = 3
+# A POST of at most this many events is combined with the others that arrive with it (module docstring).
+COMBINED_EVENTS = 10
+# At most this many POSTs in one combined statement (so at most 1,000 events).
+_BATCH_POSTS = 100
 
 
 @dataclass(frozen=True)
@@ -114,6 +128,96 @@ def cancelled_event(row: CancelRunsRow) -> Event:
     return Event(id=new_event_id(), name=FUNCTION_CANCELLED_EVENT, data=data, ts=None)
 
 
+@dataclass(frozen=True)
+class _Post:
+    """A small POST waiting for its batch, with the runs routing chose for its events."""
+
+    events: list[Event]
+    planned: list[PlannedRun]
+    namespace: Scope
+    starts: LocalStarts | None
+    # Orders the batch by arrival (the combiner sorts by it) and keeps each POST apart.
+    key: uuid.UUID
+
+
+class _Batches(Combiner[_Post, Ingested]):
+    """The small POSTs that arrive together, in one ingest statement per namespace and one commit."""
+
+    what = "ingests"
+
+    def __init__(self, ingestor: Ingestor, *, enabled: bool) -> None:
+        super().__init__(enabled=enabled, max_calls=_BATCH_POSTS)
+        self._ingestor = ingestor
+        self._arrivals = 0
+
+    async def post(
+        self, events: list[Event], planned: list[PlannedRun], namespace: Scope, starts: LocalStarts | None
+    ) -> Ingested:
+        """Ingest a small POST with the others that arrive with it; PoolBusy (nothing stored) when it is not
+        in a batch within the ingest's wait."""
+        self._arrivals += 1
+        post = _Post(events, planned, namespace, starts, uuid.UUID(int=self._arrivals))
+        return await self.record(post, within_s=self._ingestor.within_s)
+
+    def run_of(self, write: _Post) -> uuid.UUID:
+        return write.key
+
+    def waited_too_long(self, within_s: float) -> Exception:
+        return PoolBusy(f"the ingests ahead of it took more than {within_s:g} s")
+
+    def fails_together(self, err: BaseException) -> bool:
+        # No ingest connection came free: trying each POST again would have each wait as long again.
+        return is_transient(err) or isinstance(err, PoolBusy)
+
+    async def write_one(self, write: _Post) -> Ingested:
+        return await self._ingestor.alone(write.events, write.planned, write.namespace, write.starts)
+
+    async def write_many(self, writes: list[_Post]) -> list[Ingested]:
+        groups: dict[tuple[str, int], list[_Post]] = {}
+        for write in writes:
+            scope = json.dumps(sent_into(write.namespace))
+            groups.setdefault((scope, id(write.starts)), []).append(write)
+        held: list[tuple[LocalStarts, list[str]]] = []
+        combined: list[tuple[list[_Post], set[str], list[PlannedRun], Ingested]] = []
+        try:
+            async with self._ingestor.share.transaction(within_s=self._ingestor.within_s) as conn:
+                for posts in groups.values():
+                    events = [event for post in posts for event in post.events]
+                    # A run for each event's first POST in the batch: a later one carries a duplicate.
+                    firsts: set[str] = set()
+                    planned: list[PlannedRun] = []
+                    for post in posts:
+                        own = {event.id for event in post.events} - firsts
+                        planned += [run for run in post.planned if run.event.id in own]
+                        firsts |= own
+                    reserved: list[str] = []
+                    if posts[0].starts is not None:
+                        held.append((posts[0].starts, reserved))
+                    result = await self._ingestor.ingest_on(
+                        conn, events, planned, posts[0].namespace, posts[0].starts, reserved
+                    )
+                    combined.append((posts, set(result.new_ids), planned, result))
+        except BaseException:
+            for starts, reserved in held:
+                if reserved:
+                    starts.release(reserved)
+            raise
+        answers: dict[uuid.UUID, Ingested] = {}
+        for posts, new, planned, result in combined:
+            if posts[0].starts is not None and result.reserved:
+                posts[0].starts.adopt(result.leased, result.reserved)
+            claimed: set[str] = set()
+            for post in posts:
+                mine = list(dict.fromkeys(event.id for event in post.events))
+                new_here = [event_id for event_id in mine if event_id in new and event_id not in claimed]
+                claimed.update(mine)
+                runs = [run for run in planned if run.event.id in new_here]
+                answers[post.key] = Ingested(
+                    ids=[event.id for event in post.events], new_ids=new_here, runs_created=len(runs)
+                )
+        return [answers[write.key] for write in writes]
+
+
 class Ingestor:
     def __init__(
         self,
@@ -124,14 +228,16 @@ class Ingestor:
         metrics: Metrics | None = None,
         share: Store | None = None,
         within_s: float | None = None,
+        group_commit: bool = True,
     ) -> None:
         self._store = store
-        self._share = share or store
-        self._within_s = within_s
+        self.share = share or store
+        self.within_s = within_s
         self._routes = routes
         self._clock = clock
         self._metrics = metrics
         self._admission = Admission(store, clock, metrics=metrics)
+        self.batches = _Batches(self, enabled=group_commit)
 
     async def ingest(
         self,
@@ -150,9 +256,19 @@ class Ingestor:
         """
         if on is not None:
             return await self._ingest(on, events, runs, depth=0, namespace=namespace)
+        if runs is None and self.batches.enabled and len(events) <= COMBINED_EVENTS:
+            planned, flowed = self._plan(events, namespace)
+            if not flowed:
+                return await self.batches.post(events, planned, namespace, starts)
+        return await self.alone(events, runs, namespace, starts)
+
+    async def alone(
+        self, events: list[Event], runs: list[PlannedRun] | None, namespace: Scope, starts: LocalStarts | None
+    ) -> Ingested:
+        """``events`` in a transaction of their own (``runs``: exactly these runs, as ``ingest`` takes)."""
         reserved: list[str] = []
         try:
-            async with self._share.transaction(within_s=self._within_s) as conn:
+            async with self.share.transaction(within_s=self.within_s) as conn:
                 result = await self._ingest(
                     conn, events, runs, depth=0, namespace=namespace, starts=starts, reserved=reserved
                 )
@@ -163,6 +279,35 @@ class Ingestor:
         if starts is not None and reserved:
             starts.adopt(result.leased, result.reserved)
         return result
+
+    async def ingest_on(
+        self,
+        conn: Queryable,
+        events: list[Event],
+        runs: list[PlannedRun],
+        namespace: Scope,
+        starts: LocalStarts | None,
+        reserved: list[str],
+    ) -> Ingested:
+        """``events`` and exactly ``runs`` in the caller's transaction; the slots held for runs that may
+        start here are added to ``reserved`` (the caller adopts or releases them)."""
+        return await self._ingest(
+            conn, events, runs, depth=0, namespace=namespace, starts=starts, reserved=reserved
+        )
+
+    def _plan(self, events: list[Event], namespace: Scope) -> tuple[list[PlannedRun], list[PlannedRun]]:
+        """The runs routing chooses for the distinct events: those created by the ingest statement, and
+        those of functions with flow control at ingest (decided by admission.py afterwards)."""
+        unique: dict[str, Event] = {}
+        for event in events:
+            unique.setdefault(event.id, event)
+        table = self._routes()
+        planned: list[PlannedRun] = []
+        flowed: list[PlannedRun] = []
+        for event in unique.values():
+            for function in table.match(event.payload(), namespace):
+                (flowed if admits(function) else planned).append(PlannedRun(function, event))
+        return planned, flowed
 
     async def cancel(self, run_ids: list[uuid.UUID], *, on: Queryable) -> list[CancelRunsRow]:
         """Cancel runs not yet ended; emit ``inngest/function.cancelled`` for each; answer those cancelled."""
@@ -186,11 +331,7 @@ class Ingestor:
         # (admission.py); every other run is created by the one ingest statement.
         flowed: list[PlannedRun] = []
         if planned is None:
-            table = self._routes()
-            planned = []
-            for event in unique.values():
-                for function in table.match(event.payload(), namespace):
-                    (flowed if admits(function) else planned).append(PlannedRun(function, event))
+            planned, flowed = self._plan(list(unique.values()), namespace)
         run_ids = [new_run_id(self._clock.now()) for _ in planned]
         here: list[uuid.UUID] = []
         if starts is not None and reserved is not None:

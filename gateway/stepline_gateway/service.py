@@ -194,6 +194,7 @@ class Gateway:
             metrics=self.metrics,
             share=self.ingest_store,
             within_s=settings.ingest_wait_s,
+            group_commit=not settings.no_group_commit,
         )
         self.dispatcher = Dispatcher(
             store=self.store,

@@ -13,6 +13,7 @@ import asyncio
 
 import asyncpg
 from stepline_gateway.events import parse_events
+from stepline_gateway.ingest import COMBINED_EVENTS
 from stepline_store.pool import connect
 
 from tests.services import RawService, raw
@@ -68,9 +69,18 @@ async def test_execution_runs_while_ingest_holds_every_connection_of_its_share(d
         try:
             held = parse_events(b'{"id": "held", "name": "work/go"}', max_event_bytes=1024)
             await gw.gateway.ingestor.ingest(held, on=holder)
+            # POSTs of more events than ingest combines (ingest.py), so that each takes a connection.
             waiting = [
-                asyncio.create_task(gw.http.post("/e/test-key", json=[{"id": "held", "name": "work/go"}]))
-                for _ in range(INGEST_CONNECTIONS)
+                asyncio.create_task(
+                    gw.http.post(
+                        "/e/test-key",
+                        json=[
+                            {"id": "held", "name": "work/go"},
+                            *({"id": f"more-{n}-{m}", "name": "work/more"} for m in range(COMBINED_EVENTS)),
+                        ],
+                    )
+                )
+                for n in range(INGEST_CONNECTIONS)
             ]
 
             async def share_busy() -> bool:
