@@ -126,8 +126,9 @@ class Settings(BaseSettings):
     )
     no_group_commit: bool = Field(
         default=False,
-        description="record each checkpoint post and each run's end with a statement of its own, instead of "
-        "those of many runs that arrive together in one statement and one commit (docs/performance.md)",
+        description="record each checkpoint post, each run's end and each small POST /e with a statement "
+        "of its own, instead of those that arrive together in one statement and one commit "
+        "(docs/performance.md)",
     )
     no_start_here: bool = Field(
         default=False,
