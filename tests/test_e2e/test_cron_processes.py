@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import asyncpg
 import stepline
@@ -51,5 +52,7 @@ async def test_two_gateway_processes_fire_each_tick_once(gateway_processes: Gate
     assert len(rows) >= 3, "a tick every second for four seconds"
     assert {row["runs"] for row in rows} == {1}, "each tick started exactly one run"
     assert len(ticks) == len(set(ticks)), "no tick ran twice"
-    fired = gateway_processes.logs().count("cron * * * * * * fired")
-    assert fired == len(rows), "the log of each tick comes from the one replica that fired it"
+    fired = re.findall(r"cron \* \* \* \* \* \* fired (\S+) for", gateway_processes.logs())
+    assert len(fired) == len(set(fired)), "the log of each tick comes from the one replica that fired it"
+    # A tick whose ingest committed while its replica was being stopped may have no log line.
+    assert len(rows) - 1 <= len(fired) <= len(rows)
