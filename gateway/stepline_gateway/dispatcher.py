@@ -260,11 +260,11 @@ class Dispatcher:
                 health.ok()
                 if full:
                     continue  # there may be more due right now
-                left_out = bool(self._at_cap())
                 delay = await self._next_due()
                 self._due_at = loop.time() + delay
-                # All that was due is claimed, and the next due time known: a freed slot need not look.
-                self._held_back = left_out or bool(self._at_cap())
+                # All that was due is claimed, and the next due time known: a freed slot need not look, but
+                # for endpoints left out at their share (a slot that frees meanwhile wakes the loop anyway).
+                self._held_back = bool(self._at_cap())
             else:
                 health.ok()
             await wait(self._wake, delay)

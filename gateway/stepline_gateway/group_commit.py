@@ -69,15 +69,6 @@ class Combiner(Generic[W, R]):
         [result] = await self.write_many([write])
         return result
 
-    @property
-    def idle(self) -> bool:
-        """No batch in flight nor queued."""
-        return self._flusher is None or self._flusher.done()
-
-    @property
-    def queued(self) -> int:
-        return len(self._pending)
-
     def waited_too_long(self, within_s: float) -> Exception:
         """What a write that stayed queued for ``within_s`` fails with (``record``)."""
         return TimeoutError(f"no batch took these {self.what} within {within_s:g} s")

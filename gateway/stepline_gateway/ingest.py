@@ -193,8 +193,14 @@ class _Batches(Combiner[_Post, Ingested]):
                     reserved: list[str] = []
                     if posts[0].starts is not None:
                         held.append((posts[0].starts, reserved))
-                    result = await self._ingestor.ingest_on(
-                        conn, events, planned, posts[0].namespace, posts[0].starts, reserved
+                    result = await self._ingestor._ingest(
+                        conn,
+                        events,
+                        planned,
+                        depth=0,
+                        namespace=posts[0].namespace,
+                        starts=posts[0].starts,
+                        reserved=reserved,
                     )
                     combined.append((posts, set(result.new_ids), planned, result))
         except BaseException:
@@ -260,17 +266,33 @@ class Ingestor:
             planned, flowed = self._plan(events, namespace)
             if not flowed:
                 return await self.batches.post(events, planned, namespace, starts)
+            # Routed already: admission decides the flowed runs in the POST's own transaction.
+            return await self.alone(events, planned, namespace, starts, flowed=flowed)
         return await self.alone(events, runs, namespace, starts)
 
     async def alone(
-        self, events: list[Event], runs: list[PlannedRun] | None, namespace: Scope, starts: LocalStarts | None
+        self,
+        events: list[Event],
+        runs: list[PlannedRun] | None,
+        namespace: Scope,
+        starts: LocalStarts | None,
+        *,
+        flowed: list[PlannedRun] | None = None,
     ) -> Ingested:
-        """``events`` in a transaction of their own (``runs``: exactly these runs, as ``ingest`` takes)."""
+        """``events`` in a transaction of their own (``runs``: exactly these runs, as ``ingest`` takes, and
+        ``flowed`` those admission decides)."""
         reserved: list[str] = []
         try:
             async with self.share.transaction(within_s=self.within_s) as conn:
                 result = await self._ingest(
-                    conn, events, runs, depth=0, namespace=namespace, starts=starts, reserved=reserved
+                    conn,
+                    events,
+                    runs,
+                    depth=0,
+                    namespace=namespace,
+                    starts=starts,
+                    reserved=reserved,
+                    flowed=flowed,
                 )
         except BaseException:
             if starts is not None and reserved:
@@ -279,21 +301,6 @@ class Ingestor:
         if starts is not None and reserved:
             starts.adopt(result.leased, result.reserved)
         return result
-
-    async def ingest_on(
-        self,
-        conn: Queryable,
-        events: list[Event],
-        runs: list[PlannedRun],
-        namespace: Scope,
-        starts: LocalStarts | None,
-        reserved: list[str],
-    ) -> Ingested:
-        """``events`` and exactly ``runs`` in the caller's transaction; the slots held for runs that may
-        start here are added to ``reserved`` (the caller adopts or releases them)."""
-        return await self._ingest(
-            conn, events, runs, depth=0, namespace=namespace, starts=starts, reserved=reserved
-        )
 
     def _plan(self, events: list[Event], namespace: Scope) -> tuple[list[PlannedRun], list[PlannedRun]]:
         """The runs routing chooses for the distinct events: those created by the ingest statement, and
@@ -323,15 +330,18 @@ class Ingestor:
         namespace: Scope,
         starts: LocalStarts | None = None,
         reserved: list[str] | None = None,
+        flowed: list[PlannedRun] | None = None,
     ) -> Ingested:
+        """Store ``events`` and start ``planned`` (None: the runs routing chooses) and ``flowed`` (runs that
+        admission decides, routed by the caller) in ``conn``'s transaction."""
         unique: dict[str, Event] = {}
         for event in events:
             unique.setdefault(event.id, event)
         # Routed runs of functions with flow control at ingest are decided after the events are stored
         # (admission.py); every other run is created by the one ingest statement.
-        flowed: list[PlannedRun] = []
         if planned is None:
             planned, flowed = self._plan(list(unique.values()), namespace)
+        flowed = flowed or []
         run_ids = [new_run_id(self._clock.now()) for _ in planned]
         here: list[uuid.UUID] = []
         if starts is not None and reserved is not None:
