@@ -5,9 +5,12 @@ step records (step_combiner.py) and the ends of runs that a call's answer comple
 came in it (run_ends.py). ``record`` queues a write and waits. The first write to arrive while nothing is in
 flight waits ``wait_s`` for company (by default none: one turn of the event loop, since asyncio's timers
 round a fraction of a millisecond up to a whole one); then everything queued goes to Postgres as one
-statement, and whatever arrives while that batch is in flight forms the next one. A batch holds at most one
-write per run (two would make the statement touch a run's rows twice): a second write of a run waits for
-the next batch. Batches are sorted by run id, so the batches of two replicas lock shared rows in one order.
+statement, and whatever arrives while that batch is in flight forms the next one. Up to ``in_flight``
+batches (2 by default) are written at once, each on a connection of its own, so that one batch's commit
+(its WAL flush) overlaps the next one's statement instead of the next batch waiting for it. A run has at
+most one write in flight (two would make statements touch its rows twice, or race): a second write of a
+run waits until the first's batch has committed. Batches are sorted by run id, so the batches of two
+replicas, or two of one, lock shared rows in one order.
 
 Each caller gets its own result: the statement fences every write by its own lease token, so a stale lease
 refuses that write alone. A statement that fails for a reason of its data (not the database being away) is
@@ -40,13 +43,16 @@ class Combiner(Generic[W, R]):
     # What a batch carries, for the log.
     what = "writes"
 
-    def __init__(self, *, enabled: bool = True, wait_s: float = 0.0, max_calls: int = 500) -> None:
+    def __init__(
+        self, *, enabled: bool = True, wait_s: float = 0.0, max_calls: int = 500, in_flight: int = 2
+    ) -> None:
         self.enabled = enabled
         self._wait_s = wait_s
         self._max_calls = max_calls
+        self._max_in_flight = in_flight
         self._pending: list[tuple[W, asyncio.Future[R]]] = []
-        self._in_flight: list[tuple[W, asyncio.Future[R]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        # Each flusher and the batch it is writing (empty while it waits for company or between batches).
+        self._flushers: dict[asyncio.Task[None], list[tuple[W, asyncio.Future[R]]]] = {}
         # Statements sent and calls they carried, for the benchmarks and the tests.
         self.batches = 0
         self.calls = 0
@@ -80,45 +86,63 @@ class Combiner(Generic[W, R]):
             return await self.write_one(write)
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((write, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name=f"group commit of {self.what}")
-            self._flusher.add_done_callback(self._stopped)
+        self._start_flusher()
         if within_s is None:
             return await future
         try:
             return await asyncio.wait_for(asyncio.shield(future), within_s)
         except TimeoutError:
-            if any(taken is future for _, taken in self._in_flight):
+            if any(taken is future for batch in self._flushers.values() for _, taken in batch):
                 return await future  # its batch is being written: the batch decides
             future.cancel()  # the next batch leaves it out
             raise self.waited_too_long(within_s) from None
 
+    def _start_flusher(self) -> None:
+        """A flusher for the queued writes, unless one is free to take them or ``in_flight`` are writing."""
+        if len(self._flushers) >= self._max_in_flight or any(not b for b in self._flushers.values()):
+            return
+        flusher = asyncio.create_task(self._flush(), name=f"group commit of {self.what}")
+        self._flushers[flusher] = []
+        flusher.add_done_callback(self._stopped)
+
     async def _flush(self) -> None:
-        """Send batches until nothing is queued; the task ends then and the next write starts another."""
+        """Send batches until nothing is queued that it may take; the task ends then, and the next write
+        starts another."""
+        me = asyncio.current_task()
+        assert me is not None
         await asyncio.sleep(self._wait_s)
-        while self._pending:
-            self._in_flight = self._take()
-            await self._write(self._in_flight)
-            self._in_flight = []
+        while batch := self._take():
+            self._flushers[me] = batch
+            # What arrives meanwhile may go in a batch alongside this one.
+            if self._pending:
+                self._start_flusher()
+            await self._write(batch)
+            self._flushers[me] = []
+        # What is left queued (if anything) is of runs another batch is writing: its flusher takes it next.
+        del self._flushers[me]
 
     def _stopped(self, task: asyncio.Task[None]) -> None:
-        """The flusher ended: if it was stopped (the gateway stopping) or failed, callers are told."""
+        """A flusher ended: if it was stopped (the gateway stopping) or failed, its callers are told, and
+        the queued writes' callers too when no other flusher is left to take them."""
+        batch = self._flushers.pop(task, [])
         if not task.cancelled() and task.exception() is None:
             return
         # An OSError: callers answer as when the database is away (a 503 to a checkpoint post, an answer
         # kept and recorded again by the executor).
         stopped = ConnectionAbortedError(f"the gateway stopped before these {self.what} were recorded")
-        for _, future in [*self._in_flight, *self._pending]:
+        left = [] if self._flushers else self._pending
+        for _, future in [*batch, *left]:
             if not future.done():
                 future.set_exception(stopped)
-        self._in_flight = []
-        self._pending = []
+        if not self._flushers:
+            self._pending = []
 
     def _take(self) -> list[tuple[W, asyncio.Future[R]]]:
-        """The next batch: queued writes taken in order of arrival, at most ``max_calls``, one per run."""
+        """The next batch: queued writes taken in order of arrival, at most ``max_calls``, one per run and
+        none of a run whose write another batch is writing."""
         batch: list[tuple[W, asyncio.Future[R]]] = []
         left: list[tuple[W, asyncio.Future[R]]] = []
-        runs: set[uuid.UUID] = set()
+        runs: set[uuid.UUID] = {self.run_of(write) for b in self._flushers.values() for write, _ in b}
         for item in self._pending:
             write, future = item
             if future.done():  # its caller gave up waiting

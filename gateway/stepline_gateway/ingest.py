@@ -145,8 +145,8 @@ class _Batches(Combiner[_Post, Ingested]):
 
     what = "ingests"
 
-    def __init__(self, ingestor: Ingestor, *, enabled: bool) -> None:
-        super().__init__(enabled=enabled, max_calls=_BATCH_POSTS)
+    def __init__(self, ingestor: Ingestor, *, enabled: bool, in_flight: int) -> None:
+        super().__init__(enabled=enabled, max_calls=_BATCH_POSTS, in_flight=in_flight)
         self._ingestor = ingestor
         self._arrivals = 0
 
@@ -235,6 +235,7 @@ class Ingestor:
         share: Store | None = None,
         within_s: float | None = None,
         group_commit: bool = True,
+        in_flight: int = 2,
     ) -> None:
         self._store = store
         self.share = share or store
@@ -243,7 +244,7 @@ class Ingestor:
         self._clock = clock
         self._metrics = metrics
         self._admission = Admission(store, clock, metrics=metrics)
-        self.batches = _Batches(self, enabled=group_commit)
+        self.batches = _Batches(self, enabled=group_commit, in_flight=in_flight)
 
     async def ingest(
         self,

@@ -172,12 +172,11 @@ class Gateway:
         self.metrics.watch_pool("ingest", self.ingest_store)
         if self._read_store is not None:
             self.metrics.watch_pool("replica", self._read_store)
-        self.step_combiner = StepCombiner(
-            self.store, enabled=not settings.no_group_commit, wait_s=settings.group_commit_wait_ms / 1000
-        )
-        self.run_ends = RunEndCombiner(
-            self.store, enabled=not settings.no_group_commit, wait_s=settings.group_commit_wait_ms / 1000
-        )
+        combining = not settings.no_group_commit
+        wait_s = settings.group_commit_wait_ms / 1000
+        in_flight = settings.group_commit_in_flight
+        self.step_combiner = StepCombiner(self.store, enabled=combining, wait_s=wait_s, in_flight=in_flight)
+        self.run_ends = RunEndCombiner(self.store, enabled=combining, wait_s=wait_s, in_flight=in_flight)
         self.history = HistoryDays(
             store=self.store, clock=self.clock, retention=datetime.timedelta(hours=settings.retention_h)
         )
@@ -195,6 +194,7 @@ class Gateway:
             share=self.ingest_store,
             within_s=settings.ingest_wait_s,
             group_commit=not settings.no_group_commit,
+            in_flight=settings.group_commit_in_flight,
         )
         self.dispatcher = Dispatcher(
             store=self.store,

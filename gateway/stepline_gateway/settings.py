@@ -142,6 +142,13 @@ class Settings(BaseSettings):
         description="how long the first checkpoint post or run end arriving while no batch is in flight waits"
         " for others to join it (0: one turn of the event loop; timers round up to a millisecond)",
     )
+    group_commit_in_flight: int = Field(
+        default=2,
+        ge=1,
+        le=8,
+        description="batches of checkpoint posts, of run ends and of small POST /e each written at once, "
+        "each on a connection of its own: a batch's commit overlaps the next one's statement",
+    )
     no_metrics: bool = Field(
         default=False,
         description="count nothing per call or run and answer GET /metrics with 404 (the queue is still "

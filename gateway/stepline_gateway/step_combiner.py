@@ -24,8 +24,16 @@ class StepCombiner(Combiner[StepWrite, RecordedSteps]):
 
     what = "checkpoint posts"
 
-    def __init__(self, store: Store, *, enabled: bool = True, wait_s: float = 0.0, max_calls: int = 500):
-        super().__init__(enabled=enabled, wait_s=wait_s, max_calls=max_calls)
+    def __init__(
+        self,
+        store: Store,
+        *,
+        enabled: bool = True,
+        wait_s: float = 0.0,
+        max_calls: int = 500,
+        in_flight: int = 2,
+    ) -> None:
+        super().__init__(enabled=enabled, wait_s=wait_s, max_calls=max_calls, in_flight=in_flight)
         self._store = store
 
     def run_of(self, write: StepWrite) -> uuid.UUID:

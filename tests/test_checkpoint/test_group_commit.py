@@ -155,8 +155,9 @@ async def test_a_crash_between_batches_loses_nothing_recorded(database_url: str)
         # The process stops while the next batch waits to be sent: its callers are never told "recorded".
         waiting = [asyncio.create_task(combiner.record(write_for(c, steps_of(c)))) for c in calls[2:]]
         await asyncio.sleep(0)
-        assert combiner._flusher is not None
-        combiner._flusher.cancel()
+        assert combiner._flushers
+        for flusher in list(combiner._flushers):
+            flusher.cancel()
         outcomes = await asyncio.gather(*waiting, return_exceptions=True)
         assert all(isinstance(o, ConnectionAbortedError) for o in outcomes), outcomes
         # Seen afresh from another connection: every acknowledged step is there, the rest are not.

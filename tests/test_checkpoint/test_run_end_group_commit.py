@@ -145,8 +145,9 @@ async def test_a_crash_between_batches_loses_nothing_recorded(database_url: str)
         # The process stops while the next batch waits to be sent: its callers are never told "ended".
         waiting = [asyncio.create_task(combiner.record(end_for(c, "late"))) for c in calls[2:]]
         await asyncio.sleep(0)
-        assert combiner._flusher is not None
-        combiner._flusher.cancel()
+        assert combiner._flushers
+        for flusher in list(combiner._flushers):
+            flusher.cancel()
         outcomes = await asyncio.gather(*waiting, return_exceptions=True)
         assert all(isinstance(o, ConnectionAbortedError) for o in outcomes), outcomes
         stored = await runs(database_url)

@@ -331,7 +331,11 @@ async def test_max_interval_posts_what_is_buffered_while_a_step_runs(database_ur
     async with service(database_url, batched) as svc:
         run = await svc.finished(await svc.start("app/timed"))
     assert run["output"] == [1, "waited", 3]
-    assert paths(run) == {"t1": True, "t2": False, "t3": False}
+    # t1 was posted by the interval while t2 ran (t2 waited for it). t2 and t3 come with the end, or by a
+    # later tick when the event loop lags by more than the interval (a loaded machine).
+    recorded = paths(run)
+    assert recorded["t1"] is True
+    assert set(recorded) == {"t1", "t2", "t3"}
     assert svc.calls == {"app-timed": 1}
 
 

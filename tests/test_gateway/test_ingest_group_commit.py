@@ -1,8 +1,9 @@
 """Group commit of ingest (ingest.py): the small POSTs that arrive while an ingest is in flight share one
 statement and one commit, each answered with its own ids and runs, as if they had been sent one by one.
 
-The first POST is held on a lock of the events table, so that the others queue behind it for certain; when
-the lock goes, they are ingested together. Real gateway, real Postgres, real HTTP.
+Two POSTs are held on a lock of the events table (one in each of the two batches the gateway writes at
+once), so that the others queue behind them for certain; when the lock goes, they are ingested together.
+Real gateway, real Postgres, real HTTP.
 """
 
 from __future__ import annotations
@@ -27,11 +28,23 @@ PARKED = "http://127.0.0.1:9/api/inngest"
 POSTS = 20
 
 
-async def _ingest_waits(admin: asyncpg.Connection) -> bool:
+async def _ingest_waits(admin: asyncpg.Connection, batches: int = 1) -> bool:
     waiting = await admin.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%event_ids%'"
     )
-    return bool(waiting)
+    return bool(waiting >= batches)
+
+
+async def hold_both_batches(
+    gw: RunningGateway, admin: asyncpg.Connection, key: str
+) -> list[asyncio.Task[Any]]:
+    """While the events are locked: a POST in each of the two batches written at once, waiting on the lock."""
+    held: list[asyncio.Task[Any]] = []
+    for n in (1, 2):
+        body = [{"name": "shop/held", "data": {}, "id": f"held-{n}"}]
+        held.append(asyncio.create_task(gw.http.post(f"/e/{key}", json=body)))
+        await eventually(lambda n=n: _ingest_waits(admin, n), timeout=10)
+    return held
 
 
 @contextlib.asynccontextmanager
@@ -55,13 +68,13 @@ async def events_locked(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 async def held_then_together(
     gw: RunningGateway, database_url: str, posts: list[tuple[str, list[dict[str, Any]]]]
 ) -> list[httpx.Response]:
-    """Send the first POST while the events are locked, the rest once it waits on the lock; then unlock."""
+    """While the events are locked, hold both batches, then send ``posts``; unlock: their answers."""
     async with events_locked(database_url) as admin:
-        first = asyncio.create_task(gw.http.post(f"/e/{posts[0][0]}", json=posts[0][1]))
-        await eventually(lambda: _ingest_waits(admin), timeout=10)
-        rest = [asyncio.create_task(gw.http.post(f"/e/{key}", json=body)) for key, body in posts[1:]]
+        held = await hold_both_batches(gw, admin, posts[0][0])
+        rest = [asyncio.create_task(gw.http.post(f"/e/{key}", json=body)) for key, body in posts]
         await asyncio.sleep(0.3)  # every POST has reached the combiner
-    return [await first, *[await task for task in rest]]
+    assert [(await task).status_code for task in held] == [200, 200]
+    return [await task for task in rest]
 
 
 async def test_posts_that_arrive_together_share_a_statement_and_each_gets_its_own_answer(
@@ -77,8 +90,8 @@ async def test_posts_that_arrive_together_share_a_statement_and_each_gets_its_ow
         assert [answer.status_code for answer in answers] == [200] * POSTS
         assert [answer.json()["ids"] for answer in answers] == [[f"pay-{n}"] for n in range(POSTS)]
         assert [answer.json()["runs_started"] for answer in answers] == [1] * POSTS
-        # The first POST alone, the nineteen that queued behind it in one statement.
-        assert batches.batches - before == 2
+        # The two held POSTs alone, the twenty that queued behind them in one statement.
+        assert batches.batches - before == 3
         for n in range(POSTS):
             assert [run["function_id"] for run in await gw.runs_of(f"pay-{n}")] == ["shop-pay"]
 
@@ -110,7 +123,7 @@ async def test_one_event_in_two_posts_of_a_batch_is_new_once_and_starts_one_run(
         # As if sent one after the other: whichever came first started the run, the other was a duplicate.
         assert sorted([started[1], started[3]]) == [0, 1]
         assert len(await gw.runs_of("same")) == 1
-        assert batches.batches - before == 2
+        assert batches.batches - before == 3
 
 
 async def test_posts_of_two_namespaces_in_one_batch_reach_only_their_own(database_url: str) -> None:
@@ -141,7 +154,7 @@ async def test_posts_of_two_namespaces_in_one_batch_reach_only_their_own(databas
             before = batches.batches
             answers = await held_then_together(gw, database_url, posts)
             assert [answer.json()["runs_started"] for answer in answers] == [1, 1, 1, 2]
-            assert batches.batches - before == 2
+            assert batches.batches - before == 3
             for event_id, expected in (
                 ("to-a", ["team-a/shop-pay"]),
                 ("to-b", ["team-b/shop-pay"]),
@@ -164,19 +177,18 @@ async def test_posts_of_two_namespaces_in_one_batch_reach_only_their_own(databas
             await routes.close()
 
 
-async def test_a_post_queued_behind_a_batch_held_up_is_refused_in_time_and_stores_nothing(
+async def test_a_post_queued_behind_the_batches_held_up_is_refused_in_time_and_stores_nothing(
     database_url: str,
 ) -> None:
     async with running_gateway(database_url, concurrency=0, ingest_wait_s=0.5) as gw:
         await gw.publish(route("shop-pay", PARKED, {"event": "shop/pay"}))
         async with events_locked(database_url) as admin:
-            held = asyncio.create_task(gw.http.post("/e/k", json=[{"name": "shop/pay", "id": "held"}]))
-            await eventually(lambda: _ingest_waits(admin), timeout=10)
+            held = await hold_both_batches(gw, admin, "k")
             queued = await gw.http.post("/e/k", json=[{"name": "shop/pay", "id": "queued"}])
             # It waited --ingest-wait-s for a batch to take it, as for a connection: 503, send it again.
             assert queued.status_code == 503, queued.text
             assert queued.headers["retry-after"] == "1"
             assert "busy taking in events" in queued.json()["error"]
-        assert (await held).status_code == 200
+        assert [(await task).status_code for task in held] == [200, 200]
         assert (await gw.http.get("/v1/events/queued")).status_code == 404
-        assert len(await gw.runs_of("held")) == 1
+        assert (await gw.http.get("/v1/events/held-2")).status_code == 200
