@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import orjson
 from stepline import signing
 from stepline.protocol import REQUEST_VERSION, Header, ServerKind
 from stepline_store.identity import DEFAULT_NAMESPACE, split_function_id, wire_function_id
@@ -103,6 +104,18 @@ class Call:
             "version": 2,
             "use_api": False,
         }
+
+
+def wire_json(payload: dict[str, Any]) -> bytes:
+    """A call's body as compact JSON: by orjson (a tenth of the standard library's time on a call's body),
+    by the standard library for what orjson does not encode (integers beyond 64 bits, which a step's JSON
+    output may hold). The payload is decoded JSON (the run's event and memos from Postgres), so it holds no
+    NaN; a number too large for a double, decoded as infinity, is written null (the standard library would
+    write ``Infinity``, which is not JSON)."""
+    try:
+        return orjson.dumps(payload)
+    except TypeError:
+        return json.dumps(payload, separators=(",", ":")).encode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -225,7 +238,7 @@ class Caller:
             data = signing.canonical_dumps(payload)
             headers[Header.SIGNATURE] = signing.sign(data, keys.current)
         else:
-            data = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+            data = wire_json(payload)
         params = {"fnId": wire_id, "stepId": call.step_id}
         timeout = self._timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
         try:
